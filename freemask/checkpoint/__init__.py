@@ -1,0 +1,3 @@
+from .checkpointer import Checkpointer, CheckpointError
+
+__all__ = ["Checkpointer", "CheckpointError"]

@@ -1,0 +1,76 @@
+"""fvcore's Checkpointer with safe loading, atomic saves and errors that name the file."""
+import os
+import pickle
+import zipfile
+from typing import Any, Dict, List, Optional
+
+import torch
+from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be used; the message names the file and what to do."""
+
+
+class Checkpointer(_FvcoreCheckpointer):
+    """Saves ``model``, optimizer, scheduler, grad scaler ... and finds ``last_checkpoint`` like detectron2.
+
+    Differences from fvcore: files are loaded with ``weights_only=True`` (a checkpoint is untrusted input) unless the
+    caller opts out; a save goes to a temporary file renamed into place, so an interrupted save never leaves a
+    truncated ``model_final.pth`` or a ``last_checkpoint`` that points to one.
+    """
+
+    def __init__(self, *args: Any, allow_unsafe: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.allow_unsafe = allow_unsafe
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info("Saving checkpoint to %s", path)
+        _atomic_torch_save(data, path)
+        tmp = os.path.join(self.save_dir, "last_checkpoint.tmp")
+        with open(tmp, "w") as f:
+            f.write(os.path.basename(path))
+        os.replace(tmp, os.path.join(self.save_dir, "last_checkpoint"))
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        if path and not os.path.isfile(path):
+            raise CheckpointError(
+                f"{path}: checkpoint not found (only local files are read; download a remote one first); "
+                "check MODEL.WEIGHTS or OUTPUT_DIR/last_checkpoint"
+            )
+        return super().load(path, checkpointables)
+
+    def _load_file(self, f: str) -> Dict[str, Any]:
+        try:
+            loaded = torch.load(f, map_location="cpu", weights_only=not self.allow_unsafe)
+        except pickle.UnpicklingError as e:
+            if "weights_only" in str(e):
+                raise CheckpointError(
+                    f"{f}: holds Python objects beyond tensors and plain containers; if you trust the file, set "
+                    "MODEL.ALLOW_UNSAFE_WEIGHTS True"
+                ) from None
+            raise CheckpointError(f"{f}: corrupt or not a PyTorch checkpoint ({e}); re-download or re-save it") from None
+        except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+            reason = " ".join(str(e).split())[:200]
+            raise CheckpointError(f"{f}: corrupt or truncated checkpoint ({reason}); re-download or re-save it") from None
+        if not isinstance(loaded, dict):
+            raise CheckpointError(f"{f}: expected a dict of tensors, got {type(loaded).__name__}")
+        if "model" not in loaded:
+            loaded = {"model": loaded.get("state_dict", loaded)}
+        return loaded
+
+
+def _atomic_torch_save(data: Dict[str, Any], path: str) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

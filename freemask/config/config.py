@@ -1,0 +1,79 @@
+"""yacs/fvcore config node with key checking that names the offending key and the closest valid one."""
+import difflib
+from typing import Any, Dict, Iterator, List
+
+import yaml
+from fvcore.common.config import CfgNode as _FvcoreCfgNode
+
+
+class ConfigError(ValueError):
+    """A config file or override the user wrote is wrong; the message says where and how to fix it."""
+
+
+class CfgNode(_FvcoreCfgNode):
+    """fvcore's CfgNode (``_BASE_`` inheritance, safe YAML) whose merges fail with one line per mistake.
+
+    yacs reports an unknown key as ``KeyError: 'Non-existent config key: ...'`` from deep inside a recursive merge;
+    a user who typed ``SOLVER.BASE_LR_TYPO`` needs to read ``did you mean SOLVER.BASE_LR`` instead.
+    """
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        try:
+            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        except FileNotFoundError as e:
+            raise ConfigError(f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path") from None
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(
+                f"{cfg_filename}: not a valid YAML config ({problem}); configs are plain YAML, python tags are refused"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{cfg_filename}: a config file must hold a mapping of KEY: value, got {type(loaded).__name__}")
+        for key in _flatten_keys(loaded):
+            self._check_key(key, cfg_filename)
+        try:
+            self.merge_from_other_cfg(type(self)(loaded))
+        except ValueError as e:
+            raise ConfigError(f"{cfg_filename}: {_one_line(e)}") from None
+
+    def merge_from_list(self, cfg_list: List[str]) -> None:
+        if len(cfg_list) % 2:
+            raise ConfigError(f"overrides must be KEY VALUE pairs; '{cfg_list[-1]}' has no value")
+        for key in cfg_list[0::2]:
+            self._check_key(key, "command line")
+        try:
+            super().merge_from_list(cfg_list)
+        except (ValueError, AssertionError) as e:
+            raise ConfigError(f"command line: {_one_line(e)}") from None
+
+    def _check_key(self, full_key: str, source: str) -> None:
+        node: Any = self
+        for part in full_key.split("."):
+            if not isinstance(node, _FvcoreCfgNode) or part not in node:
+                valid = list(self.all_keys())
+                close = difflib.get_close_matches(full_key, valid, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]}?" if close else "; see freemask/config/defaults.py for valid keys"
+                raise ConfigError(f"{source}: unknown config key {full_key}{hint}")
+            node = node[part]
+
+    def all_keys(self, prefix: str = "") -> Iterator[str]:
+        """Every leaf key of the tree as a dotted path, e.g. ``SOLVER.BASE_LR``."""
+        for key, value in self.items():
+            full = f"{prefix}{key}"
+            if isinstance(value, _FvcoreCfgNode):
+                yield from value.all_keys(full + ".")
+            else:
+                yield full
+
+
+def _flatten_keys(tree: Dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+

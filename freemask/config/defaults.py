@@ -1,0 +1,160 @@
+"""The complete default configuration tree.
+
+Every key a config file or a command-line override may set is declared here, with the value used when nobody sets
+it, so one tree holds every key and a typo is caught before training starts.
+"""
+import torch
+
+from .config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 1
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "SemanticFPN"
+_C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# Checkpoint of the whole model, loaded before training or for --eval-only.
+_C.MODEL.WEIGHTS = ""
+# Checkpoints are loaded with torch.load(weights_only=True); set True only for files you trust.
+_C.MODEL.ALLOW_UNSAFE_WEIGHTS = False
+# RGB order, 0..255 scale (the ImageNet statistics used by MMSegmentation and the FreeMask release).
+_C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+_C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "TimmBackbone"
+# A timm model name, e.g. resnet50, resnet18.
+_C.MODEL.BACKBONE.TIMM_NAME = "resnet50"
+# Local file with ImageNet weights for the backbone (timm .pth/.safetensors); "" trains from scratch.
+_C.MODEL.BACKBONE.PRETRAINED = ""
+# Stages before this index are frozen (0 = nothing frozen, 1 = stem, 2 = stem + res2, ...).
+_C.MODEL.BACKBONE.FREEZE_AT = 0
+# BN (trainable batch norm) | FrozenBN (statistics and affine parameters fixed, as for ImageNet-initialised ResNets)
+_C.MODEL.BACKBONE.NORM = "BN"
+_C.MODEL.BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
+
+_C.MODEL.SEM_SEG_HEAD = CN()
+_C.MODEL.SEM_SEG_HEAD.NAME = "SemanticFPNHead"
+_C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+_C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 150
+_C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+# Channels of the FPN levels and of the semantic head's towers.
+_C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 256
+_C.MODEL.SEM_SEG_HEAD.HEAD_DIM = 128
+_C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
+_C.MODEL.SEM_SEG_HEAD.NORM = "GN"
+_C.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
+_C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Input pipeline (FreeMask / MMSegmentation ADE20K 512x512 recipe by default)
+# ---------------------------------------------------------------------------------------------------------------------
+_C.INPUT = CN()
+_C.INPUT.FORMAT = "RGB"
+# Training resize: shortest edge drawn from MIN_SIZE_TRAIN ("choice") or uniformly in its [min, max] ("range").
+_C.INPUT.MIN_SIZE_TRAIN = [int(512 * x / 10) for x in range(5, 21)]
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+_C.INPUT.MAX_SIZE_TRAIN = 2048
+# Test resize: shortest edge MIN_SIZE_TEST, longest edge at most MAX_SIZE_TEST.
+_C.INPUT.MIN_SIZE_TEST = 512
+_C.INPUT.MAX_SIZE_TEST = 2048
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.ENABLED = True
+_C.INPUT.CROP.SIZE = [512, 512]
+# Re-draw the crop (up to 10 times) while one category covers more than this fraction of it (ignore excluded).
+_C.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA = 0.75
+_C.INPUT.RANDOM_FLIP = "horizontal"
+# Photometric distortion: brightness, contrast, saturation, hue (MMSegmentation's PhotoMetricDistortion).
+_C.INPUT.COLOR_AUG_SSD = True
+# Pad batched images so height and width are multiples of this (0 = no constraint).
+_C.INPUT.SIZE_DIVISIBILITY = 512
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = []
+# Synthetic training sets, mixed with DATASETS.TRAIN as DATALOADER.SYN_RATIO says.
+_C.DATASETS.TRAIN_SYN = []
+# One integer per dataset of TRAIN + TRAIN_SYN (in that order): how many times its list is repeated in the plain
+# concatenation used when SYN_RATIO is 0. Empty = 1 for all (the FreeMask release used real x11 for ADE20K).
+_C.DATASETS.REPEAT_FACTORS = []
+_C.DATASETS.TEST = []
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data loader
+# ---------------------------------------------------------------------------------------------------------------------
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4
+# Fraction of every global batch drawn from DATASETS.TRAIN_SYN (0.5 = exactly half synthetic, the real set
+# over-sampled). 0 concatenates all training sets (with REPEAT_FACTORS) and shuffles them instead.
+_C.DATALOADER.SYN_RATIO = 0.0
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER = "ADAMW"
+_C.SOLVER.BASE_LR = 1e-4
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.BETAS = [0.9, 0.999]
+_C.SOLVER.EPS = 1e-8
+_C.SOLVER.WEIGHT_DECAY = 0.05
+# Weight decay of normalisation layers' parameters and of embeddings (queries, position tables).
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+_C.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+# Learning-rate multiplier of every parameter under `backbone.`.
+_C.SOLVER.BACKBONE_MULTIPLIER = 0.1
+# Extra multipliers: a list of [name_substring, lr_multiplier, weight_decay_multiplier]; the first match wins and
+# replaces BACKBONE_MULTIPLIER for that parameter, e.g. [["decode_head", 10.0, 1.0]].
+_C.SOLVER.CUSTOM_MULTIPLIERS = []
+_C.SOLVER.MAX_ITER = 160000
+_C.SOLVER.IMS_PER_BATCH = 16
+# WarmupPolyLR | WarmupCosineLR | WarmupMultiStepLR
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
+_C.SOLVER.POLY_LR_POWER = 0.9
+_C.SOLVER.STEPS = [30000]
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_FACTOR = 1.0
+_C.SOLVER.WARMUP_ITERS = 0
+_C.SOLVER.WARMUP_METHOD = "linear"
+_C.SOLVER.CHECKPOINT_PERIOD = 1000
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# full_model (one L2 norm over all parameters) | value (clamp each gradient) | norm (one norm per parameter)
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "full_model"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+# bfloat16 (no loss scaling needed) | float16 (with a gradient scaler)
+_C.SOLVER.AMP.DTYPE = "bfloat16"
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Test
+# ---------------------------------------------------------------------------------------------------------------------
+_C.TEST = CN()
+# Evaluate every EVAL_PERIOD iterations (0 = only at the end).
+_C.TEST.EVAL_PERIOD = 5000
+_C.TEST.AUG = CN()
+# Multi-scale (+ flip) inference: scale ratios relative to the test resize.
+_C.TEST.AUG.ENABLED = False
+_C.TEST.AUG.RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+_C.TEST.AUG.FLIP = True
+_C.TEST.SLIDING_WINDOW = CN()
+_C.TEST.SLIDING_WINDOW.ENABLED = False
+_C.TEST.SLIDING_WINDOW.CROP_SIZE = [512, 512]
+_C.TEST.SLIDING_WINDOW.STRIDE = [341, 341]
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"
+# Seed of every random choice (sampling, augmentation, initialisation); negative = drawn from the clock.
+_C.SEED = -1
+# Iterations between console / metrics.json / TensorBoard writes.
+_C.LOG_PERIOD = 20

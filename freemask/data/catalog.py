@@ -1,0 +1,85 @@
+"""Dataset and metadata catalogs with detectron2's interface.
+
+A dataset is registered as a name and a function returning its records; the function runs on first use, so
+registering every builtin dataset at import touches no disk.
+"""
+from typing import Any, Callable, Dict, List
+
+
+class DatasetNotRegisteredError(KeyError):
+    """A dataset name used in a config was never registered."""
+
+
+class _DatasetCatalog:
+    def __init__(self) -> None:
+        self._loaders: Dict[str, Callable[[], List[dict]]] = {}
+
+    def register(self, name: str, loader: Callable[[], List[dict]]) -> None:
+        if name in self._loaders:
+            raise ValueError(f"dataset '{name}' is already registered")
+        self._loaders[name] = loader
+
+    def get(self, name: str) -> List[dict]:
+        """Records of a dataset: dicts with at least ``file_name`` and ``sem_seg_file_name``."""
+        if name not in self._loaders:
+            known = ", ".join(sorted(self._loaders)) or "none"
+            raise DatasetNotRegisteredError(f"dataset '{name}' is not registered; registered datasets: {known}")
+        return self._loaders[name]()
+
+    def list(self) -> List[str]:
+        return list(self._loaders)
+
+    def remove(self, name: str) -> None:
+        self._loaders.pop(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._loaders
+
+
+class Metadata:
+    """Attributes of one dataset (``stuff_classes``, ``stuff_colors``, ``ignore_label``, ``evaluator_type`` ...).
+
+    Attributes are set once; setting one again to a different value is an error, which catches two registrations
+    disagreeing about the same dataset.
+    """
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    def __getattr__(self, key: str) -> Any:
+        known = ", ".join(k for k in self.__dict__ if k != "name")
+        raise AttributeError(f"metadata of dataset '{self.name}' has no '{key}' (it has: {known or 'nothing'})")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in self.__dict__ and self.__dict__[key] != value:
+            raise ValueError(f"metadata '{key}' of dataset '{self.name}' is already set to a different value")
+        object.__setattr__(self, key, value)
+
+    def set(self, **kwargs: Any) -> "Metadata":
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+        return self
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__dict__.get(key, default)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _MetadataCatalog:
+    def __init__(self) -> None:
+        self._metadata: Dict[str, Metadata] = {}
+
+    def get(self, name: str) -> Metadata:
+        """The metadata of ``name``, created empty on first access (as in detectron2)."""
+        if name not in self._metadata:
+            self._metadata[name] = Metadata(name)
+        return self._metadata[name]
+
+    def remove(self, name: str) -> None:
+        self._metadata.pop(name, None)
+
+
+DatasetCatalog = _DatasetCatalog()
+MetadataCatalog = _MetadataCatalog()

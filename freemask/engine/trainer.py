@@ -1,0 +1,199 @@
+"""Iteration-based trainer: DDP, AMP, gradient clipping, periodic checkpoints and evaluation, resumable."""
+import logging
+import math
+import os
+import resource
+import time
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import torch
+from fvcore.common.checkpoint import PeriodicCheckpointer
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint import Checkpointer
+from ..config import CfgNode
+from ..data import build_test_loader, build_train_loader
+from ..evaluation import SemSegEvaluator, inference_on_dataset
+from ..modeling import build_model
+from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
+from ..utils import comm
+from ..utils.events import MetricStorage, default_writers
+
+logger = logging.getLogger(__name__)
+
+
+def iteration_seed(seed: int, iteration: int, rank: int) -> int:
+    """The torch seed of one iteration on one rank (dropout, point sampling ...).
+
+    Re-seeding every iteration makes iteration ``k`` compute the same thing whether the run started at 0 or was
+    resumed at ``k``, which a single seed at start-up cannot give.
+    """
+    return (seed * 1_000_003 + iteration * 7919 + rank) % 2**63
+
+
+class Trainer:
+    """Trains ``cfg.MODEL`` on ``cfg.DATASETS.TRAIN`` for ``SOLVER.MAX_ITER`` iterations.
+
+    The ``build_*`` class methods are the seams a project overrides (another loader, evaluator or optimizer)
+    without copying the loop.
+    """
+
+    def __init__(self, cfg: CfgNode) -> None:
+        self.cfg = cfg
+        model = self.build_model(cfg)
+        self.optimizer = self.build_optimizer(cfg, model)
+        self.scheduler = build_lr_scheduler(cfg, self.optimizer)
+        self.device_type = torch.device(cfg.MODEL.DEVICE).type
+        amp = cfg.SOLVER.AMP
+        if amp.DTYPE not in ("bfloat16", "float16"):
+            raise ValueError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
+        self.amp_dtype: Optional[torch.dtype] = getattr(torch, amp.DTYPE) if amp.ENABLED else None
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp_dtype == torch.float16)
+        self.clip_gradients = build_gradient_clipper(cfg)
+        self.model_without_ddp = model
+        self.model: nn.Module = model
+        if comm.get_world_size() > 1:
+            device_ids = [comm.get_local_rank()] if self.device_type == "cuda" else None
+            self.model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        self.checkpointer = Checkpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            save_to_disk=comm.is_main_process(),
+            allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            grad_scaler=self.scaler,
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+
+    # ----------------------------------------------------------------------------------------------------- seams
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> nn.Module:
+        model = build_model(cfg)
+        n_params = sum(p.numel() for p in model.parameters())
+        logger.info("Model %s: %.2fM parameters", cfg.MODEL.META_ARCHITECTURE, n_params / 1e6)
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode, start_iter: int):
+        return build_train_loader(cfg, start_iter=start_iter)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_dir: str) -> SemSegEvaluator:
+        return SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
+
+    # ------------------------------------------------------------------------------------------------ checkpoint
+    def resume_or_load(self, resume: bool = True) -> None:
+        """With ``resume`` and a checkpoint in OUTPUT_DIR: restore everything and continue after its iteration.
+        Otherwise load only the model weights of MODEL.WEIGHTS (if any) and start at iteration 0."""
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            self.start_iter = checkpoint.get("iteration", -1) + 1
+            logger.info("Resuming at iteration %d", self.start_iter)
+
+    # ----------------------------------------------------------------------------------------------------- train
+    def train(self) -> Dict[str, Dict[str, float]]:
+        """Run the remaining iterations, evaluating every TEST.EVAL_PERIOD and at the end; returns the last results."""
+        cfg = self.cfg
+        writers = default_writers(cfg.OUTPUT_DIR, self.max_iter) if comm.is_main_process() else []
+        storage = MetricStorage()
+        periodic = PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter)
+        results: Dict[str, Dict[str, float]] = {}
+        logger.info("Starting training from iteration %d", self.start_iter)
+        self.model.train()
+        data_iter = iter(self.build_train_loader(cfg, self.start_iter))
+        try:
+            for iteration in range(self.start_iter, self.max_iter):
+                storage.iter = iteration
+                self.run_step(data_iter, iteration, storage)
+                periodic.step(iteration)
+                last = iteration == self.max_iter - 1
+                period = cfg.TEST.EVAL_PERIOD
+                if cfg.DATASETS.TEST and (last or (period > 0 and (iteration + 1) % period == 0)):
+                    results = self.test(cfg, self.model_without_ddp)
+                    storage.put_scalars(**_flatten_results(results))
+                    self.model.train()
+                if last or (iteration + 1) % cfg.LOG_PERIOD == 0:
+                    for writer in writers:
+                        writer.write(storage)
+                    storage.clear()
+        finally:
+            for writer in writers:
+                writer.close()
+        return results
+
+    def run_step(self, data_iter, iteration: int, storage: MetricStorage) -> None:
+        start = time.perf_counter()
+        batch = next(data_iter)
+        data_time = time.perf_counter() - start
+        torch.manual_seed(iteration_seed(self.cfg.SEED, iteration, comm.get_rank()))
+        with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            loss_dict = self.model(batch)
+        losses = sum(loss_dict.values())
+        reduced = self._reduce_losses(loss_dict)
+        total = sum(reduced.values())
+        if not math.isfinite(total):
+            raise FloatingPointError(
+                f"loss is {total} at iteration {iteration} ({_format(reduced)}); training stopped, the last "
+                f"checkpoint in {self.cfg.OUTPUT_DIR} is intact — lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses).backward()
+        self.scaler.unscale_(self.optimizer)
+        self.clip_gradients(p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        storage.put_scalars(
+            total_loss=total, **reduced, lr=lr, time=time.perf_counter() - start, data_time=data_time,
+            max_mem_mb=_peak_memory_mb(self.device_type),
+        )
+
+    def _reduce_losses(self, loss_dict: Dict[str, torch.Tensor]) -> Dict[str, float]:
+        """Mean of every loss over ranks, as Python floats (one small all-reduce per iteration)."""
+        names = sorted(loss_dict)
+        values = torch.stack([loss_dict[k].detach().float() for k in names])
+        values = comm.all_reduce_sum(values) / comm.get_world_size()
+        return dict(zip(names, values.tolist()))
+
+    # ------------------------------------------------------------------------------------------------------ test
+    @classmethod
+    def test(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Dict[str, float]]:
+        """Evaluate ``model`` on every dataset of DATASETS.TEST; results per dataset name (single dataset: unnested)."""
+        results: Dict[str, Dict[str, float]] = OrderedDict()
+        for name in cfg.DATASETS.TEST:
+            output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
+            if len(cfg.DATASETS.TEST) > 1:
+                output_dir = os.path.join(output_dir, name)
+            evaluator = cls.build_evaluator(cfg, name, output_dir)
+            results[name] = inference_on_dataset(model, build_test_loader(cfg, name), evaluator)
+            logger.info("Evaluation on %s: %s", name, _format(results[name].get("sem_seg", {}), keys=("mIoU", "fwIoU", "mACC", "pACC")))
+        return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
+
+
+def _flatten_results(results: Dict, prefix: str = "") -> Dict[str, float]:
+    flat: Dict[str, float] = {}
+    for key, value in results.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_results(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and math.isfinite(value):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def _format(values: Dict[str, float], keys: Optional[List[str]] = None) -> str:
+    return ", ".join(f"{k}={values[k]:.4g}" for k in (keys or sorted(values)) if k in values)
+
+
+def _peak_memory_mb(device_type: str) -> float:
+    if device_type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,49 @@
+"""Registries for the parts users extend, and the builders that turn a config into modules.
+
+A new meta-architecture, backbone or head is a class registered with one decorator and a ``from_config`` class
+method; nothing else in the engine needs to change.
+"""
+from typing import Dict
+
+import torch
+from fvcore.common.registry import Registry
+from torch import nn
+
+from ..config import CfgNode, ConfigError
+from .backbone.base import Backbone, ShapeSpec
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the constructor's keyword arguments."
+BACKBONE_REGISTRY = Registry("BACKBONE")
+BACKBONE_REGISTRY.__doc__ = "Feature extractors returning ``{name: (N, C, H/stride, W/stride)}``; see Backbone."
+SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
+SEM_SEG_HEADS_REGISTRY.__doc__ = "Heads mapping backbone features to per-class outputs, built from the backbone's shapes."
+PIXEL_DECODER_REGISTRY = Registry("PIXEL_DECODER")
+PIXEL_DECODER_REGISTRY.__doc__ = "Pixel decoders of mask-classification models (Mask2Former's MSDeformAttn decoder)."
+TRANSFORMER_DECODER_REGISTRY = Registry("TRANSFORMER_DECODER")
+TRANSFORMER_DECODER_REGISTRY.__doc__ = "Query-based transformer decoders of mask-classification models."
+
+
+def _lookup(registry: Registry, name: str, key: str):
+    try:
+        return registry.get(name)
+    except KeyError:
+        known = ", ".join(sorted(name for name, _ in registry))
+        raise ConfigError(f"{key} '{name}' is not registered; registered: {known}") from None
+
+
+def build_backbone(cfg: CfgNode) -> Backbone:
+    cls = _lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
+    return cls(**cls.from_config(cfg))
+
+
+def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+    cls = _lookup(SEM_SEG_HEADS_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.NAME, "MODEL.SEM_SEG_HEAD.NAME")
+    return cls(input_shape, **cls.from_config(cfg, input_shape))
+
+
+def build_model(cfg: CfgNode) -> nn.Module:
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``."""
+    cls = _lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
+    model = cls(**cls.from_config(cfg))
+    return model.to(torch.device(cfg.MODEL.DEVICE))

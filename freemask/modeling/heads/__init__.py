@@ -1,0 +1,1 @@
+from . import semantic_fpn_head  # noqa: F401  (registration)

@@ -1,0 +1,84 @@
+"""What every semantic-segmentation meta-architecture shares: normalisation, batching, inference modes."""
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import CfgNode
+from ...evaluation.inference import SegmentationInference
+
+
+class SemanticSegmentor(nn.Module):
+    """Base class: ``forward(list of mapper dicts)`` returns losses in training and per-image scores in evaluation.
+
+    Subclasses implement two methods on normalised, padded images ``(N, 3, H, W)``:
+    ``predict`` -> class scores ``(N, K, H, W)`` and ``losses`` -> dict of scalar losses. Whole-image, sliding-window
+    and multi-scale + flip inference, and resizing back to the original resolution, are the inference helper's job,
+    so every model gets all of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        size_divisibility: int,
+        ignore_value: int,
+        inference: SegmentationInference,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
+        self.size_divisibility = size_divisibility
+        self.ignore_value = ignore_value
+        self.inference = inference
+
+    @staticmethod
+    def base_config(cfg: CfgNode) -> dict:
+        """Constructor arguments of this base class, for subclasses' ``from_config``."""
+        return {
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
+            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "inference": SegmentationInference.from_config(cfg),
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def forward(self, batched_inputs: List[dict]) -> object:
+        images = [self._normalize(x["image"]) for x in batched_inputs]
+        if self.training:
+            targets = [x["sem_seg"].to(self.device) for x in batched_inputs]
+            return self.losses(*self._batch(images, targets))
+        return [
+            {"sem_seg": self.inference(self.predict, image[None], (x["height"], x["width"]))}
+            for image, x in zip(images, batched_inputs)
+        ]
+
+    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+
+    def _batch(self, images: List[torch.Tensor], targets: List[torch.Tensor]) -> tuple:
+        """Pad to a common size divisible by ``size_divisibility`` (image with 0 = the mean, target with ignore)."""
+        height = max(x.shape[-2] for x in images)
+        width = max(x.shape[-1] for x in images)
+        if self.size_divisibility > 1:
+            d = self.size_divisibility
+            height, width = -(-height // d) * d, -(-width // d) * d
+        image_batch = torch.stack([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in images])
+        target_batch = torch.stack(
+            [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=self.ignore_value) for t in targets]
+        )
+        return image_batch, target_batch
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Class scores ``(N, K, H, W)`` at the resolution of ``images`` ``(N, 3, H, W)``."""
+        raise NotImplementedError
+
+    def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Scalar training losses for ``images`` ``(N, 3, H, W)`` and ``targets`` ``(N, H, W)``."""
+        raise NotImplementedError

@@ -1,0 +1,67 @@
+import pytest
+
+from freemask.config import ConfigError, get_cfg
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_complete_and_fresh():
+    cfg = get_cfg()
+    assert cfg.MODEL.DEVICE in ("cpu", "cuda")
+    assert cfg.INPUT.MIN_SIZE_TRAIN[0] == 256 and cfg.INPUT.MIN_SIZE_TRAIN[-1] == 1024
+    cfg.SOLVER.BASE_LR = 3.0
+    assert get_cfg().SOLVER.BASE_LR != 3.0  # every call returns a new copy
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    write(tmp_path / "base.yaml", "SOLVER:\n  BASE_LR: 0.5\n  MAX_ITER: 10\nMODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 7\n")
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 20\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(child)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES) == (0.5, 20, 7)
+    cfg.merge_from_list(["SOLVER.MAX_ITER", "30", "DATASETS.TRAIN", "('a', 'b')"])
+    assert cfg.SOLVER.MAX_ITER == 30 and tuple(cfg.DATASETS.TRAIN) == ("a", "b")
+
+
+def test_unknown_override_names_key_and_closest_valid_key():
+    with pytest.raises(ConfigError) as e:
+        get_cfg().merge_from_list(["SOLVER.BASE_LR_TYPO", "1"])
+    message = str(e.value)
+    assert "SOLVER.BASE_LR_TYPO" in message and "did you mean SOLVER.BASE_LR?" in message
+    assert "\n" not in message
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    path = write(tmp_path / "bad.yaml", "SOLVER:\n  MAX_ITR: 5\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown config key SOLVER.MAX_ITR; did you mean SOLVER.MAX_ITER"):
+        get_cfg().merge_from_file(path)
+
+
+def test_unknown_key_in_base_file_is_caught(tmp_path):
+    write(tmp_path / "base.yaml", "INPUT:\n  CROPP:\n    SIZE: [1, 1]\n")
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\n")
+    with pytest.raises(ConfigError, match="INPUT.CROPP.SIZE"):
+        get_cfg().merge_from_file(child)
+
+
+def test_python_tags_are_refused(tmp_path):
+    path = write(tmp_path / "evil.yaml", "SOLVER:\n  MAX_ITER: !!python/object/apply:os.getcwd []\n")
+    with pytest.raises(ConfigError, match="python tags are refused"):
+        get_cfg().merge_from_file(path)
+
+
+def test_type_mismatch_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="SOLVER.MAX_ITER"):
+        get_cfg().merge_from_list(["SOLVER.MAX_ITER", "'many'"])
+    with pytest.raises(ConfigError, match="not found"):
+        get_cfg().merge_from_file(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="has no value"):
+        get_cfg().merge_from_list(["SOLVER.MAX_ITER"])
+
+
+def test_shipped_configs_load(repo_root):
+    for path in sorted((repo_root / "configs").rglob("*.yaml")):
+        get_cfg().merge_from_file(str(path))

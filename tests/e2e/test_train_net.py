@@ -1,0 +1,85 @@
+"""The user's commands end to end on the toy dataset: train, evaluate, resume, multi-process, bad input."""
+import json
+import os
+import shutil
+
+import torch
+
+from .conftest import FAST, TOY_CONFIG
+
+
+def read_metrics(output_dir):
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_results(output_dir):
+    with open(os.path.join(output_dir, "inference", "sem_seg_results.json")) as f:
+        return json.load(f)
+
+
+def test_train_then_eval_only_reproduces_final_evaluation(train_net, tmp_path):
+    out = str(tmp_path / "run")
+    train_net("--config-file", TOY_CONFIG, "--num-gpus", "1", *FAST, "OUTPUT_DIR", out)
+    files = set(os.listdir(out))
+    assert {"config.yaml", "metrics.json", "last_checkpoint", "model_final.pth", "model_0000002.pth"} <= files
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
+    metrics = read_metrics(out)
+    assert [m["iteration"] for m in metrics if "loss_sem_seg" in m] == list(range(6))
+    assert all({"lr", "time", "data_time", "total_loss", "max_mem_mb"} <= set(m) for m in metrics if "loss_sem_seg" in m)
+    trained = read_results(out)
+    assert "sem_seg/mIoU" in metrics[-1] and abs(metrics[-1]["sem_seg/mIoU"] - trained["mIoU"]) < 1e-9
+
+    evaluated = str(tmp_path / "eval")
+    proc = train_net("--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", evaluated,
+                     "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"))
+    assert read_results(evaluated) == trained
+    assert f"mIoU={trained['mIoU']:.4g}" in proc.stdout
+
+
+def test_resume_continues_with_the_same_losses(train_net, tmp_path):
+    reference = str(tmp_path / "reference")
+    train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", reference, "DATASETS.TEST", "()")
+    # The state of a run killed during iteration 4: its last checkpoint is the one saved after iteration 2.
+    interrupted = str(tmp_path / "interrupted")
+    shutil.copytree(reference, interrupted)
+    os.remove(os.path.join(interrupted, "model_final.pth"))
+    with open(os.path.join(interrupted, "last_checkpoint"), "w") as f:
+        f.write("model_0000002.pth")
+    with open(os.path.join(interrupted, "metrics.json"), "w") as f:
+        f.writelines(json.dumps(m) + "\n" for m in read_metrics(reference)[:3])
+    proc = train_net("--config-file", TOY_CONFIG, "--resume", *FAST, "OUTPUT_DIR", interrupted, "DATASETS.TEST", "()")
+    assert "Resuming at iteration 3" in proc.stdout
+    resumed = read_metrics(interrupted)
+    assert [m["iteration"] for m in resumed] == list(range(6))
+    for ref, res in zip(read_metrics(reference)[3:], resumed[3:]):
+        assert res["loss_sem_seg"] == ref["loss_sem_seg"] and res["lr"] == ref["lr"]
+    final_ref = torch.load(os.path.join(reference, "model_final.pth"), weights_only=True)["model"]
+    final_res = torch.load(os.path.join(interrupted, "model_final.pth"), weights_only=True)["model"]
+    assert all(torch.equal(final_ref[k], final_res[k]) for k in final_ref)
+
+
+def test_two_process_gloo_training(train_net, tmp_path):
+    out = str(tmp_path / "ddp")
+    proc = train_net("--config-file", TOY_CONFIG, "--num-gpus", "2", *FAST, "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3")
+    assert os.path.isfile(os.path.join(out, "model_final.pth")) and os.path.isfile(os.path.join(out, "log.txt.rank1"))
+    assert "Rank 0 of 2" in proc.stdout
+    assert 0.0 <= read_results(out)["mIoU"] <= 100.0
+
+
+def test_bad_config_key_is_one_line(train_net):
+    proc = train_net("--config-file", TOY_CONFIG, "SOLVER.BASE_LR_TYPO", "1", check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["error: command line: unknown config key SOLVER.BASE_LR_TYPO; did you mean SOLVER.BASE_LR?"]
+
+
+def test_corrupt_checkpoint_is_one_line(train_net, tmp_path):
+    corrupt = tmp_path / "model.pth"
+    corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    proc = train_net("--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", str(tmp_path / "o"),
+                     "MODEL.WEIGHTS", str(corrupt), check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(corrupt) in lines[0] and "corrupt" in lines[0]
