@@ -5,13 +5,6 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
-# A few iterations of the toy config, small enough for CI on two CPU cores.
-FAST = [
-    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.WARMUP_ITERS", "2",
-    "TEST.EVAL_PERIOD", "0", "LOG_PERIOD", "1", "DATALOADER.NUM_WORKERS", "2",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32",
-]
 
 
 @pytest.fixture

@@ -27,8 +27,10 @@ def test_freeze_at_two_freezes_stem_and_res2_only():
     backbone = TimmBackbone("resnet18", freeze_at=2)
     frozen = {n.split(".")[1] for n, p in backbone.named_parameters() if not p.requires_grad}
     trainable = {n.split(".")[1] for n, p in backbone.named_parameters() if p.requires_grad}
-    assert frozen == {"conv1", "bn1", "layer1"}
+    assert frozen == {"conv1", "layer1"}  # their batch norms became FrozenBatchNorm2d: buffers, no parameters
     assert trainable == {"layer2", "layer3", "layer4"}
+    assert type(backbone.body.bn1).__name__ == "FrozenBatchNorm2d"
+    assert type(backbone.body.layer2[0].bn1).__name__ == "BatchNorm2d"
 
 
 def test_frozen_bn_keeps_statistics_in_training_mode():

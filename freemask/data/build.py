@@ -1,0 +1,151 @@
+"""Training and test data loaders built from a config: records from the catalog, the mapper, the samplers.
+
+The DataLoader receives whole batches from a batch sampler and calls the dataset once per item with the item's
+key: ``(index, aug_seed)`` when training, so a sample is a pure function of the key in any worker process, and a
+plain ``index`` when testing. Batches come back as lists of mapper dicts (the model pads and stacks).
+"""
+import logging
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import CfgNode, ConfigError
+from ..utils import comm
+from .catalog import DatasetCatalog
+from .errors import DatasetError
+from .mapper import SemSegDatasetMapper
+from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
+
+__all__ = ["MapDataset", "build_train_loader", "build_test_loader", "trivial_batch_collator"]
+
+logger = logging.getLogger(__name__)
+
+Mapper = Callable[[dict, Optional[np.random.Generator]], Dict[str, Any]]
+
+
+class MapDataset(Dataset):
+    """Records plus a mapper, indexed by ``(index, aug_seed)`` (training) or ``index`` (testing).
+
+    Training keys give the mapper ``np.random.default_rng(aug_seed)`` as its only source of randomness; test keys
+    give it ``None`` (deterministic test pipeline).
+    """
+
+    def __init__(self, records: Sequence[dict], mapper: Mapper) -> None:
+        self.records = list(records)
+        self.mapper = mapper
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        if isinstance(key, tuple):
+            index, aug_seed = key
+            return self.mapper(self.records[index], np.random.default_rng(aug_seed))
+        return self.mapper(self.records[key], None)
+
+
+def trivial_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Keep a batch as the list of mapper dicts (module level so worker processes can pickle it)."""
+    return batch
+
+
+def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
+    """Records of every dataset in ``names``; an empty one is an error naming the dataset and the config key."""
+    all_records = []
+    for name in names:
+        records = DatasetCatalog.get(name)
+        if len(records) == 0:
+            raise DatasetError(f"dataset '{name}' in {key} has no images; check its folder or remove it from {key}")
+        all_records.append(records)
+    return all_records
+
+
+def _shared_seed(seed: int) -> int:
+    """``seed`` if set; otherwise one drawn on rank 0 and shared, since every rank must draw the same global batches."""
+    if seed >= 0:
+        return seed
+    seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF)[0]
+    logger.warning("SEED is negative; the training loader uses the drawn seed %d", seed)
+    return seed
+
+
+def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
+    """The infinite training loader of this rank, starting at iteration ``start_iter``.
+
+    SYN_RATIO 0: TRAIN + TRAIN_SYN concatenated with REPEAT_FACTORS and shuffled (TrainingBatchSampler).
+    SYN_RATIO > 0: each global batch exactly that fraction synthetic (JointBatchSampler); REPEAT_FACTORS then
+    weight the datasets within the real and within the synthetic stream. Each iteration yields a list of
+    ``SOLVER.IMS_PER_BATCH / world_size`` mapper dicts.
+    """
+    train, train_syn = list(cfg.DATASETS.TRAIN), list(cfg.DATASETS.TRAIN_SYN)
+    ratio = float(cfg.DATALOADER.SYN_RATIO)
+    if not train and not train_syn:
+        raise ConfigError("DATASETS.TRAIN and DATASETS.TRAIN_SYN are both empty; name at least one registered dataset")
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"DATALOADER.SYN_RATIO must be in [0, 1), got {ratio}")
+    if ratio > 0 and not (train and train_syn):
+        raise ConfigError(
+            f"DATALOADER.SYN_RATIO {ratio} mixes real and synthetic images: set both DATASETS.TRAIN and "
+            f"DATASETS.TRAIN_SYN (got {len(train)} and {len(train_syn)} datasets), or set SYN_RATIO 0"
+        )
+    repeats = list(cfg.DATASETS.REPEAT_FACTORS) or [1] * (len(train) + len(train_syn))
+    if len(repeats) != len(train) + len(train_syn):
+        raise ConfigError(
+            f"DATASETS.REPEAT_FACTORS has {len(repeats)} values but DATASETS.TRAIN + DATASETS.TRAIN_SYN name "
+            f"{len(train) + len(train_syn)} datasets; give one per dataset or leave it empty"
+        )
+    real = _load_records(train, "DATASETS.TRAIN")
+    syn = _load_records(train_syn, "DATASETS.TRAIN_SYN")
+    real_sizes, syn_sizes = [len(r) for r in real], [len(r) for r in syn]
+    records = [record for part in real + syn for record in part]
+    for name, size, repeat in zip(train + train_syn, real_sizes + syn_sizes, repeats):
+        logger.info("Training dataset %s: %d images, repeated x%d", name, size, repeat)
+
+    global_batch = cfg.SOLVER.IMS_PER_BATCH
+    world_size = comm.get_world_size()
+    seed = _shared_seed(cfg.SEED)
+    if ratio > 0:
+        sampler = JointBatchSampler(
+            real_sizes, syn_sizes, ratio, global_batch,
+            real_repeat_factors=repeats[: len(train)], syn_repeat_factors=repeats[len(train):],
+            seed=seed, start_iter=start_iter, rank=comm.get_rank(), world_size=world_size,
+        )
+        logger.info(
+            "Joint: %d real, %d synthetic images; %d of %d images per global batch synthetic (%.0f%%)",
+            len(sampler.real), len(sampler.syn), sampler.num_syn, global_batch, 100.0 * sampler.num_syn / global_batch,
+        )
+    else:
+        sampler = TrainingBatchSampler(
+            real_sizes + syn_sizes, global_batch, repeat_factors=repeats,
+            seed=seed, start_iter=start_iter, rank=comm.get_rank(), world_size=world_size,
+        )
+        logger.info(
+            "Plain: %d images (%d real, %d synthetic), %d per epoch with repeat factors, global batch %d",
+            len(records), sum(real_sizes), sum(syn_sizes), len(sampler.stream), global_batch,
+        )
+    dataset = MapDataset(records, SemSegDatasetMapper.from_config(cfg, is_train=True))
+    num_workers = cfg.DATALOADER.NUM_WORKERS
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=trivial_batch_collator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
+    """Loader over ``dataset_name`` in order, batch 1, this rank's contiguous shard of it (every image once overall)."""
+    records = DatasetCatalog.get(dataset_name)
+    if len(records) == 0:
+        raise DatasetError(f"dataset '{dataset_name}' in DATASETS.TEST has no images; check its folder")
+    dataset = MapDataset(records, SemSegDatasetMapper.from_config(cfg, is_train=False))
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=InferenceSampler(len(dataset)),
+        collate_fn=trivial_batch_collator,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )

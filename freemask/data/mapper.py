@@ -1,0 +1,182 @@
+"""Turn a dataset record into the model's input dict: read, reduce labels, augment (train) or resize (test).
+
+The output dicts are described in ``SemSegDatasetMapper.__call__``; the training recipe is MMSegmentation's (resize,
+crop with a category-ratio check, flip, photometric distortion, pad) as used by the FreeMask release.
+"""
+import os
+from typing import Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from . import transforms as T
+from .errors import DatasetError
+
+_CHECK = "check the dataset with tools/check_dataset.py or re-run its preparation script"
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+def _read_bytes(path: str, kind: str) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read {kind} ({e.strerror or e}); {_CHECK}") from None
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 (H, W, 3) RGB image; DatasetError if the file is missing, truncated or not an image."""
+    data = _read_bytes(path, "image")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # OpenCV < 5 decodes a truncated JPEG with a warning and a grey bottom; its end-of-image marker is missing.
+    truncated = data[:2].tobytes() == _JPEG_START and _JPEG_END not in data[-1024:].tobytes()
+    if image is None or truncated:
+        raise DatasetError(f"{path}: image is truncated or not a valid image file; {_CHECK}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image)
+
+
+def read_mask(path: str) -> np.ndarray:
+    """Integer (H, W) label map as stored (uint8 or uint16); DatasetError if missing, corrupt or a colour image."""
+    data = _read_bytes(path, "mask")
+    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if mask is None:
+        raise DatasetError(f"{path}: mask is truncated or not a valid image file; {_CHECK}")
+    if mask.ndim != 2:
+        raise DatasetError(
+            f"{path}: mask has {mask.shape[2]} channels but must be a single-channel label map (a colour or palette "
+            f"PNG?); convert it to class indices, e.g. with tools/check_dataset.py"
+        )
+    return mask
+
+
+def reduce_zero_label(mask: np.ndarray, ignore_label: int) -> np.ndarray:
+    """Raw ADE20K convention to training labels: 0 -> ignore, k -> k - 1, ``ignore_label`` stays ignore.
+
+    A lookup table on uint8 masks (no wrap-around of 0 - 1), plain arithmetic on wider ones.
+    """
+    if mask.dtype == np.uint8:
+        lut = np.arange(-1, 255, dtype=np.int16)
+        lut[[0, ignore_label]] = ignore_label
+        return cv2.LUT(mask, lut.astype(np.uint8))
+    out = mask.astype(np.int64) - 1
+    out[(mask == 0) | (mask == ignore_label)] = ignore_label
+    return out.astype(mask.dtype)
+
+
+class SemSegDatasetMapper:
+    """Callable mapping a record ``{"file_name", "sem_seg_file_name", "reduce_zero_label"}`` to the model input.
+
+    All training randomness comes from the ``rng`` passed per call, so a sample is a pure function of
+    (record, seed); the sampler derives the seed from the global batch number, which makes ``--resume`` exact.
+    """
+
+    def __init__(
+        self,
+        is_train: bool,
+        min_size_train: Sequence[int] = (512,),
+        min_size_train_sampling: str = "choice",
+        max_size_train: int = 2048,
+        crop_size: Optional[Tuple[int, int]] = (512, 512),
+        cat_max_ratio: float = 0.75,
+        flip: bool = True,
+        color_aug: bool = True,
+        min_size_test: int = 512,
+        max_size_test: int = 2048,
+        ignore_label: int = 255,
+    ) -> None:
+        """``crop_size`` None trains on whole resized images (no crop, no pad); ``cat_max_ratio`` outside (0, 1)
+        disables the category-ratio check."""
+        if min_size_train_sampling not in ("choice", "range"):
+            raise ValueError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {min_size_train_sampling!r}")
+        if min_size_train_sampling == "range" and len(min_size_train) != 2:
+            raise ValueError(f"INPUT.MIN_SIZE_TRAIN must be [min, max] with 'range' sampling, got {list(min_size_train)}")
+        if not 0 <= ignore_label <= 255:
+            raise ValueError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE must be in 0..255, got {ignore_label}")
+        self.is_train = is_train
+        self.min_size_train = tuple(int(s) for s in min_size_train)
+        self.min_size_train_sampling = min_size_train_sampling
+        self.max_size_train = max_size_train
+        self.crop_size = (int(crop_size[0]), int(crop_size[1])) if crop_size else None
+        self.cat_max_ratio = cat_max_ratio
+        self.flip = flip
+        self.color_aug = color_aug
+        self.min_size_test = min_size_test
+        self.max_size_test = max_size_test
+        self.ignore_label = ignore_label
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> "SemSegDatasetMapper":
+        flip = cfg.INPUT.RANDOM_FLIP
+        if flip not in ("horizontal", "none"):
+            raise ValueError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
+        return cls(
+            is_train,
+            min_size_train=cfg.INPUT.MIN_SIZE_TRAIN,
+            min_size_train_sampling=cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
+            max_size_train=cfg.INPUT.MAX_SIZE_TRAIN,
+            crop_size=tuple(cfg.INPUT.CROP.SIZE) if cfg.INPUT.CROP.ENABLED else None,
+            cat_max_ratio=cfg.INPUT.CROP.SINGLE_CATEGORY_MAX_AREA,
+            flip=flip == "horizontal",
+            color_aug=cfg.INPUT.COLOR_AUG_SSD,
+            min_size_test=cfg.INPUT.MIN_SIZE_TEST,
+            max_size_test=cfg.INPUT.MAX_SIZE_TEST,
+            ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+        )
+
+    def read(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
+        """uint8 (H, W, 3) RGB image and (H, W) training labels of a record, checked to have the same size."""
+        image = read_image(record["file_name"])
+        mask_path = record["sem_seg_file_name"]
+        mask = read_mask(mask_path)
+        if mask.shape != image.shape[:2]:
+            raise DatasetError(
+                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"{os.path.basename(record['file_name'])} is {image.shape[1]}x{image.shape[0]} (WxH); {_CHECK}"
+            )
+        if record.get("reduce_zero_label", False):
+            mask = reduce_zero_label(mask, self.ignore_label)
+        return image, mask
+
+    def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
+        """Train: {"file_name", "image": uint8 (3, H, W) RGB, "sem_seg": int64 (H, W)} with (H, W) == crop size.
+        Test: {"file_name", "image": uint8 (3, h, w) at the test size, "sem_seg": int64 (H0, W0) at the original
+        resolution, "height": H0, "width": W0}."""
+        image, mask = self.read(record)
+        if self.is_train:
+            if rng is None:
+                raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
+            image, mask = self._augment(image, mask, rng)
+            return {"file_name": record["file_name"], "image": _to_chw(image), "sem_seg": _to_long(mask)}
+        height, width = mask.shape
+        image = T.resize_for_test(image, self.min_size_test, self.max_size_test)
+        return {
+            "file_name": record["file_name"],
+            "image": _to_chw(image),
+            "sem_seg": _to_long(mask),
+            "height": height,
+            "width": width,
+        }
+
+    def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+        short = T.sample_shortest_edge(self.min_size_train, self.min_size_train_sampling, rng)
+        size = T.shortest_edge_size(image.shape[0], image.shape[1], short, self.max_size_train)
+        image, mask = T.resize_image(image, size), T.resize_mask(mask, size)
+        if self.crop_size:
+            box = T.random_crop_box(mask, self.crop_size, rng, self.cat_max_ratio, self.ignore_label)
+            image, mask = T.crop(image, box), T.crop(mask, box)
+        if self.flip and rng.random() < 0.5:
+            image, mask = T.hflip(image), T.hflip(mask)
+        if self.color_aug:
+            image = T.photometric_distortion(image, rng)
+        if self.crop_size:
+            image = T.pad_bottom_right(image, self.crop_size, 0)
+            mask = T.pad_bottom_right(mask, self.crop_size, self.ignore_label)
+        return image, mask
+
+
+def _to_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def _to_long(mask: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(mask.astype(np.int64))

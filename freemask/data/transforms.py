@@ -1,0 +1,167 @@
+"""Geometric and photometric transforms of one (image, mask) pair, as pure functions of numpy arrays.
+
+Images are uint8 (H, W, 3) RGB and masks integer (H, W) label maps throughout: the data loader spends most of its
+time here, and uint8 keeps every step (resize, crop, lookup tables, colour conversion) cheap. Every random choice
+comes from an explicit ``rng: np.random.Generator`` so a sample is a pure function of its seed. The values follow
+MMSegmentation's ADE20K recipe used by the FreeMask release (see ``freemask/config/defaults.py``).
+"""
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+Box = Tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
+
+# How many times a crop is re-drawn while one category dominates it (MMSegmentation's RandomCrop).
+CROP_RETRIES = 10
+
+
+# ------------------------------------------------------------------------------------------------------------ resize
+def sample_shortest_edge(sizes: Sequence[int], sampling: str, rng: np.random.Generator) -> int:
+    """A training shortest-edge length: one of ``sizes`` ("choice") or an integer in [sizes[0], sizes[1]] ("range")."""
+    if sampling == "choice":
+        return int(sizes[rng.integers(len(sizes))])
+    if sampling == "range":
+        low, high = sizes
+        return int(rng.integers(low, high + 1))
+    raise ValueError(f"shortest-edge sampling must be 'choice' or 'range', got {sampling!r}")
+
+
+def shortest_edge_size(height: int, width: int, short: int, max_size: int) -> Tuple[int, int]:
+    """(new_h, new_w) with the shortest edge ``short`` unless that makes the longest exceed ``max_size``; aspect kept."""
+    scale = min(short / min(height, width), max_size / max(height, width))
+    return int(height * scale + 0.5), int(width * scale + 0.5)
+
+
+def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W, 3) image to ``size`` = (h, w); the input itself when the size is unchanged."""
+    if image.shape[:2] == tuple(size):
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an (H, W) label map to ``size`` = (h, w), so no label is invented.
+
+    INTER_NEAREST_EXACT samples pixel centres, the same grid as the bilinear image resize (plain INTER_NEAREST is
+    shifted by up to half a pixel).
+    """
+    if mask.shape[:2] == tuple(size):
+        return mask
+    return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def resize_for_test(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
+    """The evaluation resize: shortest edge ``min_size``, longest at most ``max_size``, aspect kept, bilinear."""
+    return resize_image(image, shortest_edge_size(image.shape[0], image.shape[1], min_size, max_size))
+
+
+# -------------------------------------------------------------------------------------------------------------- crop
+def random_crop_box(
+    mask: np.ndarray,
+    crop_size: Tuple[int, int],
+    rng: np.random.Generator,
+    cat_max_ratio: float = 1.0,
+    ignore_label: int = 255,
+) -> Box:
+    """A random ``crop_size`` = (h, w) window of ``mask``; on an axis shorter than the crop, the whole axis.
+
+    With ``0 < cat_max_ratio < 1`` the window is re-drawn up to 10 times until it holds more than one category and
+    none covers ``cat_max_ratio`` or more of its non-ignored pixels (MMSegmentation's rule: after 10 failures the
+    last draw is kept). This keeps crops of a sky- or wall-dominated image informative.
+    """
+    height, width = mask.shape[:2]
+    crop_h, crop_w = min(crop_size[0], height), min(crop_size[1], width)
+
+    def draw() -> Box:
+        y0 = int(rng.integers(height - crop_h + 1))
+        x0 = int(rng.integers(width - crop_w + 1))
+        return y0, x0, y0 + crop_h, x0 + crop_w
+
+    box = draw()
+    if not 0.0 < cat_max_ratio < 1.0:
+        return box
+    for _ in range(CROP_RETRIES):
+        counts = _label_counts(crop(mask, box))
+        if ignore_label < len(counts):
+            counts[ignore_label] = 0
+        counts = counts[counts > 0]
+        if len(counts) > 1 and counts.max() < cat_max_ratio * counts.sum():
+            break
+        box = draw()
+    return box
+
+
+def _label_counts(mask: np.ndarray) -> np.ndarray:
+    """Pixel count per label value; OpenCV's histogram reads a uint8 crop in place, ~4x faster than bincount."""
+    if mask.dtype == np.uint8:
+        return cv2.calcHist([mask], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    return np.bincount(mask.ravel())
+
+
+def crop(array: np.ndarray, box: Box) -> np.ndarray:
+    """The (y0:y1, x0:x1) window of an image or mask (a view, no copy)."""
+    y0, x0, y1, x1 = box
+    return array[y0:y1, x0:x1]
+
+
+def hflip(array: np.ndarray) -> np.ndarray:
+    """Left-right mirror of an image or mask, as a new contiguous array."""
+    return cv2.flip(array, 1)
+
+
+def pad_bottom_right(array: np.ndarray, size: Tuple[int, int], value: int) -> np.ndarray:
+    """Pad an image or mask at the bottom and right to at least ``size`` = (h, w) with ``value``.
+
+    Padding only at the far edges keeps pixel (0, 0) fixed, so predictions are cropped back by slicing.
+    """
+    height, width = array.shape[:2]
+    if height >= size[0] and width >= size[1]:
+        return array
+    out = np.full((max(height, size[0]), max(width, size[1])) + array.shape[2:], value, dtype=array.dtype)
+    out[:height, :width] = array
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- photometric
+def _affine_lut(alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """uint8 table of clip(v * alpha + beta), truncated towards zero as MMSegmentation's float->uint8 cast does."""
+    return np.clip(np.arange(256, dtype=np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def photometric_distortion(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness_delta: int = 32,
+    contrast_range: Tuple[float, float] = (0.5, 1.5),
+    saturation_range: Tuple[float, float] = (0.5, 1.5),
+    hue_delta: int = 18,
+) -> np.ndarray:
+    """MMSegmentation's PhotoMetricDistortion of a uint8 (H, W, 3) RGB image (the input itself if no step fires).
+
+    Brightness (+/- delta), then contrast (scale) either first or last (prob 0.5 each), saturation (scale of S) and
+    hue (shift of H, mod 180); each step is applied with prob 0.5. Per-value steps are 256-entry lookup tables
+    (adjacent ones composed into one table) and saturation + hue share one uint8 RGB->HSV->RGB round trip, so no
+    float copy of the image is made.
+    """
+    brightness = _affine_lut(beta=rng.uniform(-brightness_delta, brightness_delta)) if rng.integers(2) else None
+    contrast_first = bool(rng.integers(2))
+    contrast = _affine_lut(alpha=rng.uniform(*contrast_range)) if rng.integers(2) else None
+    saturation = _affine_lut(alpha=rng.uniform(*saturation_range)) if rng.integers(2) else None
+    hue = int(rng.integers(-hue_delta, hue_delta + 1)) if rng.integers(2) else 0
+
+    identity = np.arange(256, dtype=np.uint8)
+    before = brightness if brightness is not None else identity
+    if contrast_first and contrast is not None:
+        before = contrast[before]
+    out = image if before is identity else cv2.LUT(image, before)
+
+    if saturation is not None or hue:
+        hue_lut = ((identity.astype(np.int16) + hue) % 180).astype(np.uint8)  # OpenCV uint8 hue is 0..179
+        hsv_lut = np.stack([hue_lut, saturation if saturation is not None else identity, identity], axis=-1)
+        hsv = cv2.LUT(cv2.cvtColor(out, cv2.COLOR_RGB2HSV), hsv_lut[None])
+        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+    if not contrast_first and contrast is not None:
+        out = cv2.LUT(out, contrast)
+    return out

@@ -1,0 +1,184 @@
+"""Test-time inference modes shared by every model: whole image, sliding window, multi-scale + flip.
+
+A model only knows how to turn a normalised batch ``(N, 3, h, w)`` into class scores ``(N, C, h, w)``; how the test
+image is cut, padded, rescaled and flipped is the same for every architecture, so it lives here once. Scores are
+always returned at the ORIGINAL image resolution ``(C, H0, W0)``: the benchmark numbers of ADE20K/Cityscapes/COCO-Stuff
+are computed against the untouched ground truth, never against a resized one.
+
+The sliding-window grid follows MMSegmentation's ``slide_inference`` (the protocol behind the published numbers):
+``ceil((H - crop) / stride) + 1`` windows per axis, the last one moved back to end flush with the border, overlapping
+scores averaged.
+"""
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from ..config import CfgNode
+
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def sliding_windows(
+    height: int, width: int, crop_size: Tuple[int, int], stride: Tuple[int, int]
+) -> List[Tuple[int, int, int, int]]:
+    """Windows ``(y1, x1, y2, x2)`` covering a ``height x width`` image, in MMSegmentation's order.
+
+    Per axis there are ``max(size - crop + stride - 1, 0) // stride + 1`` windows; a window that would cross the
+    border is shifted back so it ends flush with it (and clamped at 0 when the image is smaller than the crop).
+    """
+    crop_h, crop_w = crop_size
+    stride_h, stride_w = stride
+    h_grids = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    w_grids = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    boxes = []
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y2 = min(h_idx * stride_h + crop_h, height)
+            x2 = min(w_idx * stride_w + crop_w, width)
+            boxes.append((max(y2 - crop_h, 0), max(x2 - crop_w, 0), y2, x2))
+    return boxes
+
+
+def _resize(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of ``(C, h, w)`` or ``(N, C, h, w)`` scores to ``size`` (no-op when already that size)."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    batched = scores if scores.dim() == 4 else scores[None]
+    out = F.interpolate(batched, size=tuple(size), mode="bilinear", align_corners=False)
+    return out if scores.dim() == 4 else out[0]
+
+
+def _pair(value: Sequence[int], key: str) -> Tuple[int, int]:
+    pair = tuple(int(v) for v in value)
+    if len(pair) != 2 or min(pair) <= 0:
+        raise ValueError(f"{key} must be two positive integers [height, width], got {list(value)}")
+    return pair  # type: ignore[return-value]
+
+
+class SegmentationInference:
+    """Turns ``predict`` (scores at the input's resolution) into scores of one test image at its original size.
+
+    Args:
+        mode: "whole" (one forward on the padded image) or "slide" (crop windows, scores averaged where they overlap).
+        crop_size: (height, width) of a sliding window.
+        stride: (height, width) step between windows; at most ``crop_size`` so every pixel is covered.
+        ratios: test scales relative to the image given to ``__call__``; several = multi-scale inference.
+        flip: also predict on the horizontally flipped image (at every ratio) and average.
+        size_divisibility: inputs to ``predict`` are padded (bottom/right, with 0 = the pixel mean after
+            normalisation) to a multiple of this, as backbones with fixed strides require (0 or 1 = none).
+        window_batch_size: sliding windows given to ``predict`` in one call (bounds the memory of large images).
+    """
+
+    def __init__(
+        self,
+        mode: str = "whole",
+        crop_size: Sequence[int] = (512, 512),
+        stride: Sequence[int] = (341, 341),
+        ratios: Sequence[float] = (1.0,),
+        flip: bool = False,
+        size_divisibility: int = 0,
+        window_batch_size: int = 8,
+    ) -> None:
+        if mode not in ("whole", "slide"):
+            raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+        self.mode = mode
+        self.crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
+        self.stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
+        if mode == "slide" and (self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]):
+            raise ValueError(
+                f"TEST.SLIDING_WINDOW.STRIDE {list(self.stride)} is larger than CROP_SIZE {list(self.crop_size)}; "
+                "windows would leave pixels unpredicted — use a stride of at most the crop size"
+            )
+        self.ratios = tuple(float(r) for r in ratios)
+        if not self.ratios or min(self.ratios) <= 0:
+            raise ValueError(f"TEST.AUG.RATIOS must be a non-empty list of positive scales, got {list(ratios)}")
+        self.flip = bool(flip)
+        self.size_divisibility = int(size_divisibility)
+        if window_batch_size < 1:
+            raise ValueError(f"window_batch_size must be at least 1, got {window_batch_size}")
+        self.window_batch_size = int(window_batch_size)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> "SegmentationInference":
+        """TEST.SLIDING_WINDOW picks the mode; TEST.AUG (when ENABLED) the ratios and flip."""
+        window, aug = cfg.TEST.SLIDING_WINDOW, cfg.TEST.AUG
+        return cls(
+            mode="slide" if window.ENABLED else "whole",
+            crop_size=tuple(window.CROP_SIZE),
+            stride=tuple(window.STRIDE),
+            ratios=tuple(aug.RATIOS) if aug.ENABLED else (1.0,),
+            flip=bool(aug.FLIP) if aug.ENABLED else False,
+            size_divisibility=cfg.INPUT.SIZE_DIVISIBILITY,
+        )
+
+    def __call__(self, predict: PredictFn, image: torch.Tensor, output_size: Tuple[int, int]) -> torch.Tensor:
+        """Scores ``(C, H0, W0)`` of ``image`` ``(1, 3, h, w)`` (normalised), averaged over ratios and flips.
+
+        ``output_size`` is ``(H0, W0)``, the original resolution the ground truth has. Each (ratio, flip) result is
+        resized to it before averaging, so scales are combined at the resolution they are evaluated at.
+        """
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise ValueError(f"inference takes one image of shape (1, 3, h, w), got {tuple(image.shape)}")
+        height, width = image.shape[-2:]
+        total = None
+        count = 0
+        for ratio in self.ratios:
+            scaled = image
+            if ratio != 1.0:
+                size = (int(height * ratio + 0.5), int(width * ratio + 0.5))
+                scaled = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+            for flipped in (False, True) if self.flip else (False,):
+                scores = self._single(predict, scaled.flip(-1) if flipped else scaled)
+                if flipped:
+                    scores = scores.flip(-1)
+                scores = _resize(scores, output_size)
+                total = scores if total is None else total + scores
+                count += 1
+        return total if count == 1 else total / count
+
+    def _single(self, predict: PredictFn, image: torch.Tensor) -> torch.Tensor:
+        """Scores ``(C, h, w)`` of ``image`` ``(1, 3, h, w)`` at its own resolution, in the configured mode."""
+        if self.mode == "slide":
+            return self._slide(predict, image)
+        return self._predict_padded(predict, image)[0].float()
+
+    def _predict_padded(self, predict: PredictFn, images: torch.Tensor) -> torch.Tensor:
+        """``predict`` on ``images`` ``(N, 3, h, w)`` padded to ``size_divisibility``; scores ``(N, C, h, w)``."""
+        height, width = images.shape[-2:]
+        padded_h, padded_w = height, width
+        if self.size_divisibility > 1:
+            d = self.size_divisibility
+            padded_h, padded_w = -(-height // d) * d, -(-width // d) * d
+        scores = predict(F.pad(images, (0, padded_w - width, 0, padded_h - height)))
+        expected = (images.shape[0], padded_h, padded_w)
+        if scores.dim() != 4 or (scores.shape[0], *scores.shape[-2:]) != expected:
+            raise ValueError(
+                f"predict must return scores (N, C, H, W) at its input's resolution {expected}, "
+                f"got {tuple(scores.shape)}"
+            )
+        return scores[..., :height, :width]
+
+    def _slide(self, predict: PredictFn, image: torch.Tensor) -> torch.Tensor:
+        """Average of window scores over ``image`` ``(1, 3, h, w)``; returns ``(C, h, w)``.
+
+        An image smaller than the crop is first padded (bottom/right, 0) to the crop size, so every window has
+        exactly the crop's size and windows are predicted in batches of ``window_batch_size``.
+        """
+        height, width = image.shape[-2:]
+        crop_h, crop_w = self.crop_size
+        image = F.pad(image, (0, max(crop_w - width, 0), 0, max(crop_h - height, 0)))
+        padded_h, padded_w = image.shape[-2:]
+        boxes = sliding_windows(padded_h, padded_w, self.crop_size, self.stride)
+        count = image.new_zeros((1, padded_h, padded_w), dtype=torch.float32)
+        total = None
+        for start in range(0, len(boxes), self.window_batch_size):
+            chunk = boxes[start:start + self.window_batch_size]
+            windows = torch.cat([image[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in chunk])
+            scores = self._predict_padded(predict, windows).float()
+            if total is None:
+                total = scores.new_zeros((scores.shape[1], padded_h, padded_w))
+            for (y1, x1, y2, x2), window_scores in zip(chunk, scores):
+                total[:, y1:y2, x1:x2] += window_scores
+                count[:, y1:y2, x1:x2] += 1
+        return (total / count)[:, :height, :width]
