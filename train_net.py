@@ -1,21 +1,28 @@
 #!/usr/bin/env python
 """Train or evaluate a segmentation model: detectron2's train_net.py interface without detectron2.
 
-    python train_net.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --num-gpus 8 [KEY VALUE ...]
-    python train_net.py --config-file X.yaml --eval-only MODEL.WEIGHTS output/model_final.pth
-    python train_net.py --config-file X.yaml --resume
+python train_net.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --num-gpus 8 [KEY VALUE ...]
+python train_net.py --config-file X.yaml --eval-only MODEL.WEIGHTS output/model_final.pth
+python train_net.py --config-file X.yaml --resume
 """
-import sys
 
-from freemask.data.errors import DatasetError
+import sys
 
 from freemask.checkpoint import Checkpointer, CheckpointError
 from freemask.config import ConfigError
 from freemask.data.catalog import DatasetNotRegisteredError
+from freemask.data.errors import DatasetError
 from freemask.engine import Trainer, default_argument_parser, default_setup, launch, setup_cfg
 
 # Mistakes a user can make; each is reported as one line instead of a traceback.
-USER_ERRORS = (ConfigError, CheckpointError, DatasetError, DatasetNotRegisteredError, FloatingPointError, FileNotFoundError)
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    DatasetError,
+    DatasetNotRegisteredError,
+    FloatingPointError,
+    FileNotFoundError,
+)
 
 
 def main(args) -> dict:

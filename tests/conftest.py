@@ -17,8 +17,22 @@ def toy_datasets(tmp_path_factory) -> str:
     """A small toy dataset (the README's generator, shrunk) made once for every test that trains or evaluates."""
     root = tmp_path_factory.mktemp("datasets")
     subprocess.run(
-        [sys.executable, str(REPO / "tools" / "make_toy_dataset.py"), "--root", str(root),
-         "--num-train", "8", "--num-val", "4", "--seeds", "2", "--size", "64x64"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            str(REPO / "tools" / "make_toy_dataset.py"),
+            "--root",
+            str(root),
+            "--num-train",
+            "8",
+            "--num-val",
+            "4",
+            "--seeds",
+            "2",
+            "--size",
+            "64x64",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return str(root)

@@ -6,12 +6,10 @@
 
 Does nothing when a complete dataset with the same parameters is already there; --force regenerates.
 """
+
 import argparse
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a clone without install
 
 from freemask.data.toy_generator import ToyParams, generate_toy_dataset, parse_size
 
@@ -26,14 +24,25 @@ def _size(text: str):
 def main(argv=None) -> None:
     defaults = ToyParams()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
-                        help="datasets folder; the toy dataset goes to ROOT/toy (default: $DETECTRON2_DATASETS or ./datasets)")
+    parser.add_argument(
+        "--root",
+        default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
+        help="datasets folder; the toy dataset goes to ROOT/toy (default: $DETECTRON2_DATASETS or ./datasets)",
+    )
     parser.add_argument("--num-train", type=int, default=defaults.num_train, help="real training images")
     parser.add_argument("--num-val", type=int, default=defaults.num_val, help="validation images")
-    parser.add_argument("--seeds", type=int, default=defaults.num_seeds,
-                        help="synthetic copies per real training mask (seeds 42, 43, ...)")
-    parser.add_argument("--size", type=_size, default=(defaults.height, defaults.width),
-                        help="HEIGHTxWIDTH of every image (default 128x128)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=defaults.num_seeds,
+        help="synthetic copies per real training mask (seeds 42, 43, ...)",
+    )
+    parser.add_argument(
+        "--size",
+        type=_size,
+        default=(defaults.height, defaults.width),
+        help="HEIGHTxWIDTH of every image (default 128x128)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the whole dataset")
     parser.add_argument("--force", action="store_true", help="regenerate even if an identical dataset exists")
     args = parser.parse_args(argv)
@@ -46,10 +55,14 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     if generate_toy_dataset(args.root, params, force=args.force):
         n_syn = params.num_train * params.num_seeds
-        print(f"Wrote the toy dataset to {target}: {params.num_train} train, {params.num_val} val, {n_syn} synthetic "
-              f"images of {params.height}x{params.width} in {time.perf_counter() - start:.1f}s")
+        print(
+            f"Wrote the toy dataset to {target}: {params.num_train} train, {params.num_val} val, {n_syn} synthetic "
+            f"images of {params.height}x{params.width} in {time.perf_counter() - start:.1f}s"
+        )
     else:
-        print(f"The toy dataset in {target} is already complete with these parameters; nothing to do (--force regenerates)")
+        print(
+            f"The toy dataset in {target} is already complete with these parameters; nothing to do (--force regenerates)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """fvcore's Checkpointer with safe loading, atomic saves and errors that name the file."""
+
 import os
 import pickle
 import zipfile
@@ -55,10 +56,14 @@ class Checkpointer(_FvcoreCheckpointer):
                     f"{f}: holds Python objects beyond tensors and plain containers; if you trust the file, set "
                     "MODEL.ALLOW_UNSAFE_WEIGHTS True"
                 ) from None
-            raise CheckpointError(f"{f}: corrupt or not a PyTorch checkpoint ({e}); re-download or re-save it") from None
+            raise CheckpointError(
+                f"{f}: corrupt or not a PyTorch checkpoint ({e}); re-download or re-save it"
+            ) from None
         except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
             reason = " ".join(str(e).split())[:200]
-            raise CheckpointError(f"{f}: corrupt or truncated checkpoint ({reason}); re-download or re-save it") from None
+            raise CheckpointError(
+                f"{f}: corrupt or truncated checkpoint ({reason}); re-download or re-save it"
+            ) from None
         if not isinstance(loaded, dict):
             raise CheckpointError(f"{f}: expected a dict of tensors, got {type(loaded).__name__}")
         if "model" not in loaded:

@@ -1,4 +1,5 @@
 """Configuration: the default tree, YAML files with ``_BASE_`` inheritance and ``KEY VALUE`` overrides."""
+
 from .config import CfgNode, ConfigError
 from .defaults import _C
 

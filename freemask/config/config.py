@@ -1,4 +1,5 @@
 """yacs/fvcore config node with key checking that names the offending key and the closest valid one."""
+
 import difflib
 from typing import Any, Dict, Iterator, List
 
@@ -21,14 +22,18 @@ class CfgNode(_FvcoreCfgNode):
         try:
             loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         except FileNotFoundError as e:
-            raise ConfigError(f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path") from None
+            raise ConfigError(
+                f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path"
+            ) from None
         except yaml.YAMLError as e:
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(
                 f"{cfg_filename}: not a valid YAML config ({problem}); configs are plain YAML, python tags are refused"
             ) from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{cfg_filename}: a config file must hold a mapping of KEY: value, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{cfg_filename}: a config file must hold a mapping of KEY: value, got {type(loaded).__name__}"
+            )
         for key in _flatten_keys(loaded):
             self._check_key(key, cfg_filename)
         try:
@@ -76,4 +81,3 @@ def _flatten_keys(tree: Dict[str, Any], prefix: str = "") -> Iterator[str]:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
-

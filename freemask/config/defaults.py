@@ -3,6 +3,7 @@
 Every key a config file or a command-line override may set is declared here, with the value used when nobody sets
 it, so one tree holds every key and a typo is caught before training starts.
 """
+
 import torch
 
 from .config import CfgNode as CN

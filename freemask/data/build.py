@@ -4,8 +4,8 @@ The DataLoader receives whole batches from a batch sampler and calls the dataset
 key: ``(index, aug_seed)`` when training, so a sample is a pure function of the key in any worker process, and a
 plain ``index`` when testing. Batches come back as lists of mapper dicts (the model pads and stacks).
 """
+
 import logging
-import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -62,15 +62,6 @@ def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
     return all_records
 
 
-def _shared_seed(seed: int) -> int:
-    """``seed`` if set; otherwise one drawn on rank 0 and shared, since every rank must draw the same global batches."""
-    if seed >= 0:
-        return seed
-    seed = comm.all_gather(int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF)[0]
-    logger.warning("SEED is negative; the training loader uses the drawn seed %d", seed)
-    return seed
-
-
 def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     """The infinite training loader of this rank, starting at iteration ``start_iter``.
 
@@ -105,25 +96,47 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
 
     global_batch = cfg.SOLVER.IMS_PER_BATCH
     world_size = comm.get_world_size()
-    seed = _shared_seed(cfg.SEED)
+    seed = comm.shared_seed(cfg.SEED)
+    if cfg.SEED < 0:
+        logger.warning("SEED is negative; the training loader uses the drawn seed %d", seed)
     if ratio > 0:
         sampler = JointBatchSampler(
-            real_sizes, syn_sizes, ratio, global_batch,
-            real_repeat_factors=repeats[: len(train)], syn_repeat_factors=repeats[len(train):],
-            seed=seed, start_iter=start_iter, rank=comm.get_rank(), world_size=world_size,
+            real_sizes,
+            syn_sizes,
+            ratio,
+            global_batch,
+            real_repeat_factors=repeats[: len(train)],
+            syn_repeat_factors=repeats[len(train) :],
+            seed=seed,
+            start_iter=start_iter,
+            rank=comm.get_rank(),
+            world_size=world_size,
         )
         logger.info(
             "Joint: %d real, %d synthetic images; %d of %d images per global batch synthetic (%.0f%%)",
-            len(sampler.real), len(sampler.syn), sampler.num_syn, global_batch, 100.0 * sampler.num_syn / global_batch,
+            len(sampler.real),
+            len(sampler.syn),
+            sampler.num_syn,
+            global_batch,
+            100.0 * sampler.num_syn / global_batch,
         )
     else:
         sampler = TrainingBatchSampler(
-            real_sizes + syn_sizes, global_batch, repeat_factors=repeats,
-            seed=seed, start_iter=start_iter, rank=comm.get_rank(), world_size=world_size,
+            real_sizes + syn_sizes,
+            global_batch,
+            repeat_factors=repeats,
+            seed=seed,
+            start_iter=start_iter,
+            rank=comm.get_rank(),
+            world_size=world_size,
         )
         logger.info(
             "Plain: %d images (%d real, %d synthetic), %d per epoch with repeat factors, global batch %d",
-            len(records), sum(real_sizes), sum(syn_sizes), len(sampler.stream), global_batch,
+            len(records),
+            sum(real_sizes),
+            sum(syn_sizes),
+            len(sampler.stream),
+            global_batch,
         )
     dataset = MapDataset(records, SemSegDatasetMapper.from_config(cfg, is_train=True))
     num_workers = cfg.DATALOADER.NUM_WORKERS

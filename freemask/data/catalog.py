@@ -3,6 +3,7 @@
 A dataset is registered as a name and a function returning its records; the function runs on first use, so
 registering every builtin dataset at import touches no disk.
 """
+
 from typing import Any, Callable, Dict, List
 
 

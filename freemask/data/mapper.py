@@ -3,6 +3,7 @@
 The output dicts are described in ``SemSegDatasetMapper.__call__``; the training recipe is MMSegmentation's (resize,
 crop with a category-ratio check, flip, photometric distortion, pad) as used by the FreeMask release.
 """
+
 import os
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -10,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from . import transforms as T
 from .errors import DatasetError
 
@@ -87,11 +89,15 @@ class SemSegDatasetMapper:
         """``crop_size`` None trains on whole resized images (no crop, no pad); ``cat_max_ratio`` outside (0, 1)
         disables the category-ratio check."""
         if min_size_train_sampling not in ("choice", "range"):
-            raise ValueError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {min_size_train_sampling!r}")
+            raise ConfigError(
+                f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {min_size_train_sampling!r}"
+            )
         if min_size_train_sampling == "range" and len(min_size_train) != 2:
-            raise ValueError(f"INPUT.MIN_SIZE_TRAIN must be [min, max] with 'range' sampling, got {list(min_size_train)}")
+            raise ConfigError(
+                f"INPUT.MIN_SIZE_TRAIN must be [min, max] with 'range' sampling, got {list(min_size_train)}"
+            )
         if not 0 <= ignore_label <= 255:
-            raise ValueError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE must be in 0..255, got {ignore_label}")
+            raise ConfigError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE must be in 0..255, got {ignore_label}")
         self.is_train = is_train
         self.min_size_train = tuple(int(s) for s in min_size_train)
         self.min_size_train_sampling = min_size_train_sampling
@@ -108,7 +114,7 @@ class SemSegDatasetMapper:
     def from_config(cls, cfg, is_train: bool = True) -> "SemSegDatasetMapper":
         flip = cfg.INPUT.RANDOM_FLIP
         if flip not in ("horizontal", "none"):
-            raise ValueError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
+            raise ConfigError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
         return cls(
             is_train,
             min_size_train=cfg.INPUT.MIN_SIZE_TRAIN,

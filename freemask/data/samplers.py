@@ -12,6 +12,7 @@ Training samplers build each GLOBAL batch first — a pure function of (seed, gl
 A rank's batch is a list of ``(dataset_index, aug_seed)`` tuples; ``dataset_index`` indexes the concatenation of
 the training datasets' records (for the joint sampler: all real datasets first, then all synthetic ones).
 """
+
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -84,7 +85,9 @@ def synthetic_positions(global_batch_size: int, ratio: float) -> List[bool]:
 def _check_sizes(sizes: Sequence[int], repeat_factors: Optional[Sequence[int]], what: str) -> List[int]:
     """Validate one stream's dataset sizes and repeat factors; returns the repeat factors (default 1 each)."""
     if len(sizes) == 0 or sum(sizes) == 0:
-        raise ValueError(f"the {what} training set is empty (dataset sizes {list(sizes)}); check DATASETS and its files")
+        raise ValueError(
+            f"the {what} training set is empty (dataset sizes {list(sizes)}); check DATASETS and its files"
+        )
     if any(s < 0 for s in sizes):
         raise ValueError(f"{what} dataset sizes must be non-negative, got {list(sizes)}")
     if repeat_factors is None:
@@ -100,8 +103,9 @@ def _check_sizes(sizes: Sequence[int], repeat_factors: Optional[Sequence[int]], 
 class _GlobalBatchSampler(Sampler):
     """Infinite iteration over global batches, rank slicing and augmentation seeds; subclasses choose the indices."""
 
-    def __init__(self, global_batch_size: int, seed: int, start_iter: int, rank: Optional[int],
-                 world_size: Optional[int]) -> None:
+    def __init__(
+        self, global_batch_size: int, seed: int, start_iter: int, rank: Optional[int], world_size: Optional[int]
+    ) -> None:
         world_size = comm.get_world_size() if world_size is None else world_size
         rank = comm.get_rank() if rank is None else rank
         if global_batch_size < 1 or world_size < 1 or global_batch_size % world_size != 0:

@@ -15,6 +15,7 @@ Layout written under ``<root>/toy/``::
     ADE20K_Synthetic/defects/toy_train_00000_seed_42.png         uint8 1 where the image disagrees with the mask
     meta.json                                                      the parameters, written last (= complete)
 """
+
 import json
 import math
 import os
@@ -180,8 +181,12 @@ def _person(h, w, rng, s):
 
 
 TEXTURES: Dict[int, Callable] = {
-    LABEL["sky"]: _sky, LABEL["grass"]: _grass, LABEL["road"]: _road,
-    LABEL["building"]: _building, LABEL["car"]: _car, LABEL["person"]: _person,
+    LABEL["sky"]: _sky,
+    LABEL["grass"]: _grass,
+    LABEL["road"]: _road,
+    LABEL["building"]: _building,
+    LABEL["car"]: _car,
+    LABEL["person"]: _person,
 }
 
 
@@ -215,7 +220,7 @@ def _plant_defect(layers: List[Layer], rng: np.random.Generator, scale: float) -
         region = morph(region.astype(np.uint8), kernel).astype(bool)
     else:
         label = int(rng.choice([other for other in TEXTURES if other != label]))
-    return layers[:index] + [(label, region)] + layers[index + 1:]
+    return layers[:index] + [(label, region)] + layers[index + 1 :]
 
 
 # ------------------------------------------------------------------------------------------------------------ output
@@ -255,7 +260,8 @@ def _synthetic_copy(
 def _make_folders(toy: str) -> Dict[str, str]:
     folders = {
         f"{kind}/{split}": os.path.join(toy, REAL_DIR, kind, split)
-        for kind in ("images", "annotations") for split in ("training", "validation")
+        for kind in ("images", "annotations")
+        for split in ("training", "validation")
     }
     folders.update({f"syn/{kind}": os.path.join(toy, SYN_DIR, kind) for kind in ("images", "annotations", "defects")})
     for folder in folders.values():

@@ -5,6 +5,7 @@ time here, and uint8 keeps every step (resize, crop, lookup tables, colour conve
 comes from an explicit ``rng: np.random.Generator`` so a sample is a pure function of its seed. The values follow
 MMSegmentation's ADE20K recipe used by the FreeMask release (see ``freemask/config/defaults.py``).
 """
+
 from typing import Sequence, Tuple
 
 import cv2

@@ -1,4 +1,5 @@
 """Command-line arguments and per-process set-up shared by train_net.py and the tools (detectron2's conventions)."""
+
 import argparse
 import logging
 import os
@@ -45,13 +46,6 @@ def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
     return cfg
 
 
-def _shared_seed(seed: int) -> int:
-    """``seed`` if set, else one drawn on rank 0 and shared, so every rank samples the same global batches."""
-    if seed < 0:
-        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-    return comm.all_gather(seed)[0]
-
-
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set."""
     rank = comm.get_rank()
@@ -62,7 +56,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.SEED = _shared_seed(cfg.SEED)
+    cfg.SEED = comm.shared_seed(cfg.SEED)
     cfg.freeze()
     seed_everything(cfg.SEED + rank)
     if comm.is_main_process():

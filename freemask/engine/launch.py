@@ -1,4 +1,5 @@
 """Start one training process per GPU, on one or several machines, or join a process group made by torchrun."""
+
 import logging
 import os
 import socket
@@ -86,7 +87,9 @@ def _worker(
 ) -> None:
     if torch.cuda.is_available():
         if num_gpus_per_machine > torch.cuda.device_count():
-            raise RuntimeError(f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible")
+            raise RuntimeError(
+                f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible"
+            )
         torch.cuda.set_device(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
     global_rank = machine_rank * num_gpus_per_machine + local_rank

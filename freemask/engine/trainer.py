@@ -1,4 +1,5 @@
 """Iteration-based trainer: DDP, AMP, gradient clipping, periodic checkpoints and evaluation, resumable."""
+
 import logging
 import math
 import os
@@ -134,7 +135,9 @@ class Trainer:
         batch = next(data_iter)
         data_time = time.perf_counter() - start
         torch.manual_seed(iteration_seed(self.cfg.SEED, iteration, comm.get_rank()))
-        with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with torch.autocast(
+            self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
             loss_dict = self.model(batch)
         losses = sum(loss_dict.values())
         reduced = self._reduce_losses(loss_dict)
@@ -153,7 +156,11 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         storage.put_scalars(
-            total_loss=total, **reduced, lr=lr, time=time.perf_counter() - start, data_time=data_time,
+            total_loss=total,
+            **reduced,
+            lr=lr,
+            time=time.perf_counter() - start,
+            data_time=data_time,
             max_mem_mb=_peak_memory_mb(self.device_type),
         )
 
@@ -175,7 +182,11 @@ class Trainer:
                 output_dir = os.path.join(output_dir, name)
             evaluator = cls.build_evaluator(cfg, name, output_dir)
             results[name] = inference_on_dataset(model, build_test_loader(cfg, name), evaluator)
-            logger.info("Evaluation on %s: %s", name, _format(results[name].get("sem_seg", {}), keys=("mIoU", "fwIoU", "mACC", "pACC")))
+            logger.info(
+                "Evaluation on %s: %s",
+                name,
+                _format(results[name].get("sem_seg", {}), keys=("mIoU", "fwIoU", "mACC", "pACC")),
+            )
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
 
 

@@ -1,4 +1,5 @@
 """Test-time inference (whole / sliding window / multi-scale + flip), semantic-segmentation metrics, evaluation loop."""
+
 from .evaluator import inference_on_dataset
 from .inference import SegmentationInference
 from .sem_seg import SemSegEvaluator

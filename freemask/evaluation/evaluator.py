@@ -3,6 +3,7 @@
 Kept apart from the metrics so any evaluator with ``reset / process / evaluate`` (detectron2's protocol) can be
 driven by the same loop, on every rank, from the trainer's periodic evaluation and from ``--eval-only`` alike.
 """
+
 import datetime
 import logging
 import time
@@ -37,8 +38,10 @@ def inference_on_dataset(
     except TypeError:
         total = None
     logger.info(
-        "Start inference on %s batches (%d rank%s)", total if total is not None else "?",
-        comm.get_world_size(), "s" if comm.get_world_size() > 1 else "",
+        "Start inference on %s batches (%d rank%s)",
+        total if total is not None else "?",
+        comm.get_world_size(),
+        "s" if comm.get_world_size() > 1 else "",
     )
     num_warmup = min(5, total - 1) if total else 5
     evaluator.reset()
@@ -67,7 +70,10 @@ def inference_on_dataset(
     per_image = (time.perf_counter() - timed_start) / max(timed_images, 1)
     logger.info(
         "Total inference time: %s for %d images (%.4f s / image after warm-up, on each of %d rank%s)",
-        datetime.timedelta(seconds=int(elapsed)), num_images, per_image, comm.get_world_size(),
+        datetime.timedelta(seconds=int(elapsed)),
+        num_images,
+        per_image,
+        comm.get_world_size(),
         "s" if comm.get_world_size() > 1 else "",
     )
     return evaluator.evaluate()

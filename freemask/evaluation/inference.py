@@ -9,12 +9,13 @@ The sliding-window grid follows MMSegmentation's ``slide_inference`` (the protoc
 ``ceil((H - crop) / stride) + 1`` windows per axis, the last one moved back to end flush with the border, overlapping
 scores averaged.
 """
+
 from typing import Callable, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from ..config import CfgNode
+from ..config import CfgNode, ConfigError
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,7 +53,7 @@ def _resize(scores: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 def _pair(value: Sequence[int], key: str) -> Tuple[int, int]:
     pair = tuple(int(v) for v in value)
     if len(pair) != 2 or min(pair) <= 0:
-        raise ValueError(f"{key} must be two positive integers [height, width], got {list(value)}")
+        raise ConfigError(f"{key} must be two positive integers [height, width], got {list(value)}")
     return pair  # type: ignore[return-value]
 
 
@@ -81,18 +82,18 @@ class SegmentationInference:
         window_batch_size: int = 8,
     ) -> None:
         if mode not in ("whole", "slide"):
-            raise ValueError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
+            raise ConfigError(f"inference mode must be 'whole' or 'slide', got {mode!r}")
         self.mode = mode
         self.crop_size = _pair(crop_size, "TEST.SLIDING_WINDOW.CROP_SIZE")
         self.stride = _pair(stride, "TEST.SLIDING_WINDOW.STRIDE")
         if mode == "slide" and (self.stride[0] > self.crop_size[0] or self.stride[1] > self.crop_size[1]):
-            raise ValueError(
+            raise ConfigError(
                 f"TEST.SLIDING_WINDOW.STRIDE {list(self.stride)} is larger than CROP_SIZE {list(self.crop_size)}; "
                 "windows would leave pixels unpredicted — use a stride of at most the crop size"
             )
         self.ratios = tuple(float(r) for r in ratios)
         if not self.ratios or min(self.ratios) <= 0:
-            raise ValueError(f"TEST.AUG.RATIOS must be a non-empty list of positive scales, got {list(ratios)}")
+            raise ConfigError(f"TEST.AUG.RATIOS must be a non-empty list of positive scales, got {list(ratios)}")
         self.flip = bool(flip)
         self.size_divisibility = int(size_divisibility)
         if window_batch_size < 1:
@@ -173,7 +174,7 @@ class SegmentationInference:
         count = image.new_zeros((1, padded_h, padded_w), dtype=torch.float32)
         total = None
         for start in range(0, len(boxes), self.window_batch_size):
-            chunk = boxes[start:start + self.window_batch_size]
+            chunk = boxes[start : start + self.window_batch_size]
             windows = torch.cat([image[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in chunk])
             scores = self._predict_padded(predict, windows).float()
             if total is None:

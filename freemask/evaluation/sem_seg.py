@@ -10,6 +10,7 @@ Classes absent from the ground truth get NaN and are left out of the means, as i
 defined iff it has ground-truth pixels, its IoU iff it has ground-truth pixels and a non-empty union. (MMSegmentation
 instead skips classes with an empty union only; the two agree unless a class is predicted but never present.)
 """
+
 import json
 import logging
 import math
@@ -135,7 +136,11 @@ class SemSegEvaluator:
         table = tabulate(rows, headers=["class", "IoU", "ACC"], tablefmt="pipe", floatfmt=".2f")
         logger.info(
             "Per-class results (%%):\n%s\nmIoU %.2f  fwIoU %.2f  mACC %.2f  pACC %.2f",
-            table, metrics["mIoU"], metrics["fwIoU"], metrics["mACC"], metrics["pACC"],
+            table,
+            metrics["mIoU"],
+            metrics["fwIoU"],
+            metrics["mACC"],
+            metrics["pACC"],
         )
 
     def _write_json(self, metrics: Dict[str, float]) -> None:

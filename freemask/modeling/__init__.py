@@ -1,4 +1,5 @@
 """Models. Importing this package registers every built-in backbone, head and meta-architecture."""
+
 from . import backbone, heads, meta_arch  # noqa: F401  (registration)
 from .build import (
     BACKBONE_REGISTRY,

@@ -3,6 +3,7 @@
 A new meta-architecture, backbone or head is a class registered with one decorator and a ``from_config`` class
 method; nothing else in the engine needs to change.
 """
+
 from typing import Dict
 
 import torch
@@ -17,7 +18,9 @@ META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = "Feature extractors returning ``{name: (N, C, H/stride, W/stride)}``; see Backbone."
 SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
-SEM_SEG_HEADS_REGISTRY.__doc__ = "Heads mapping backbone features to per-class outputs, built from the backbone's shapes."
+SEM_SEG_HEADS_REGISTRY.__doc__ = (
+    "Heads mapping backbone features to per-class outputs, built from the backbone's shapes."
+)
 PIXEL_DECODER_REGISTRY = Registry("PIXEL_DECODER")
 PIXEL_DECODER_REGISTRY.__doc__ = "Pixel decoders of mask-classification models (Mask2Former's MSDeformAttn decoder)."
 TRANSFORMER_DECODER_REGISTRY = Registry("TRANSFORMER_DECODER")

@@ -1,4 +1,5 @@
 """Small building blocks shared by heads."""
+
 from torch import nn
 
 
@@ -15,7 +16,9 @@ def get_norm(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {norm!r}; use GN, BN, SyncBN or an empty string")
 
 
-def conv_norm_act(in_channels: int, out_channels: int, kernel_size: int, norm: str, activation: bool = True) -> nn.Sequential:
+def conv_norm_act(
+    in_channels: int, out_channels: int, kernel_size: int, norm: str, activation: bool = True
+) -> nn.Sequential:
     """Conv (no bias when normalised) -> norm -> ReLU, with 'same' padding."""
     layers = [
         nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=not norm),

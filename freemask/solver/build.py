@@ -1,4 +1,5 @@
 """Optimizer, learning-rate schedule and gradient clipping from the SOLVER config."""
+
 from typing import Callable, Iterable
 
 import torch
@@ -21,7 +22,9 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     s = cfg.SOLVER
     for entry in s.CUSTOM_MULTIPLIERS:
         if len(entry) != 3 or not isinstance(entry[0], str):
-            raise ConfigError(f"SOLVER.CUSTOM_MULTIPLIERS entries are [name_substring, lr_mult, decay_mult], got {entry!r}")
+            raise ConfigError(
+                f"SOLVER.CUSTOM_MULTIPLIERS entries are [name_substring, lr_mult, decay_mult], got {entry!r}"
+            )
     groups = build_param_groups(
         model,
         base_lr=s.BASE_LR,

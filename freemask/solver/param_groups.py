@@ -4,6 +4,7 @@ Norm layers and embeddings get their own weight decay (0 in the FreeMask recipes
 learned query toward zero is not regularisation, it is damage; the backbone trains at a lower rate because it starts
 from ImageNet weights.
 """
+
 from typing import Dict, List, Sequence, Set, Tuple
 
 import torch

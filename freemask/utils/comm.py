@@ -1,4 +1,5 @@
 """Small torch.distributed helpers that are no-ops in a single process."""
+
 import os
 from typing import Any, List
 
@@ -47,3 +48,14 @@ def all_gather(obj: Any) -> List[Any]:
     gathered: List[Any] = [None] * get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def shared_seed(seed: int) -> int:
+    """``seed`` if non-negative, else one drawn on rank 0 and shared with every rank.
+
+    Every rank must derive the same global batches from the seed, so a seed drawn independently per rank would
+    silently desynchronise the samplers.
+    """
+    if seed < 0:
+        seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    return all_gather(seed)[0]

@@ -1,4 +1,5 @@
 """Training metrics: collected per iteration, written to metrics.json, TensorBoard and the console."""
+
 import datetime
 import json
 import logging
@@ -93,4 +94,8 @@ class ConsolePrinter:
 
 def default_writers(output_dir: str, max_iter: int) -> list:
     os.makedirs(output_dir, exist_ok=True)
-    return [ConsolePrinter(max_iter), JSONWriter(os.path.join(output_dir, "metrics.json")), TensorboardWriter(output_dir)]
+    return [
+        ConsolePrinter(max_iter),
+        JSONWriter(os.path.join(output_dir, "metrics.json")),
+        TensorboardWriter(output_dir),
+    ]

@@ -1,4 +1,5 @@
 """Logging set-up: console on the main process, one log file per rank under OUTPUT_DIR."""
+
 import logging
 import os
 import sys

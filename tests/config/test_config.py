@@ -17,7 +17,9 @@ def test_defaults_are_complete_and_fresh():
 
 
 def test_base_inheritance_and_overrides(tmp_path):
-    write(tmp_path / "base.yaml", "SOLVER:\n  BASE_LR: 0.5\n  MAX_ITER: 10\nMODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 7\n")
+    write(
+        tmp_path / "base.yaml", "SOLVER:\n  BASE_LR: 0.5\n  MAX_ITER: 10\nMODEL:\n  SEM_SEG_HEAD:\n    NUM_CLASSES: 7\n"
+    )
     child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 20\n")
     cfg = get_cfg()
     cfg.merge_from_file(child)

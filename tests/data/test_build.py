@@ -1,4 +1,5 @@
 """Dataset wrapper and the training / test loaders on a tiny dataset written to disk."""
+
 import itertools
 import logging
 
@@ -70,7 +71,9 @@ def _take(loader, n):
 
 def _same(a, b):
     return len(a) == len(b) and all(
-        x["file_name"] == y["file_name"] and torch.equal(x["image"], y["image"]) and torch.equal(x["sem_seg"], y["sem_seg"])
+        x["file_name"] == y["file_name"]
+        and torch.equal(x["image"], y["image"])
+        and torch.equal(x["sem_seg"], y["sem_seg"])
         for x, y in zip(a, b)
     )
 
@@ -141,7 +144,11 @@ def test_plain_train_loader_uses_repeat_factors(datasets):
         ({"DATASETS.REPEAT_FACTORS": [1]}, ConfigError, "REPEAT_FACTORS"),
         ({"DATALOADER.SYN_RATIO": 1.0}, ConfigError, "SYN_RATIO"),
         ({"DATASETS.TRAIN": [], "DATASETS.TRAIN_SYN": []}, ConfigError, "DATASETS.TRAIN"),
-        ({"DATASETS.TRAIN": ["fmtest_real", "fmtest_empty"], "DATASETS.REPEAT_FACTORS": []}, DatasetError, "fmtest_empty"),
+        (
+            {"DATASETS.TRAIN": ["fmtest_real", "fmtest_empty"], "DATASETS.REPEAT_FACTORS": []},
+            DatasetError,
+            "fmtest_empty",
+        ),
         ({"SOLVER.IMS_PER_BATCH": 1}, ValueError, "synthetic images per batch"),
     ],
 )

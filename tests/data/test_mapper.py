@@ -21,7 +21,7 @@ def label_scene(height=96, width=128, seed=0):
     mask = np.zeros((height, width), np.uint8)
     for label in range(1, 6):
         y, x = rng.integers(0, height - 20), rng.integers(0, width - 20)
-        mask[y:y + rng.integers(12, 40), x:x + rng.integers(12, 50)] = label
+        mask[y : y + rng.integers(12, 40), x : x + rng.integers(12, 50)] = label
     mask[:10, -10:] = IGNORE
     image = np.where((mask == IGNORE)[..., None], IGNORE_COLOR, PALETTE[np.minimum(mask, 5)])
     return image, mask
@@ -44,8 +44,15 @@ def decode(image_chw):
 
 
 def train_mapper(**kwargs):
-    args = {"min_size_train": [96], "max_size_train": 1000, "crop_size": (64, 64), "cat_max_ratio": 0.75,
-            "flip": True, "color_aug": False, "ignore_label": IGNORE}
+    args = {
+        "min_size_train": [96],
+        "max_size_train": 1000,
+        "crop_size": (64, 64),
+        "cat_max_ratio": 0.75,
+        "flip": True,
+        "color_aug": False,
+        "ignore_label": IGNORE,
+    }
     return SemSegDatasetMapper(True, **{**args, **kwargs})
 
 
@@ -90,7 +97,8 @@ def test_train_geometry_with_resize_agrees_away_from_boundaries(tmp_path):
 def test_padding_is_zero_and_ignore(tmp_path):
     image, mask = label_scene(40, 50)
     out = train_mapper(min_size_train=[40], crop_size=(64, 64), flip=False, color_aug=True)(
-        write_pair(str(tmp_path), image, mask), np.random.default_rng(0))
+        write_pair(str(tmp_path), image, mask), np.random.default_rng(0)
+    )
     assert (out["image"][:, 40:, :] == 0).all() and (out["image"][:, :, 50:] == 0).all()
     assert (out["sem_seg"][40:, :] == IGNORE).all() and (out["sem_seg"][:, 50:] == IGNORE).all()
     assert torch.equal(out["sem_seg"][:40, :50], torch.from_numpy(mask).long())

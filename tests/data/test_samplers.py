@@ -1,4 +1,5 @@
 """Training batch samplers (plain and joint) and the inference sampler."""
+
 import itertools
 from collections import Counter
 
@@ -12,8 +13,9 @@ def take(sampler, n):
 
 
 def joint(rank=0, world_size=1, seed=3, start_iter=0, real=(5, 7), syn=(40,), ratio=0.5, batch=8):
-    return JointBatchSampler(list(real), list(syn), ratio, batch, seed=seed, start_iter=start_iter,
-                             rank=rank, world_size=world_size)
+    return JointBatchSampler(
+        list(real), list(syn), ratio, batch, seed=seed, start_iter=start_iter, rank=rank, world_size=world_size
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ joint mode
@@ -59,7 +61,7 @@ def test_synthetic_positions_count_and_spread(batch, ratio):
     # Evenly spread: any window of w positions holds floor or ceil of w * m / B synthetic items.
     for w in range(1, batch + 1):
         for start in range(batch - w + 1):
-            assert abs(sum(positions[start:start + w]) - w * expected / batch) < 1 + 1e-9
+            assert abs(sum(positions[start : start + w]) - w * expected / batch) < 1 + 1e-9
 
 
 def test_joint_resume_matches_uninterrupted():
@@ -69,8 +71,9 @@ def test_joint_resume_matches_uninterrupted():
 
 # ------------------------------------------------------------------------------------------------------ plain mode
 def plain(seed=0, start_iter=0, rank=0, world_size=1, sizes=(3, 5), repeats=(4, 1), batch=4):
-    return TrainingBatchSampler(list(sizes), batch, repeat_factors=repeats, seed=seed, start_iter=start_iter,
-                                rank=rank, world_size=world_size)
+    return TrainingBatchSampler(
+        list(sizes), batch, repeat_factors=repeats, seed=seed, start_iter=start_iter, rank=rank, world_size=world_size
+    )
 
 
 def test_plain_epoch_respects_repeat_factors_and_reshuffles():
@@ -84,7 +87,7 @@ def test_plain_epoch_respects_repeat_factors_and_reshuffles():
 def test_plain_epochs_run_across_batch_boundaries():
     items = [i for batch in take(plain(batch=4), 17) for i, _ in batch]  # 68 items = 4 epochs of 17
     for e in range(4):
-        assert Counter(items[17 * e:17 * (e + 1)])[0] == 4
+        assert Counter(items[17 * e : 17 * (e + 1)])[0] == 4
 
 
 def test_plain_resume_and_ranks():
@@ -100,7 +103,7 @@ def test_aug_seeds_distinct_and_stable_across_resume():
     seeds = [s for batch in batches for _, s in batch]
     assert len(set(seeds)) == len(seeds)
     resumed = take(joint(start_iter=30), 10)
-    assert [s for batch in resumed for _, s in batch] == seeds[30 * 8:]
+    assert [s for batch in resumed for _, s in batch] == seeds[30 * 8 :]
     # Same position of the same global batch -> same seed, whichever sampler class drew the index.
     assert [s for _, s in take(plain(seed=3, batch=8), 1)[0]] == [s for _, s in batches[0]]
 

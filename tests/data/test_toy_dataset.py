@@ -54,8 +54,10 @@ def test_masks_follow_raw_ade_convention(root):
         image = read(os.path.join(root, REAL, "images", "training", stem + ".jpg"))
         assert mask.dtype == np.uint8 and mask.shape == (64, 80) and image.shape == (64, 80, 3)
         labels |= set(np.unique(mask).tolist())
-        with open(os.path.join(root, SYN, "annotations", stem + "_seed_42.png"), "rb") as syn, \
-                open(os.path.join(root, REAL, "annotations", "training", stem + ".png"), "rb") as real:
+        with (
+            open(os.path.join(root, SYN, "annotations", stem + "_seed_42.png"), "rb") as syn,
+            open(os.path.join(root, REAL, "annotations", "training", stem + ".png"), "rb") as real,
+        ):
             assert syn.read() == real.read()  # synthetic pairs share the real mask byte for byte
     assert 0 in labels and labels <= set(range(7)) and len(labels) >= 5  # unlabeled borders and most classes
 
@@ -88,8 +90,10 @@ def test_generation_is_deterministic_and_idempotent(root, tmp_path):
     smaller = ToyParams(num_train=2, num_val=1, num_seeds=1, height=64, width=80, seed=2)
     assert generate_toy_dataset(other, smaller)  # other parameters: regenerated, no stale files left
     assert len(os.listdir(os.path.join(other, SYN, "images"))) == 2
-    with open(os.path.join(root, REAL, "images/training/toy_train_00000.jpg"), "rb") as a, \
-            open(os.path.join(other, REAL, "images/training/toy_train_00000.jpg"), "rb") as b:
+    with (
+        open(os.path.join(root, REAL, "images/training/toy_train_00000.jpg"), "rb") as a,
+        open(os.path.join(other, REAL, "images/training/toy_train_00000.jpg"), "rb") as b,
+    ):
         assert a.read() != b.read()  # another --seed, another dataset
 
 

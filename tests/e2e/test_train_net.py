@@ -1,4 +1,5 @@
 """The user's commands end to end on the toy dataset: train, evaluate, resume, multi-process, bad input."""
+
 import json
 import os
 import shutil
@@ -9,9 +10,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
 # A few iterations of the toy config, small enough for CI on two CPU cores.
 FAST = [
-    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.WARMUP_ITERS", "2",
-    "TEST.EVAL_PERIOD", "0", "LOG_PERIOD", "1", "DATALOADER.NUM_WORKERS", "2",
-    "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32",
+    "SOLVER.IMS_PER_BATCH",
+    "4",
+    "SOLVER.MAX_ITER",
+    "6",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "3",
+    "SOLVER.WARMUP_ITERS",
+    "2",
+    "TEST.EVAL_PERIOD",
+    "0",
+    "LOG_PERIOD",
+    "1",
+    "DATALOADER.NUM_WORKERS",
+    "2",
+    "MODEL.SEM_SEG_HEAD.CONVS_DIM",
+    "32",
+    "MODEL.SEM_SEG_HEAD.HEAD_DIM",
+    "32",
 ]
 
 
@@ -34,13 +50,23 @@ def test_train_then_eval_only_reproduces_final_evaluation(train_net, tmp_path):
     assert open(os.path.join(out, "last_checkpoint")).read() == "model_final.pth"
     metrics = read_metrics(out)
     assert [m["iteration"] for m in metrics if "loss_sem_seg" in m] == list(range(6))
-    assert all({"lr", "time", "data_time", "total_loss", "max_mem_mb"} <= set(m) for m in metrics if "loss_sem_seg" in m)
+    assert all(
+        {"lr", "time", "data_time", "total_loss", "max_mem_mb"} <= set(m) for m in metrics if "loss_sem_seg" in m
+    )
     trained = read_results(out)
     assert "sem_seg/mIoU" in metrics[-1] and abs(metrics[-1]["sem_seg/mIoU"] - trained["mIoU"]) < 1e-9
 
     evaluated = str(tmp_path / "eval")
-    proc = train_net("--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", evaluated,
-                     "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"))
+    proc = train_net(
+        "--config-file",
+        TOY_CONFIG,
+        "--eval-only",
+        *FAST,
+        "OUTPUT_DIR",
+        evaluated,
+        "MODEL.WEIGHTS",
+        os.path.join(out, "model_final.pth"),
+    )
     assert read_results(evaluated) == trained
     assert f"mIoU={trained['mIoU']:.4g}" in proc.stdout
 
@@ -85,8 +111,35 @@ def test_bad_config_key_is_one_line(train_net):
 def test_corrupt_checkpoint_is_one_line(train_net, tmp_path):
     corrupt = tmp_path / "model.pth"
     corrupt.write_bytes(b"PK\x03\x04 not really a checkpoint")
-    proc = train_net("--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", str(tmp_path / "o"),
-                     "MODEL.WEIGHTS", str(corrupt), check=False)
+    proc = train_net(
+        "--config-file",
+        TOY_CONFIG,
+        "--eval-only",
+        *FAST,
+        "OUTPUT_DIR",
+        str(tmp_path / "o"),
+        "MODEL.WEIGHTS",
+        str(corrupt),
+        check=False,
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(corrupt) in lines[0] and "corrupt" in lines[0]
+
+
+def test_torchrun_two_processes(train_net, tmp_path):
+    out = str(tmp_path / "torchrun")
+    proc = train_net(
+        "--config-file",
+        TOY_CONFIG,
+        *FAST,
+        "OUTPUT_DIR",
+        out,
+        "SOLVER.MAX_ITER",
+        "3",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        launcher=["-m", "torch.distributed.run", "--nproc-per-node", "2"],
+    )
+    assert "Rank 0 of 2" in proc.stdout and os.path.isfile(os.path.join(out, "log.txt.rank1"))
+    assert [m["iteration"] for m in read_metrics(out) if "loss_sem_seg" in m] == [0, 1, 2]

@@ -1,4 +1,5 @@
 """SegmentationInference modes agree with each other where they must, and the evaluation loop drives a model."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -103,6 +104,7 @@ def test_flip_with_pixelwise_predict_equals_no_flip():
 
 def test_flip_really_predicts_on_the_flipped_image():
     """With a position-dependent predict, flip averaging is the mean of the two orientations."""
+
     def predict(x):
         ramp = torch.arange(x.shape[-1], dtype=torch.float32).expand(x.shape[0], 1, x.shape[-2], -1)
         return torch.cat([ramp, -ramp], dim=1)

@@ -1,4 +1,5 @@
 """SemSegEvaluator against hand-computed confusion matrices, its JSON file, and its cross-rank reduction."""
+
 import json
 import math
 import os
@@ -45,8 +46,12 @@ def test_hand_computed_metrics_with_ignore():
     res = run(evaluator, [(gt, pred)])
     assert torch.equal(evaluator.conf_matrix, torch.tensor([[2, 1, 0], [1, 2, 0], [0, 0, 1]]))
     expected = {
-        "IoU-a": 50.0, "IoU-b": 50.0, "IoU-c": 100.0,  # 2/(3+3-2), 2/4, 1/1
-        "ACC-a": 200 / 3, "ACC-b": 200 / 3, "ACC-c": 100.0,
+        "IoU-a": 50.0,
+        "IoU-b": 50.0,
+        "IoU-c": 100.0,  # 2/(3+3-2), 2/4, 1/1
+        "ACC-a": 200 / 3,
+        "ACC-b": 200 / 3,
+        "ACC-c": 100.0,
         "mIoU": 200 / 3,  # (0.5 + 0.5 + 1) / 3
         "mACC": 700 / 9,  # (2/3 + 2/3 + 1) / 3
         "pACC": 500 / 7,  # 5 correct of 7 (the ignored pixel is not counted)

@@ -9,7 +9,10 @@ def test_resnet_features_named_by_stride():
     backbone = TimmBackbone("resnet18")
     shapes = backbone.output_shape()
     assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
-        "res2": (64, 4), "res3": (128, 8), "res4": (256, 16), "res5": (512, 32),
+        "res2": (64, 4),
+        "res3": (128, 8),
+        "res4": (256, 16),
+        "res5": (512, 32),
     }
     out = backbone(torch.randn(2, 3, 64, 96))
     for name, spec in shapes.items():

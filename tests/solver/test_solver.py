@@ -28,8 +28,13 @@ def settings_of(groups, model):
 def test_param_groups_norm_embed_backbone_and_custom_keys():
     model = Toy()
     groups = build_param_groups(
-        model, base_lr=1.0, weight_decay=0.05, weight_decay_norm=0.0, weight_decay_embed=0.01,
-        backbone_multiplier=0.1, custom_multipliers=[("decode_head.0", 10.0, 2.0)],
+        model,
+        base_lr=1.0,
+        weight_decay=0.05,
+        weight_decay_norm=0.0,
+        weight_decay_embed=0.01,
+        backbone_multiplier=0.1,
+        custom_multipliers=[("decode_head.0", 10.0, 2.0)],
     )
     s = settings_of(groups, model)
     assert s["backbone.0.weight"] == (0.1, 0.05)

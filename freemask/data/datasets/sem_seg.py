@@ -3,6 +3,7 @@
 Registration is lazy: ``register_sem_seg`` stores a loader in ``DatasetCatalog`` and touches no disk; the folders
 are listed when the dataset is first used, so a missing folder is reported by the run that needs it.
 """
+
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -15,7 +16,9 @@ _SHOWN = 3
 
 def _files_by_stem(folder: str, ext: str, what: str) -> Dict[str, str]:
     if not os.path.isdir(folder):
-        raise DatasetError(f"{what} folder not found: {folder}; check the dataset path (DETECTRON2_DATASETS) or prepare the dataset")
+        raise DatasetError(
+            f"{what} folder not found: {folder}; check the dataset path (DETECTRON2_DATASETS) or prepare the dataset"
+        )
     with os.scandir(folder) as entries:
         return {e.name[: -len(ext)]: e.path for e in entries if e.name.endswith(ext) and e.is_file()}
 
@@ -33,7 +36,9 @@ def load_sem_seg(
     images = _files_by_stem(image_root, image_ext, "image")
     masks = _files_by_stem(mask_root, mask_ext, "mask")
     if not images:
-        raise DatasetError(f"no '*{image_ext}' images in {image_root}; the split is empty — check the path and the extension")
+        raise DatasetError(
+            f"no '*{image_ext}' images in {image_root}; the split is empty — check the path and the extension"
+        )
     missing = sorted(set(images) - set(masks))
     if missing:
         shown = ", ".join(s + image_ext for s in missing[:_SHOWN]) + (", ..." if len(missing) > _SHOWN else "")
@@ -74,7 +79,9 @@ def set_sem_seg_metadata(
     MetadataCatalog.get(name).set(
         evaluator_type="sem_seg",
         stuff_classes=list(stuff_classes),
-        stuff_colors=[list(c) for c in stuff_colors] if stuff_colors is not None else default_palette(len(stuff_classes)),
+        stuff_colors=[list(c) for c in stuff_colors]
+        if stuff_colors is not None
+        else default_palette(len(stuff_classes)),
         ignore_label=ignore_label,
         **paths,
     )
@@ -93,7 +100,5 @@ def register_sem_seg(
     reduce_zero_label: bool = False,
 ) -> None:
     """Register ``name`` in DatasetCatalog (loaded on first use) and its metadata in MetadataCatalog."""
-    DatasetCatalog.register(
-        name, lambda: load_sem_seg(image_root, mask_root, image_ext, mask_ext, reduce_zero_label)
-    )
+    DatasetCatalog.register(name, lambda: load_sem_seg(image_root, mask_root, image_ext, mask_ext, reduce_zero_label))
     set_sem_seg_metadata(name, stuff_classes, stuff_colors, ignore_label, image_root=image_root, sem_seg_root=mask_root)

@@ -4,6 +4,7 @@ Raw masks follow the ADE20K convention (0 = unlabeled, class k stored as k + 1),
 zero-label reduction as ADE20K. The dataset root is read from ``$DETECTRON2_DATASETS`` when a loader runs, not
 when the datasets are registered, so a test or a user can point it elsewhere after import.
 """
+
 import os
 from typing import Callable, List
 

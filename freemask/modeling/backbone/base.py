@@ -1,4 +1,5 @@
 """The interface every backbone offers to heads: named feature maps with known channels and strides."""
+
 from dataclasses import dataclass
 from typing import Dict
 

@@ -1,4 +1,5 @@
 """Any timm model with ``features_only`` support as a backbone (ResNets here; Swin and ViT variants later)."""
+
 import logging
 import math
 import os

@@ -1,4 +1,5 @@
 """Feature pyramid network neck: lateral 1x1 convs, top-down nearest upsampling, 3x3 output convs."""
+
 from typing import Dict, List
 
 import torch
@@ -30,5 +31,7 @@ class FPN(nn.Module):
         """Returns one ``(N, out_channels, H_i, W_i)`` map per input feature, finest first."""
         laterals = [conv(features[f]) for conv, f in zip(self.lateral, self.in_features)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest"
+            )
         return [conv(x) for conv, x in zip(self.output, laterals)]

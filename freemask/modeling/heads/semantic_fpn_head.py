@@ -1,4 +1,5 @@
 """Semantic FPN head (Kirillov et al., Panoptic FPN): FPN levels brought to one stride, summed, classified."""
+
 import math
 from typing import Dict, List
 

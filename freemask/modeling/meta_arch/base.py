@@ -1,4 +1,5 @@
 """What every semantic-segmentation meta-architecture shares: normalisation, batching, inference modes."""
+
 from typing import Dict, List, Sequence
 
 import torch

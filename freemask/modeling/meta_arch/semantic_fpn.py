@@ -1,4 +1,5 @@
 """Semantic FPN: a backbone and a head that classifies every pixel (Kirillov et al., 2019)."""
+
 from typing import Dict
 
 import torch
