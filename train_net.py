@@ -41,7 +41,15 @@ def run(args) -> None:
     try:
         main(args)
     except USER_ERRORS as e:
-        sys.exit(f"error: {e.args[0] if e.args else e}")
+        sys.exit(f"error: {one_line(e)}")
+
+
+def one_line(error: BaseException) -> str:
+    """The error's own message, also when a DataLoader worker re-raised it wrapped in the worker's traceback."""
+    lines = str(error.args[0] if error.args else error).strip().splitlines()
+    last = lines[-1] if lines else type(error).__name__
+    prefix = f"{type(error).__module__}.{type(error).__name__}: "
+    return last[len(prefix):] if last.startswith(prefix) else last
 
 
 if __name__ == "__main__":

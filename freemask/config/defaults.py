@@ -81,8 +81,9 @@ _C.DATASETS = CN()
 _C.DATASETS.TRAIN = []
 # Synthetic training sets, mixed with DATASETS.TRAIN as DATALOADER.SYN_RATIO says.
 _C.DATASETS.TRAIN_SYN = []
-# One integer per dataset of TRAIN + TRAIN_SYN (in that order): how many times its list is repeated in the plain
-# concatenation used when SYN_RATIO is 0. Empty = 1 for all (the FreeMask release used real x11 for ADE20K).
+# One integer per dataset of TRAIN + TRAIN_SYN (in that order): how many times its list is repeated. With SYN_RATIO 0
+# this weights the plain concatenation (the FreeMask release used real x11 for ADE20K); with SYN_RATIO > 0 it weights
+# datasets within the real stream and within the synthetic stream. Empty = 1 for all.
 _C.DATASETS.REPEAT_FACTORS = []
 _C.DATASETS.TEST = []
 

@@ -15,7 +15,7 @@ from ..config import ConfigError
 from . import transforms as T
 from .errors import DatasetError
 
-_CHECK = "check the dataset with tools/check_dataset.py or re-run its preparation script"
+_CHECK = "replace or remove the file, or re-run the dataset's preparation script"
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 
@@ -46,7 +46,7 @@ def read_mask(path: str) -> np.ndarray:
     if mask.ndim != 2:
         raise DatasetError(
             f"{path}: mask has {mask.shape[2]} channels but must be a single-channel label map (a colour or palette "
-            f"PNG?); convert it to class indices, e.g. with tools/check_dataset.py"
+            f"PNG?); convert it to a PNG of class indices"
         )
     return mask
 

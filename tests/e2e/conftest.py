@@ -11,8 +11,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def train_net(toy_datasets):
     """Run train_net.py in a subprocess (the user's command), returning the completed process."""
 
-    def run(*args, check=True, launcher=()):
-        env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
+    def run(*args, check=True, launcher=(), env=None):
+        env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1", **(env or {})}
         proc = subprocess.run(
             [sys.executable, *launcher, os.path.join(REPO, "train_net.py"), *args],
             capture_output=True,

@@ -93,11 +93,13 @@ def test_resume_continues_with_the_same_losses(train_net, tmp_path):
     assert all(torch.equal(final_ref[k], final_res[k]) for k in final_ref)
 
 
-def test_two_process_gloo_training(train_net, tmp_path):
+def test_two_process_gloo_joint_training(train_net, tmp_path):
     out = str(tmp_path / "ddp")
-    proc = train_net("--config-file", TOY_CONFIG, "--num-gpus", "2", *FAST, "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3")
+    joint_config = TOY_CONFIG.replace(".yaml", "_joint.yaml")
+    proc = train_net("--config-file", joint_config, "--num-gpus", "2", *FAST, "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "3")
     assert os.path.isfile(os.path.join(out, "model_final.pth")) and os.path.isfile(os.path.join(out, "log.txt.rank1"))
     assert "Rank 0 of 2" in proc.stdout
+    assert "2 of 4 images per global batch synthetic" in proc.stdout
     assert 0.0 <= read_results(out)["mIoU"] <= 100.0
 
 
@@ -143,3 +145,15 @@ def test_torchrun_two_processes(train_net, tmp_path):
     )
     assert "Rank 0 of 2" in proc.stdout and os.path.isfile(os.path.join(out, "log.txt.rank1"))
     assert [m["iteration"] for m in read_metrics(out) if "loss_sem_seg" in m] == [0, 1, 2]
+
+
+def test_truncated_image_in_a_worker_is_one_line(train_net, toy_datasets, tmp_path):
+    datasets = tmp_path / "datasets"
+    shutil.copytree(toy_datasets, datasets)
+    image = next((datasets / "toy" / "ADEChallengeData2016" / "images" / "training").glob("*.jpg"))
+    image.write_bytes(image.read_bytes()[:300])
+    proc = train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), check=False,
+                     env={"DETECTRON2_DATASETS": str(datasets)})
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(image) in lines[0] and "truncated" in lines[0]
