@@ -49,7 +49,7 @@ def one_line(error: BaseException) -> str:
     lines = str(error.args[0] if error.args else error).strip().splitlines()
     last = lines[-1] if lines else type(error).__name__
     prefix = f"{type(error).__module__}.{type(error).__name__}: "
-    return last[len(prefix):] if last.startswith(prefix) else last
+    return last[len(prefix) :] if last.startswith(prefix) else last
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class SemSegDatasetMapper:
         min_size_test: int = 512,
         max_size_test: int = 2048,
         ignore_label: int = 255,
+        image_format: str = "RGB",
     ) -> None:
         """``crop_size`` None trains on whole resized images (no crop, no pad); ``cat_max_ratio`` outside (0, 1)
         disables the category-ratio check."""
@@ -96,6 +97,8 @@ class SemSegDatasetMapper:
             raise ConfigError(
                 f"INPUT.MIN_SIZE_TRAIN must be [min, max] with 'range' sampling, got {list(min_size_train)}"
             )
+        if image_format not in ("RGB", "BGR"):
+            raise ConfigError(f"INPUT.FORMAT must be RGB or BGR, got {image_format!r}")
         if not 0 <= ignore_label <= 255:
             raise ConfigError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE must be in 0..255, got {ignore_label}")
         self.is_train = is_train
@@ -109,6 +112,7 @@ class SemSegDatasetMapper:
         self.min_size_test = min_size_test
         self.max_size_test = max_size_test
         self.ignore_label = ignore_label
+        self.image_format = image_format
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> "SemSegDatasetMapper":
@@ -127,6 +131,7 @@ class SemSegDatasetMapper:
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            image_format=cfg.INPUT.FORMAT,
         )
 
     def read(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
@@ -152,16 +157,22 @@ class SemSegDatasetMapper:
             if rng is None:
                 raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
             image, mask = self._augment(image, mask, rng)
-            return {"file_name": record["file_name"], "image": _to_chw(image), "sem_seg": _to_long(mask)}
+            return {"file_name": record["file_name"], "image": self._to_chw(image), "sem_seg": _to_long(mask)}
         height, width = mask.shape
         image = T.resize_for_test(image, self.min_size_test, self.max_size_test)
         return {
             "file_name": record["file_name"],
-            "image": _to_chw(image),
+            "image": self._to_chw(image),
             "sem_seg": _to_long(mask),
             "height": height,
             "width": width,
         }
+
+    def _to_chw(self, image: np.ndarray) -> torch.Tensor:
+        """uint8 (3, H, W) in INPUT.FORMAT channel order (augmentations work in RGB)."""
+        if self.image_format == "BGR":
+            image = image[:, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         short = T.sample_shortest_edge(self.min_size_train, self.min_size_train_sampling, rng)
@@ -178,10 +189,6 @@ class SemSegDatasetMapper:
             image = T.pad_bottom_right(image, self.crop_size, 0)
             mask = T.pad_bottom_right(mask, self.crop_size, self.ignore_label)
         return image, mask
-
-
-def _to_chw(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 def _to_long(mask: np.ndarray) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from torch.utils.data import Sampler
 
+from ..config import ConfigError
 from ..utils import comm
 
 __all__ = ["TrainingBatchSampler", "JointBatchSampler", "InferenceSampler", "synthetic_positions"]
@@ -93,11 +94,10 @@ def _check_sizes(sizes: Sequence[int], repeat_factors: Optional[Sequence[int]], 
     if repeat_factors is None:
         return [1] * len(sizes)
     if len(repeat_factors) != len(sizes) or any(int(r) != r or r < 1 for r in repeat_factors):
-        raise ValueError(
+        raise ConfigError(
             f"{what} repeat factors {list(repeat_factors)} must be one integer >= 1 per dataset ({len(sizes)} datasets)"
         )
-    repeats = [int(r) for r in repeat_factors]
-    return repeats
+    return [int(r) for r in repeat_factors]
 
 
 class _GlobalBatchSampler(Sampler):
@@ -109,7 +109,7 @@ class _GlobalBatchSampler(Sampler):
         world_size = comm.get_world_size() if world_size is None else world_size
         rank = comm.get_rank() if rank is None else rank
         if global_batch_size < 1 or world_size < 1 or global_batch_size % world_size != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"SOLVER.IMS_PER_BATCH ({global_batch_size}) must be a positive multiple of the number of processes "
                 f"({world_size})"
             )
@@ -198,11 +198,11 @@ class JointBatchSampler(_GlobalBatchSampler):
     ) -> None:
         super().__init__(global_batch_size, seed, start_iter, rank, world_size)
         if not 0.0 < ratio < 1.0:
-            raise ValueError(f"DATALOADER.SYN_RATIO must be in (0, 1) for joint real+synthetic batches, got {ratio}")
+            raise ConfigError(f"DATALOADER.SYN_RATIO must be in (0, 1) for joint real+synthetic batches, got {ratio}")
         self.positions = synthetic_positions(global_batch_size, ratio)
         self.num_syn = sum(self.positions)
         if self.num_syn in (0, global_batch_size):
-            raise ValueError(
+            raise ConfigError(
                 f"DATALOADER.SYN_RATIO {ratio} x SOLVER.IMS_PER_BATCH {global_batch_size} gives {self.num_syn} "
                 f"synthetic images per batch; choose a ratio leaving both real and synthetic images in every batch"
             )

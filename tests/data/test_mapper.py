@@ -220,3 +220,13 @@ def test_not_an_image(tmp_path):
     with open(record["file_name"], "wb") as f:
         f.write(b"")
     assert_one_line_error(train_mapper(), record, "scene.png")
+
+
+def test_bgr_format_reverses_channels(tmp_path):
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[..., 0] = 200  # red in RGB
+    record = write_pair(str(tmp_path), image, np.ones((8, 8), np.uint8), image_ext=".png")
+    rgb = SemSegDatasetMapper(False, min_size_test=8, max_size_test=8)(record)["image"]
+    bgr = SemSegDatasetMapper(False, min_size_test=8, max_size_test=8, image_format="BGR")(record)["image"]
+    assert rgb[0].float().mean() == 200 and rgb[2].float().mean() == 0
+    assert torch.equal(bgr, rgb.flip(0))

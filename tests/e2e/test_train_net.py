@@ -152,8 +152,15 @@ def test_truncated_image_in_a_worker_is_one_line(train_net, toy_datasets, tmp_pa
     shutil.copytree(toy_datasets, datasets)
     image = next((datasets / "toy" / "ADEChallengeData2016" / "images" / "training").glob("*.jpg"))
     image.write_bytes(image.read_bytes()[:300])
-    proc = train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), check=False,
-                     env={"DETECTRON2_DATASETS": str(datasets)})
+    proc = train_net(
+        "--config-file",
+        TOY_CONFIG,
+        *FAST,
+        "OUTPUT_DIR",
+        str(tmp_path / "o"),
+        check=False,
+        env={"DETECTRON2_DATASETS": str(datasets)},
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(image) in lines[0] and "truncated" in lines[0]
