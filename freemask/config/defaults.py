@@ -86,6 +86,18 @@ _C.DATASETS.TRAIN_SYN = []
 # datasets within the real stream and within the synthetic stream. Empty = 1 for all.
 _C.DATASETS.REPEAT_FACTORS = []
 _C.DATASETS.TEST = []
+# A dataset of your own, registered from the config alone as <NAME>_sem_seg_train and <NAME>_sem_seg_val, in the
+# ADE20K layout: ROOT/images/{training,validation}/*IMAGE_EXT with ROOT/annotations/{training,validation}/*MASK_EXT.
+_C.DATASETS.CUSTOM = CN()
+_C.DATASETS.CUSTOM.NAME = ""
+_C.DATASETS.CUSTOM.ROOT = ""
+# Text file with one class name per line (line k names label k).
+_C.DATASETS.CUSTOM.CLASSES_FILE = ""
+_C.DATASETS.CUSTOM.IGNORE_LABEL = 255
+# True when masks store 0 = unlabeled and class k as k + 1 (the raw ADE20K convention).
+_C.DATASETS.CUSTOM.REDUCE_ZERO_LABEL = False
+_C.DATASETS.CUSTOM.IMAGE_EXT = ".jpg"
+_C.DATASETS.CUSTOM.MASK_EXT = ".png"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Data loader
@@ -95,6 +107,9 @@ _C.DATALOADER.NUM_WORKERS = 4
 # Fraction of every global batch drawn from DATASETS.TRAIN_SYN (0.5 = exactly half synthetic, the real set
 # over-sampled). 0 concatenates all training sets (with REPEAT_FACTORS) and shuffles them instead.
 _C.DATALOADER.SYN_RATIO = 0.0
+# A training sample whose files are missing, unreadable or inconsistent stops training with one line naming the file.
+# True instead replaces it by another sample, and the count of skipped samples is logged.
+_C.DATALOADER.SKIP_BAD_SAMPLES = False
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Solver
