@@ -30,20 +30,47 @@ class MapDataset(Dataset):
 
     Training keys give the mapper ``np.random.default_rng(aug_seed)`` as its only source of randomness; test keys
     give it ``None`` (deterministic test pipeline).
+
+    ``skip_bad_samples`` (training keys only): a record whose files raise ``DatasetError`` is replaced by the next
+    records ``(index + k) % n``, k = 1, 2, ..., with the same seed — deterministic, so ``--resume`` still replays
+    the same batches — and the output dict gets ``"skipped": [file names]``. When the record and its next
+    ``MAX_SKIPS`` replacements all fail, the record's own error is raised: the dataset itself is broken then, not a
+    file. Test keys never skip, so an evaluation sees every image or fails.
     """
 
-    def __init__(self, records: Sequence[dict], mapper: Mapper) -> None:
+    MAX_SKIPS = 10
+
+    def __init__(self, records: Sequence[dict], mapper: Mapper, skip_bad_samples: bool = False) -> None:
         self.records = list(records)
         self.mapper = mapper
+        self.skip_bad_samples = skip_bad_samples
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, key: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
-        if isinstance(key, tuple):
-            index, aug_seed = key
+        if not isinstance(key, tuple):
+            return self.mapper(self.records[key], None)
+        index, aug_seed = key
+        if not self.skip_bad_samples:
             return self.mapper(self.records[index], np.random.default_rng(aug_seed))
-        return self.mapper(self.records[key], None)
+        skipped: List[str] = []
+        first_error: Optional[DatasetError] = None
+        for k in range(min(self.MAX_SKIPS, len(self.records) - 1) + 1):
+            record = self.records[(index + k) % len(self.records)]
+            try:
+                out = self.mapper(record, np.random.default_rng(aug_seed))
+            except DatasetError as error:
+                first_error = first_error or error
+                skipped.append(record["file_name"])
+                continue
+            if skipped:
+                out["skipped"] = skipped
+            return out
+        raise DatasetError(
+            f"{first_error} (DATALOADER.SKIP_BAD_SAMPLES gave up: the {len(skipped) - 1} training records after it "
+            f"failed too)"
+        ) from first_error
 
 
 def trivial_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -138,7 +165,8 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             len(sampler.stream),
             global_batch,
         )
-    dataset = MapDataset(records, SemSegDatasetMapper.from_config(cfg, is_train=True))
+    mapper = SemSegDatasetMapper.from_config(cfg, is_train=True)
+    dataset = MapDataset(records, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
     num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
         dataset,

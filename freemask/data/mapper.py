@@ -15,7 +15,10 @@ from ..config import ConfigError
 from . import transforms as T
 from .errors import DatasetError
 
-_CHECK = "replace or remove the file, or re-run the dataset's preparation script"
+_CHECK = (
+    "check the split with tools/check_dataset.py, then replace or remove the file or re-run the dataset's "
+    "preparation script"
+)
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 
 

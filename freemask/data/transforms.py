@@ -6,7 +6,8 @@ comes from an explicit ``rng: np.random.Generator`` so a sample is a pure functi
 MMSegmentation's ADE20K recipe used by the FreeMask release (see ``freemask/config/defaults.py``).
 """
 
-from typing import Sequence, Tuple
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -29,7 +30,7 @@ def sample_shortest_edge(sizes: Sequence[int], sampling: str, rng: np.random.Gen
 
 
 def shortest_edge_size(height: int, width: int, short: int, max_size: int) -> Tuple[int, int]:
-    """(new_h, new_w) with the shortest edge ``short`` unless that makes the longest exceed ``max_size``; aspect kept."""
+    """(new_h, new_w): shortest edge ``short`` unless that makes the longest exceed ``max_size``; aspect kept."""
     scale = min(short / min(height, width), max_size / max(height, width))
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
@@ -125,9 +126,72 @@ def pad_bottom_right(array: np.ndarray, size: Tuple[int, int], value: int) -> np
 
 
 # ------------------------------------------------------------------------------------------------------- photometric
+_IDENTITY = np.arange(256, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class PhotometricParams:
+    """The random draws of one photometric distortion; ``None`` means that step did not fire.
+
+    Split from the drawing so that a test can apply the same draws to our pipeline and to a float32 reference.
+    """
+
+    brightness: Optional[float] = None  # beta added to every value
+    contrast: Optional[float] = None  # alpha multiplying every value
+    contrast_first: bool = True  # contrast right after brightness (else last)
+    saturation: Optional[float] = None  # alpha multiplying the HSV saturation
+    hue: Optional[int] = None  # shift of the OpenCV uint8 hue (0..179, 2 degrees per step), modulo 180
+
+
 def _affine_lut(alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
     """uint8 table of clip(v * alpha + beta), truncated towards zero as MMSegmentation's float->uint8 cast does."""
     return np.clip(np.arange(256, dtype=np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def sample_photometric_params(
+    rng: np.random.Generator,
+    brightness_delta: int = 32,
+    contrast_range: Tuple[float, float] = (0.5, 1.5),
+    saturation_range: Tuple[float, float] = (0.5, 1.5),
+    hue_delta: int = 18,
+) -> PhotometricParams:
+    """Draw MMSegmentation's PhotoMetricDistortion parameters: each step fires with prob 0.5, contrast goes first or
+    last with prob 0.5. The hue shift is an integer in [-hue_delta, hue_delta), upper bound excluded, as numpy's
+    ``randint(-18, 18)`` draws it there."""
+    brightness = rng.uniform(-brightness_delta, brightness_delta) if rng.integers(2) else None
+    contrast_first = bool(rng.integers(2))
+    contrast = rng.uniform(*contrast_range) if rng.integers(2) else None
+    saturation = rng.uniform(*saturation_range) if rng.integers(2) else None
+    hue = (int(rng.integers(-hue_delta, hue_delta)) if hue_delta > 0 else 0) if rng.integers(2) else None
+    return PhotometricParams(brightness, contrast, contrast_first, saturation, hue)
+
+
+def _hsv_lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """One uint8 RGB -> HSV -> RGB round trip with a (1, 256, 3) table applied to the HSV values."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    return cv2.cvtColor(cv2.LUT(hsv, table, dst=hsv), cv2.COLOR_HSV2RGB, dst=hsv)
+
+
+def apply_photometric(image: np.ndarray, params: PhotometricParams) -> np.ndarray:
+    """The distortion ``params`` describe, on a uint8 (H, W, 3) RGB image (the input itself if no step fires).
+
+    Bit-identical to MMSegmentation's float32 arithmetic: a per-value step is a 256-entry table of the same float32
+    formula (adjacent ones composed into one table), and saturation and hue each keep their own lossy uint8 HSV
+    round trip, as MMSegmentation does (merging them would shift a few pixels by up to 3 levels).
+    """
+    before = _IDENTITY if params.brightness is None else _affine_lut(beta=params.brightness)
+    contrast = None if params.contrast is None else _affine_lut(alpha=params.contrast)
+    if params.contrast_first and contrast is not None:
+        before = contrast[before]
+    out = image if before is _IDENTITY else cv2.LUT(image, before)
+    if params.saturation is not None:
+        out = _hsv_lut(out, np.stack([_IDENTITY, _affine_lut(alpha=params.saturation), _IDENTITY], -1)[None])
+    if params.hue is not None:
+        hue = ((_IDENTITY.astype(np.int16) + params.hue) % 180).astype(np.uint8)  # OpenCV uint8 hue is 0..179
+        out = _hsv_lut(out, np.stack([hue, _IDENTITY, _IDENTITY], -1)[None])
+    if not params.contrast_first and contrast is not None:
+        out = cv2.LUT(out, contrast)
+    return out
 
 
 def photometric_distortion(
@@ -141,28 +205,8 @@ def photometric_distortion(
     """MMSegmentation's PhotoMetricDistortion of a uint8 (H, W, 3) RGB image (the input itself if no step fires).
 
     Brightness (+/- delta), then contrast (scale) either first or last (prob 0.5 each), saturation (scale of S) and
-    hue (shift of H, mod 180); each step is applied with prob 0.5. Per-value steps are 256-entry lookup tables
-    (adjacent ones composed into one table) and saturation + hue share one uint8 RGB->HSV->RGB round trip, so no
-    float copy of the image is made.
+    hue (shift of H, mod 180); each step is applied with prob 0.5. Lookup tables instead of float copies of the image
+    give the float32 original's output, faster (tests/data/test_photometric_equivalence.py, bench/data_loader.py).
     """
-    brightness = _affine_lut(beta=rng.uniform(-brightness_delta, brightness_delta)) if rng.integers(2) else None
-    contrast_first = bool(rng.integers(2))
-    contrast = _affine_lut(alpha=rng.uniform(*contrast_range)) if rng.integers(2) else None
-    saturation = _affine_lut(alpha=rng.uniform(*saturation_range)) if rng.integers(2) else None
-    hue = int(rng.integers(-hue_delta, hue_delta + 1)) if rng.integers(2) else 0
-
-    identity = np.arange(256, dtype=np.uint8)
-    before = brightness if brightness is not None else identity
-    if contrast_first and contrast is not None:
-        before = contrast[before]
-    out = image if before is identity else cv2.LUT(image, before)
-
-    if saturation is not None or hue:
-        hue_lut = ((identity.astype(np.int16) + hue) % 180).astype(np.uint8)  # OpenCV uint8 hue is 0..179
-        hsv_lut = np.stack([hue_lut, saturation if saturation is not None else identity, identity], axis=-1)
-        hsv = cv2.LUT(cv2.cvtColor(out, cv2.COLOR_RGB2HSV), hsv_lut[None])
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-    if not contrast_first and contrast is not None:
-        out = cv2.LUT(out, contrast)
-    return out
+    params = sample_photometric_params(rng, brightness_delta, contrast_range, saturation_range, hue_delta)
+    return apply_photometric(image, params)

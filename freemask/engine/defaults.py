@@ -10,7 +10,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..config import CfgNode, get_cfg
+from ..config import CfgNode, ConfigError, get_cfg
+from ..data.datasets import register_custom_from_config
 from ..utils import comm
 from ..utils.logger import setup_logger
 
@@ -54,6 +55,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
+    register_custom_dataset(cfg)
     cfg = cfg.clone()
     cfg.defrost()
     cfg.SEED = comm.shared_seed(cfg.SEED)
@@ -68,6 +70,19 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
         logger.info("Full config saved to %s", path)
     logging.getLogger("freemask").info("Seed: %d", cfg.SEED)
     return cfg
+
+
+def register_custom_dataset(cfg: CfgNode) -> None:
+    """Register DATASETS.CUSTOM (if named) in this process, checking its ignore label matches the model's."""
+    custom = cfg.DATASETS.CUSTOM
+    if custom.NAME and custom.IGNORE_LABEL != cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE:
+        raise ConfigError(
+            f"DATASETS.CUSTOM.IGNORE_LABEL ({custom.IGNORE_LABEL}) differs from MODEL.SEM_SEG_HEAD.IGNORE_VALUE "
+            f"({cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE}); the loader pads and the loss ignores the latter: set both equal"
+        )
+    names = register_custom_from_config(cfg)
+    if names:
+        logging.getLogger("freemask").info("Registered custom datasets: %s", ", ".join(names))
 
 
 def seed_everything(seed: int) -> None:

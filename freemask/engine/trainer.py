@@ -6,7 +6,7 @@ import os
 import resource
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer
@@ -69,6 +69,9 @@ class Trainer:
         )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
+        # Training samples this rank's loader replaced (DATALOADER.SKIP_BAD_SAMPLES) since this process started.
+        self._skipped_count = 0
+        self._skipped_files: Set[str] = set()
 
     # ----------------------------------------------------------------------------------------------------- seams
     @classmethod
@@ -134,13 +137,14 @@ class Trainer:
         start = time.perf_counter()
         batch = next(data_iter)
         data_time = time.perf_counter() - start
+        self._note_skipped(batch)
         torch.manual_seed(iteration_seed(self.cfg.SEED, iteration, comm.get_rank()))
         with torch.autocast(
             self.device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
             loss_dict = self.model(batch)
         losses = sum(loss_dict.values())
-        reduced = self._reduce_losses(loss_dict)
+        reduced, skipped = self._reduce_losses(loss_dict, self._skipped_count)
         total = sum(reduced.values())
         if not math.isfinite(total):
             raise FloatingPointError(
@@ -162,14 +166,32 @@ class Trainer:
             time=time.perf_counter() - start,
             data_time=data_time,
             max_mem_mb=_peak_memory_mb(self.device_type),
+            skipped_samples=skipped,
         )
 
-    def _reduce_losses(self, loss_dict: Dict[str, torch.Tensor]) -> Dict[str, float]:
-        """Mean of every loss over ranks, as Python floats (one small all-reduce per iteration)."""
+    def _note_skipped(self, batch: List[dict]) -> None:
+        """Count the samples the loader replaced, and warn once per file, on the rank whose loader met it."""
+        for d in batch:
+            for name in d.get("skipped", ()):
+                self._skipped_count += 1
+                if name not in self._skipped_files:
+                    self._skipped_files.add(name)
+                    logger.warning(
+                        "Skipped training sample %s: its image or mask is missing, unreadable or inconsistent; "
+                        "another sample took its place (DATALOADER.SKIP_BAD_SAMPLES True). Check or remove the file",
+                        name,
+                    )
+
+    def _reduce_losses(self, loss_dict: Dict[str, torch.Tensor], skipped: int) -> Tuple[Dict[str, float], int]:
+        """Mean of every loss over ranks as Python floats, and the sum of the ranks' skipped-sample counts, in one
+        small all-reduce per iteration."""
         names = sorted(loss_dict)
-        values = torch.stack([loss_dict[k].detach().float() for k in names])
-        values = comm.all_reduce_sum(values) / comm.get_world_size()
-        return dict(zip(names, values.tolist()))
+        losses = [loss_dict[k].detach().float() for k in names]
+        values = torch.stack(losses + [torch.tensor(float(skipped), device=losses[0].device)])
+        values = comm.all_reduce_sum(values)
+        values[:-1] /= comm.get_world_size()
+        *means, total_skipped = values.tolist()
+        return dict(zip(names, means)), int(total_skipped)
 
     # ------------------------------------------------------------------------------------------------------ test
     @classmethod

@@ -198,7 +198,7 @@ def test_truncated_jpeg(tmp_path):
     with open(record["file_name"], "wb") as f:
         f.write(data[: len(data) // 2])
     message = assert_one_line_error(train_mapper(), record, "scene.jpg", "truncated")
-    assert "re-run the dataset's preparation script" in message
+    assert "tools/check_dataset.py" in message
 
 
 def test_size_mismatch(tmp_path):

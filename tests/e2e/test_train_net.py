@@ -164,3 +164,17 @@ def test_truncated_image_in_a_worker_is_one_line(train_net, toy_datasets, tmp_pa
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(image) in lines[0] and "truncated" in lines[0]
+
+
+def test_custom_dataset_from_config_alone(train_net, toy_datasets, tmp_path):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("sky\ngrass\nroad\nbuilding\ncar\nperson\n")
+    out = str(tmp_path / "custom")
+    root = os.path.join(toy_datasets, "toy", "ADEChallengeData2016")
+    train_net(
+        "--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", out, "SOLVER.MAX_ITER", "2",
+        "DATASETS.CUSTOM.NAME", "mydata", "DATASETS.CUSTOM.ROOT", root, "DATASETS.CUSTOM.CLASSES_FILE", str(classes),
+        "DATASETS.CUSTOM.REDUCE_ZERO_LABEL", "True",
+        "DATASETS.TRAIN", "('mydata_sem_seg_train',)", "DATASETS.TEST", "('mydata_sem_seg_val',)",
+    )  # fmt: skip
+    assert "IoU-person" in read_results(out)

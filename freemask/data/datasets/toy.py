@@ -11,6 +11,7 @@ from typing import Callable, List
 from ..catalog import DatasetCatalog
 from ..errors import DatasetError
 from .sem_seg import load_sem_seg, set_sem_seg_metadata
+from .synthetic import datasets_root, register_synthetic_splits
 
 TOY_CLASSES = ("sky", "grass", "road", "building", "car", "person")
 # Cityscapes colours of the same classes.
@@ -23,13 +24,26 @@ SYN_DIR = "ADE20K_Synthetic"
 TOY_SPLITS = {
     "toy_sem_seg_train": (f"{REAL_DIR}/images/training", f"{REAL_DIR}/annotations/training"),
     "toy_sem_seg_val": (f"{REAL_DIR}/images/validation", f"{REAL_DIR}/annotations/validation"),
-    "toy_syn_sem_seg_train": (f"{SYN_DIR}/images", f"{SYN_DIR}/annotations"),
 }
+# Synthetic splits of toy_root()/ADE20K_Synthetic (kind -> name), as for the real ADE20K-Synthetic.
+TOY_SYN_SPLITS = {
+    "all": "toy_syn_sem_seg_train",
+    "filtered": "toy_syn_filtered_sem_seg_train",
+    "resampled": "toy_syn_resampled_sem_seg_train",
+}
+_GENERATE = (
+    "generate it with `python tools/make_toy_dataset.py` "
+    "(it writes to $DETECTRON2_DATASETS/toy, default ./datasets/toy)"
+)
 
 
 def toy_root() -> str:
     """``$DETECTRON2_DATASETS/toy`` (``./datasets/toy`` when the variable is unset)."""
-    return os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "toy")
+    return os.path.join(datasets_root(), "toy")
+
+
+def _toy_synthetic_root() -> str:
+    return os.path.join(toy_root(), SYN_DIR)
 
 
 def _toy_loader(images: str, masks: str) -> Callable[[], List[dict]]:
@@ -37,10 +51,7 @@ def _toy_loader(images: str, masks: str) -> Callable[[], List[dict]]:
         root = toy_root()
         image_root, mask_root = os.path.join(root, images), os.path.join(root, masks)
         if not os.path.isdir(image_root):
-            raise DatasetError(
-                f"toy dataset not found: {image_root} does not exist; generate it with `python tools/make_toy_dataset.py`"
-                " (it writes to $DETECTRON2_DATASETS/toy, default ./datasets/toy)"
-            )
+            raise DatasetError(f"toy dataset not found: {image_root} does not exist; {_GENERATE}")
         return load_sem_seg(image_root, mask_root, ".jpg", ".png", reduce_zero_label=True)
 
     return load
@@ -53,3 +64,6 @@ def register_toy() -> None:
             continue
         DatasetCatalog.register(name, _toy_loader(images, masks))
         set_sem_seg_metadata(name, TOY_CLASSES, TOY_COLORS, ignore_label=255)
+    register_synthetic_splits(
+        TOY_SYN_SPLITS, _toy_synthetic_root, "toy_sem_seg_train", reduce_zero_label=True, missing_hint=_GENERATE
+    )

@@ -1,0 +1,245 @@
+"""Synthetic training splits in the FreeMask release layout, and the manifest format of resampled subsets.
+
+A synthetic root (``ADE20K_Synthetic/``, ``COCO_Synthetic/``, ``toy/ADE20K_Synthetic/``) holds
+``images/<real_stem>_seed_<s>.jpg`` with masks of the same name in ``annotations/`` (as generated) and
+``annotations_filtered/`` (pixels ignored by ``tools/filter_syn.py``), plus ``resampled_manifest.txt`` naming the
+pairs ``tools/resample_syn.py`` chose. Three splits per root read these: all pairs, all pairs with filtered masks,
+and the manifest's pairs. A manifest replaces the release's copied ``images_resampled/`` folders, which duplicated
+hundreds of GB only to repeat hard images.
+
+Manifest format (fixed; tools write it with ``write_manifest``): UTF-8 text, one pair per line,
+``<image path>\\t<mask path>``, both relative to the synthetic root; blank lines and lines starting with ``#`` are
+ignored; a pair appears at most once (resampling draws without replacement).
+
+Registration reads nothing from disk: the root is a function called when a split is loaded, so
+``$DETECTRON2_DATASETS`` may change after import.
+"""
+
+import os
+import re
+from collections import defaultdict
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from ..catalog import DatasetCatalog, MetadataCatalog
+from ..errors import DatasetError
+
+IMAGES_DIR = "images"
+MASKS_DIR = "annotations"
+FILTERED_MASKS_DIR = "annotations_filtered"
+MANIFEST_NAME = "resampled_manifest.txt"
+# Split kinds accepted by register_synthetic_splits.
+SPLIT_KINDS = ("all", "filtered", "resampled")
+
+_STEM = re.compile(r"(?P<real_stem>.+)_seed_(?P<seed>\d+)")
+# Metadata describing where a dataset lives; not shared between a real dataset and its synthetic splits.
+_PATH_KEYS = ("name", "image_root", "sem_seg_root")
+_SHOWN = 3
+
+
+def datasets_root() -> str:
+    """``$DETECTRON2_DATASETS`` (``./datasets`` when unset), read at each call so tests and users can change it."""
+    return os.environ.get("DETECTRON2_DATASETS", "datasets")
+
+
+def parse_synthetic_stem(stem: str) -> Optional[Tuple[str, int]]:
+    """``("<real_stem>", seed)`` for a name ``<real_stem>_seed_<int>``, else None."""
+    match = _STEM.fullmatch(stem)
+    return (match["real_stem"], int(match["seed"])) if match else None
+
+
+def _shown(names: Sequence[str]) -> str:
+    return ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
+
+
+def _names_in(folder: str, what: str, hint: str) -> Set[str]:
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{what} folder not found: {folder}; {hint}")
+    with os.scandir(folder) as entries:
+        return {e.name for e in entries if e.is_file()}
+
+
+def _record(image: str, mask: str, real_stem: str, seed: int, reduce_zero_label: bool) -> dict:
+    return {
+        "file_name": image,
+        "sem_seg_file_name": mask,
+        "reduce_zero_label": reduce_zero_label,
+        "real_stem": real_stem,
+        "seed": seed,
+    }
+
+
+def load_synthetic(
+    root: str,
+    masks_dir: str = MASKS_DIR,
+    reduce_zero_label: bool = False,
+    image_ext: str = ".jpg",
+    mask_ext: str = ".png",
+    missing_hint: str = "check the dataset path (DETECTRON2_DATASETS)",
+) -> List[dict]:
+    """Records of every ``<root>/images/<real_stem>_seed_<int><image_ext>`` with its mask in ``<root>/<masks_dir>``,
+    sorted by (real stem, seed), with ``real_stem`` and ``seed`` keys. Other files in images/ are ignored (a
+    release folder may hold previews or lists); an image without a mask is an error."""
+    image_root, mask_root = os.path.join(root, IMAGES_DIR), os.path.join(root, masks_dir)
+    images = []
+    for name in _names_in(image_root, "synthetic images", missing_hint):
+        parsed = parse_synthetic_stem(name[: -len(image_ext)]) if name.endswith(image_ext) else None
+        if parsed:
+            images.append((parsed, name[: -len(image_ext)]))
+    if not images:
+        raise DatasetError(
+            f"no synthetic images named '<real_stem>_seed_<int>{image_ext}' in {image_root}; {missing_hint}"
+        )
+    filtered = masks_dir == FILTERED_MASKS_DIR
+    fix = (
+        "run `python tools/filter_syn.py` to write the filtered masks"
+        if filtered
+        else "add the masks or remove those images"
+    )
+    masks = _names_in(mask_root, "synthetic mask", fix if filtered else missing_hint)
+    missing = sorted(stem + image_ext for _, stem in images if stem + mask_ext not in masks)
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} of {len(images)} synthetic images in {image_root} have no '*{mask_ext}' mask in "
+            f"{mask_root} ({_shown(missing)}); {fix}"
+        )
+    return [
+        _record(
+            os.path.join(image_root, stem + image_ext),
+            os.path.join(mask_root, stem + mask_ext),
+            real_stem,
+            seed,
+            reduce_zero_label,
+        )
+        for (real_stem, seed), stem in sorted(images)
+    ]
+
+
+def read_manifest(path: str, root: str) -> List[Tuple[str, str]]:
+    """The (image path, mask path) pairs of a manifest, joined to ``root``, in file order.
+
+    Only parses: a missing manifest, a malformed line, an absolute path or a repeated pair is a DatasetError;
+    whether the listed files exist is checked by the loader (``load_resampled``)."""
+    if not os.path.isfile(path):
+        raise DatasetError(
+            f"resampled manifest not found: {path}; write it with `python tools/resample_syn.py` "
+            f"(hardness-aware re-sampling of the synthetic pairs)"
+        )
+    pairs: List[Tuple[str, str]] = []
+    seen: Dict[Tuple[str, str], int] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2 or not all(fields):
+                raise DatasetError(
+                    f"{path}:{number}: expected '<image path><TAB><mask path>', got {line!r}; "
+                    f"fix the line or re-run tools/resample_syn.py"
+                )
+            if any(os.path.isabs(p) for p in fields):
+                raise DatasetError(
+                    f"{path}:{number}: paths must be relative to {root}, got {line!r}; re-run tools/resample_syn.py"
+                )
+            pair = (fields[0], fields[1])
+            if pair in seen:
+                raise DatasetError(
+                    f"{path}:{number}: pair {fields[0]} / {fields[1]} already listed on line {seen[pair]}; each "
+                    f"pair may appear once (re-sampling draws without replacement) — remove the duplicate"
+                )
+            seen[pair] = number
+            pairs.append((os.path.join(root, pair[0]), os.path.join(root, pair[1])))
+    if not pairs:
+        raise DatasetError(f"{path} lists no pairs; re-run tools/resample_syn.py")
+    return pairs
+
+
+def write_manifest(path: str, pairs: Iterable[Tuple[str, str]], root: str) -> None:
+    """Write ``pairs`` (paths absolute or relative to the current directory, inside ``root``) as a manifest of
+    paths relative to ``root``, atomically (temporary file, then ``os.replace``): a crash never leaves a
+    half-written manifest that a training run would read as a smaller subset."""
+    base = os.path.abspath(root)
+    lines, seen = [], set()
+    for image, mask in pairs:
+        pair = tuple(_relative(p, base) for p in (image, mask))
+        if pair in seen:
+            raise ValueError(f"pair {pair[0]} / {pair[1]} given twice; a manifest lists each pair once")
+        seen.add(pair)
+        lines.append("\t".join(pair))
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write("# FreeMask resampled pairs: <image>\\t<mask>, relative to this folder\n")
+        f.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
+
+
+def _relative(path: str, base: str) -> str:
+    relative = os.path.relpath(os.path.abspath(path), base).replace(os.sep, "/")
+    if relative == ".." or relative.startswith("../") or any(c in relative for c in "\t\r\n"):
+        raise ValueError(f"cannot list {path!r} in a manifest of {base}: outside that folder, or a tab/newline in it")
+    return relative
+
+
+def load_resampled(root: str, reduce_zero_label: bool = False, manifest: str = MANIFEST_NAME) -> List[dict]:
+    """Records of the manifest's pairs in its order; each image must be named ``<real_stem>_seed_<int>`` and
+    every listed file must exist (one directory listing per folder, not one stat per file)."""
+    path = os.path.join(root, manifest)
+    pairs = read_manifest(path, root)
+    listings: Dict[str, Set[str]] = defaultdict(set)
+    for folder in {os.path.dirname(p) for pair in pairs for p in pair}:
+        if os.path.isdir(folder):
+            with os.scandir(folder) as entries:
+                listings[folder] = {e.name for e in entries if e.is_file()}
+    missing = [p for pair in pairs for p in pair if os.path.basename(p) not in listings[os.path.dirname(p)]]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} files listed in {path} do not exist ({_shown(missing)}); restore them or re-run "
+            f"tools/resample_syn.py"
+        )
+    records = []
+    for image, mask in pairs:
+        parsed = parse_synthetic_stem(os.path.splitext(os.path.basename(image))[0])
+        if parsed is None:
+            raise DatasetError(
+                f"{path}: image {image} is not named '<real_stem>_seed_<int>'; list synthetic images only"
+            )
+        records.append(_record(image, mask, parsed[0], parsed[1], reduce_zero_label))
+    return records
+
+
+def _loader(kind: str, root_fn: Callable[[], str], reduce_zero_label: bool, hint: str, exts: Tuple[str, str]):
+    def load() -> List[dict]:
+        root = root_fn()
+        if kind == "resampled":
+            return load_resampled(root, reduce_zero_label)
+        masks_dir = FILTERED_MASKS_DIR if kind == "filtered" else MASKS_DIR
+        return load_synthetic(root, masks_dir, reduce_zero_label, exts[0], exts[1], hint)
+
+    return load
+
+
+def register_synthetic_splits(
+    names: Mapping[str, str],
+    root_fn: Callable[[], str],
+    real_dataset: str,
+    reduce_zero_label: bool,
+    missing_hint: str,
+    image_ext: str = ".jpg",
+    mask_ext: str = ".png",
+) -> None:
+    """Register the synthetic splits ``names`` (kind in SPLIT_KINDS -> dataset name) of the root ``root_fn()``.
+
+    They share the metadata of ``real_dataset`` (classes, colours, ignore label, evaluator type), which must be
+    registered first: synthetic images are drawn from the real masks, so they are the same label space.
+    ``missing_hint`` tells the user how to obtain the root. Names already registered are left as they are."""
+    unknown = set(names) - set(SPLIT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown synthetic split kinds {sorted(unknown)}; use {SPLIT_KINDS}")
+    real_meta = {k: v for k, v in MetadataCatalog.get(real_dataset).as_dict().items() if k not in _PATH_KEYS}
+    if "stuff_classes" not in real_meta:
+        raise ValueError(f"register the metadata of '{real_dataset}' before its synthetic splits")
+    for kind, name in names.items():
+        if name in DatasetCatalog:
+            continue
+        DatasetCatalog.register(name, _loader(kind, root_fn, reduce_zero_label, missing_hint, (image_ext, mask_ext)))
+        MetadataCatalog.get(name).set(**real_meta)
