@@ -1,0 +1,274 @@
+"""Multi-scale deformable attention (Deformable DETR), the core of the Mask2Former pixel decoder.
+
+Each query attends to ``P`` learned points on each of ``L`` feature levels per head, instead of to every pixel, so the
+cost is linear in the number of pixels. The op has two layers:
+
+* :func:`ms_deform_attn` — the function-level API ``(value, spatial_shapes, level_start_index, sampling_locations,
+  attention_weights) -> output``. It is the single dispatch point: a compiled CUDA implementation (a later issue)
+  plugs in with :func:`set_compiled_ms_deform_attn` and then serves CUDA tensors; everything else runs
+  :func:`ms_deform_attn_pytorch`. Nothing is imported or compiled here at import time.
+* :class:`MSDeformAttn` — the module with the learned projections, whose parameter names match the official
+  Mask2Former/Deformable DETR layout (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``output_proj``) so
+  converted checkpoints load without renaming inside the module.
+
+Shape letters: N batch, S = sum over levels of H_l*W_l flattened values, Lq queries, M heads, D channels per head,
+L levels, P points per level and head, C = M*D model channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MSDeformAttnFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+
+# The compiled implementation, set by the extension's loader (a later issue); None means "PyTorch path everywhere".
+_COMPILED_IMPL: MSDeformAttnFn | None = None
+
+
+def set_compiled_ms_deform_attn(fn: MSDeformAttnFn | None) -> MSDeformAttnFn | None:
+    """Install ``fn`` (same signature and semantics as :func:`ms_deform_attn_pytorch`) for CUDA tensors.
+
+    The compiled op's loader calls this once it has imported the extension, so the choice is explicit and lazy rather
+    than an import-time ``try/except``. ``None`` restores the PyTorch path. Returns the previous implementation so
+    a caller (or a test) can restore it.
+    """
+    global _COMPILED_IMPL
+    previous, _COMPILED_IMPL = _COMPILED_IMPL, fn
+    return previous
+
+
+def _check_shapes(
+    value: Tensor,
+    spatial_shapes: Tensor,
+    level_start_index: Tensor,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> None:
+    """Metadata-only checks (no device sync), shared by every implementation."""
+    if value.dim() != 4:
+        raise ValueError(f"ms_deform_attn: value must be (N, S, M, D), got shape {tuple(value.shape)}")
+    n, _, m, _ = value.shape
+    if spatial_shapes.dim() != 2 or spatial_shapes.shape[1] != 2 or spatial_shapes.is_floating_point():
+        raise ValueError(
+            f"ms_deform_attn: spatial_shapes must be an integer (L, 2) tensor of (H, W), got "
+            f"{spatial_shapes.dtype} {tuple(spatial_shapes.shape)}"
+        )
+    num_levels = spatial_shapes.shape[0]
+    if tuple(level_start_index.shape) != (num_levels,):
+        raise ValueError(
+            f"ms_deform_attn: level_start_index must be ({num_levels},) like spatial_shapes, "
+            f"got {tuple(level_start_index.shape)}"
+        )
+    loc = sampling_locations
+    if loc.dim() != 6 or loc.shape[0] != n or loc.shape[2] != m or loc.shape[3] != num_levels or loc.shape[5] != 2:
+        raise ValueError(
+            f"ms_deform_attn: sampling_locations must be (N={n}, Lq, M={m}, L={num_levels}, P, 2), "
+            f"got {tuple(loc.shape)}"
+        )
+    if tuple(attention_weights.shape) != tuple(loc.shape[:5]):
+        raise ValueError(
+            f"ms_deform_attn: attention_weights must be (N, Lq, M, L, P) = {tuple(loc.shape[:5])} to match "
+            f"sampling_locations, got {tuple(attention_weights.shape)}"
+        )
+
+
+def _level_sizes(spatial_shapes: Tensor, level_start_index: Tensor, num_values: int) -> list[tuple[int, int]]:
+    """Host-side (H, W) per level, checked against the value length and the level offsets.
+
+    An empty level would make ``grid_sample`` fail deep inside with an unhelpful message and would give the CUDA
+    op an out-of-range read, so it is rejected here with the offending level named.
+    """
+    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    for level, (h, w) in enumerate(shapes):
+        if h <= 0 or w <= 0:
+            raise ValueError(
+                f"ms_deform_attn: level {level} is empty (H, W) = ({h}, {w}); drop it or use a smaller input stride"
+            )
+    sizes = [h * w for h, w in shapes]
+    if sum(sizes) != num_values:
+        raise ValueError(
+            f"ms_deform_attn: value has S={num_values} positions but spatial_shapes {shapes} sum to {sum(sizes)}"
+        )
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    if level_start_index.tolist() != starts:
+        raise ValueError(
+            f"ms_deform_attn: level_start_index {level_start_index.tolist()} does not match spatial_shapes "
+            f"(expected {starts})"
+        )
+    return shapes
+
+
+def ms_deform_attn_pytorch(
+    value: Tensor,
+    spatial_shapes: Tensor,
+    level_start_index: Tensor,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """Reference multi-scale deformable attention: bilinear samples weighted and summed over levels and points.
+
+    Args:
+        value: (N, S, M, D) per-head values of all levels, flattened row-major per level and concatenated.
+        spatial_shapes: (L, 2) integer (H_l, W_l) of each level.
+        level_start_index: (L,) offset of each level in S (the exclusive cumulative sum of H_l*W_l).
+        sampling_locations: (N, Lq, M, L, P, 2) in (x, y) order, normalised so that 0 and 1 are the outer edges of
+            the feature map (pixel centres at (i + 0.5) / W); values outside [0, 1] are allowed.
+        attention_weights: (N, Lq, M, L, P), usually softmax-normalised over (L, P) per head.
+
+    Returns:
+        (N, Lq, M*D).
+
+    Bilinear sampling uses ``F.grid_sample`` with ``grid = 2*loc - 1``, ``align_corners=False`` and zero padding —
+    the reference kernel's convention, so a corner outside the map contributes zero rather than a clamped border
+    value; matching it is what lets official weights give official predictions.
+    """
+    _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    n, num_values, m, d = value.shape
+    num_queries = sampling_locations.shape[1]
+    shapes = _level_sizes(spatial_shapes, level_start_index, num_values)
+    values = value.split([h * w for h, w in shapes], dim=1)
+    grids = 2 * sampling_locations - 1
+    output = value.new_zeros(n * m, d, num_queries)
+    for level, (h, w) in enumerate(shapes):
+        # (N, H*W, M, D) -> (N*M, D, H, W): one image per (batch, head) so grid_sample samples all heads at once.
+        level_value = values[level].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
+        # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
+        level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        sampled = F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # sampled (N*M, D, Lq, P) weighted by (N*M, Lq, P); accumulating per level keeps only one level's samples alive.
+        weights = attention_weights[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        output = output + torch.einsum("bdqp,bqp->bdq", sampled, weights)
+    return output.view(n, m * d, num_queries).transpose(1, 2).contiguous()
+
+
+def ms_deform_attn(
+    value: Tensor,
+    spatial_shapes: Tensor,
+    level_start_index: Tensor,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+) -> Tensor:
+    """Dispatch point of multi-scale deformable attention; same arguments and result as :func:`ms_deform_attn_pytorch`.
+
+    CUDA tensors go to the compiled implementation when one was installed with :func:`set_compiled_ms_deform_attn`;
+    everything else (CPU, or no extension built) takes the PyTorch path, which is exact but materialises every sample.
+    """
+    if _COMPILED_IMPL is not None and value.is_cuda:
+        _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        return _COMPILED_IMPL(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention module (Deformable DETR, as used in the Mask2Former pixel decoder).
+
+    Each query predicts, per head, ``n_levels * n_points`` offsets around its reference point and as many attention
+    weights (softmax over levels and points together), samples the projected values there and mixes the heads with
+    ``output_proj``.
+    """
+
+    def __init__(self, d_model: int = 256, n_levels: int = 4, n_heads: int = 8, n_points: int = 4) -> None:
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"MSDeformAttn: d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model, self.n_levels, self.n_heads, self.n_points = d_model, n_levels, n_heads, n_points
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Deformable DETR initialisation.
+
+        Offsets start at zero weight with a bias that puts head h's points on the ray at angle 2*pi*h/M, point p at
+        (p+1) pixels along it (the direction scaled so its larger coordinate is 1), identical on every level: the
+        heads initially look in M different directions at growing distances. Zero attention-weight parameters make
+        the initial softmax uniform over levels and points.
+        """
+        nn.init.zeros_(self.sampling_offsets.weight)
+        thetas = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        directions = torch.stack([thetas.cos(), thetas.sin()], dim=-1)  # (M, 2) in (x, y)
+        directions = directions / directions.abs().max(dim=-1, keepdim=True).values
+        scale = torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        grid = directions.view(self.n_heads, 1, 1, 2) * scale  # (M, 1, P, 2)
+        grid = grid.expand(self.n_heads, self.n_levels, self.n_points, 2)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        for proj in (self.value_proj, self.output_proj):
+            nn.init.xavier_uniform_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def forward(
+        self,
+        query: Tensor,
+        reference_points: Tensor,
+        input_flatten: Tensor,
+        input_spatial_shapes: Tensor,
+        input_level_start_index: Tensor,
+        input_padding_mask: Tensor | None = None,
+    ) -> Tensor:
+        """Attend from ``query`` to the multi-scale features ``input_flatten``.
+
+        Args:
+            query: (N, Lq, C), already including its positional embedding.
+            reference_points: (N, Lq, L, 2) in (x, y), normalised to [0, 1] per level (valid-region aware).
+            input_flatten: (N, S, C) all levels flattened and concatenated.
+            input_spatial_shapes: (L, 2) integer (H_l, W_l).
+            input_level_start_index: (L,).
+            input_padding_mask: (N, S) bool, True at padded positions (their values are zeroed), or None.
+
+        Returns:
+            (N, Lq, C).
+
+        Offsets, attention weights, sampling locations and the sampling itself run in float32 even under autocast:
+        locations in bf16 are only accurate to ~1/256 of the map (a quarter pixel at 64 px) and bilinear corner
+        weights in low precision degrade further, which is why Mask2Former disables autocast around its pixel
+        decoder. Only this small part is kept in float32; the value and output projections follow autocast. The
+        compiled op of a later issue will take bf16 values natively.
+        """
+        n, num_queries, _ = query.shape
+        _, num_values, _ = input_flatten.shape
+        m, num_levels, p = self.n_heads, self.n_levels, self.n_points
+        if input_spatial_shapes.shape[0] != num_levels:
+            raise ValueError(
+                f"MSDeformAttn: built for n_levels={num_levels} but got {input_spatial_shapes.shape[0]} spatial shapes"
+            )
+        if tuple(reference_points.shape) != (n, num_queries, num_levels, 2):
+            raise ValueError(
+                f"MSDeformAttn: reference_points must be (N, Lq, L, 2) = {(n, num_queries, num_levels, 2)}, "
+                f"got {tuple(reference_points.shape)}"
+            )
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            value = value.masked_fill(input_padding_mask[..., None], 0.0)
+        value = value.view(n, num_values, m, self.d_model // m)
+
+        compute_dtype = torch.promote_types(query.dtype, torch.float32)
+        with torch.autocast(device_type=query.device.type, enabled=False):
+            q = query.to(compute_dtype)
+            offsets = F.linear(
+                q, self.sampling_offsets.weight.to(compute_dtype), self.sampling_offsets.bias.to(compute_dtype)
+            )
+            offsets = offsets.view(n, num_queries, m, num_levels, p, 2)
+            logits = F.linear(
+                q, self.attention_weights.weight.to(compute_dtype), self.attention_weights.bias.to(compute_dtype)
+            )
+            weights = logits.view(n, num_queries, m, num_levels * p).softmax(-1).view(n, num_queries, m, num_levels, p)
+            # Offsets are in pixels of each level; (W, H) turns them into the normalised (x, y) of the locations.
+            normalizer = input_spatial_shapes.flip(-1).to(compute_dtype)  # (L, 2) as (W, H)
+            locations = (
+                reference_points.to(compute_dtype)[:, :, None, :, None, :]
+                + offsets / normalizer[None, None, None, :, None, :]
+            )
+            output = ms_deform_attn(
+                value.to(compute_dtype), input_spatial_shapes, input_level_start_index, locations, weights
+            )
+        return self.output_proj(output.to(value.dtype))
