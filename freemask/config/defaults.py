@@ -27,16 +27,20 @@ _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "TimmBackbone"
-# A timm model name, e.g. resnet50, resnet18.
+# A timm model name, e.g. resnet50, resnet101, swin_tiny_patch4_window7_224, swin_base_patch4_window12_384.
 _C.MODEL.BACKBONE.TIMM_NAME = "resnet50"
-# Local file with ImageNet weights for the backbone (timm .pth/.safetensors); "" trains from scratch.
+# Local file with ImageNet weights for the backbone (timm .pth/.safetensors, official Swin release .pth, torchvision
+# ResNet .pth); "" trains from scratch. A report of loaded/missing/unexpected keys is logged.
 _C.MODEL.BACKBONE.PRETRAINED = ""
-# Stages before this index are frozen (0 = nothing frozen, 1 = stem, 2 = stem + res2, ...).
+# Stages up to this index are frozen (0 = nothing frozen, 1 = stem (Swin: patch embedding), 2 = stem + res2, ...).
 _C.MODEL.BACKBONE.FREEZE_AT = 0
 # BN (trainable batch norm) | FrozenBN (statistics and affine parameters fixed, as for ImageNet-initialised ResNets)
 _C.MODEL.BACKBONE.NORM = "BN"
 _C.MODEL.BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
+# Swin attention window (0 = the model's own, e.g. 7 for *_window7_224, 12 for *_window12_384); pre-trained relative
+# position bias tables are resized to it.
+_C.MODEL.BACKBONE.WINDOW_SIZE = 0
 
 _C.MODEL.SEM_SEG_HEAD = CN()
 _C.MODEL.SEM_SEG_HEAD.NAME = "SemanticFPNHead"

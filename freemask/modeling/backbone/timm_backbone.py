@@ -1,19 +1,32 @@
-"""Any timm model with ``features_only`` support as a backbone (ResNets here; Swin and ViT variants later)."""
+"""Any timm model with ``features_only`` support as a backbone: ResNets and Swin Transformers (T/S/B/L).
+
+Swin is built the way segmentation uses it rather than the way ImageNet classification does: any input size whose
+sides are multiples of 32 (the 512x512 training crop, resized test images), windows that keep their size and shift
+at every stage even when a stage is smaller than the window (``always_partition``), feature maps padded to a
+multiple of the window *before* the cyclic shift, and a LayerNorm on every output. That is the official Swin
+segmentation backbone (Mask2Former's ``D2SwinTransformer``), so its trained weights give the same features here.
+"""
 
 import logging
 import math
-import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.layers import freeze_batch_norm_2d
+from timm.models import model_entrypoint
+from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
+from torch import nn
 
 from ...config import CfgNode
 from ..build import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
+from .weights import check_local_file, load_timm_weights
 
 logger = logging.getLogger(__name__)
+
+_SWIN_MODULE = "timm.models.swin_transformer"
 
 
 def _feature_name(stride: int) -> str:
@@ -21,12 +34,40 @@ def _feature_name(stride: int) -> str:
     return f"res{int(math.log2(stride))}"
 
 
+class _PadThenShiftSwinBlock(SwinTransformerBlock):
+    """timm's Swin block with the official segmentation order: pad to a window multiple, then shift.
+
+    timm shifts first and pads after, which gives different windows (and attention masks) whenever a stage's
+    size is not a multiple of the window, e.g. every stage of a 512x512 crop with window 7 (128, 64, 32, 16).
+    Weights trained with the official code expect the padded-then-shifted windows, which this computes.
+    """
+
+    def _attn(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, H, W, C), already normalised
+        _, H, W, C = x.shape
+        wh, ww = self.window_size
+        x = F.pad(x, (0, 0, 0, (-W) % ww, 0, (-H) % wh))
+        shifted = any(self.shift_size)
+        if shifted:
+            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
+        _, Hp, Wp, _ = x.shape
+        windows = window_partition(x, self.window_size).view(-1, self.window_area, C)
+        mask = self.get_attn_mask(x) if shifted else None  # regions of the padded, shifted map, as officially
+        windows = self.attn(windows, mask=mask).view(-1, wh, ww, C)
+        x = window_reverse(windows, self.window_size, Hp, Wp)
+        if shifted:
+            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
+        return x[:, :H, :W, :].contiguous()
+
+
 @BACKBONE_REGISTRY.register()
 class TimmBackbone(Backbone):
     """A timm feature extractor whose outputs are named by stride (``res2`` = stride 4 ... ``res5`` = stride 32).
 
-    Pre-trained weights come only from a local file: this project never downloads at run time, so a hub name or
-    URL is refused with a message saying to download the file and pass its path.
+    ``window_size`` (Swin only; 0 keeps the model's) changes the attention window; pre-trained relative position
+    bias tables are then resized by timm. Pre-trained weights come only from a local file (see ``weights.py``):
+    this project never downloads at run time, so a hub name or URL is refused with a message saying to download
+    the file and pass its path. Swin's per-output LayerNorms (``out_norms``) are not in ImageNet checkpoints and
+    start freshly initialised (scale 1, shift 0), as in the official segmentation Swin.
     """
 
     def __init__(
@@ -37,19 +78,18 @@ class TimmBackbone(Backbone):
         freeze_at: int = 0,
         norm: str = "BN",
         drop_path_rate: float = 0.0,
+        window_size: int = 0,
     ) -> None:
         super().__init__()
-        kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate > 0 else {}
         if pretrained:
-            if "://" in pretrained or not os.path.isfile(pretrained):
-                raise FileNotFoundError(
-                    f"MODEL.BACKBONE.PRETRAINED={pretrained!r} is not a local file; download the weights and pass "
-                    "the file's path (nothing is downloaded at run time)"
-                )
-            kwargs["pretrained_cfg_overlay"] = {"file": pretrained}
-        self.body = timm.create_model(model_name, pretrained=bool(pretrained), features_only=True, **kwargs)
+            check_local_file(pretrained)
+        kwargs = self._model_kwargs(model_name, window_size)
+        self.body = timm.create_model(model_name, features_only=True, drop_path_rate=drop_path_rate, **kwargs)
+        for block in self.body.modules():
+            if type(block) is SwinTransformerBlock:
+                block.__class__ = _PadThenShiftSwinBlock  # same parameters, official padding order
         if pretrained:
-            logger.info("Loaded backbone weights from %s", pretrained)
+            logger.info(load_timm_weights(self.body, model_name, pretrained, kwargs).summary())
         strides = self.body.feature_info.reduction()
         names = [_feature_name(s) for s in strides]
         missing = [f for f in out_features if f not in names]
@@ -59,11 +99,33 @@ class TimmBackbone(Backbone):
         channels = self.body.feature_info.channels()
         self._shapes = {name: ShapeSpec(channels[i], strides[i]) for i, name in self._outputs}
         self._channels_last_output = str(getattr(self.body, "output_fmt", "NCHW")).endswith("NHWC")
+        # Transformer stages end without a norm; the segmentation Swin normalises each output it hands to a head.
+        self.out_norms = nn.ModuleDict(
+            {name: nn.LayerNorm(self._shapes[name].channels) for _, name in self._outputs}
+            if self._channels_last_output
+            else {}
+        )
         if norm == "FrozenBN":
             self.body = freeze_batch_norm_2d(self.body)
         elif norm != "BN":
             raise ValueError(f"MODEL.BACKBONE.NORM must be BN or FrozenBN, got {norm!r}")
-        self._freeze(freeze_at)
+        self._freeze(freeze_at, dict(zip(names, self.body.feature_info.module_name())))
+
+    @staticmethod
+    def _model_kwargs(model_name: str, window_size: int) -> Dict[str, Any]:
+        """Architecture arguments beyond timm's defaults; the same ones rebuild the model for weight loading."""
+        try:
+            family = model_entrypoint(model_name).__module__
+        except (KeyError, RuntimeError) as e:
+            raise ValueError(f"MODEL.BACKBONE.TIMM_NAME={model_name!r} is not a timm model; see timm.list_models()") from e
+        if family != _SWIN_MODULE:
+            if window_size:
+                raise ValueError(f"MODEL.BACKBONE.WINDOW_SIZE applies to Swin only; set it to 0 for {model_name}")
+            return {}
+        kwargs: Dict[str, Any] = {"dynamic_img_size": True, "always_partition": True}
+        if window_size:
+            kwargs["window_size"] = window_size
+        return kwargs
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -75,25 +137,41 @@ class TimmBackbone(Backbone):
             "freeze_at": b.FREEZE_AT,
             "norm": b.NORM,
             "drop_path_rate": b.DROP_PATH_RATE,
+            "window_size": b.WINDOW_SIZE,
         }
 
-    def _freeze(self, freeze_at: int) -> None:
-        """Freeze the first ``freeze_at`` feature stages and every module before them (1 = the stem)."""
+    def _freeze(self, freeze_at: int, module_of: Dict[str, str]) -> None:
+        """Freeze the stem (``freeze_at`` 1) and the stages up to ``res{freeze_at}`` (2 = stem + res2, ...).
+
+        The stem is ResNet's conv1/bn1 (its ``res1`` output) or Swin's patch embedding. For Swin, 2 freezes the
+        patch embedding and the first stage, i.e. official ``frozen_stages=1`` except that timm places each
+        patch-merging layer at the start of the next stage, so it stays trainable with that stage.
+        """
         if freeze_at <= 0:
             return
-        module_names = self.body.feature_info.module_name()
-        last = module_names[min(freeze_at, len(module_names)) - 1].split(".")[0]
-        for name, child in list(self.body.named_children()):
+        children = [name for name, _ in self.body.named_children()]
+        position = {name: children.index(module.replace(".", "_")) for name, module in module_of.items()}
+        if f"res{freeze_at}" in position:
+            end = position[f"res{freeze_at}"] + 1
+        elif freeze_at == 1:  # a stem with no output of its own: everything before the first stage
+            end = min(position.values())
+        else:
+            end = len(children)
+        for name in children[:end]:
+            child = getattr(self.body, name)
             child.requires_grad_(False)
             setattr(self.body, name, freeze_batch_norm_2d(child))
-            if name == last:
-                break
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         return dict(self._shapes)
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """``images`` (N, 3, H, W), H and W multiples of 32 for Swin -> ``{name: (N, C, H / stride, W / stride)}``."""
         features = self.body(images)
-        if self._channels_last_output:
-            features = [f.permute(0, 3, 1, 2) for f in features]
-        return {name: features[i] for i, name in self._outputs}
+        out = {}
+        for i, name in self._outputs:
+            f = features[i]
+            if self._channels_last_output:
+                f = self.out_norms[name](f).permute(0, 3, 1, 2)
+            out[name] = f
+        return out
