@@ -54,6 +54,26 @@ _C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
 _C.MODEL.SEM_SEG_HEAD.NORM = "GN"
 _C.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
 _C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+# Mask2Former's pixel decoder: deformable-attention encoder over strides 8/16/32, FPN to stride 4, mask features.
+_C.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "MSDeformAttnPixelDecoder"
+_C.MODEL.SEM_SEG_HEAD.MASK_DIM = 256
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
+_C.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 6
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DROPOUT = 0.0
+
+# Mask2Former's masked-attention transformer decoder.
+_C.MODEL.MASK_FORMER = CN()
+_C.MODEL.MASK_FORMER.HIDDEN_DIM = 256
+_C.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES = 100
+_C.MODEL.MASK_FORMER.NHEADS = 8
+_C.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048
+# Number of decoder layers (the official configs write 10, counting the prediction made from the initial queries).
+_C.MODEL.MASK_FORMER.DEC_LAYERS = 9
+_C.MODEL.MASK_FORMER.PRE_NORM = False
+_C.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Input pipeline (FreeMask / MMSegmentation ADE20K 512x512 recipe by default)

@@ -1,6 +1,6 @@
 """Models. Importing this package registers every built-in backbone, head and meta-architecture."""
 
-from . import backbone, heads, meta_arch  # noqa: F401  (registration)
+from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (registration)
 from .build import (
     BACKBONE_REGISTRY,
     META_ARCH_REGISTRY,

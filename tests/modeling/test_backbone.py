@@ -84,7 +84,10 @@ def test_resnet50_101_shapes(name):
     with torch.no_grad():
         out = backbone(torch.randn(1, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "res2": (1, 256, 16, 24), "res3": (1, 512, 8, 12), "res4": (1, 1024, 4, 6), "res5": (1, 2048, 2, 3)
+        "res2": (1, 256, 16, 24),
+        "res3": (1, 512, 8, 12),
+        "res4": (1, 1024, 4, 6),
+        "res5": (1, 2048, 2, 3),
     }
 
 
@@ -99,8 +102,10 @@ def test_swin_t_accepts_crop_and_non_square_sizes(swin_t, size):
         out = swin_t(torch.randn(1, 3, *size))
     h, w = size
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "res2": (1, 96, h // 4, w // 4), "res3": (1, 192, h // 8, w // 8),
-        "res4": (1, 384, h // 16, w // 16), "res5": (1, 768, h // 32, w // 32),
+        "res2": (1, 96, h // 4, w // 4),
+        "res3": (1, 192, h // 8, w // 8),
+        "res4": (1, 384, h // 16, w // 16),
+        "res5": (1, 768, h // 32, w // 32),
     }
     # the output LayerNorm (identity-initialised) normalises each position over channels
     assert torch.allclose(out["res4"].mean(1), torch.zeros(1), atol=1e-4)
@@ -128,13 +133,21 @@ def test_swin_s_b_l_channels_and_strides(name, channels):
         backbone = TimmBackbone(name)
     assert _channels_strides(backbone) == {f"res{i + 2}": (c, 4 * 2**i) for i, c in enumerate(channels)}
     window = 12 if "window12" in name else 7
-    assert all(b.window_size == (window, window) for b in backbone.body.modules() if isinstance(b, SwinTransformerBlock))
+    assert all(
+        b.window_size == (window, window) for b in backbone.body.modules() if isinstance(b, SwinTransformerBlock)
+    )
 
 
 def test_pad_then_shift_block_matches_timm_on_window_multiples_only():
     torch.manual_seed(0)
     block = SwinTransformerBlock(
-        16, input_resolution=(14, 14), num_heads=2, window_size=7, shift_size=3, always_partition=True, dynamic_mask=True
+        16,
+        input_resolution=(14, 14),
+        num_heads=2,
+        window_size=7,
+        shift_size=3,
+        always_partition=True,
+        dynamic_mask=True,
     ).eval()
     ours = copy.deepcopy(block)
     ours.__class__ = _PadThenShiftSwinBlock
@@ -151,7 +164,9 @@ def test_freeze_at_for_swin():
         five = TimmBackbone(SWIN_T, freeze_at=5)
 
     def frozen(backbone):
-        return {n.split(".")[1] for n, p in backbone.named_parameters() if n.startswith("body.") and not p.requires_grad}
+        return {
+            n.split(".")[1] for n, p in backbone.named_parameters() if n.startswith("body.") and not p.requires_grad
+        }
 
     assert frozen(one) == {"patch_embed"}
     assert frozen(two) == {"patch_embed", "layers_0"}
@@ -180,7 +195,9 @@ def test_swin_timm_safetensors_loads_and_resizes_to_another_window(tmp_path, swi
         backbone = TimmBackbone(SWIN_T, pretrained=str(path), window_size=12)
     body = backbone.body.state_dict()
     assert torch.equal(body["layers_2.blocks.5.attn.qkv.weight"], swin_t_state["layers.2.blocks.5.attn.qkv.weight"])
-    assert torch.equal(body["layers_3.downsample.reduction.weight"], swin_t_state["layers.3.downsample.reduction.weight"])
+    assert torch.equal(
+        body["layers_3.downsample.reduction.weight"], swin_t_state["layers.3.downsample.reduction.weight"]
+    )
     # (2 * 12 - 1)^2 relative offsets, interpolated by timm from the 13 x 13 table of window 7, not skipped
     assert body["layers_0.blocks.0.attn.relative_position_bias_table"].shape == (23 * 23, 3)
     assert backbone.body.layers_0.blocks[0].window_size == (12, 12)
@@ -209,8 +226,13 @@ def test_official_swin_release_checkpoint_loads(tmp_path, swin_t_state):
     body = timm.create_model(SWIN_T, features_only=True, dynamic_img_size=True, always_partition=True)
     report = load_timm_weights(body, SWIN_T, str(path), {"dynamic_img_size": True, "always_partition": True})
     state = body.state_dict()
-    for key in ["patch_embed.proj.weight", "layers.1.downsample.reduction.weight", "layers.3.downsample.norm.weight",
-                "layers.1.blocks.1.attn.relative_position_bias_table", "layers.2.blocks.0.mlp.fc2.bias"]:
+    for key in [
+        "patch_embed.proj.weight",
+        "layers.1.downsample.reduction.weight",
+        "layers.3.downsample.norm.weight",
+        "layers.1.blocks.1.attn.relative_position_bias_table",
+        "layers.2.blocks.0.mlp.fc2.bias",
+    ]:
         assert torch.equal(state[key.replace(".", "_", 1) if key.startswith("layers") else key], swin_t_state[key])
     assert report.missing == [] and report.mismatched == []
     assert sorted(report.unexpected) == ["head.fc.bias", "head.fc.weight", "norm.bias", "norm.weight"]
