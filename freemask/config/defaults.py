@@ -66,6 +66,19 @@ _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DROPOUT = 0.0
 
 # Mask2Former's masked-attention transformer decoder.
 _C.MODEL.MASK_FORMER = CN()
+_C.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"
+# Loss weights, which are also the matching costs (Mask2Former: class 2.0, mask BCE 5.0, dice 5.0).
+_C.MODEL.MASK_FORMER.CLASS_WEIGHT = 2.0
+_C.MODEL.MASK_FORMER.MASK_WEIGHT = 5.0
+_C.MODEL.MASK_FORMER.DICE_WEIGHT = 5.0
+# Cross-entropy weight of the no-object class.
+_C.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1
+# Supervise the prediction after the query initialisation and after every decoder layer, not only the last.
+_C.MODEL.MASK_FORMER.DEEP_SUPERVISION = True
+# Points on which mask losses and matching costs are computed (importance sampling around uncertain pixels).
+_C.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 12544
+_C.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0
+_C.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75
 _C.MODEL.MASK_FORMER.HIDDEN_DIM = 256
 _C.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES = 100
 _C.MODEL.MASK_FORMER.NHEADS = 8

@@ -45,6 +45,19 @@ def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Mo
     return cls(input_shape, **cls.from_config(cfg, input_shape))
 
 
+def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+    cls = _lookup(
+        PIXEL_DECODER_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME"
+    )
+    return cls(input_shape, **cls.from_config(cfg, input_shape))
+
+
+def build_transformer_decoder(cfg: CfgNode, in_channels: int) -> nn.Module:
+    name = cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME
+    cls = _lookup(TRANSFORMER_DECODER_REGISTRY, name, "MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME")
+    return cls(**cls.from_config(cfg, in_channels))
+
+
 def build_model(cfg: CfgNode) -> nn.Module:
     """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``."""
     cls = _lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")

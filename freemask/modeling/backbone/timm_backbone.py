@@ -117,7 +117,9 @@ class TimmBackbone(Backbone):
         try:
             family = model_entrypoint(model_name).__module__
         except (KeyError, RuntimeError) as e:
-            raise ValueError(f"MODEL.BACKBONE.TIMM_NAME={model_name!r} is not a timm model; see timm.list_models()") from e
+            raise ValueError(
+                f"MODEL.BACKBONE.TIMM_NAME={model_name!r} is not a timm model; see timm.list_models()"
+            ) from e
         if family != _SWIN_MODULE:
             if window_size:
                 raise ValueError(f"MODEL.BACKBONE.WINDOW_SIZE applies to Swin only; set it to 0 for {model_name}")

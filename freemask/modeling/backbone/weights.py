@@ -82,13 +82,11 @@ def read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     if not tensors:
         raise WeightFileError(f"{path}: contains no tensors; pass a state dict saved with torch.save or safetensors")
     if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
-def load_timm_weights(
-    body: nn.Module, model_name: str, path: str, model_kwargs: Mapping[str, Any]
-) -> LoadReport:
+def load_timm_weights(body: nn.Module, model_name: str, path: str, model_kwargs: Mapping[str, Any]) -> LoadReport:
     """Load ``path`` into ``body`` (a ``timm.create_model(model_name, features_only=True, **model_kwargs)``).
 
     Checkpoints use the names of the full timm model, so a reference model is built on the meta device (free: no

@@ -49,9 +49,7 @@ class CrossAttentionLayer(nn.Module):
         self.normalize_before = normalize_before
         _xavier_init(self)
 
-    def forward(
-        self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor
-    ) -> Tensor:
+    def forward(self, tgt: Tensor, memory: Tensor, attn_mask: Tensor | None, pos: Tensor, query_pos: Tensor) -> Tensor:
         """``tgt``, ``query_pos``: (N, Q, C); ``memory``, ``pos``: (N, HW, C); ``attn_mask``: bool (N*heads, Q, HW)."""
         x = self.norm(tgt) if self.normalize_before else tgt
         out = self.multihead_attn(x + query_pos, memory + pos, value=memory, attn_mask=attn_mask, need_weights=False)

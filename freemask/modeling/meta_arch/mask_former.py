@@ -1,0 +1,84 @@
+"""Mask2Former for semantic segmentation: queries predict (class, mask) pairs, combined into per-pixel scores."""
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import CfgNode
+from ..backbone.base import Backbone
+from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder, build_transformer_decoder
+from ..criterion import SetCriterion, targets_from_semantic
+from ..matcher import HungarianMatcher
+from .base import SemanticSegmentor
+
+
+@META_ARCH_REGISTRY.register()
+class MaskFormer(SemanticSegmentor):
+    """Backbone -> pixel decoder (mask features + multi-scale memory) -> masked-attention transformer decoder.
+
+    Training turns each label map into one binary mask per present class and trains the set prediction with
+    Hungarian matching (``criterion``). Inference scores class ``c`` at a pixel as
+    ``sum_q softmax(class_q)[c] * sigmoid(mask_q)(pixel)``, the no-object probability left out.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        pixel_decoder: nn.Module,
+        transformer_decoder: nn.Module,
+        criterion: SetCriterion,
+        deep_supervision: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.deep_supervision = deep_supervision
+        self.backbone = backbone
+        self.pixel_decoder = pixel_decoder
+        self.transformer_decoder = transformer_decoder
+        self.criterion = criterion
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        m = cfg.MODEL.MASK_FORMER
+        backbone = build_backbone(cfg)
+        matcher = HungarianMatcher(
+            cost_class=m.CLASS_WEIGHT, cost_mask=m.MASK_WEIGHT, cost_dice=m.DICE_WEIGHT, num_points=m.TRAIN_NUM_POINTS
+        )
+        criterion = SetCriterion(
+            cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            matcher,
+            {"loss_ce": m.CLASS_WEIGHT, "loss_mask": m.MASK_WEIGHT, "loss_dice": m.DICE_WEIGHT},
+            eos_coef=m.NO_OBJECT_WEIGHT,
+            num_points=m.TRAIN_NUM_POINTS,
+            oversample_ratio=m.OVERSAMPLE_RATIO,
+            importance_sample_ratio=m.IMPORTANCE_SAMPLE_RATIO,
+        )
+        return {
+            "backbone": backbone,
+            "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
+            "transformer_decoder": build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
+            "criterion": criterion,
+            "deep_supervision": m.DEEP_SUPERVISION,
+            **cls.base_config(cfg),
+        }
+
+    def _decode(self, images: torch.Tensor) -> dict:
+        mask_features, _, multi_scale = self.pixel_decoder.forward_features(self.backbone(images))
+        return self.transformer_decoder(multi_scale, mask_features)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        outputs = self._decode(images)
+        classes = outputs["pred_logits"].float().softmax(-1)[..., :-1]  # (N, Q, K)
+        masks = F.interpolate(
+            outputs["pred_masks"].float(), size=images.shape[-2:], mode="bilinear", align_corners=False
+        )
+        return torch.einsum("nqk,nqhw->nkhw", classes, masks.sigmoid())
+
+    def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        outputs = self._decode(images)
+        if not self.deep_supervision:
+            outputs.pop("aux_outputs", None)
+        return self.criterion.weighted(self.criterion(outputs, targets_from_semantic(targets, self.ignore_value)))
