@@ -13,18 +13,17 @@ Shared by ``datasets/prepare_*.py``. Every conversion here is:
 """
 
 import functools
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .datasets.class_meta import read_meta_file
 from .errors import DatasetError
 from .mapper import read_mask, reduce_zero_label
 
@@ -221,8 +220,7 @@ def prepare_ade20k(root: str, workers: int = 0, force: bool = False, progress: b
 
 def load_coco_stuff_ids() -> List[int]:
     """The 171 used COCO-Stuff ids (1-based) from the packaged ``meta/coco_stuff_171.json``, validated."""
-    meta = resources.files("freemask.data.datasets").joinpath("meta", "coco_stuff_171.json")
-    ids = json.loads(meta.read_text(encoding="utf-8"))["coco_ids"]
+    ids = read_meta_file("coco_stuff_171.json")["coco_ids"]
     check_coco_stuff_ids(ids)
     return ids
 

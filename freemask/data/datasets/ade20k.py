@@ -6,15 +6,12 @@ same training labels, so preparing is an optimisation, not a requirement. The ro
 ``$DETECTRON2_DATASETS`` when a split is loaded; class names and colours come from ``meta/ade20k_150.json``.
 """
 
-import functools
-import json
 import os
-from importlib import resources
 from typing import List, Optional, Tuple
 
-from ..catalog import DatasetCatalog
 from ..errors import DatasetError
-from .sem_seg import load_sem_seg, set_sem_seg_metadata
+from .class_meta import class_meta
+from .sem_seg import load_sem_seg, register_lazy_splits
 from .synthetic import datasets_root, register_synthetic_splits
 
 ADE_DIR = "ADEChallengeData2016"
@@ -33,14 +30,9 @@ _DOWNLOAD = (
 )
 
 
-@functools.lru_cache(maxsize=None)
 def ade20k_meta() -> Tuple[Tuple[str, ...], Tuple[Tuple[int, int, int], ...]]:
     """(150 class names, 150 RGB colours) in label order (MMSegmentation's palette)."""
-    data = json.loads(resources.files(__package__).joinpath("meta", "ade20k_150.json").read_text(encoding="utf-8"))
-    classes, colors = tuple(data["classes"]), tuple(tuple(c) for c in data["colors"])
-    if len(classes) != NUM_CLASSES or len(colors) != NUM_CLASSES or len(set(classes)) != NUM_CLASSES:
-        raise ValueError("meta/ade20k_150.json must list 150 distinct classes and 150 colours; reinstall freemask")
-    return classes, colors
+    return class_meta("ade20k_150.json", NUM_CLASSES)
 
 
 def load_ade20k(split: str, root: Optional[str] = None) -> List[dict]:
@@ -72,11 +64,7 @@ def _synthetic_root() -> str:
 def register_ade20k() -> None:
     """Register the real and synthetic ADE20K splits (no dataset folder is read); names already registered are
     left as they are."""
-    classes, colors = ade20k_meta()
-    for name, split in ADE20K_SPLITS.items():
-        if name not in DatasetCatalog:
-            DatasetCatalog.register(name, functools.partial(load_ade20k, split))
-            set_sem_seg_metadata(name, classes, colors, ignore_label=255)
+    register_lazy_splits(ADE20K_SPLITS, load_ade20k, *ade20k_meta())
     register_synthetic_splits(
         ADE20K_SYN_SPLITS,
         _synthetic_root,

@@ -6,15 +6,12 @@ be read directly: ``datasets/prepare_coco_stuff_164k_sem_seg.py`` writes ``stuff
 and the 171 used COCO ids come from ``meta/coco_stuff_171.json``.
 """
 
-import functools
-import json
 import os
-from importlib import resources
 from typing import List, Optional, Tuple
 
-from ..catalog import DatasetCatalog
 from ..errors import DatasetError
-from .sem_seg import load_sem_seg, set_sem_seg_metadata
+from .class_meta import class_meta
+from .sem_seg import load_sem_seg, register_lazy_splits
 from .synthetic import datasets_root, register_synthetic_splits
 
 COCO_DIR = "coco"
@@ -32,14 +29,9 @@ COCO_STUFF_SYN_SPLITS = {
 _PREPARE = "python datasets/prepare_coco_stuff_164k_sem_seg.py"
 
 
-@functools.lru_cache(maxsize=None)
 def coco_stuff_meta() -> Tuple[Tuple[str, ...], Tuple[Tuple[int, int, int], ...]]:
     """(171 class names, 171 RGB colours) in label order: 80 things then 91 stuff classes, by COCO id."""
-    data = json.loads(resources.files(__package__).joinpath("meta", "coco_stuff_171.json").read_text(encoding="utf-8"))
-    classes, colors = tuple(data["classes"]), tuple(tuple(c) for c in data["colors"])
-    if len(classes) != NUM_CLASSES or len(colors) != NUM_CLASSES or len(set(classes)) != NUM_CLASSES:
-        raise ValueError("meta/coco_stuff_171.json must list 171 distinct classes and 171 colours; reinstall freemask")
-    return classes, colors
+    return class_meta("coco_stuff_171.json", NUM_CLASSES)
 
 
 def load_coco_stuff(split: str, root: Optional[str] = None) -> List[dict]:
@@ -76,11 +68,7 @@ def _synthetic_root() -> str:
 def register_coco_stuff() -> None:
     """Register the real and synthetic COCO-Stuff splits (no dataset folder is read); names already registered are
     left as they are."""
-    classes, colors = coco_stuff_meta()
-    for name, split in COCO_STUFF_SPLITS.items():
-        if name not in DatasetCatalog:
-            DatasetCatalog.register(name, functools.partial(load_coco_stuff, split))
-            set_sem_seg_metadata(name, classes, colors, ignore_label=255)
+    register_lazy_splits(COCO_STUFF_SPLITS, load_coco_stuff, *coco_stuff_meta())
     register_synthetic_splits(
         COCO_STUFF_SYN_SPLITS,
         _synthetic_root,

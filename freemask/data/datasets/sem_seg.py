@@ -4,8 +4,9 @@ Registration is lazy: ``register_sem_seg`` stores a loader in ``DatasetCatalog``
 are listed when the dataset is first used, so a missing folder is reported by the run that needs it.
 """
 
+import functools
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
@@ -64,6 +65,21 @@ def default_palette(num_classes: int) -> List[List[int]]:
             value >>= 3
         colors.append(rgb)
     return colors
+
+
+def register_lazy_splits(
+    splits: Mapping[str, str],
+    load: Callable[[str], List[dict]],
+    stuff_classes: Sequence[str],
+    stuff_colors: Sequence[Sequence[int]],
+    ignore_label: int = 255,
+) -> None:
+    """Register ``name -> load(split)`` for every ``(name, split)`` of a builtin dataset; names already registered
+    are left as they are, so registering twice is harmless."""
+    for name, split in splits.items():
+        if name not in DatasetCatalog:
+            DatasetCatalog.register(name, functools.partial(load, split))
+            set_sem_seg_metadata(name, stuff_classes, stuff_colors, ignore_label=ignore_label)
 
 
 def set_sem_seg_metadata(
