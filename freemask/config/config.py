@@ -1,9 +1,11 @@
 """yacs/fvcore config node with key checking that names the offending key and the closest valid one."""
 
 import difflib
-from typing import Any, Dict, Iterator, List
+import os
+from typing import Any, Dict, Iterator, List, Union
 
 import yaml
+from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 
@@ -16,7 +18,31 @@ class CfgNode(_FvcoreCfgNode):
 
     yacs reports an unknown key as ``KeyError: 'Non-existent config key: ...'`` from deep inside a recursive merge;
     a user who typed ``SOLVER.BASE_LR_TYPO`` needs to read ``did you mean SOLVER.BASE_LR`` instead.
+
+    ``_BASE_`` may also be a list of files, merged in order before the file's own keys. A recipe (joint training,
+    synthetic pre-training) is then written once and combined with every model, instead of being repeated in each
+    model's file; a single string keeps detectron2's meaning.
     """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
+        """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader."""
+        with open(filename, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        if not isinstance(cfg, dict):
+            return cfg
+        bases: Union[str, List[str], None] = cfg.pop(BASE_KEY, None)
+        if bases is None:
+            return cfg
+        merged: Dict[str, Any] = {}
+        for base in [bases] if isinstance(bases, str) else bases:
+            path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
+            base_cfg = cls.load_yaml_with_base(path)
+            if not isinstance(base_cfg, dict):
+                raise yaml.YAMLError(f"base config {path} is not a mapping")
+            _merge_into(base_cfg, merged)
+        _merge_into(cfg, merged)
+        return merged
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         try:
@@ -69,6 +95,15 @@ class CfgNode(_FvcoreCfgNode):
                 yield from value.all_keys(full + ".")
             else:
                 yield full
+
+
+def _merge_into(src: Dict[str, Any], dst: Dict[str, Any]) -> None:
+    """Recursive dict update: mappings merge key by key, any other value replaces."""
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge_into(value, dst[key])
+        else:
+            dst[key] = value
 
 
 def _flatten_keys(tree: Dict[str, Any], prefix: str = "") -> Iterator[str]:

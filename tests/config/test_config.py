@@ -28,6 +28,20 @@ def test_base_inheritance_and_overrides(tmp_path):
     assert cfg.SOLVER.MAX_ITER == 30 and tuple(cfg.DATASETS.TRAIN) == ("a", "b")
 
 
+def test_list_of_bases_merges_in_order_then_the_file(tmp_path):
+    write(tmp_path / "model.yaml", "SOLVER:\n  BASE_LR: 0.5\n  MAX_ITER: 10\n  WEIGHT_DECAY: 0.1\n")
+    (tmp_path / "recipes").mkdir()
+    write(tmp_path / "recipes" / "joint.yaml", "SOLVER:\n  MAX_ITER: 20\nDATALOADER:\n  SYN_RATIO: 0.5\n")
+    child = write(tmp_path / "child.yaml", "_BASE_: [model.yaml, recipes/joint.yaml]\nSOLVER:\n  WEIGHT_DECAY: 0.2\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(child)
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER, cfg.SOLVER.WEIGHT_DECAY) == (0.5, 20, 0.2)
+    assert cfg.DATALOADER.SYN_RATIO == 0.5
+    write(tmp_path / "bad.yaml", "_BASE_: [model.yaml, recipes/missing.yaml]\n")
+    with pytest.raises(ConfigError, match="not found"):
+        get_cfg().merge_from_file(str(tmp_path / "bad.yaml"))
+
+
 def test_unknown_override_names_key_and_closest_valid_key():
     with pytest.raises(ConfigError) as e:
         get_cfg().merge_from_list(["SOLVER.BASE_LR_TYPO", "1"])
