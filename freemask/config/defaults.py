@@ -54,6 +54,10 @@ _C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
 _C.MODEL.SEM_SEG_HEAD.NORM = "GN"
 _C.MODEL.SEM_SEG_HEAD.DROPOUT = 0.1
 _C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+# Per-pixel heads: True averages the cross-entropy over labelled pixels (detectron2); False over every label pixel,
+# ignored ones counting 0 (MMSegmentation's default, so the published SegFormer and Segmenter runs').
+_C.MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE = True
+
 # Mask2Former's pixel decoder: deformable-attention encoder over strides 8/16/32, FPN to stride 4, mask features.
 _C.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "MSDeformAttnPixelDecoder"
 _C.MODEL.SEM_SEG_HEAD.MASK_DIM = 256
@@ -63,6 +67,19 @@ _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DROPOUT = 0.0
+
+# Segmenter (Strudel et al., 2021) heads on a ViTBackbone: SEM_SEG_HEAD.NAME SegmenterMaskTransformerHead (class
+# embeddings processed jointly with the patch tokens, masks by scalar products) or SegmenterLinearHead. Values are those
+# of MMSegmentation's Segmenter configs, which the FreeMask release trained with. 0 for D_MODEL / NUM_HEADS = the
+# backbone's width / width // 64 (ViT-S: 384 / 6, ViT-B: 768 / 12).
+_C.MODEL.SEGMENTER = CN()
+_C.MODEL.SEGMENTER.D_MODEL = 0
+_C.MODEL.SEGMENTER.NUM_LAYERS = 2
+_C.MODEL.SEGMENTER.NUM_HEADS = 0
+_C.MODEL.SEGMENTER.MLP_RATIO = 4.0
+# Stochastic depth of the mask-transformer layers (0 ... DROP_PATH_RATE over the layers) and their dropout.
+_C.MODEL.SEGMENTER.DROP_PATH_RATE = 0.1
+_C.MODEL.SEGMENTER.DROPOUT = 0.0
 
 # Mask2Former's masked-attention transformer decoder.
 _C.MODEL.MASK_FORMER = CN()
@@ -87,6 +104,18 @@ _C.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048
 _C.MODEL.MASK_FORMER.DEC_LAYERS = 9
 _C.MODEL.MASK_FORMER.PRE_NORM = False
 _C.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False
+
+# SegFormer: MODEL.BACKBONE.NAME "MixTransformer" (MiT encoder) + MODEL.SEM_SEG_HEAD.NAME "SegFormerHead" (all-MLP
+# decoder) under META_ARCHITECTURE "EncoderDecoder" (backbone + per-pixel head). Drop-path is
+# MODEL.BACKBONE.DROP_PATH_RATE (0.1 published), the decoder's dropout MODEL.SEM_SEG_HEAD.DROPOUT (0.1) and its norm
+# MODEL.SEM_SEG_HEAD.NORM.
+_C.MODEL.SEGFORMER = CN()
+# Size b0..b5: b0 widths (32, 64, 160, 256), b1..b5 (64, 128, 320, 512); depths b0/b1 (2, 2, 2, 2), b2 (3, 4, 6, 3),
+# b3 (3, 4, 18, 3), b4 (3, 8, 27, 3), b5 (3, 6, 40, 3).
+_C.MODEL.SEGFORMER.VARIANT = "b2"
+# Width every level is projected to in the decoder; 0 = the paper's choice for VARIANT (256 for b0/b1, 768 for
+# b2..b5). MMSegmentation, whose models the FreeMask release trained, uses 256 for every size.
+_C.MODEL.SEGFORMER.DECODER_DIM = 0
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Input pipeline (FreeMask / MMSegmentation ADE20K 512x512 recipe by default)
@@ -171,6 +200,8 @@ _C.SOLVER.IMS_PER_BATCH = 16
 # WarmupPolyLR | WarmupCosineLR | WarmupMultiStepLR
 _C.SOLVER.LR_SCHEDULER_NAME = "WarmupPolyLR"
 _C.SOLVER.POLY_LR_POWER = 0.9
+# Learning rate the poly and cosine schedules decay to (0 = all the way down; Segmenter's recipe ends at 1e-4).
+_C.SOLVER.BASE_LR_END = 0.0
 _C.SOLVER.STEPS = [30000]
 _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.WARMUP_FACTOR = 1.0

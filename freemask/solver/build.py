@@ -10,7 +10,6 @@ from fvcore.common.param_scheduler import (
     LinearParamScheduler,
     MultiStepParamScheduler,
     ParamScheduler,
-    PolynomialDecayParamScheduler,
 )
 from torch import nn
 
@@ -45,10 +44,11 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
 def build_param_scheduler(cfg: CfgNode) -> ParamScheduler:
     """Learning-rate multiplier as a function of training progress in [0, 1), warm-up included."""
     s = cfg.SOLVER
+    end_ratio = s.BASE_LR_END / s.BASE_LR if s.BASE_LR else 0.0
     if s.LR_SCHEDULER_NAME == "WarmupPolyLR":
-        main: ParamScheduler = PolynomialDecayParamScheduler(1.0, s.POLY_LR_POWER)
+        main: ParamScheduler = _PolyDecayToEnd(end_ratio, s.POLY_LR_POWER)
     elif s.LR_SCHEDULER_NAME == "WarmupCosineLR":
-        main = CosineParamScheduler(1.0, 0.0)
+        main = CosineParamScheduler(1.0, end_ratio)
     elif s.LR_SCHEDULER_NAME == "WarmupMultiStepLR":
         steps = [x for x in s.STEPS if x <= s.MAX_ITER]
         main = MultiStepParamScheduler(
@@ -71,6 +71,17 @@ def build_param_scheduler(cfg: CfgNode) -> ParamScheduler:
     return CompositeParamScheduler(
         [warmup, main], lengths=[warmup_length, 1 - warmup_length], interval_scaling=["rescaled", "fixed"]
     )
+
+
+class _PolyDecayToEnd(ParamScheduler):
+    """``end + (1 - end) * (1 - t) ** power``: poly decay to a floor (MMSegmentation's PolyLR ``eta_min``), which
+    Segmenter's recipe sets to a tenth of its base rate; with ``end`` 0 it is fvcore's polynomial decay."""
+
+    def __init__(self, end: float, power: float) -> None:
+        self.end, self.power = end, power
+
+    def __call__(self, where: float) -> float:
+        return self.end + (1.0 - self.end) * (1.0 - where) ** self.power
 
 
 def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:

@@ -83,6 +83,14 @@ def test_poly_schedule_with_linear_warmup():
         assert out[it] == pytest.approx((1 - it / 100) ** 0.9)
 
 
+def test_poly_and_cosine_decay_to_base_lr_end():
+    out = lrs(solver_cfg(POLY_LR_POWER=0.9, BASE_LR_END=0.1), 100)
+    for it in (0, 37, 99):
+        assert out[it] == pytest.approx(0.1 + 0.9 * (1 - it / 100) ** 0.9)
+    cos = lrs(solver_cfg(LR_SCHEDULER_NAME="WarmupCosineLR", BASE_LR_END=0.2), 100)
+    assert cos[50] == pytest.approx(0.6) and cos[99] == pytest.approx(0.2, abs=1e-3)
+
+
 def test_cosine_and_step_schedules():
     cos = lrs(solver_cfg(LR_SCHEDULER_NAME="WarmupCosineLR"), 100)
     assert cos[0] == pytest.approx(1.0) and cos[50] == pytest.approx(0.5) and cos[99] < 0.01

@@ -12,6 +12,7 @@ from ..backbone.base import ShapeSpec
 from ..build import SEM_SEG_HEADS_REGISTRY
 from ..layers import conv_norm_act
 from .fpn import FPN
+from .losses import pixel_cross_entropy
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -36,12 +37,14 @@ class SemanticFPNHead(nn.Module):
         dropout: float = 0.1,
         loss_weight: float = 1.0,
         ignore_value: int = 255,
+        loss_avg_non_ignore: bool = True,
     ) -> None:
         super().__init__()
         self.fpn = FPN(input_shape, in_features, conv_dims, norm)
         self.common_stride = common_stride
         self.loss_weight = loss_weight
         self.ignore_value = ignore_value
+        self.loss_avg_non_ignore = loss_avg_non_ignore
         self.towers = nn.ModuleList()
         for feature in self.fpn.in_features:
             upsamples = max(int(math.log2(input_shape[feature].stride // common_stride)), 0)
@@ -67,6 +70,7 @@ class SemanticFPNHead(nn.Module):
             "dropout": h.DROPOUT,
             "loss_weight": h.LOSS_WEIGHT,
             "ignore_value": h.IGNORE_VALUE,
+            "loss_avg_non_ignore": h.LOSS_AVG_NON_IGNORE,
         }
 
     def layers(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,10 +86,8 @@ class SemanticFPNHead(nn.Module):
 
         A batch whose pixels are all ignored (a crop of unlabeled area) gives a zero loss rather than 0/0 = NaN.
         """
-        logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-        total = F.cross_entropy(logits, targets, ignore_index=self.ignore_value, reduction="sum")
-        valid = (targets != self.ignore_value).sum().clamp(min=1)
-        return {"loss_sem_seg": total / valid * self.loss_weight}
+        loss = pixel_cross_entropy(logits, targets, self.ignore_value, self.loss_avg_non_ignore)
+        return {"loss_sem_seg": loss * self.loss_weight}
 
     def forward(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:
         return self.layers(features)

@@ -1,4 +1,4 @@
-"""Semantic FPN: a backbone and a head that classifies every pixel (Kirillov et al., 2019)."""
+"""Encoder-decoder segmentors: a backbone and a head that classifies every pixel (Semantic FPN, SegFormer, Segmenter)."""
 
 from typing import Dict
 
@@ -13,8 +13,9 @@ from .base import SemanticSegmentor
 
 
 @META_ARCH_REGISTRY.register()
-class SemanticFPN(SemanticSegmentor):
-    """Backbone -> per-pixel head producing logits at the head's stride, upsampled to the image."""
+class EncoderDecoder(SemanticSegmentor):
+    """Backbone -> per-pixel head (``MODEL.SEM_SEG_HEAD.NAME``) producing logits at the head's stride, upsampled to
+    the image. The head alone decides the model: SemanticFPNHead, SegFormerHead, SegmenterMaskTransformerHead."""
 
     def __init__(self, *, backbone: Backbone, sem_seg_head: nn.Module, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -37,3 +38,8 @@ class SemanticFPN(SemanticSegmentor):
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.sem_seg_head.losses(self.sem_seg_head(self.backbone(images)), targets)
+
+
+@META_ARCH_REGISTRY.register()
+class SemanticFPN(EncoderDecoder):
+    """The name Semantic FPN configs use (Kirillov et al., 2019: an FPN head on a backbone); an EncoderDecoder."""
