@@ -80,6 +80,21 @@ class SemanticSegmentor(nn.Module):
         """Class scores ``(N, K, H, W)`` at the resolution of ``images`` ``(N, 3, H, W)``."""
         raise NotImplementedError
 
+    def predict_log_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """Per-pixel log-probabilities ``(N, K, H, W)`` at the resolution of ``images`` ``(N, 3, H, W)``.
+
+        The FreeMask filter scores a pixel by its cross-entropy ``-log p(label)``, so it needs a distribution over
+        the classes, which ``predict`` does not promise: its scores only have to rank classes and average across
+        windows. The default normalises the (non-negative) scores over classes and takes the log, clamped at the
+        smallest normal float so a class scored exactly 0 costs about 87 nats instead of infinity. For softmax
+        probabilities (Semantic FPN) this is ``log_softmax`` of the logits to float32 precision. A model whose
+        ``predict`` returns raw logits must override this with ``log_softmax``.
+        """
+        scores = self.predict(images).float()
+        tiny = torch.finfo(scores.dtype).tiny
+        probs = scores / scores.sum(dim=1, keepdim=True).clamp_min(tiny)
+        return probs.clamp_min(tiny).log()
+
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Scalar training losses for ``images`` ``(N, 3, H, W)`` and ``targets`` ``(N, H, W)``."""
         raise NotImplementedError

@@ -20,7 +20,10 @@ class MaskFormer(SemanticSegmentor):
 
     Training turns each label map into one binary mask per present class and trains the set prediction with
     Hungarian matching (``criterion``). Inference scores class ``c`` at a pixel as
-    ``sum_q softmax(class_q)[c] * sigmoid(mask_q)(pixel)``, the no-object probability left out.
+    ``sum_q softmax(class_q)[c] * sigmoid(mask_q)(pixel)``, the no-object probability left out. These scores do not
+    sum to 1 over classes (a pixel no query covers scores near 0 everywhere), so the inherited
+    ``predict_log_probs`` normalises them over classes before the log: the FreeMask filter then sees such a pixel as
+    uncertain (high cross-entropy) rather than as an arbitrary logit.
     """
 
     def __init__(

@@ -1,0 +1,108 @@
+"""``class_loss.json``: the class-wise mean loss of a real-trained model on the real images.
+
+``tools/filter_syn.py`` computes it (pass 1) and ``tools/resample_syn.py`` reads it, so the numbers travel in a file
+rather than being pasted between scripts as in the release. Format (UTF-8 JSON)::
+
+    {"format": "freemask.class_loss/1", "dataset": "<name or folder>", "ignore_label": 255,
+     "classes": [{"id": 0, "name": "wall", "pixels": 123456, "mean_loss": 0.21}, ...]}
+
+One entry per model class in label order; ``mean_loss`` is null for a class with no real pixel (such a class never
+filters anything and adds no hardness).
+"""
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+FORMAT = "freemask.class_loss/1"
+
+
+class ClassLossError(ValueError):
+    """A class-loss file that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class ClassLoss:
+    """Per-class pixel counts and mean losses, indexed by label id."""
+
+    dataset: str
+    ignore_label: int
+    names: Sequence[str]
+    pixels: Sequence[int]
+    mean_loss: Sequence[Optional[float]]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def mean_loss_array(self) -> np.ndarray:
+        """Float64 ``(K,)`` means with NaN for classes absent from the real set."""
+        return np.array([math.nan if v is None else v for v in self.mean_loss], dtype=np.float64)
+
+    @classmethod
+    def from_sums(
+        cls, dataset: str, ignore_label: int, names: Sequence[str], loss_sums: np.ndarray, counts: np.ndarray
+    ) -> "ClassLoss":
+        """Means from per-class loss sums and pixel counts (None where the count is 0)."""
+        means: List[Optional[float]] = [float(s / n) if n > 0 else None for s, n in zip(loss_sums, counts)]
+        return cls(dataset, int(ignore_label), list(names), [int(n) for n in counts], means)
+
+
+def write_class_loss(path: str, stats: ClassLoss) -> None:
+    """Write ``stats`` to ``path`` atomically (a temporary file in the same folder, then a rename)."""
+    data = {
+        "format": FORMAT,
+        "dataset": stats.dataset,
+        "ignore_label": stats.ignore_label,
+        "classes": [
+            {"id": i, "name": n, "pixels": p, "mean_loss": m}
+            for i, (n, p, m) in enumerate(zip(stats.names, stats.pixels, stats.mean_loss))
+        ],
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")  # open() keeps the user's umask
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_class_loss(path: str, num_classes: Optional[int] = None) -> ClassLoss:
+    """Read a file written by :func:`write_class_loss`, checked against ``num_classes`` when given."""
+    fix = "re-create it with `python tools/filter_syn.py` (it writes class_loss.json next to its output)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise ClassLossError(f"class-loss file not found: {path}; {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ClassLossError(f"{path} is not a readable class-loss JSON file ({e}); {fix}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ClassLossError(f'{path} is not a class-loss file (expected "format": "{FORMAT}"); {fix}')
+    try:
+        classes = sorted(data["classes"], key=lambda c: c["id"])
+        if [c["id"] for c in classes] != list(range(len(classes))):
+            raise ValueError("class ids must be 0..K-1")
+        stats = ClassLoss(
+            dataset=str(data["dataset"]),
+            ignore_label=int(data["ignore_label"]),
+            names=[str(c["name"]) for c in classes],
+            pixels=[int(c["pixels"]) for c in classes],
+            mean_loss=[None if c["mean_loss"] is None else float(c["mean_loss"]) for c in classes],
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ClassLossError(f"{path}: malformed class entry ({e}); {fix}") from None
+    if num_classes is not None and stats.num_classes != num_classes:
+        raise ClassLossError(
+            f"{path} has {stats.num_classes} classes but the model/dataset has {num_classes}; "
+            "use the class-loss file computed for this dataset"
+        )
+    return stats

@@ -1,0 +1,52 @@
+"""The FreeMask filtering rule: a synthetic pixel is noise when the real-trained model finds it much harder than
+real pixels of the same class.
+
+A pixel labelled ``c`` is filtered (set to the ignore label) when its cross-entropy is strictly greater than
+``margin * L_c``, ``L_c`` being the mean loss of class ``c`` over the real training images. Equality keeps the pixel,
+as in the release (``loss > threshold``). Two choices differ from the release, which set ``L_c = 0`` for a class with
+no real pixel and therefore filtered every such pixel with a non-zero loss: here such a class has an infinite
+threshold and keeps all its pixels (there is no evidence that they are noise), and already ignored pixels stay
+ignored whatever their loss.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def class_thresholds(mean_loss: Sequence[Optional[float]], margin: float) -> torch.Tensor:
+    """Float64 ``(K,)`` thresholds ``margin * L_c``; ``+inf`` for classes without real pixels (None or NaN)."""
+    if not margin > 0:
+        raise ValueError(f"the tolerance margin must be positive, got {margin}")
+    values = [math.inf if m is None or math.isnan(m) else margin * float(m) for m in mean_loss]
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def noisy_pixels(loss: torch.Tensor, labels: torch.Tensor, thresholds: torch.Tensor, ignore_label: int) -> torch.Tensor:
+    """Bool map (same shape as ``labels``) of the pixels to filter.
+
+    ``loss``: per-pixel cross-entropy, any float dtype; ``labels``: integer training labels in ``0..K-1`` or
+    ``ignore_label``; ``thresholds``: from :func:`class_thresholds`. Compared in float64 so a float32 loss equal to
+    the threshold is not filtered by a rounding of the threshold.
+    """
+    valid = labels != ignore_label
+    index = torch.where(valid, labels, torch.zeros_like(labels)).long()
+    limit = thresholds.to(loss.device)[index]
+    return valid & (loss.double() > limit)
+
+
+def filled_value(reduce_zero_label: bool, ignore_label: int) -> int:
+    """The value a filtered pixel gets in its mask's own encoding: 0 (unlabeled) in a raw ADE20K-style mask, whose
+    labels are stored as ``class + 1``; the ignore label in a prepared mask."""
+    return 0 if reduce_zero_label else ignore_label
+
+
+def apply_filter(raw_mask: np.ndarray, noisy: np.ndarray, fill: int) -> np.ndarray:
+    """A copy of ``raw_mask`` (as stored, any integer dtype) with the ``noisy`` pixels set to ``fill``."""
+    if raw_mask.shape != noisy.shape:
+        raise ValueError(f"mask {raw_mask.shape} and noisy map {noisy.shape} differ in shape")
+    out = raw_mask.copy()
+    out[noisy] = fill
+    return out

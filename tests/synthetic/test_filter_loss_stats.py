@@ -1,0 +1,123 @@
+"""Pass 1 of the filter: per-pixel cross-entropy and class-wise mean losses, against brute force."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from freemask.evaluation.inference import SegmentationInference
+from freemask.modeling.meta_arch.base import SemanticSegmentor
+from freemask.synthetic.filter_data import plan_batches
+from freemask.synthetic.filter_engine import BatchLoss, compute_class_loss
+from freemask.synthetic.filter_inputs import source_from_folders
+from freemask.synthetic.loss_stats import LOSS_SCALE, ClassLossAccumulator, pixel_cross_entropy
+
+IGNORE = 255
+K = 4
+
+
+def test_pixel_cross_entropy_equals_torch_cross_entropy_and_is_zero_at_ignored_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, K, 5, 6)
+    labels = torch.randint(0, K, (2, 5, 6))
+    labels[0, :2] = IGNORE
+    got = pixel_cross_entropy(logits.log_softmax(1), labels, IGNORE)
+    expected = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
+    torch.testing.assert_close(got, expected)
+    assert (got[0, :2] == 0).all()
+
+
+def random_batches(seed, n=5):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        shape = tuple(rng.integers(3, 9, size=2))
+        labels = rng.choice([0, 1, 2, IGNORE], size=shape)  # class 3 never appears
+        out.append((torch.from_numpy(rng.exponential(0.7, size=shape)).float(), torch.from_numpy(labels)))
+    return out
+
+
+def test_class_means_equal_a_float64_brute_force_and_absent_classes_have_none():
+    batches = random_batches(0)
+    accumulator = ClassLossAccumulator(K)
+    for loss, labels in batches:
+        accumulator.add(loss, labels, IGNORE)
+    stats = accumulator.to_class_loss("toy", ["a", "b", "c", "d"], IGNORE)
+    for c in range(3):
+        values = [float(v) for loss, labels in batches for v in loss[labels == c].double()]
+        assert stats.pixels[c] == len(values)
+        assert stats.mean_loss[c] == pytest.approx(sum(values) / len(values), abs=1.0 / LOSS_SCALE)
+    assert stats.pixels[3] == 0 and stats.mean_loss[3] is None
+
+
+def test_sums_are_bit_identical_whatever_the_order_or_split_of_the_batches():
+    batches = random_batches(1, n=8)
+    forward, backward, halves = ClassLossAccumulator(K), ClassLossAccumulator(K), ClassLossAccumulator(K)
+    for loss, labels in batches:
+        forward.add(loss, labels, IGNORE)
+    for loss, labels in reversed(batches):
+        backward.add(loss, labels, IGNORE)
+    first, second = ClassLossAccumulator(K), ClassLossAccumulator(K)
+    for i, (loss, labels) in enumerate(batches):
+        (first if i % 2 else second).add(loss, labels, IGNORE)
+    halves.sums, halves.counts = first.sums + second.sums, first.counts + second.counts  # what all_reduce does
+    for other in (backward, halves):
+        assert torch.equal(forward.sums, other.sums) and torch.equal(forward.counts, other.counts)
+
+
+def test_a_label_outside_the_model_classes_is_refused():
+    with pytest.raises(ValueError, match="outside"):
+        ClassLossAccumulator(K).add(torch.ones(2), torch.tensor([0, K]), IGNORE)
+
+
+class PixelwiseModel(SemanticSegmentor):
+    """A 1x1-conv classifier: each pixel's scores depend on that pixel only, so padding a batch cannot change them
+    and pass 1 must equal a per-image brute force exactly."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            pixel_mean=[120.0, 110.0, 100.0], pixel_std=[60.0, 60.0, 60.0], size_divisibility=8, ignore_value=IGNORE,
+            inference=SegmentationInference(),
+        )  # fmt: skip
+        torch.manual_seed(0)
+        self.classifier = torch.nn.Conv2d(3, K, 1)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(images).softmax(1)
+
+
+def write_pairs(root, sizes, seed=0):
+    """Random PNG images and raw ADE-style masks (0 = unlabeled, class k stored as k + 1) of the given sizes."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, (h, w) in enumerate(sizes):
+        cv2.imwrite(str(root / "images" / f"p{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / "masks" / f"p{i}.png"), rng.integers(0, K, (h, w), dtype=np.uint8))  # no class 3
+    return source_from_folders(str(root / "images"), str(root / "masks"), True, IGNORE, ".png", ".png")
+
+
+def test_pass1_class_means_equal_a_per_image_brute_force_with_padding_ignored(tmp_path):
+    sizes = [(20, 30), (20, 30), (17, 23), (31, 12), (20, 29)]
+    source = write_pairs(tmp_path, sizes)
+    model = PixelwiseModel().eval()
+    batches = plan_batches(sizes, batch_size=3, max_padding=10.0)  # force mixed sizes into one batch
+    assert any(len({sizes[i] for i in b}) > 1 for b in batches)
+    stats = compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], batches, 0, progress=False)
+
+    sums, counts = np.zeros(K), np.zeros(K, np.int64)
+    for record in source.records:
+        image = cv2.cvtColor(cv2.imread(record["file_name"]), cv2.COLOR_BGR2RGB)
+        raw = cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED).astype(np.int64)
+        x = (torch.from_numpy(image).permute(2, 0, 1).float() - model.pixel_mean) / model.pixel_std
+        with torch.no_grad():
+            log_probs = model.predict_log_probs(x[None])[0].double().numpy()
+        for (y, x_), value in np.ndenumerate(raw):
+            if value != 0:  # raw 0 = unlabeled
+                sums[value - 1] -= log_probs[value - 1, y, x_]
+                counts[value - 1] += 1
+    assert stats.pixels == counts.tolist() and counts[3] == 0
+    for c in range(3):
+        assert stats.mean_loss[c] == pytest.approx(sums[c] / counts[c], rel=1e-6)
+    assert stats.mean_loss[3] is None and stats.dataset == source.description

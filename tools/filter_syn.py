@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+"""FreeMask filtering: set to "ignore" the synthetic pixels a real-trained model finds much harder than real pixels
+of the same class (loss > margin x class-wise mean loss on the real images).
+
+  python tools/filter_syn.py --config-file configs/toy/semantic_fpn_R18_toy.yaml \\
+      --real-dataset toy_sem_seg_train --syn-dataset toy_syn_sem_seg_train MODEL.WEIGHTS model_final.pth
+  python tools/filter_syn.py --config-file X.yaml --num-gpus 8 --real-img-path R/images --real-mask-path R/masks \\
+      --syn-img-path S/images --syn-mask-path S/annotations --reduce-zero-label --output S/annotations_filtered \\
+      MODEL.WEIGHTS ckpt.pth
+
+Pass 1 writes the class-wise mean losses to class_loss.json next to the output folder (--class-loss FILE skips
+it); pass 2 writes one mask per synthetic image (same name) to --output (default for a registered synthetic
+dataset: <root>/annotations_filtered, which the *_syn_filtered_* splits read) and filter_stats.json next to it.
+Inputs are never modified. A killed run re-run with the same command finishes only the missing masks, with the
+same result as an uninterrupted run; so does a run on any number of GPUs (on CPU: with the same number of threads
+per process). Changing --tolerance-margin, --batch-size, AMP, the weights or the inputs of an existing output
+needs --overwrite.
+
+Deviations from the release's preprocess/filter.py:
+  - batches of same-sized images (padding, ignored by the loss, only where sizes differ), several loader workers,
+    masks saved on background threads; on GPU autocast in SOLVER.AMP.DTYPE (--no-amp: float32 as the release)
+  - any model of this project; normalisation from MODEL.PIXEL_MEAN/STD (ImageNet, as the release, in the shipped
+    configs); always whole-image inference at the original resolution (TEST.* modes are not used)
+  - per-pixel loss -log p(label): log_softmax of the logits for Semantic FPN (the release's cross-entropy);
+    Mask2Former's class scores are renormalised over classes first (see SemanticSegmentor.predict_log_probs)
+  - a class absent from the real images never filters (the release's mean 0 filtered all its pixels); pixels
+    already ignored stay ignored; filtered pixels get 0 in raw ADE20K-style masks, the ignore label otherwise;
+    masks keep their dtype (the release always wrote uint8)
+  - class losses saved to a file for tools/resample_syn.py instead of printed for copying by hand
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Optional
+
+import torch
+
+from freemask.checkpoint import CheckpointError
+from freemask.config import ConfigError
+from freemask.data.catalog import DatasetNotRegisteredError
+from freemask.data.errors import DatasetError
+from freemask.engine import launch, setup_cfg
+from freemask.engine.defaults import register_custom_dataset
+from freemask.synthetic.class_loss import ClassLossError
+from freemask.synthetic.filter_engine import load_filter_model
+from freemask.synthetic.filter_inputs import (
+    MaskSource,
+    check_class_count,
+    check_output_is_not_input,
+    dataset_class_names,
+    default_output,
+    folder_description,
+    model_class_names,
+    source_from_dataset,
+    source_from_folders,
+)
+from freemask.synthetic.filter_output import OutputStateError
+from freemask.synthetic.filter_pipeline import FilterOptions, run_filter
+from freemask.utils import comm
+from freemask.utils.logger import setup_logger
+
+USER_ERRORS = (
+    CheckpointError,
+    ClassLossError,
+    ConfigError,
+    DatasetError,
+    DatasetNotRegisteredError,
+    FileNotFoundError,
+    OutputStateError,
+)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="config of the real-trained model")
+    data = parser.add_argument_group("data (a registered dataset name, or an image folder and a mask folder)")
+    data.add_argument("--real-dataset", metavar="NAME", help="real training split, e.g. ade20k_sem_seg_train")
+    data.add_argument("--real-img-path", metavar="DIR")
+    data.add_argument("--real-mask-path", metavar="DIR")
+    data.add_argument("--syn-dataset", metavar="NAME", help="synthetic split, e.g. ade20k_syn_sem_seg_train")
+    data.add_argument("--syn-img-path", metavar="DIR")
+    data.add_argument("--syn-mask-path", metavar="DIR")
+    data.add_argument(
+        "--reduce-zero-label",
+        action="store_true",
+        help="folder masks are raw ADE20K-style (0 = unlabeled, class k stored as k+1); filtered pixels become 0",
+    )
+    data.add_argument("--image-ext", default=".jpg", help="image extension in folders (default .jpg)")
+    data.add_argument("--mask-ext", default=".png", help="mask extension in folders (default .png)")
+    run = parser.add_argument_group("filtering")
+    run.add_argument("--output", metavar="DIR", help="folder for the filtered masks (see above for the default)")
+    run.add_argument("--tolerance-margin", type=float, default=1.25, help="filter loss > margin x class mean (1.25)")
+    run.add_argument("--class-loss", metavar="FILE", help="class_loss.json of an earlier run: skip pass 1")
+    run.add_argument(
+        "--batch-size", type=int, default=8, help="images per forward pass and GPU (default 8); keep it when resuming"
+    )
+    run.add_argument("--num-workers", type=int, help="image-decoding processes per GPU (DATALOADER.NUM_WORKERS)")
+    run.add_argument("--no-amp", action="store_true", help="float32 inference on GPU (AMP is on by default there)")
+    run.add_argument(
+        "--overwrite", action="store_true", help="redo every mask (and pass 1, unless --class-loss) instead of resuming"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    dist = parser.add_argument_group("processes (as train_net.py)")
+    dist.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; gloo on CPU)")
+    dist.add_argument("--num-machines", type=int, default=1)
+    dist.add_argument("--machine-rank", type=int, default=0)
+    dist.add_argument("--dist-url", default="auto", help="tcp://host:port of machine 0; 'auto' on one machine")
+    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exactly one way to give each input; real data only needed without --class-loss."""
+    for side, required in (("syn", True), ("real", not args.class_loss)):
+        name = getattr(args, f"{side}_dataset")
+        folders = (getattr(args, f"{side}_img_path"), getattr(args, f"{side}_mask_path"))
+        if name and any(folders):
+            parser.error(f"give --{side}-dataset or --{side}-img-path/--{side}-mask-path, not both")
+        if any(folders) and not all(folders):
+            parser.error(f"--{side}-img-path and --{side}-mask-path go together")
+        if required and not name and not any(folders):
+            parser.error(f"no {side} data: pass --{side}-dataset NAME or --{side}-img-path and --{side}-mask-path")
+    if not args.tolerance_margin > 0:
+        parser.error(f"--tolerance-margin must be positive, got {args.tolerance_margin}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+
+
+def _source(args: argparse.Namespace, side: str, ignore_label: int) -> MaskSource:
+    name = getattr(args, f"{side}_dataset")
+    if name:
+        return source_from_dataset(name)
+    return source_from_folders(
+        getattr(args, f"{side}_img_path"),
+        getattr(args, f"{side}_mask_path"),
+        args.reduce_zero_label,
+        ignore_label,
+        args.image_ext,
+        args.mask_ext,
+    )
+
+
+def _real_description(args: argparse.Namespace) -> Optional[str]:
+    if args.real_dataset:
+        return args.real_dataset
+    if args.real_img_path:
+        return folder_description(args.real_img_path, args.real_mask_path)
+    return None
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = setup_cfg(args.config_file, args.opts)
+    setup_logger(None, comm.get_rank())
+    register_custom_dataset(cfg)
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    ignore_label = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
+    for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None):
+        if name:
+            check_class_count(name, dataset_class_names(name), num_classes, args.config_file)
+    model = load_filter_model(cfg)
+    syn = _source(args, "syn", ignore_label)
+    output = args.output or default_output(syn)
+    check_output_is_not_input(output, [syn])
+    if args.real_img_path and os.path.realpath(args.real_mask_path) == os.path.realpath(output):
+        raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
+    on_gpu = torch.device(cfg.MODEL.DEVICE).type == "cuda"
+    options = FilterOptions(
+        output=output,
+        tolerance_margin=args.tolerance_margin,
+        batch_size=args.batch_size,
+        num_workers=cfg.DATALOADER.NUM_WORKERS if args.num_workers is None else args.num_workers,
+        amp_dtype=getattr(torch, cfg.SOLVER.AMP.DTYPE) if on_gpu and not args.no_amp else None,
+        class_loss=args.class_loss,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    candidates = [n for n in (args.real_dataset,) if n] + list(cfg.DATASETS.TRAIN)
+    names = model_class_names([syn], candidates, num_classes)
+    run_filter(cfg, model, options, syn, lambda: _source(args, "real", ignore_label), _real_description(args), names)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Worker entry point: a user error becomes one line on stderr and exit code 1."""
+    try:
+        main(args)
+    except USER_ERRORS as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    parser = argument_parser()
+    args = parser.parse_args()
+    check_arguments(parser, args)
+    try:
+        setup_cfg(args.config_file, args.opts)  # fail on a bad config before spawning any worker
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    logging.getLogger("freemask").setLevel(logging.INFO)
+    launch(run, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
