@@ -28,8 +28,11 @@ USER_ERRORS = (
 def main(args) -> dict:
     cfg = default_setup(setup_cfg(args.config_file, args.opts), args)
     if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise CheckpointError("--eval-only needs the weights to evaluate: append MODEL.WEIGHTS path/to/model.pth")
         model = Trainer.build_model(cfg)
-        Checkpointer(model, cfg.OUTPUT_DIR, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS).load(cfg.MODEL.WEIGHTS)
+        checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -21,9 +21,13 @@ class Checkpointer(_FvcoreCheckpointer):
     truncated ``model_final.pth`` or a ``last_checkpoint`` that points to one.
     """
 
-    def __init__(self, *args: Any, allow_unsafe: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, allow_unsafe: bool = False, strict: bool = False, **kwargs: Any) -> None:
+        """``strict`` refuses weights that do not fit the model (missing parameters, other shapes) instead of
+        logging them: evaluating, filtering with or showing a partly re-initialised model would give plausible
+        but meaningless results (a 150-class checkpoint in a 6-class config keeps a random classifier)."""
         super().__init__(*args, **kwargs)
         self.allow_unsafe = allow_unsafe
+        self.strict = strict
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -46,6 +50,19 @@ class Checkpointer(_FvcoreCheckpointer):
                 "check MODEL.WEIGHTS or OUTPUT_DIR/last_checkpoint"
             )
         return super().load(path, checkpointables)
+
+    def _log_incompatible_keys(self, incompatible: Any) -> None:
+        problems = [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in incompatible.incorrect_shapes]
+        missing = list(incompatible.missing_keys)
+        if missing:
+            problems.append(f"{len(missing)} model parameters missing ({', '.join(missing[:3])})")
+        if self.strict and problems:
+            raise CheckpointError(
+                f"MODEL.WEIGHTS does not fit the model built from the config ({'; '.join(problems[:3])}); pass the "
+                "config the checkpoint was trained with (a different class count shows up as a classifier shape "
+                "mismatch)"
+            )
+        super()._log_incompatible_keys(incompatible)
 
     def _load_file(self, f: str) -> Dict[str, Any]:
         try:

@@ -30,22 +30,6 @@ from .filtering import apply_filter, filled_value, noisy_pixels
 from .loss_stats import ClassLossAccumulator, pixel_cross_entropy
 
 
-class _StrictCheckpointer(Checkpointer):
-    """Refuses weights that do not fit the model instead of skipping them with a warning: a filter run on a model
-    with a re-initialised classifier (say, a 150-class checkpoint in a 6-class config) would silently filter noise."""
-
-    def _log_incompatible_keys(self, incompatible) -> None:
-        shapes = [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in incompatible.incorrect_shapes]
-        missing = list(incompatible.missing_keys)
-        if shapes or missing:
-            problems = "; ".join(shapes[:3] + [f"{len(missing)} model parameters missing ({', '.join(missing[:3])})"])
-            raise CheckpointError(
-                f"MODEL.WEIGHTS does not fit the model built from the config ({problems}); pass the config the "
-                f"checkpoint was trained with (a different class count shows up as a classifier shape mismatch)"
-            )
-        super()._log_incompatible_keys(incompatible)
-
-
 def load_filter_model(cfg: CfgNode) -> torch.nn.Module:
     """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded strictly, in eval mode."""
     if not cfg.MODEL.WEIGHTS:
@@ -54,7 +38,7 @@ def load_filter_model(cfg: CfgNode) -> torch.nn.Module:
             "MODEL.WEIGHTS path/to/model_final.pth"
         )
     model = build_model(cfg)
-    _StrictCheckpointer(model, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS).load(cfg.MODEL.WEIGHTS)
+    Checkpointer(model, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True).load(cfg.MODEL.WEIGHTS)
     return model.eval()
 
 

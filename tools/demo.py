@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Run a trained model on images and write colour-coded prediction overlays with a legend of the predicted classes.
+
+  python tools/demo.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --input photos/ --output vis/ \\
+      MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
+  python tools/demo.py --config-file X.yaml --input 'shots/*.jpg' --input a.png --output vis/ --opacity 0.6 \\
+      --save-labels MODEL.WEIGHTS ckpt.pth MODEL.DEVICE cpu
+
+--input takes image files, folders (their image files, not recursive) and glob patterns. Each image is predicted as
+evaluation does: resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, the config's TEST.* inference mode (whole image
+unless TEST.SLIDING_WINDOW / TEST.AUG are enabled), scores resized back to the original size. Colours and class names
+come from the metadata of DATASETS.TEST[0]. Writes <output>/<stem>.png: the overlay at the original size with the
+legend to its right; with --save-labels also <output>/labels/<stem>.png, the predicted class ids (uint8, or uint16
+beyond 256 classes). Files are written atomically; existing outputs are skipped, so an interrupted run resumes
+(--overwrite redoes them). Works on CPU: the device is MODEL.DEVICE (cuda when available).
+"""
+
+import argparse
+import glob
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from freemask.checkpoint import Checkpointer, CheckpointError
+from freemask.config import CfgNode, ConfigError
+from freemask.data import transforms as T
+from freemask.data.catalog import DatasetNotRegisteredError, MetadataCatalog
+from freemask.data.datasets.sem_seg import default_palette
+from freemask.data.errors import DatasetError
+from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.engine.defaults import register_custom_dataset, setup_cfg
+from freemask.modeling import build_model
+from freemask.utils.logger import setup_logger
+from freemask.utils.visualizer import blend, classes_present, colorize, draw_legend, hstack_panels, save_image
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+LABELS_DIR = "labels"
+USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DatasetNotRegisteredError, FileNotFoundError)
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Trailing KEY VALUE pairs override the config, e.g. MODEL.WEIGHTS ckpt.pth MODEL.DEVICE cpu",
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="config the model was trained with")
+    parser.add_argument(
+        "--input", required=True, action="append", metavar="PATH", help="image, folder or glob pattern (repeatable)"
+    )
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for the overlays")
+    parser.add_argument("--opacity", type=float, default=0.5, help="weight of the class colours (0..1, default 0.5)")
+    parser.add_argument("--save-labels", action="store_true", help=f"also write class-id PNGs to <output>/{LABELS_DIR}")
+    parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser
+
+
+def find_inputs(patterns: Sequence[str]) -> list[str]:
+    """Image paths named by ``patterns`` in the given order: a file as is (checked when read), a folder's image files
+    sorted, a glob's matching image files sorted. A pattern matching nothing, or two inputs with one stem (their
+    outputs would collide), is a FileNotFoundError / DatasetError naming it."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if os.path.isfile(pattern):
+            paths.append(pattern)
+            continue
+        if os.path.isdir(pattern):
+            found = sorted(os.path.join(pattern, n) for n in os.listdir(pattern))
+        else:
+            found = sorted(glob.glob(pattern, recursive=True))
+        images = [p for p in found if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)]
+        if not images:
+            what = "folder" if os.path.isdir(pattern) else "file or pattern"
+            raise FileNotFoundError(
+                f"--input {pattern}: no such {what} with images ({', '.join(IMAGE_EXTENSIONS)}); check the path"
+            )
+        paths.extend(images)
+    paths = list(dict.fromkeys(paths))
+    stems: dict[str, str] = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in stems:
+            raise DatasetError(
+                f"--input: {stems[stem]} and {path} would both write {stem}.png; rename one or run them separately"
+            )
+        stems[stem] = path
+    return paths
+
+
+def check_output(output: str, paths: Sequence[str]) -> None:
+    """DatasetError when the output folder holds inputs: an overlay <stem>.png could replace an input image."""
+    target = os.path.realpath(output)
+    for folder in sorted({os.path.dirname(p) for p in paths}):
+        if os.path.realpath(folder or ".") in (target, os.path.join(target, LABELS_DIR)):
+            raise DatasetError(f"--output {output} holds input images; inputs are never overwritten: choose another")
+
+
+def load_model(cfg: CfgNode) -> torch.nn.Module:
+    """The config's model with MODEL.WEIGHTS (loaded with weights_only unless MODEL.ALLOW_UNSAFE_WEIGHTS), eval mode."""
+    if not cfg.MODEL.WEIGHTS:
+        raise CheckpointError("no MODEL.WEIGHTS given; append MODEL.WEIGHTS path/to/model_final.pth")
+    if torch.device(cfg.MODEL.DEVICE).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no GPU is available; append MODEL.DEVICE cpu")
+    model = build_model(cfg)
+    Checkpointer(model, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
+def class_palette(cfg: CfgNode) -> tuple[list[str], list[list[int]]]:
+    """Class names and colours of DATASETS.TEST[0] (``class_<i>`` and a generated palette without a test set)."""
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    if not cfg.DATASETS.TEST:
+        return [f"class_{i}" for i in range(num_classes)], default_palette(num_classes)
+    name = cfg.DATASETS.TEST[0]
+    meta = MetadataCatalog.get(name)
+    names = meta.get("stuff_classes")
+    if names is None:
+        raise DatasetNotRegisteredError(f"DATASETS.TEST[0] '{name}' has no class metadata; is it registered?")
+    if len(names) != num_classes:
+        raise DatasetError(
+            f"the model has {num_classes} classes (MODEL.SEM_SEG_HEAD.NUM_CLASSES) but DATASETS.TEST[0] '{name}' has "
+            f"{len(names)}; use the config the model was trained with"
+        )
+    return list(names), [list(c) for c in meta.get("stuff_colors") or default_palette(num_classes)]
+
+
+def model_input(image: np.ndarray, mapper: SemSegDatasetMapper) -> dict:
+    """The evaluation input of an RGB image, as the test mapper builds it: resized to the test size, CHW uint8 in
+    INPUT.FORMAT, with the original size the scores are resized back to."""
+    resized = T.resize_for_test(image, mapper.min_size_test, mapper.max_size_test)
+    if mapper.image_format == "BGR":
+        resized = resized[:, :, ::-1]
+    chw = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    return {"image": chw, "height": image.shape[0], "width": image.shape[1]}
+
+
+@torch.no_grad()
+def predict_labels(model: torch.nn.Module, image: np.ndarray, mapper: SemSegDatasetMapper) -> np.ndarray:
+    """Class ids ``(H, W)`` of an RGB image at its original size."""
+    scores = model([model_input(image, mapper)])[0]["sem_seg"]
+    return scores.argmax(dim=0).cpu().numpy()
+
+
+def render_overlay(
+    image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]], opacity: float
+) -> np.ndarray:
+    """The blended overlay at the image's size with a legend of the classes present in ``labels`` on its right."""
+    overlay = blend(image, colorize(labels, colors), opacity)
+    present = classes_present(labels, len(names))
+    if not present:
+        return overlay
+    legend = draw_legend([names[c] for c in present], [colors[c] for c in present], image.shape[0])
+    return hstack_panels([overlay, legend])
+
+
+def read_input(path: str) -> np.ndarray:
+    try:
+        return read_image(path)
+    except DatasetError:
+        raise DatasetError(
+            f"{path}: not a readable image (truncated, or not an image file); remove it from --input"
+        ) from None
+
+
+def run(args: argparse.Namespace) -> tuple[int, int]:
+    """Returns (written, skipped)."""
+    cfg = setup_cfg(args.config_file, args.opts)
+    paths = find_inputs(args.input)
+    register_custom_dataset(cfg)
+    names, colors = class_palette(cfg)
+    mapper = SemSegDatasetMapper.from_config(cfg, is_train=False)
+    check_output(args.output, paths)
+    outputs = {p: os.path.join(args.output, os.path.splitext(os.path.basename(p))[0] + ".png") for p in paths}
+
+    def labels_path(out: str) -> str:
+        return os.path.join(args.output, LABELS_DIR, os.path.basename(out))
+
+    def done(path: str) -> bool:
+        out = outputs[path]
+        return os.path.isfile(out) and (not args.save_labels or os.path.isfile(labels_path(out)))
+
+    todo = paths if args.overwrite else [p for p in paths if not done(p)]
+    if not todo:
+        return 0, len(paths)
+    model = load_model(cfg)
+    os.makedirs(os.path.join(args.output, LABELS_DIR) if args.save_labels else args.output, exist_ok=True)
+    dtype = np.uint8 if len(names) <= 256 else np.uint16
+    for path in tqdm(todo, desc="demo", unit="img", disable=args.no_progress):
+        image = read_input(path)
+        labels = predict_labels(model, image, mapper)
+        if args.save_labels:
+            save_image(labels_path(outputs[path]), labels.astype(dtype))
+        save_image(outputs[path], render_overlay(image, labels, names, colors, args.opacity))
+    return len(todo), len(paths) - len(todo)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.opacity <= 1.0:
+        parser.error(f"--opacity must be in [0, 1], got {args.opacity}")
+    try:
+        written, skipped = run(args)
+    except USER_ERRORS as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
+    print(f"wrote {written} overlays to {args.output}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    setup_logger()  # here, not in main(): a caller of main() keeps its own logging
+    sys.exit(main())
