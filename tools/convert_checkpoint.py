@@ -3,7 +3,7 @@
 
     python tools/convert_checkpoint.py model_final_<id>.pkl m2f.pth --config-file <config.yaml>
     python tools/convert_checkpoint.py iter_160000.pth m2f.pth --from mmseg --config-file <config.yaml>
-    python tools/convert_checkpoint.py iter_320000.pth b4.pth --config-file configs/ade20k-150/segformer/<b4 config>.yaml
+    python tools/convert_checkpoint.py iter_320000.pth b4.pth --config-file <segformer b4 config.yaml>
     python train_net.py --config-file <config.yaml> --eval-only MODEL.WEIGHTS m2f.pth
 
 Sources: official Mask2Former (detectron2 .pkl or .pth) and FreeMask's MMSegmentation Mask2Former, SegFormer

@@ -61,7 +61,8 @@ def main(argv=None) -> None:
         )
     else:
         print(
-            f"The toy dataset in {target} is already complete with these parameters; nothing to do (--force regenerates)"
+            f"The toy dataset in {target} is already complete with these parameters; nothing to do "
+            "(--force regenerates)"
         )
 
 

@@ -36,7 +36,9 @@ def get_uncertain_point_coords_with_randomness(
     oversample_ratio: float,
     importance_sample_ratio: float,
 ) -> torch.Tensor:
-    """Pick ``num_points`` coordinates per map of ``logits`` (N, 1, H, W), biased to uncertain places -> (N, num_points, 2).
+    """Pick ``num_points`` coordinates per map of ``logits`` (N, 1, H, W), biased to uncertain places.
+
+    Returns (N, num_points, 2).
 
     ``int(num_points * oversample_ratio)`` candidates are drawn uniformly, the
     ``int(importance_sample_ratio * num_points)`` most uncertain of them (by ``uncertainty_fn`` on the sampled logits,

@@ -56,7 +56,8 @@ def build_param_scheduler(cfg: CfgNode) -> ParamScheduler:
         )
     else:
         raise ConfigError(
-            f"SOLVER.LR_SCHEDULER_NAME must be WarmupPolyLR, WarmupCosineLR or WarmupMultiStepLR, got {s.LR_SCHEDULER_NAME!r}"
+            "SOLVER.LR_SCHEDULER_NAME must be WarmupPolyLR, WarmupCosineLR or WarmupMultiStepLR, "
+            f"got {s.LR_SCHEDULER_NAME!r}"
         )
     if s.WARMUP_ITERS <= 0:
         return main

@@ -1,1 +1,1 @@
-"""The FreeMask preprocessing of synthetic pairs: loss-based filtering of noisy regions and hardness-aware resampling."""
+"""FreeMask preprocessing of synthetic pairs: loss-based filtering of noisy regions and hardness-aware resampling."""

@@ -144,6 +144,7 @@ def synthetic_from_dataset(name: str) -> SyntheticPairs:
         roots.add(os.path.dirname(os.path.dirname(os.path.abspath(image))))
     if len(roots) != 1 or os.path.basename(os.path.dirname(records[0]["file_name"])) != IMAGES_DIR:
         raise DatasetError(
-            f"dataset '{name}' is not one synthetic root with an {IMAGES_DIR}/ folder; use --syn-img-path/--syn-mask-path"
+            f"dataset '{name}' is not one synthetic root with an {IMAGES_DIR}/ folder; "
+            "use --syn-img-path/--syn-mask-path"
         )
     return SyntheticPairs(name, roots.pop(), dict(pairs))

@@ -4,7 +4,8 @@ Checkpoints come in several layouts: timm's own (.pth or .safetensors), the offi
 ``"model"``, downsampling at the end of a stage, ``relative_position_index``/``attn_mask`` buffers, a ``head``) and
 torchvision's ResNets (timm's names plus ``fc.*``). timm already knows how to convert its families' foreign layouts
 (``checkpoint_filter_fn`` in the model's module), so we reuse that rather than keep our own tables, then load with
-``strict=False`` and *say* what was left out: a silent partial load is the classic way to train from scratch by accident.
+``strict=False`` and *say* what was left out: a silent partial load is the classic way to train from scratch by
+accident.
 """
 
 import logging

@@ -1,3 +1,1 @@
-from . import segformer_head  # noqa: F401  (registration)
-from . import semantic_fpn_head  # noqa: F401  (registration)
-from . import segmenter_head  # noqa: F401  (registration)
+from . import segformer_head, segmenter_head, semantic_fpn_head  # noqa: F401  (registration)

@@ -1,4 +1,4 @@
-"""Encoder-decoder segmentors: a backbone and a head that classifies every pixel (Semantic FPN, SegFormer, Segmenter)."""
+"""Encoder-decoder segmentors: a backbone and a per-pixel classifier head (Semantic FPN, SegFormer, Segmenter)."""
 
 from typing import Dict
 
