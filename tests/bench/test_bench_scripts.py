@@ -86,3 +86,13 @@ def test_bad_arguments_stop_with_one_clear_line(script, args, message, capsys):
     assert exit_info.value.code != 0
     # parser errors go to stderr with code 2; config errors are the exit message itself
     assert message in capsys.readouterr().err + str(exit_info.value.code)
+
+
+@pytest.mark.parametrize("config", ["configs/toy/segformer_mit_b0_toy.yaml", "configs/toy/segmenter_vit_tiny_toy.yaml"])
+def test_both_scripts_cover_segformer_and_segmenter(config):
+    """The scripts take any config: the toy SegFormer and Segmenter train a step and predict in the same tables."""
+    args = ["--config-file", config, "--device", "cpu", "--size", "64", "--warmup", "1", "--iters", "1"]
+    train_rows = table_rows(run_bench("train_step.py", *args, "--batch-size", "2", "--variants", "fp32").stdout)
+    assert [r[0] for r in train_rows] == ["fp32"] and 0 < float(train_rows[0][8]) < float("inf")
+    infer_rows = table_rows(run_bench("inference.py", *args, "--batch-size", "1", "--variants", "fp32").stdout)
+    assert [(r[0], r[1]) for r in infer_rows] == [("fp32", "1")] and float(infer_rows[0][3]) > 0
