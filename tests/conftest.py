@@ -1,3 +1,4 @@
+import logging
 import pathlib
 import subprocess
 import sys
@@ -5,6 +6,21 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def freemask_logs_reach_caplog():
+    """Let ``caplog`` see the ``freemask`` loggers in every test.
+
+    ``setup_logger()`` (called in-process by train_net/filter_syn/demo tests) stops propagation to the root logger, as
+    detectron2 does, so that console lines are not printed twice. caplog listens on the root logger, so without this a
+    log assertion would pass or fail depending on which tests ran before it.
+    """
+    logger = logging.getLogger("freemask")
+    before = logger.propagate
+    logger.propagate = True
+    yield
+    logger.propagate = before
 
 
 @pytest.fixture

@@ -93,17 +93,8 @@ def test_map_dataset_passes_seeded_rng_for_training_and_none_for_testing():
 
 
 def test_joint_train_loader_batches_and_composition(datasets, caplog):
-    # Our own handler on the module's logger: setup_logger() may have stopped propagation to caplog's root handler.
-    handler_records = []
-    handler = logging.Handler()
-    handler.emit = handler_records.append
-    logger = logging.getLogger("freemask.data.build")
-    logger.addHandler(handler)
-    try:
-        with caplog.at_level(logging.INFO, logger="freemask.data.build"):
-            batches = _take(build_train_loader(_cfg()), 6)
-    finally:
-        logger.removeHandler(handler)
+    with caplog.at_level(logging.INFO, logger="freemask.data.build"):
+        batches = _take(build_train_loader(_cfg()), 6)
     for batch in batches:
         assert isinstance(batch, list) and len(batch) == 4
         assert sum("fmtest_syn" in d["file_name"] for d in batch) == 2
@@ -112,7 +103,7 @@ def test_joint_train_loader_batches_and_composition(datasets, caplog):
             assert d["sem_seg"].dtype == torch.int64 and d["sem_seg"].shape == (32, 32)
     real_seen = {d["file_name"] for batch in batches for d in batch if "fmtest_real" in d["file_name"]}
     assert len(real_seen) == 3  # 12 real draws over 3 real images: 4 full epochs
-    messages = [r.getMessage() for r in handler_records]
+    messages = [r.getMessage() for r in caplog.records]
     assert any("3 real, 5 synthetic" in m and "2 of 4" in m for m in messages), messages
 
 
