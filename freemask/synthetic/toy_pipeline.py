@@ -1,0 +1,277 @@
+"""The whole FreeMask pipeline on the embedded toy dataset, step by step, as the user's own commands.
+
+Why subprocesses of the real CLIs: the pipeline is the end-to-end check of what a user types (``make_toy_dataset.py``,
+``train_net.py``, ``filter_syn.py``, ``resample_syn.py`` with the shipped toy configs), so it must not take private
+shortcuts into the library. Steps, in order::
+
+    data             tools/make_toy_dataset.py, only when <datasets>/toy is absent (never regenerated)
+    real             train_net.py, real images only; its model is the filter model
+    filter           tools/filter_syn.py with that model -> <synthetic root>/annotations_filtered, class_loss.json
+    resample         tools/resample_syn.py on the filtered split -> <synthetic root>/resampled_manifest.txt
+    joint_raw, joint_filtered, joint_resampled     train_net.py, half real, half synthetic batches
+    synpretrain, finetune                          train_net.py, synthetic pre-training then real fine-tuning
+    real_seed<S>     train_net.py, real only with another SEED: the seed-to-seed noise of the table
+
+Every training evaluates once, at its end (``TEST.EVAL_PERIOD 0``), into ``<output root>/<step>/inference/``.
+``<output root>/steps/<step>.json`` records a step's command; a re-run skips a finished step whose command is the
+same and whose outputs exist, continues an unfinished one (``train_net.py --resume``; ``filter_syn.py`` resumes by
+itself), and redoes a step from scratch with ``force`` or when a step it needs was (re)done in this run. A record
+with another command stops the run (the outputs belong to other settings) unless ``force``.
+"""
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from ..config import ConfigError
+from ..data.datasets.synthetic import FILTERED_MASKS_DIR, MANIFEST_NAME
+from ..data.datasets.toy import SYN_DIR
+from ..engine.defaults import setup_cfg
+from .filter_output import atomic_write_bytes
+
+CONFIG_DIR = "configs/toy"
+REAL_CONFIG = f"{CONFIG_DIR}/semantic_fpn_R18_toy.yaml"
+RESULTS = os.path.join("inference", "sem_seg_results.json")
+# Schedule keys scaled by --iters-scale (iteration counts of SOLVER).
+_SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PERIOD")
+_LOG_TAIL = 15
+
+
+class PipelineError(RuntimeError):
+    """A step that failed or outputs that belong to other settings; the message names the step, its log and the fix."""
+
+
+@dataclass(frozen=True)
+class Training:
+    """One training run of the table: its step name, toy config and the steps whose outputs it reads."""
+
+    name: str
+    config: str
+    needs: Tuple[str, ...]
+    weights_from: Optional[str] = None  # step whose model_final.pth initialises this run
+
+
+TRAININGS = (
+    Training("real", REAL_CONFIG, ("data",)),
+    Training("joint_raw", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint.yaml", ("data",)),
+    Training("joint_filtered", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint_filtered.yaml", ("filter",)),
+    Training("joint_resampled", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint_resampled.yaml", ("resample",)),
+    Training("synpretrain", f"{CONFIG_DIR}/semantic_fpn_R18_toy_synpretrain.yaml", ("resample",)),
+    Training("finetune", f"{CONFIG_DIR}/semantic_fpn_R18_toy_finetune.yaml", ("synpretrain",), "synpretrain"),
+)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    repo: str  # repository root: scripts and configs are found there
+    output_root: str
+    datasets_root: str  # DETECTRON2_DATASETS of every step
+    python: str
+    iters_scale: float = 1.0
+    noise_seeds: Sequence[int] = (43,)
+    max_copies: int = 20
+    opts: Sequence[str] = ()  # config overrides for every training and the filter (the model must match)
+    force: bool = False
+
+    @property
+    def synthetic_root(self) -> str:
+        return os.path.join(self.datasets_root, "toy", SYN_DIR)
+
+    def step_dir(self, name: str) -> str:
+        return os.path.join(self.output_root, name)
+
+
+@dataclass
+class Step:
+    """A command of the pipeline. ``argv`` (script relative to the repository, then arguments) is what the record
+    compares; ``resume_flag`` / ``redo_flag`` follow the script name when continuing / redoing a run."""
+
+    name: str
+    argv: List[str]
+    needs: Tuple[str, ...]
+    outputs: Tuple[str, ...]
+    resume_flag: Optional[str] = None
+    redo_flag: Optional[str] = None
+    only_if_missing: bool = False  # input data: made when absent, never redone
+    eval_argv: List[str] = field(default_factory=list)  # training: evaluate model_final.pth when only that is left
+
+    def command(self, mode: str) -> List[str]:
+        """argv for mode 'first' (never started), 'resume' or 'redo'."""
+        if mode == "resume" and self.eval_argv and os.path.isfile(self.outputs[0]):
+            return self.eval_argv  # killed during the final evaluation: training itself is complete
+        flag = {"resume": self.resume_flag, "redo": self.redo_flag}.get(mode)
+        return self.argv[:1] + ([flag] if flag else []) + self.argv[1:]  # before the trailing KEY VALUE pairs
+
+
+# ------------------------------------------------------------------------------------------------------------ plan
+def scaled_schedule(config: str, opts: Sequence[str], scale: float) -> List[str]:
+    """``KEY VALUE`` overrides multiplying the config's iteration counts by ``scale`` (none when it is 1)."""
+    if scale == 1:
+        return []
+    try:
+        cfg = setup_cfg(config, list(opts))
+    except ConfigError as e:
+        raise PipelineError(str(e)) from None
+    overrides: List[str] = []
+    for key in _SCALED_KEYS:
+        section, name = key.split(".")
+        value = round(cfg[section][name] * scale)
+        overrides += [key, str(value if key.endswith("WARMUP_ITERS") else max(1, value))]
+    return overrides
+
+
+def _training_step(options: PipelineOptions, run: Training, name: str, extra: Sequence[str] = ()) -> Step:
+    out = options.step_dir(name)
+    config = os.path.join(options.repo, run.config)
+    keys = ["OUTPUT_DIR", out, *scaled_schedule(config, options.opts, options.iters_scale), "TEST.EVAL_PERIOD", "0"]
+    if run.weights_from:
+        keys += ["MODEL.WEIGHTS", os.path.join(options.step_dir(run.weights_from), "model_final.pth")]
+    keys += [*extra, *options.opts]
+    final = os.path.join(out, "model_final.pth")
+    evaluate = ["train_net.py", "--config-file", run.config, "--eval-only", *keys, "MODEL.WEIGHTS", final]
+    return Step(
+        name,
+        ["train_net.py", "--config-file", run.config, *keys],
+        run.needs,
+        (final, os.path.join(out, RESULTS)),
+        resume_flag="--resume",
+        eval_argv=evaluate,
+    )
+
+
+def plan_steps(options: PipelineOptions) -> List[Step]:
+    """Every step in execution order."""
+    syn = options.synthetic_root
+    class_loss = os.path.join(syn, "class_loss.json")
+    real_model = os.path.join(options.step_dir("real"), "model_final.pth")
+    names = ["--real-dataset", "toy_sem_seg_train", "--syn-dataset"]
+    filter_argv = ["tools/filter_syn.py", "--config-file", REAL_CONFIG, *names, "toy_syn_sem_seg_train"]
+    filter_argv += ["--no-progress", "MODEL.WEIGHTS", real_model, *options.opts]
+    resample_argv = ["tools/resample_syn.py", *names, "toy_syn_filtered_sem_seg_train", "--class-loss", class_loss]
+    resample_argv += ["--max-copies", str(options.max_copies), "--no-progress"]
+    filter_outputs = (os.path.join(syn, FILTERED_MASKS_DIR), class_loss, os.path.join(syn, "filter_stats.json"))
+    toy_meta = os.path.join(options.datasets_root, "toy", "meta.json")
+    steps = [
+        Step(
+            "data",
+            ["tools/make_toy_dataset.py", "--root", options.datasets_root],
+            (),
+            (toy_meta,),
+            only_if_missing=True,
+        ),
+        _training_step(options, TRAININGS[0], "real"),
+        Step("filter", filter_argv, ("real",), filter_outputs, redo_flag="--overwrite"),
+        Step("resample", resample_argv, ("filter",), (os.path.join(syn, MANIFEST_NAME),)),
+    ]
+    steps += [_training_step(options, run, run.name) for run in TRAININGS[1:]]
+    steps += [
+        _training_step(options, TRAININGS[0], f"real_seed{seed}", ["SEED", str(seed)]) for seed in options.noise_seeds
+    ]
+    return steps
+
+
+# ------------------------------------------------------------------------------------------------------------- run
+def _record_path(options: PipelineOptions, name: str) -> str:
+    return os.path.join(options.output_root, "steps", f"{name}.json")
+
+
+def read_record(options: PipelineOptions, name: str) -> Optional[Dict]:
+    path = _record_path(options, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _write_record(options: PipelineOptions, step: Step, finished: bool, seconds: Optional[float]) -> None:
+    record = {"command": step.argv, "finished": finished, "seconds": seconds}
+    atomic_write_bytes(_record_path(options, step.name), (json.dumps(record, indent=1) + "\n").encode())
+
+
+def shown_command(argv: Sequence[str], repo: str) -> str:
+    """The command as a user would type it in the repository root (paths inside it made relative)."""
+    inside = os.path.join(repo, "")
+    return shlex.join(["python", *(os.path.relpath(a, repo) if a.startswith(inside) else a for a in argv)])
+
+
+def _decide(options: PipelineOptions, step: Step, redone: Set[str]) -> Optional[str]:
+    """None to skip the step, else the mode to run it in ('first', 'resume' or 'redo')."""
+    done = all(os.path.exists(p) for p in step.outputs)
+    if step.only_if_missing:
+        return None if done else "first"
+    record = read_record(options, step.name)
+    if options.force or any(n in redone for n in step.needs):
+        return "redo"
+    if record is None:
+        return "first"
+    if record["command"] != step.argv:
+        raise PipelineError(
+            f"step {step.name} was run with another command ({_record_path(options, step.name)}): "
+            f"{shown_command(record['command'], options.repo)}; pass --force to redo every step with the current "
+            f"settings, or choose another --output-root"
+        )
+    if record["finished"]:
+        return None if done else "redo"
+    return "resume"
+
+
+def _log_tail(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return "".join(f.readlines()[-_LOG_TAIL:])
+
+
+def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str], None]) -> float:
+    argv = step.command(mode)
+    log_path = os.path.join(options.output_root, "steps", f"{step.name}.log")
+    log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.datasets_root)} {shown_command(argv, options.repo)}")
+    env = {**os.environ, "DETECTRON2_DATASETS": options.datasets_root}
+    script, *args = argv
+    start = time.perf_counter()
+    with open(log_path, "a", encoding="utf-8") as out:
+        out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode}): {shown_command(argv, options.repo)}\n")
+        out.flush()
+        proc = subprocess.run(
+            [options.python, os.path.join(options.repo, script), *args],
+            cwd=options.repo,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        log(f"  last lines of {log_path}:\n{_log_tail(log_path)}")
+        raise PipelineError(
+            f"step {step.name} failed (exit {proc.returncode}); the reason is at the end of {log_path}. Fix it and "
+            f"re-run the same command: finished steps are skipped"
+        )
+    missing = [p for p in step.outputs if not os.path.exists(p)]
+    if missing:
+        raise PipelineError(f"step {step.name} finished without writing {', '.join(missing)}; see {log_path}")
+    return time.perf_counter() - start
+
+
+def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = print) -> Dict[str, str]:
+    """Run every step that is not already done; returns step name -> 'skipped' | 'ran'."""
+    os.makedirs(os.path.join(options.output_root, "steps"), exist_ok=True)
+    steps = plan_steps(options)
+    redone: Set[str] = set()
+    outcome: Dict[str, str] = {}
+    for index, step in enumerate(steps, 1):
+        mode = _decide(options, step, redone)
+        if mode is None:
+            log(f"[{index}/{len(steps)}] {step.name}: done already, skipped")
+            outcome[step.name] = "skipped"
+            continue
+        log(f"[{index}/{len(steps)}] {step.name}: running ({mode})")
+        if not step.only_if_missing:
+            _write_record(options, step, finished=False, seconds=None)
+        seconds = _execute(options, step, mode, log)
+        if not step.only_if_missing:
+            _write_record(options, step, finished=True, seconds=seconds)
+        log(f"[{index}/{len(steps)}] {step.name}: finished in {seconds:.0f} s")
+        redone.add(step.name)
+        outcome[step.name] = "ran"
+    return outcome

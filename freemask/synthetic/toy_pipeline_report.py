@@ -1,0 +1,140 @@
+"""The table of the toy FreeMask pipeline: mIoU / pACC of each training, and the filter against the planted defects.
+
+Read only from the files the steps wrote (``<step>/inference/sem_seg_results.json``, ``<step>/config.yaml``,
+``steps/<step>.json``, the synthetic root's masks and manifest), so the table of a resumed run is the table of the
+runs that produced those files.
+"""
+
+import json
+import math
+import os
+from typing import Dict, List, Optional
+
+import yaml
+
+from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, read_manifest
+from .defect_score import DefectCounts, score_defect_folders
+from .filter_output import atomic_write_bytes
+from .toy_pipeline import RESULTS, PipelineOptions, read_record
+
+TABLE_NAME = "freemask_pipeline.md"
+# Step name -> (row label, synthetic data it trains on); real_seed<S> rows are added per noise seed.
+ROWS = {
+    "real": ("real only", "-"),
+    "joint_raw": ("joint real + synthetic", "raw"),
+    "joint_filtered": ("joint real + synthetic", "filtered"),
+    "joint_resampled": ("joint real + synthetic", "filtered & resampled"),
+    "synpretrain": ("synthetic only (pre-training)", "filtered & resampled"),
+    "finetune": ("pre-train on synthetic -> fine-tune on real", "filtered & resampled"),
+}
+TOY_IGNORE = 0  # toy masks are raw ADE20K-style: 0 = unlabelled, also for filtered pixels
+
+
+def _fmt(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _read_json(path: str) -> Optional[Dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _max_iter(step_dir: str) -> Optional[int]:
+    path = os.path.join(step_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return int(yaml.safe_load(f)["SOLVER"]["MAX_ITER"])
+
+
+def _synthetic_pairs(syn_root: str) -> Dict[str, Optional[int]]:
+    """Pairs each synthetic split trains on: all images, and the manifest's pairs."""
+    images = os.path.join(syn_root, IMAGES_DIR)
+    count = sum(1 for n in os.listdir(images) if "_seed_" in n) if os.path.isdir(images) else None
+    manifest = os.path.join(syn_root, MANIFEST_NAME)
+    resampled = len(read_manifest(manifest, syn_root)) if os.path.isfile(manifest) else None
+    return {"-": None, "raw": count, "filtered": count, "filtered & resampled": resampled}
+
+
+def _training_rows(options: PipelineOptions) -> List[str]:
+    rows = dict(ROWS)
+    rows.update({f"real_seed{s}": (f"real only, SEED {s} (seed noise)", "-") for s in options.noise_seeds})
+    pairs = _synthetic_pairs(options.synthetic_root)
+    base = (_read_json(os.path.join(options.step_dir("real"), RESULTS)) or {}).get("mIoU")
+    lines = [
+        "| training | synthetic masks | synthetic pairs | iterations | mIoU | Δ mIoU vs real only | pACC | time (s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (label, synthetic) in rows.items():
+        results = _read_json(os.path.join(options.step_dir(name), RESULTS)) or {}
+        miou, pacc = results.get("mIoU"), results.get("pACC")
+        delta = None if name == "real" or miou is None or base is None else miou - base
+        record = read_record(options, name) or {}
+        seconds = record.get("seconds") if record.get("finished") else None
+        iters = _max_iter(options.step_dir(name))
+        cells = [label, synthetic, pairs[synthetic], iters, _fmt(miou), _fmt(delta, signed=True), _fmt(pacc)]
+        cells.append(_fmt(seconds, 0))
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    return lines
+
+
+def filter_defect_counts(options: PipelineOptions) -> Optional[DefectCounts]:
+    """The filter's pixels against the planted defects, or None before the filter has run."""
+    syn = options.synthetic_root
+    filtered = os.path.join(syn, FILTERED_MASKS_DIR)
+    if not os.path.isdir(filtered):
+        return None
+    return score_defect_folders(os.path.join(syn, MASKS_DIR), filtered, os.path.join(syn, "defects"), TOY_IGNORE)
+
+
+def _pct(value: float) -> str:
+    return _fmt(100 * value, 1)
+
+
+def _defect_rows(counts: DefectCounts) -> List[str]:
+    share, base = counts.filtered_fraction, counts.base_rate
+    random_f1 = 2 * base * share / (base + share) if base + share > 0 else math.nan
+    return [
+        "| labelled synthetic pixels | filtered | planted defects (base rate) | precision | recall | F1 "
+        "| random filter of the same share: precision / recall / F1 |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+        f"| {counts.labelled} | {_pct(share)}% | {_pct(base)}% | {_pct(counts.precision)}% | {_pct(counts.recall)}% "
+        f"| {_pct(counts.f1)}% | {_pct(base)}% / {_pct(share)}% / {_pct(random_f1)}% |",
+    ]
+
+
+def render_table(options: PipelineOptions, command: str) -> str:
+    """The pipeline's table as Markdown."""
+    meta = _read_json(os.path.join(options.datasets_root, "toy", "meta.json")) or {}
+    data = (
+        f"{meta.get('num_train')} real training and {meta.get('num_val')} validation images of "
+        f"{meta.get('height')}x{meta.get('width')}, {meta.get('num_seeds')} synthetic copies per real mask"
+    )
+    lines = [
+        "# FreeMask pipeline on the toy dataset",
+        "",
+        f"`{command}`",
+        "",
+        f"Semantic FPN R-18 from scratch (configs/toy/semantic_fpn_R18_toy*.yaml), {data}; schedules x"
+        f"{options.iters_scale:g}. mIoU and pACC (%) on toy_sem_seg_val, single scale, at the end of each training.",
+        "",
+        *_training_rows(options),
+        "",
+        "Filter (tools/filter_syn.py with the real-only model) against the defects planted in the synthetic images, "
+        "on the pixels labelled in the synthetic masks:",
+        "",
+    ]
+    counts = filter_defect_counts(options)
+    lines += _defect_rows(counts) if counts else ["(the filter has not run)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(options: PipelineOptions, command: str, path: Optional[str] = None) -> str:
+    """Render the table and write it atomically to ``<output root>/freemask_pipeline.md``; returns the text."""
+    text = render_table(options, command)
+    atomic_write_bytes(path or os.path.join(options.output_root, TABLE_NAME), text.encode("utf-8"))
+    return text

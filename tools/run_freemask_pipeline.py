@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""The whole FreeMask pipeline on the embedded toy dataset, on CPU, in one command, then one table.
+
+    python tools/run_freemask_pipeline.py                       # about 25 minutes on 2 CPU cores
+    python tools/run_freemask_pipeline.py --iters-scale 0.01    # every schedule x0.01: a smoke run
+
+Steps (each the command a user would type, run as a subprocess; its output in <output root>/steps/<step>.log):
+make the toy dataset if absent -> train on real images -> tools/filter_syn.py with that model -> tools/resample_syn.py
+-> joint training on the raw, filtered, and filtered & resampled synthetic sets -> synthetic pre-training and real
+fine-tuning -> real-only training with other seeds (the noise level). Each training is evaluated on toy_sem_seg_val
+at its end. The table (mIoU, pACC, and the filter's pixel precision / recall against the defects the generator
+planted) is printed and written to <output root>/freemask_pipeline.md.
+
+Re-running the same command skips finished steps and continues an interrupted one; --force redoes every step.
+The toy data lives in <output root>/datasets by default, so the filtered masks and the manifest written into its
+synthetic root never touch a dataset used elsewhere. Trailing KEY VALUE pairs override the config of every
+training and of the filter (they must describe the same model). Re-sampling draws at most as many copies as there
+are synthetic seeds per mask (the release: 20 seeds, at most 20 copies).
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+
+from freemask.config import ConfigError
+from freemask.data.toy_generator import ToyParams
+from freemask.engine.defaults import setup_cfg
+from freemask.synthetic.defect_score import DefectScoreError
+from freemask.synthetic.toy_pipeline import REAL_CONFIG, PipelineError, PipelineOptions, run_pipeline
+from freemask.synthetic.toy_pipeline_report import write_table
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--output-root", default="output/freemask_pipeline", metavar="DIR", help="(default output/freemask_pipeline)"
+    )
+    parser.add_argument(
+        "--datasets-root", metavar="DIR", help="DETECTRON2_DATASETS of every step (default <output root>/datasets)"
+    )
+    parser.add_argument("--iters-scale", type=_positive, default=1.0, help="multiply every schedule (default 1)")
+    parser.add_argument(
+        "--noise-seeds",
+        type=int,
+        nargs="*",
+        default=[43],
+        metavar="SEED",
+        help="extra real-only trainings with these SEEDs (default 43; none: --noise-seeds with no value)",
+    )
+    parser.add_argument("--force", action="store_true", help="redo every step (the toy data is kept)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser
+
+
+def _seeds_per_mask(datasets_root: str) -> int:
+    """Synthetic copies per real mask in the toy data (the generator's default if it is still to be made)."""
+    meta = os.path.join(datasets_root, "toy", "meta.json")
+    if not os.path.isfile(meta):
+        return ToyParams().num_seeds
+    with open(meta, encoding="utf-8") as f:
+        return int(json.load(f)["num_seeds"])
+
+
+def main(argv=None) -> None:
+    args = argument_parser().parse_args(argv)
+    try:
+        setup_cfg(os.path.join(REPO, REAL_CONFIG), args.opts)  # a bad override fails here, before any step
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    output_root = os.path.abspath(args.output_root)
+    datasets_root = os.path.abspath(args.datasets_root or os.path.join(output_root, "datasets"))
+    options = PipelineOptions(
+        repo=REPO,
+        output_root=output_root,
+        datasets_root=datasets_root,
+        python=sys.executable,
+        iters_scale=args.iters_scale,
+        noise_seeds=tuple(args.noise_seeds),
+        max_copies=max(1, _seeds_per_mask(datasets_root)),
+        opts=tuple(args.opts),
+        force=args.force,
+    )
+    command = shlex.join(["python", "tools/run_freemask_pipeline.py", *(sys.argv[1:] if argv is None else argv)])
+    start = time.perf_counter()
+    try:
+        run_pipeline(options, log=lambda line: print(line, flush=True))
+        table = write_table(options, command)
+    except (PipelineError, DefectScoreError) as e:
+        sys.exit(f"error: {e}")
+    print(f"\n{table}\nWritten to {os.path.join(output_root, 'freemask_pipeline.md')} ", end="")
+    print(f"({time.perf_counter() - start:.0f} s in this run)")
+
+
+if __name__ == "__main__":
+    main()
