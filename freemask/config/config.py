@@ -71,6 +71,11 @@ class CfgNode(_FvcoreCfgNode):
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs; '{cfg_list[-1]}' has no value")
         for key in cfg_list[0::2]:
+            if key.startswith("-"):
+                raise ConfigError(
+                    f"command line: {key} is an option, not a config key; put options before the trailing KEY VALUE "
+                    f"pairs (everything after the first KEY is read as overrides)"
+                )
             self._check_key(key, "command line")
         try:
             super().merge_from_list(cfg_list)

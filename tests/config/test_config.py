@@ -78,6 +78,11 @@ def test_type_mismatch_and_missing_file(tmp_path):
         get_cfg().merge_from_list(["SOLVER.MAX_ITER"])
 
 
+def test_option_after_the_overrides_is_named_as_misplaced():
+    with pytest.raises(ConfigError, match="--resume is an option, not a config key; put options before"):
+        get_cfg().merge_from_list(["SOLVER.MAX_ITER", "3", "--resume", "x"])
+
+
 def test_shipped_configs_load(repo_root):
     for path in sorted((repo_root / "configs").rglob("*.yaml")):
         get_cfg().merge_from_file(str(path))

@@ -91,7 +91,7 @@ def test_rerun_skips_every_step(pipeline):
 
 def test_other_settings_in_the_same_output_root_stop_with_one_line(pipeline):
     output_root, datasets, _ = pipeline
-    proc = run_tool(output_root, datasets, *SMALL[2:], "--iters-scale", "0.02")
+    proc = run_tool(output_root, datasets, "--iters-scale", "0.02", *SMALL[2:])
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: step real was run with another command") and "--force" in proc.stderr
     assert proc.stderr.count("\n") == 1
