@@ -21,6 +21,10 @@ _C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 _C.MODEL.WEIGHTS = ""
 # Checkpoints are loaded with torch.load(weights_only=True); set True only for files you trust.
 _C.MODEL.ALLOW_UNSAFE_WEIGHTS = False
+# Multi-scale deformable attention: "auto" uses the compiled CUDA op (pip install --no-build-isolation ./ops) for CUDA
+# tensors when it is built and the PyTorch path otherwise; "cuda" makes a missing op an error; "pytorch" never uses
+# it. The environment variable FREEMASK_MSDA_IMPL, when set, overrides this key.
+_C.MODEL.MSDA_IMPL = "auto"
 # RGB order, 0..255 scale (the ImageNet statistics used by MMSegmentation and the FreeMask release).
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
@@ -41,6 +45,9 @@ _C.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
 # Swin attention window (0 = the model's own, e.g. 7 for *_window7_224, 12 for *_window12_384); pre-trained relative
 # position bias tables are resized to it.
 _C.MODEL.BACKBONE.WINDOW_SIZE = 0
+# Swin size [embed_dim, [depths], [num_heads]] replacing the timm model's, for small Swins trained from scratch (the
+# toy configs); [] keeps the model's own.
+_C.MODEL.BACKBONE.SWIN_SIZE = []
 
 _C.MODEL.SEM_SEG_HEAD = CN()
 _C.MODEL.SEM_SEG_HEAD.NAME = "SemanticFPNHead"
@@ -116,6 +123,23 @@ _C.MODEL.SEGFORMER.VARIANT = "b2"
 # Width every level is projected to in the decoder; 0 = the paper's choice for VARIANT (256 for b0/b1, 768 for
 # b2..b5). MMSegmentation, whose models the FreeMask release trained, uses 256 for every size.
 _C.MODEL.SEGFORMER.DECODER_DIM = 0
+
+# SeMask-FPN (Jain et al., 2021): MODEL.BACKBONE.NAME "SeMaskSwin" (the Swin of MODEL.BACKBONE.TIMM_NAME with a
+# semantic layer ending every stage; its class prior maps have MODEL.SEM_SEG_HEAD.NUM_CLASSES channels) and
+# MODEL.SEM_SEG_HEAD.NAME "SeMaskFPNHead" (towers of CONVS_DIM channels, NORM, DROPOUT) under META_ARCHITECTURE
+# "SeMaskFPN".
+_C.MODEL.SEMASK = CN()
+# Window of the semantic attention (0 = the Swin's own: 7 for *_window7_*, 12 for *_window12_*). Stages 3 and 4 of
+# Swin-T/S/L attend globally when there are more than 19 classes, as published.
+_C.MODEL.SEMASK.WINDOW_SIZE = 0
+# Weight of the cross-entropy on the summed class prior maps (0.4 published; 0 trains without the prior loss).
+_C.MODEL.SEMASK.PRIOR_LOSS_WEIGHT = 0.4
+# OHEM on the main loss: only the OHEM_MIN_KEPT highest-loss labelled pixels per image count (0 = off; SeMask-L on
+# ADE20K and COCO-Stuff-10k: 100000).
+_C.MODEL.SEMASK.OHEM_MIN_KEPT = 0
+# "normed": the attention's update is added to the LayerNorm-ed tokens (the official layer, so a stage hands on
+# LayerNorm(x)); "input": added to the stage's own tokens, so an ImageNet Swin gives plain Swin features at start.
+_C.MODEL.SEMASK.RESIDUAL = "normed"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Input pipeline (FreeMask / MMSegmentation ADE20K 512x512 recipe by default)
@@ -230,6 +254,9 @@ _C.TEST.AUG = CN()
 _C.TEST.AUG.ENABLED = False
 _C.TEST.AUG.RATIOS = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 _C.TEST.AUG.FLIP = True
+# Evaluate twice, at a single scale without flip and with RATIOS (+ FLIP), and report both numbers, as SeMask's tables
+# do (results "sem_seg" and "sem_seg_ms_flip"); ENABLED is then ignored.
+_C.TEST.AUG.EVAL_BOTH = False
 _C.TEST.SLIDING_WINDOW = CN()
 _C.TEST.SLIDING_WINDOW.ENABLED = False
 _C.TEST.SLIDING_WINDOW.CROP_SIZE = [512, 512]

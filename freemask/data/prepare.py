@@ -35,9 +35,10 @@ COCO_STUFF_SPLITS = ("train2017", "val2017")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _TMP_SUFFIX = ".prepare-tmp"
-# The converter of the current worker process, set once per process by the pool initializer (sending it with each
-# chunk of files would pickle the lookup table thousands of times).
+# The converter (and the reader of raw masks) of the current worker process, set once per process by the pool
+# initializer (sending it with each chunk of files would pickle the lookup table thousands of times).
 _CONVERTER: Optional[Callable[[np.ndarray, str], np.ndarray]] = None
+_READER: Callable[[str], np.ndarray] = read_mask
 
 
 @dataclass
@@ -85,13 +86,18 @@ def output_is_current(src: str, dst: str) -> bool:
     Cheap on purpose (two small reads per file, no decoding), so a re-run over 160k masks takes seconds. It catches
     what an interrupted or crashed run can leave (a missing file, or a truncated one without its closing IEND chunk)
     and outputs of another tool in another format; it does not notice replaced raw masks — use ``force`` then.
+    A source that is not a PNG (COCO-Stuff-10k's .mat files) has no cheap size, so the output must be newer instead.
     """
     out = _png_header(dst)
     if out is None:
         return False
     width, height, depth, colour_type, complete = out
+    if not (complete and depth == 8 and colour_type == 0):
+        return False
+    if not src.lower().endswith(".png"):
+        return os.path.getmtime(dst) >= os.path.getmtime(src)
     inp = _png_header(src)
-    return complete and depth == 8 and colour_type == 0 and inp is not None and inp[:2] == (width, height)
+    return inp is not None and inp[:2] == (width, height)
 
 
 def _write_png_atomic(path: str, mask: np.ndarray) -> None:
@@ -109,9 +115,11 @@ def _write_png_atomic(path: str, mask: np.ndarray) -> None:
         raise
 
 
-def _init_worker(converter: Callable[[np.ndarray, str], np.ndarray]) -> None:
-    global _CONVERTER
-    _CONVERTER = converter
+def _init_worker(
+    converter: Callable[[np.ndarray, str], np.ndarray], reader: Callable[[str], np.ndarray] = read_mask
+) -> None:
+    global _CONVERTER, _READER
+    _CONVERTER, _READER = converter, reader
 
 
 def _convert_one(pair: Tuple[str, str], force: bool) -> Tuple[str, str]:
@@ -120,7 +128,7 @@ def _convert_one(pair: Tuple[str, str], force: bool) -> Tuple[str, str]:
     if not force and output_is_current(src, dst):
         return "skipped", ""
     try:
-        _write_png_atomic(dst, _CONVERTER(read_mask(src), src))
+        _write_png_atomic(dst, _CONVERTER(_READER(src), src))
     except (DatasetError, OSError) as e:
         return "error", str(e) if isinstance(e, DatasetError) else f"{dst}: cannot write ({e}); check permissions"
     return "converted", ""
@@ -141,12 +149,14 @@ def convert_masks(
     force: bool = False,
     desc: str = "masks",
     progress: bool = True,
+    reader: Callable[[str], np.ndarray] = read_mask,
 ) -> PrepareResult:
-    """Write ``converter(read_mask(src), src)`` to every ``dst`` of ``pairs``, skipping current outputs.
+    """Write ``converter(reader(src), src)`` to every ``dst`` of ``pairs``, skipping current outputs.
 
     ``converter`` maps an (H, W) stored mask to an (H, W) uint8 label map and must be picklable (a module-level
     function or a ``functools.partial`` of one); it raises DatasetError for a mask it cannot convert, which is
-    collected rather than stopping the other files. ``workers`` <= 1 runs in this process.
+    collected rather than stopping the other files. ``workers`` <= 1 runs in this process. ``reader`` (picklable
+    too) reads a raw mask; the default reads image files.
     """
     result = PrepareResult()
     for folder in sorted({os.path.dirname(dst) for _, dst in pairs}):
@@ -154,7 +164,7 @@ def convert_masks(
         _remove_stale_tmp(folder)
     task = functools.partial(_convert_one, force=force)
     with tqdm(total=len(pairs), desc=desc, unit="file", disable=not progress) as bar:
-        for status, message in _run(pairs, task, converter, workers):
+        for status, message in _run(pairs, task, (converter, reader), workers):
             if status == "error":
                 result.errors.append(message)
             else:
@@ -163,13 +173,13 @@ def convert_masks(
     return result
 
 
-def _run(pairs, task, converter, workers: int) -> Iterator[Tuple[str, str]]:
+def _run(pairs, task, worker_args: tuple, workers: int) -> Iterator[Tuple[str, str]]:
     if workers <= 1:
-        _init_worker(converter)
+        _init_worker(*worker_args)
         yield from map(task, pairs)
         return
     chunksize = max(1, min(256, len(pairs) // (workers * 16)))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(converter,)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=worker_args) as pool:
         yield from pool.map(task, pairs, chunksize=chunksize)
 
 
@@ -266,3 +276,105 @@ def prepare_coco_stuff(
     for split, pairs in splits:
         result.add(convert_masks(pairs, converter, workers, force, f"COCO-Stuff {split}", progress))
     return result
+
+
+# ---- Cityscapes -----------------------------------------------------------------------------------------------------
+
+CITYSCAPES_SPLITS = ("train", "val")
+CITYSCAPES_LABEL_IDS = "_gtFine_labelIds.png"
+CITYSCAPES_TRAIN_IDS = "_gtFine_labelTrainIds.png"
+
+
+def cityscapes_lut() -> np.ndarray:
+    """uint8 (256,) table: Cityscapes label id -> train id 0..18 (``meta/cityscapes_19.json``), every other id 255."""
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    ids = read_meta_file("cityscapes_19.json")["label_ids"]
+    lut[np.asarray(ids, dtype=np.int64)] = np.arange(len(ids), dtype=np.uint8)
+    return lut
+
+
+def prepare_cityscapes(root: str, workers: int = 0, force: bool = False, progress: bool = True) -> PrepareResult:
+    """``<root>/cityscapes/gtFine/<split>/<city>/*_gtFine_labelIds.png`` -> ``*_gtFine_labelTrainIds.png`` beside them
+    (the names cityscapesScripts' ``createTrainIdLabelImgs`` writes, so either tool's output serves)."""
+    splits = []
+    for split in CITYSCAPES_SPLITS:
+        folder = os.path.join(root, "cityscapes", "gtFine", split)
+        if not os.path.isdir(folder):
+            raise DatasetError(
+                f"Cityscapes labels not found: {folder} does not exist; unzip gtFine_trainvaltest.zip under "
+                f"{os.path.join(root, 'cityscapes')} (see datasets/README.md) or pass --root"
+            )
+        pairs = []
+        for city in sorted(os.listdir(folder)):
+            for src, _ in folder_pairs(os.path.join(folder, city), os.path.join(folder, city), CITYSCAPES_LABEL_IDS):
+                pairs.append((src, src[: -len(CITYSCAPES_LABEL_IDS)] + CITYSCAPES_TRAIN_IDS))
+        splits.append((split, pairs))
+    converter = functools.partial(apply_lut, lut=cityscapes_lut())
+    result = PrepareResult()
+    for split, pairs in splits:
+        result.add(convert_masks(pairs, converter, workers, force, f"Cityscapes {split}", progress))
+    return result
+
+
+# ---- COCO-Stuff-10k -------------------------------------------------------------------------------------------------
+
+COCO_STUFF_10K_SPLITS = ("train", "test")
+
+
+def read_coco_stuff_10k_mat(path: str) -> np.ndarray:
+    """The label map ``S`` (H, W) of an official COCO-Stuff-10k ``annotations/*.mat`` (0 = unlabeled, COCO ids)."""
+    from scipy.io import loadmat  # only this conversion needs scipy
+
+    try:
+        labels = loadmat(path)["S"]
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{path}: not a COCO-Stuff-10k annotation with a label map S ({e}); re-extract it") from None
+    if labels.ndim != 2:
+        raise DatasetError(f"{path}: label map S has shape {labels.shape}, expected (H, W); re-extract the archive")
+    return labels
+
+
+def coco_stuff_10k_labels(labels: np.ndarray, path: str = "", lut: Optional[np.ndarray] = None) -> np.ndarray:
+    """COCO ids (0 = unlabeled, 1..182) -> class 0..170 through ``lut`` (unused ids and 0 -> 255)."""
+    top = int(labels.max(initial=0))
+    if top > 182:
+        raise DatasetError(f"{path}: label {top} above 182; expected COCO-Stuff ids in cocostuff-10k-v1.1 annotations")
+    return lut[labels.astype(np.int64)]
+
+
+def prepare_coco_stuff_10k(root: str, workers: int = 0, force: bool = False, progress: bool = True) -> PrepareResult:
+    """``<root>/coco_stuff_10k/annotations/<name>.mat`` of ``imageLists/<split>.txt`` ->
+    ``annotations_detectron2/<split>/<name>.png`` (0..170, 255), for train (9k) and test (1k)."""
+    base = os.path.join(root, "coco_stuff_10k")
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    lut[np.asarray(load_coco_stuff_ids(), dtype=np.int64)] = np.arange(171, dtype=np.uint8)
+    splits = []
+    for split in COCO_STUFF_10K_SPLITS:
+        names = read_image_list(base, split)
+        src = os.path.join(base, "annotations")
+        dst = os.path.join(base, "annotations_detectron2", split)
+        splits.append((split, [(os.path.join(src, f"{n}.mat"), os.path.join(dst, f"{n}.png")) for n in names]))
+    missing = [s for _, pairs in splits for s, _ in pairs if not os.path.isfile(s)]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} COCO-Stuff-10k annotations listed in imageLists/ are missing (first: {missing[0]}); "
+            "re-extract cocostuff-10k-v1.1.zip"
+        )
+    converter = functools.partial(coco_stuff_10k_labels, lut=lut)
+    result = PrepareResult()
+    for split, pairs in splits:
+        desc = f"COCO-Stuff-10k {split}"
+        result.add(convert_masks(pairs, converter, workers, force, desc, progress, reader=read_coco_stuff_10k_mat))
+    return result
+
+
+def read_image_list(base: str, split: str) -> List[str]:
+    """Image names (no extension) of ``<base>/imageLists/<split>.txt``, one per line, blank lines skipped."""
+    path = os.path.join(base, "imageLists", f"{split}.txt")
+    if not os.path.isfile(path):
+        raise DatasetError(
+            f"COCO-Stuff-10k image list not found: {path}; unzip cocostuff-10k-v1.1.zip into {base} (see "
+            "datasets/README.md) or pass --root"
+        )
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]

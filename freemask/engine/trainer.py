@@ -17,6 +17,7 @@ from ..checkpoint import Checkpointer
 from ..config import CfgNode
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import SemSegEvaluator, inference_on_dataset
+from ..evaluation.inference import SegmentationInference
 from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
@@ -196,20 +197,50 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------------ test
     @classmethod
     def test(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Dict[str, float]]:
-        """Evaluate ``model`` on every dataset of DATASETS.TEST; results per dataset name (single dataset: unnested)."""
+        """Evaluate ``model`` on every dataset of DATASETS.TEST; results per dataset name (single dataset: unnested).
+
+        With TEST.AUG.EVAL_BOTH each dataset is evaluated twice, single-scale (results ``sem_seg``, files in
+        ``inference/``) and multi-scale + flip (``sem_seg_ms_flip``, files in ``inference/ms_flip/``).
+        """
         results: Dict[str, Dict[str, float]] = OrderedDict()
-        for name in cfg.DATASETS.TEST:
-            output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
-            if len(cfg.DATASETS.TEST) > 1:
-                output_dir = os.path.join(output_dir, name)
-            evaluator = cls.build_evaluator(cfg, name, output_dir)
-            results[name] = inference_on_dataset(model, build_test_loader(cfg, name), evaluator)
-            logger.info(
-                "Evaluation on %s: %s",
-                name,
-                _format(results[name].get("sem_seg", {}), keys=("mIoU", "fwIoU", "mACC", "pACC")),
-            )
+        passes = _inference_passes(cfg) if cfg.TEST.AUG.EVAL_BOTH else [("sem_seg", "", "", None)]
+        own_inference = getattr(model, "inference", None)
+        try:
+            for name in cfg.DATASETS.TEST:
+                results[name] = {}
+                for key, subdir, label, inference in passes:
+                    output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
+                    if len(cfg.DATASETS.TEST) > 1:
+                        output_dir = os.path.join(output_dir, name)
+                    if inference is not None:
+                        model.inference = inference
+                    evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
+                    result = inference_on_dataset(model, build_test_loader(cfg, name), evaluator)
+                    results[name].update(result if key == "sem_seg" else {key: result.get("sem_seg", {})})
+                    logger.info(
+                        "Evaluation on %s%s: %s",
+                        name,
+                        label,
+                        _format(results[name][key], keys=("mIoU", "fwIoU", "mACC", "pACC")),
+                    )
+        finally:
+            if own_inference is not None:
+                model.inference = own_inference
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
+
+
+def _inference_passes(cfg: CfgNode) -> List[Tuple[str, str, str, SegmentationInference]]:
+    """(results key, output subfolder, log label, inference) of the single-scale and the multi-scale + flip pass."""
+    passes = []
+    for key, subdir, label, enabled in (
+        ("sem_seg", "", " (single scale)", False),
+        ("sem_seg_ms_flip", "ms_flip", " (multi-scale + flip)", True),
+    ):
+        variant = cfg.clone()
+        variant.defrost()
+        variant.TEST.AUG.ENABLED = enabled
+        passes.append((key, subdir, label, SegmentationInference.from_config(variant)))
+    return passes
 
 
 def _flatten_results(results: Dict, prefix: str = "") -> Dict[str, float]:

@@ -79,11 +79,12 @@ class TimmBackbone(Backbone):
         norm: str = "BN",
         drop_path_rate: float = 0.0,
         window_size: int = 0,
+        swin_size: Sequence[Any] = (),
     ) -> None:
         super().__init__()
         if pretrained:
             check_local_file(pretrained)
-        kwargs = self._model_kwargs(model_name, window_size)
+        kwargs = self._model_kwargs(model_name, window_size, swin_size)
         self.body = timm.create_model(model_name, features_only=True, drop_path_rate=drop_path_rate, **kwargs)
         for block in self.body.modules():
             if type(block) is SwinTransformerBlock:
@@ -112,8 +113,11 @@ class TimmBackbone(Backbone):
         self._freeze(freeze_at, dict(zip(names, self.body.feature_info.module_name())))
 
     @staticmethod
-    def _model_kwargs(model_name: str, window_size: int) -> Dict[str, Any]:
-        """Architecture arguments beyond timm's defaults; the same ones rebuild the model for weight loading."""
+    def _model_kwargs(model_name: str, window_size: int, swin_size: Sequence[Any] = ()) -> Dict[str, Any]:
+        """Architecture arguments beyond timm's defaults; the same ones rebuild the model for weight loading.
+
+        ``swin_size`` (embed_dim, depths, num_heads) replaces a Swin's size, for small models trained from scratch.
+        """
         try:
             family = model_entrypoint(model_name).__module__
         except (KeyError, RuntimeError) as e:
@@ -121,12 +125,17 @@ class TimmBackbone(Backbone):
                 f"MODEL.BACKBONE.TIMM_NAME={model_name!r} is not a timm model; see timm.list_models()"
             ) from e
         if family != _SWIN_MODULE:
-            if window_size:
-                raise ValueError(f"MODEL.BACKBONE.WINDOW_SIZE applies to Swin only; set it to 0 for {model_name}")
+            if window_size or swin_size:
+                raise ValueError(
+                    f"MODEL.BACKBONE.WINDOW_SIZE and SWIN_SIZE apply to Swin only; unset them for {model_name}"
+                )
             return {}
         kwargs: Dict[str, Any] = {"dynamic_img_size": True, "always_partition": True}
         if window_size:
             kwargs["window_size"] = window_size
+        if swin_size:
+            embed_dim, depths, num_heads = swin_size
+            kwargs.update(embed_dim=int(embed_dim), depths=tuple(depths), num_heads=tuple(num_heads))
         return kwargs
 
     @classmethod
@@ -140,6 +149,7 @@ class TimmBackbone(Backbone):
             "norm": b.NORM,
             "drop_path_rate": b.DROP_PATH_RATE,
             "window_size": b.WINDOW_SIZE,
+            "swin_size": b.SWIN_SIZE,
         }
 
     def _freeze(self, freeze_at: int, module_of: Dict[str, str]) -> None:
