@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import CfgNode, ConfigError
 from .backbone.base import Backbone, ShapeSpec
+from .ops.ms_deform_attn_cuda import set_ms_deform_attn_impl
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the constructor's keyword arguments."
@@ -59,7 +60,11 @@ def build_transformer_decoder(cfg: CfgNode, in_channels: int) -> nn.Module:
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``."""
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``.
+
+    Also records ``MODEL.MSDA_IMPL``, the process-wide choice of deformable-attention implementation.
+    """
+    set_ms_deform_attn_impl(cfg.MODEL.MSDA_IMPL)
     cls = _lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
     model = cls(**cls.from_config(cfg))
     return model.to(torch.device(cfg.MODEL.DEVICE))

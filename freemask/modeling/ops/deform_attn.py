@@ -4,9 +4,10 @@ Each query attends to ``P`` learned points on each of ``L`` feature levels per h
 cost is linear in the number of pixels. The op has two layers:
 
 * :func:`ms_deform_attn` — the function-level API ``(value, spatial_shapes, level_start_index, sampling_locations,
-  attention_weights) -> output``. It is the single dispatch point: a compiled CUDA implementation (a later issue)
-  plugs in with :func:`set_compiled_ms_deform_attn` and then serves CUDA tensors; everything else runs
-  :func:`ms_deform_attn_pytorch`. Nothing is imported or compiled here at import time.
+  attention_weights) -> output``. It is the single dispatch point: the compiled CUDA op (``ops/``, loaded and
+  chosen by :mod:`.ms_deform_attn_cuda` on the first call with CUDA tensors, or any implementation plugged in with
+  :func:`set_compiled_ms_deform_attn`) serves CUDA tensors; everything else runs :func:`ms_deform_attn_pytorch`.
+  Nothing is imported or compiled here at import time.
 * :class:`MSDeformAttn` — the module with the learned projections, whose parameter names match the official
   Mask2Former/Deformable DETR layout (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``output_proj``) so
   converted checkpoints load without renaming inside the module.
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 
 MSDeformAttnFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
-# The compiled implementation, set by the extension's loader (a later issue); None means "PyTorch path everywhere".
+# The compiled implementation, set by the extension's loader (ms_deform_attn_cuda.py); None until one is loaded.
 _COMPILED_IMPL: MSDeformAttnFn | None = None
 
 
@@ -40,6 +41,11 @@ def set_compiled_ms_deform_attn(fn: MSDeformAttnFn | None) -> MSDeformAttnFn | N
     global _COMPILED_IMPL
     previous, _COMPILED_IMPL = _COMPILED_IMPL, fn
     return previous
+
+
+def compiled_ms_deform_attn() -> MSDeformAttnFn | None:
+    """The implementation installed with :func:`set_compiled_ms_deform_attn`, or None."""
+    return _COMPILED_IMPL
 
 
 def _check_shapes(
@@ -155,12 +161,16 @@ def ms_deform_attn(
 ) -> Tensor:
     """Dispatch point of multi-scale deformable attention; same arguments and result as :func:`ms_deform_attn_pytorch`.
 
-    CUDA tensors go to the compiled implementation when one was installed with :func:`set_compiled_ms_deform_attn`;
-    everything else (CPU, or no extension built) takes the PyTorch path, which is exact but materialises every sample.
+    CUDA tensors go to the compiled op when it is available (see :mod:`.ms_deform_attn_cuda` for the choice, the
+    ``FREEMASK_MSDA_IMPL`` / ``MODEL.MSDA_IMPL`` switch and the once-per-path log line); everything else (CPU, or no
+    extension built) takes the PyTorch path, which is exact but materialises every sample.
     """
-    if _COMPILED_IMPL is not None and value.is_cuda:
+    from .ms_deform_attn_cuda import select_ms_deform_attn  # deferred: the loader imports this module
+
+    compiled = select_ms_deform_attn(value.is_cuda)
+    if compiled is not None:
         _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        return _COMPILED_IMPL(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        return compiled(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
 
 
@@ -231,8 +241,8 @@ class MSDeformAttn(nn.Module):
         Offsets, attention weights, sampling locations and the sampling itself run in float32 even under autocast:
         locations in bf16 are only accurate to ~1/256 of the map (a quarter pixel at 64 px) and bilinear corner
         weights in low precision degrade further, which is why Mask2Former disables autocast around its pixel
-        decoder. Only this small part is kept in float32; the value and output projections follow autocast. The
-        compiled op of a later issue will take bf16 values natively.
+        decoder. Only this small part is kept in float32; the value and output projections follow autocast. (The
+        compiled op also takes bf16/fp16 when every input has that dtype, for callers of :func:`ms_deform_attn`.)
         """
         n, num_queries, _ = query.shape
         _, num_values, _ = input_flatten.shape

@@ -1,0 +1,233 @@
+"""The compiled multi-scale deformable attention op (``ops/``, module ``freemask_msda``): loading it and choosing it.
+
+:func:`~freemask.modeling.ops.ms_deform_attn` asks :func:`select_ms_deform_attn` on every call which path serves it:
+
+* CPU tensors always take the PyTorch path: the op is CUDA-only.
+* The requested implementation is the environment variable ``FREEMASK_MSDA_IMPL`` when set, else ``MODEL.MSDA_IMPL``
+  (applied by ``build_model`` through :func:`set_ms_deform_attn_impl`), else ``auto``. ``auto`` uses the op for CUDA
+  tensors when it imports and falls back to PyTorch otherwise; ``cuda`` makes a missing op an error (so a cluster
+  job cannot silently run on the slow path); ``pytorch`` never loads it (to compare, or to rule the op out).
+* The extension is looked for once, on the first call with CUDA tensors, never at import. With
+  ``FREEMASK_MSDA_JIT=1`` a missing extension is compiled from ``ops/csrc`` on that first call
+  (``torch.utils.cpp_extension.load``, minutes, cached under ``TORCH_EXTENSIONS_DIR``); off by default, as a
+  compiler run should not start unasked in the middle of training.
+
+Each path is logged once with its reason; :func:`describe_ms_deform_attn` says which path each device will take.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor, autograd
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+from ...config import ConfigError
+from .deform_attn import MSDeformAttnFn, _level_sizes, compiled_ms_deform_attn, set_compiled_ms_deform_attn
+
+IMPL_ENV = "FREEMASK_MSDA_IMPL"
+JIT_ENV = "FREEMASK_MSDA_JIT"
+IMPLS = ("auto", "cuda", "pytorch")
+EXTENSION = "freemask_msda"
+OPS_DIR = Path(__file__).resolve().parents[3] / "ops"
+BUILD_HINT = (
+    "build it with `pip install --no-build-isolation ./ops` (see ops/README.md) or set FREEMASK_MSDA_JIT=1 to "
+    "compile it on first use"
+)
+
+logger = logging.getLogger(__name__)
+
+_configured_impl = "auto"
+_load_attempted = False
+_extension: ModuleType | None = None
+_unavailable_reason = ""  # why the extension could not be loaded; "" until a load failed
+_logged: set[str] = set()
+
+
+def set_ms_deform_attn_impl(impl: str) -> None:
+    """Record ``MODEL.MSDA_IMPL`` (``auto``, ``cuda`` or ``pytorch``); ``FREEMASK_MSDA_IMPL`` still overrides it."""
+    global _configured_impl
+    if impl not in IMPLS:
+        raise ConfigError(f"MODEL.MSDA_IMPL must be one of {', '.join(IMPLS)}, got {impl!r}")
+    _configured_impl = impl
+
+
+def requested_impl() -> tuple[str, str]:
+    """``(implementation, where it was set)``: the environment variable wins over the config key."""
+    from_env = os.environ.get(IMPL_ENV, "").strip().lower()
+    if from_env:
+        if from_env not in IMPLS:
+            raise ValueError(f"{IMPL_ENV}={os.environ[IMPL_ENV]!r}: use one of {', '.join(IMPLS)} or unset it")
+        return from_env, f"{IMPL_ENV}={from_env}"
+    return _configured_impl, f"MODEL.MSDA_IMPL={_configured_impl}"
+
+
+def jit_enabled() -> bool:
+    """True when ``FREEMASK_MSDA_JIT`` is 1/true/yes/on; off by default."""
+    return os.environ.get(JIT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _build_just_in_time() -> ModuleType:
+    """Compile ``ops/csrc`` with the sources, flags and CUDA toolkit ``ops/setup.py`` names (imported, not run)."""
+    script_path = OPS_DIR / "setup.py"
+    if not script_path.is_file():
+        raise ImportError(f"{JIT_ENV} is set but {script_path} is missing; use a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("freemask_msda_setup", script_path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    home = script.cuda_home()
+    if home and not os.environ.get("CUDA_HOME"):
+        os.environ["CUDA_HOME"] = home  # read when torch.utils.cpp_extension is first imported, just below
+    from torch.utils.cpp_extension import load
+
+    logger.info("MSDeformAttn: compiling %s from %s (%s=1); this takes a few minutes", EXTENSION, OPS_DIR, JIT_ENV)
+    sources = [str(OPS_DIR / s) for s in script.SOURCES]
+    return load(name=EXTENSION, sources=sources, extra_cflags=["-O3"], extra_cuda_cflags=script.NVCC_FLAGS)
+
+
+def load_extension() -> ModuleType | None:
+    """Import ``freemask_msda`` (or compile it when the JIT switch is on); None, with the reason kept, if neither works.
+
+    Tried once per process: a failed import is not retried on every call.
+    """
+    global _load_attempted, _extension, _unavailable_reason
+    if _load_attempted:
+        return _extension
+    _load_attempted = True
+    try:
+        _extension = importlib.import_module(EXTENSION)
+        return _extension
+    except ImportError as e:
+        _unavailable_reason = f"extension {EXTENSION} is not built ({e})"
+    if jit_enabled():
+        try:
+            _extension = _build_just_in_time()
+        except Exception as e:  # a compiler or linker failure must not stop training in auto mode
+            _unavailable_reason = f"the just-in-time build failed: {e}"
+    return _extension
+
+
+def unavailable_reason() -> str:
+    """Why :func:`load_extension` returned None ("" before the first attempt or after a successful one)."""
+    return "" if _extension is not None else _unavailable_reason
+
+
+class _MSDeformAttnFunction(autograd.Function):
+    """Autograd wrapper: the kernels recompute the bilinear samples in backward, so only the inputs are saved."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        ext: ModuleType,
+        value: Tensor,
+        sampling_locations: Tensor,
+        attention_weights: Tensor,
+        shapes: list[int],
+        starts: list[int],
+    ) -> Tensor:
+        ctx.ext, ctx.shapes, ctx.starts = ext, shapes, starts
+        ctx.save_for_backward(value, sampling_locations, attention_weights)
+        return ext.forward(value, sampling_locations, attention_weights, shapes, starts)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        value, sampling_locations, attention_weights = ctx.saved_tensors
+        grads = ctx.ext.backward(value, sampling_locations, attention_weights, grad_output, ctx.shapes, ctx.starts)
+        return (None, *grads, None, None)
+
+
+def compiled_fn(ext: ModuleType) -> MSDeformAttnFn:
+    """The extension as an :data:`MSDeformAttnFn` with the PyTorch path's signature, autograd and checks.
+
+    Level sizes are read on the host (one small copy when ``spatial_shapes`` is on the GPU; pass it on the CPU to
+    avoid that sync) and reach the kernels as launch parameters, so an empty level or a wrong offset fails here.
+    """
+
+    def ms_deform_attn_cuda(
+        value: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        sampling_locations: Tensor,
+        attention_weights: Tensor,
+    ) -> Tensor:
+        shapes = _level_sizes(spatial_shapes, level_start_index, value.shape[1])
+        flat = [size for hw in shapes for size in hw]
+        starts = [sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))]
+        try:
+            return _MSDeformAttnFunction.apply(ext, value, sampling_locations, attention_weights, flat, starts)
+        except RuntimeError as e:
+            if "no kernel image" not in str(e):
+                raise
+            raise RuntimeError(_wrong_architecture_message(value)) from e
+
+    return ms_deform_attn_cuda
+
+
+def _wrong_architecture_message(value: Tensor) -> str:
+    """The import succeeds on any GPU; only the first launch shows the build lacks this GPU's architecture."""
+    arch = "this GPU's compute capability"
+    if value.is_cuda:
+        arch = "{}.{}".format(*torch.cuda.get_device_capability(value.device))
+    return (
+        f'MSDeformAttn: {EXTENSION} was not compiled for this GPU; rebuild it with TORCH_CUDA_ARCH_LIST="{arch}" '
+        f"pip install --no-build-isolation ./ops, or set {IMPL_ENV}=pytorch"
+    )
+
+
+def _log_once(key: str, message: str) -> None:
+    if key not in _logged:
+        _logged.add(key)
+        logger.info(message)
+
+
+def select_ms_deform_attn(is_cuda: bool) -> MSDeformAttnFn | None:
+    """The compiled implementation to use for tensors on CUDA (``is_cuda``) or the CPU; None means the PyTorch path.
+
+    Raises RuntimeError when the compiled op is forced (``cuda``) for CUDA tensors but cannot be loaded.
+    """
+    impl, source = requested_impl()
+    if impl == "pytorch":
+        _log_once("pytorch-forced", f"MSDeformAttn: PyTorch path ({source})")
+        return None
+    if not is_cuda:
+        _log_once("pytorch-cpu", "MSDeformAttn: PyTorch path for CPU tensors (the compiled op is CUDA-only)")
+        return None
+    fn = compiled_ms_deform_attn()
+    if fn is None:
+        ext = load_extension()
+        if ext is not None:
+            fn = compiled_fn(ext)
+            set_compiled_ms_deform_attn(fn)
+    if fn is None:
+        if impl == "cuda":
+            raise RuntimeError(
+                f"MSDeformAttn: {source} requires the compiled op, but {_unavailable_reason}; {BUILD_HINT}, or set "
+                f"{IMPL_ENV}=auto to fall back to PyTorch"
+            )
+        _log_once(
+            "pytorch-missing", f"MSDeformAttn: PyTorch path for CUDA tensors, {_unavailable_reason}; {BUILD_HINT}"
+        )
+        return None
+    _log_once("cuda", f"MSDeformAttn: compiled CUDA op for CUDA tensors ({source})")
+    return fn
+
+
+def describe_ms_deform_attn() -> str:
+    """One line saying which path CPU and CUDA tensors will take, and why (looks for the extension if needed)."""
+    impl, source = requested_impl()
+    if impl == "pytorch":
+        return f"MSDeformAttn: PyTorch path for all tensors ({source})"
+    ext = load_extension() if compiled_ms_deform_attn() is None else None
+    if compiled_ms_deform_attn() is not None or ext is not None:
+        where = getattr(ext, "__file__", "installed with set_compiled_ms_deform_attn")
+        cuda = f"compiled op ({where})"
+    else:
+        cuda = f"{'error' if impl == 'cuda' else 'PyTorch path'}: {_unavailable_reason}; {BUILD_HINT}"
+    return f"MSDeformAttn ({source}): CUDA tensors -> {cuda}; CPU tensors -> PyTorch path"

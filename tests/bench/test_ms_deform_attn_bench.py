@@ -1,0 +1,26 @@
+"""bench/ms_deform_attn.py on a machine without CUDA: the PyTorch path at the tiny shape, one row per dtype."""
+
+import pytest
+from test_bench_scripts import load_script, run_bench, table_rows
+
+
+def test_cpu_run_times_the_pytorch_path_and_says_why():
+    proc = run_bench("ms_deform_attn.py", "--device", "cpu", "--warmup", "1", "--iters", "1", "--dtypes", "fp32,bf16")
+    assert "the compiled op is CUDA-only" in proc.stdout
+    assert "tiny fp32: ideal bytes forward 2.2 MB, forward+backward 5.8 MB" in proc.stdout
+    rows = table_rows(proc.stdout)
+    assert [(r[0], r[1], r[2]) for r in rows] == [("tiny", "fp32", "pytorch"), ("tiny", "bf16", "pytorch")]
+    assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)
+    assert float(rows[0][11]) == 0.0 and float(rows[1][11]) < 2e-2  # bf16 against the fp32 path
+
+
+def test_op_on_cpu_is_refused_with_the_reason(capsys):
+    with pytest.raises(SystemExit):
+        load_script("ms_deform_attn").main(["--device", "cpu", "--impls", "cuda"])
+    assert "runs on CUDA tensors only" in capsys.readouterr().err
+
+
+def test_mask2former_byte_count():
+    shape = load_script("ms_deform_attn").SHAPES["m2f512"]
+    assert shape.num_values == 5376 and shape.samples() == 8_257_536
+    assert shape.bytes(4) == (275_251_200, 737_673_216)  # float32: value 88.1 MB, locations 66.1, weights 33.0
