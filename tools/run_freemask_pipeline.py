@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The whole FreeMask pipeline on the embedded toy dataset, on CPU, in one command, then one table.
 
-    python tools/run_freemask_pipeline.py                       # about 25 minutes on 2 CPU cores
+    python tools/run_freemask_pipeline.py                       # about 25 minutes on 2 idle CPU cores
     python tools/run_freemask_pipeline.py --iters-scale 0.01    # every schedule x0.01: a smoke run
 
 Steps (each the command a user would type, run as a subprocess; its output in <output root>/steps/<step>.log):
