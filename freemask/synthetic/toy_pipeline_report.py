@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, read_manifest
-from .defect_score import DefectCounts, score_defect_folders
+from .defect_score import BOUNDARY_RADIUS, DefectCounts, score_defect_folders
 from .filter_output import atomic_write_bytes
 from .toy_pipeline import RESULTS, PipelineOptions, read_record
 
@@ -100,10 +100,12 @@ def _defect_rows(counts: DefectCounts) -> List[str]:
     random_f1 = 2 * base * share / (base + share) if base + share > 0 else math.nan
     return [
         "| labelled synthetic pixels | filtered | planted defects (base rate) | precision | recall | F1 "
-        "| random filter of the same share: precision / recall / F1 |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| random filter of the same share: precision / recall / F1 "
+        f"| filtered clean pixels within {BOUNDARY_RADIUS} px of a boundary (all labelled pixels) |",
+        "|---:|---:|---:|---:|---:|---:|---|---|",
         f"| {counts.labelled} | {_pct(share)}% | {_pct(base)}% | {_pct(counts.precision)}% | {_pct(counts.recall)}% "
-        f"| {_pct(counts.f1)}% | {_pct(base)}% / {_pct(share)}% / {_pct(random_f1)}% |",
+        f"| {_pct(counts.f1)}% | {_pct(base)}% / {_pct(share)}% / {_pct(random_f1)}% "
+        f"| {_pct(counts.clean_filtered_boundary_share)}% ({_pct(counts.boundary_share)}%) |",
     ]
 
 

@@ -62,6 +62,7 @@ def test_table_has_every_row_with_numbers(pipeline):
     assert rows[ROWS["real"]][3] == "3" and rows[ROWS["joint_raw"]][3] == "6"  # 300 and 600 iterations x0.01
     filter_row = table_cells(text)[-1]
     assert all(re.fullmatch(r"\d+\.\d%", cell) for cell in filter_row[1:6]), filter_row
+    assert re.fullmatch(r"\d+\.\d% \(\d+\.\d%\)", filter_row[7]), filter_row  # boundary share (base share)
 
 
 def test_filtered_masks_and_manifest_exist(pipeline):
