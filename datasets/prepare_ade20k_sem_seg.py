@@ -9,29 +9,14 @@ ADEChallengeData2016/annotations_detectron2/. Safe to interrupt and re-run: fini
 is kept when it is a complete 8-bit grey PNG of the input's size); --force converts everything again.
 """
 
-import argparse
-import os
 import sys
 
-from freemask.data.errors import DatasetError
 from freemask.data.prepare import prepare_ade20k
+from freemask.data.prepare_cli import prepare_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        help="folder holding ADEChallengeData2016/ (default: $DETECTRON2_DATASETS or ./datasets)",
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="convert every mask again, even finished ones")
-    args = parser.parse_args(argv)
-    try:
-        return prepare_ade20k(args.root, args.workers, args.force).report()
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return prepare_main(__doc__, "ADEChallengeData2016", prepare_ade20k, argv)
 
 
 if __name__ == "__main__":

@@ -10,29 +10,14 @@ polygons label). The label-id -> train-id table is freemask/data/datasets/meta/c
 and re-run: finished maps are skipped; --force converts everything again.
 """
 
-import argparse
-import os
 import sys
 
-from freemask.data.errors import DatasetError
 from freemask.data.prepare import prepare_cityscapes
+from freemask.data.prepare_cli import prepare_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        help="folder holding cityscapes/ (default: $DETECTRON2_DATASETS or ./datasets)",
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="convert every map again, even finished ones")
-    args = parser.parse_args(argv)
-    try:
-        return prepare_cityscapes(args.root, args.workers, args.force).report()
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return prepare_main(__doc__, "cityscapes", prepare_cityscapes, argv)
 
 
 if __name__ == "__main__":

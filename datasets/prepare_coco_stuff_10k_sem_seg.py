@@ -11,29 +11,14 @@ freemask/data/datasets). Needs scipy (to read .mat files). Safe to interrupt and
 skipped; --force converts everything again.
 """
 
-import argparse
-import os
 import sys
 
-from freemask.data.errors import DatasetError
 from freemask.data.prepare import prepare_coco_stuff_10k
+from freemask.data.prepare_cli import prepare_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        help="folder holding coco_stuff_10k/ (default: $DETECTRON2_DATASETS or ./datasets)",
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="convert every map again, even finished ones")
-    args = parser.parse_args(argv)
-    try:
-        return prepare_coco_stuff_10k(args.root, args.workers, args.force).report()
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return prepare_main(__doc__, "coco_stuff_10k", prepare_coco_stuff_10k, argv)
 
 
 if __name__ == "__main__":

@@ -10,28 +10,14 @@ freemask/data/datasets/meta/coco_stuff_171.json); the 11 unused ids and unlabele
 interrupt and re-run: finished masks are skipped; --force converts everything again.
 """
 
-import argparse
-import os
 import sys
 
 from freemask.data.prepare import prepare_coco_stuff
+from freemask.data.prepare_cli import prepare_main
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("DETECTRON2_DATASETS", "datasets"),
-        help="folder holding coco/ (default: $DETECTRON2_DATASETS or ./datasets)",
-    )
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    parser.add_argument("--force", action="store_true", help="convert every mask again, even finished ones")
-    args = parser.parse_args(argv)
-    try:
-        return prepare_coco_stuff(args.root, args.workers, args.force).report()
-    except ValueError as e:  # DatasetError, or a bad class-id table
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return prepare_main(__doc__, "coco", prepare_coco_stuff, argv)
 
 
 if __name__ == "__main__":
