@@ -257,6 +257,10 @@ _C.TEST.AUG.FLIP = True
 # Evaluate twice, at a single scale without flip and with RATIOS (+ FLIP), and report both numbers, as SeMask's tables
 # do (results "sem_seg" and "sem_seg_ms_flip"); ENABLED is then ignored.
 _C.TEST.AUG.EVAL_BOTH = False
+# Pad each test image (or sliding window) bottom/right to a multiple of this before the forward (0 = unpadded). Its own
+# key because INPUT.SIZE_DIVISIBILITY pads training batches to the crop: official Mask2Former pads test images to the
+# model's size divisibility (32), not to the 512 training crop. Each model family's config sets its official value.
+_C.TEST.SIZE_DIVISIBILITY = 32
 _C.TEST.SLIDING_WINDOW = CN()
 _C.TEST.SLIDING_WINDOW.ENABLED = False
 _C.TEST.SLIDING_WINDOW.CROP_SIZE = [512, 512]

@@ -102,7 +102,7 @@ class SegmentationInference:
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> "SegmentationInference":
-        """TEST.SLIDING_WINDOW picks the mode; TEST.AUG (when ENABLED) the ratios and flip."""
+        """TEST.SLIDING_WINDOW picks the mode; TEST.AUG (when ENABLED) the ratios and flip; TEST.SIZE_DIVISIBILITY the pad."""
         window, aug = cfg.TEST.SLIDING_WINDOW, cfg.TEST.AUG
         return cls(
             mode="slide" if window.ENABLED else "whole",
@@ -110,7 +110,7 @@ class SegmentationInference:
             stride=tuple(window.STRIDE),
             ratios=tuple(aug.RATIOS) if aug.ENABLED else (1.0,),
             flip=bool(aug.FLIP) if aug.ENABLED else False,
-            size_divisibility=cfg.INPUT.SIZE_DIVISIBILITY,
+            size_divisibility=cfg.TEST.SIZE_DIVISIBILITY,
         )
 
     def __call__(self, predict: PredictFn, image: torch.Tensor, output_size: Tuple[int, int]) -> torch.Tensor:
