@@ -53,7 +53,9 @@ def test_published_recipe(repo_root, dataset, size):
     )  # fmt: skip
     assert (s.MAX_ITER, s.IMS_PER_BATCH, s.BACKBONE_MULTIPLIER) == (80000, batch, 1.0)
     expected_crop = large_crop if size == "large" else crop
-    assert list(cfg.INPUT.CROP.SIZE) == [expected_crop] * 2 and cfg.INPUT.SIZE_DIVISIBILITY == 32
+    assert list(cfg.INPUT.CROP.SIZE) == [expected_crop] * 2
+    # training batches padded to the crop (the release's Pad(size=crop_size)); test images not padded at all
+    assert (cfg.INPUT.SIZE_DIVISIBILITY, cfg.TEST.SIZE_DIVISIBILITY) == (expected_crop, 0)
     if dataset == "cityscapes-19":
         assert (list(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING) == ([512, 2048], "range")
         assert t.SLIDING_WINDOW.ENABLED and list(t.SLIDING_WINDOW.CROP_SIZE) == [768, 768]
