@@ -3,10 +3,15 @@ and every config building its model (on the meta device: sizes only)."""
 
 import glob
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from config_families import load
+from timm.models.swin_transformer import SwinTransformerBlock
 
+from freemask.data.mapper import SemSegDatasetMapper
+from freemask.evaluation.inference import sliding_windows
 from freemask.modeling import build_model
 
 SIZES = {  # size: (timm name, ImageNet weights)
@@ -48,7 +53,9 @@ def test_published_recipe(repo_root, dataset, size):
     )  # fmt: skip
     assert (s.MAX_ITER, s.IMS_PER_BATCH, s.BACKBONE_MULTIPLIER) == (80000, batch, 1.0)
     expected_crop = large_crop if size == "large" else crop
-    assert list(cfg.INPUT.CROP.SIZE) == [expected_crop] * 2 and cfg.INPUT.SIZE_DIVISIBILITY == 32
+    assert list(cfg.INPUT.CROP.SIZE) == [expected_crop] * 2
+    # training batches padded to the crop (the release's Pad(size=crop_size)); test images not padded at all
+    assert (cfg.INPUT.SIZE_DIVISIBILITY, cfg.TEST.SIZE_DIVISIBILITY) == (expected_crop, 0)
     if dataset == "cityscapes-19":
         assert (list(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING) == ([512, 2048], "range")
         assert t.SLIDING_WINDOW.ENABLED and list(t.SLIDING_WINDOW.CROP_SIZE) == [768, 768]
@@ -70,3 +77,60 @@ def test_every_semask_config_builds(repo_root):
             model = build_model(cfg)
         assert model.sem_seg_head.conv_seg.out_channels == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, path
         assert model.backbone.semantic_layers[0].attn.mlp_cls_q.out_features == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+
+
+# What the release's SeMask Swin-T does with a test image (SeMask-FPN, MMSegmentation 0.x): resize keeping the ratio
+# to shortest edge 512 (longest <= 2048), no Pad step; tokens ceil(side / 4) after padding to the patch size, then
+# (side + 1) // 2 per merge; each Swin block pads a stage to a multiple of 7 and cuts it into 7x7 windows; the
+# semantic layers of stages 1-2 use 7x7 windows, those of stages 3-4 attend over the whole stage (150 classes).
+RELEASE_LAYOUT = {  # image (h, w): (network input, [per stage: (tokens h, w), (Swin windows, tokens per window),
+    # (semantic-attention groups, tokens per group)])
+    (512, 683): ((512, 683), [((128, 171), (19 * 25, 49), (19 * 25, 49)), ((64, 86), (10 * 13, 49), (10 * 13, 49)),
+                              ((32, 43), (5 * 7, 49), (1, 32 * 43)), ((16, 22), (3 * 4, 49), (1, 16 * 22))]),
+    (256, 320): ((512, 640), [((128, 160), (19 * 23, 49), (19 * 23, 49)), ((64, 80), (10 * 12, 49), (10 * 12, 49)),
+                              ((32, 40), (5 * 6, 49), (1, 32 * 40)), ((16, 20), (3 * 3, 49), (1, 16 * 20))]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("image_size", RELEASE_LAYOUT)
+def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(repo_root, tmp_path, image_size):
+    cfg = load(config_path(repo_root, "ade20k-150", "tiny"))
+    cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
+    h, w = image_size
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((h, w, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "a_mask.png"), np.zeros((h, w), np.uint8))
+    record = {"file_name": str(tmp_path / "a.png"), "sem_seg_file_name": str(tmp_path / "a_mask.png")}
+    sample = SemSegDatasetMapper.from_config(cfg, is_train=False)(record)
+    with torch.device("meta"):
+        model = build_model(cfg).eval()
+    swin_attn = [m.attn for m in model.backbone.body.modules() if isinstance(m, SwinTransformerBlock)]
+    semantic_attn = [layer.attn for layer in model.backbone.semantic_layers]
+    seen = {"windows": [], "groups": []}
+    for key, modules in (("windows", swin_attn), ("groups", semantic_attn)):
+        for module in modules:
+            module.register_forward_hook(lambda m, args, out, key=key: seen[key].append(tuple(args[0].shape[:2])))
+
+    def recording_predict(images):  # the real backbone on the meta device (shapes only), then zero scores
+        seen["input"] = tuple(images.shape[-2:])
+        seen["tokens"] = [tuple(f.shape[-2:]) for f in model.backbone(images).values()]
+        return images.new_zeros((images.shape[0], 150, *images.shape[-2:]))
+
+    model.predict = recording_predict
+    with torch.no_grad():
+        (out,) = model([sample])
+    network_input, stages = RELEASE_LAYOUT[image_size]
+    assert out["sem_seg"].shape == (150, h, w) and seen["input"] == network_input
+    assert seen["tokens"] == [tokens for tokens, _, _ in stages]
+    depths = (2, 2, 6, 2)
+    assert seen["windows"] == [windows for (_, windows, _), depth in zip(stages, depths) for _ in range(depth)]
+    assert seen["groups"] == [groups for _, _, groups in stages]
+
+
+def test_cityscapes_windows_need_no_padding(repo_root):
+    """1024x2048 images in 768x768 windows at stride 512: 2 x 4 windows, all 768x768 (multiples of 32, so the Swin
+    pads nothing at the patch embedding or the merges; each stage pads only to its window)."""
+    cfg = load(config_path(repo_root, "cityscapes-19", "tiny"))
+    window = cfg.TEST.SLIDING_WINDOW
+    boxes = sliding_windows(1024, 2048, tuple(window.CROP_SIZE), tuple(window.STRIDE))
+    assert [(y1, x1) for y1, x1, _, _ in boxes] == [(y, x) for y in (0, 256) for x in (0, 512, 1024, 1280)]
+    assert {(y2 - y1, x2 - x1) for y1, x1, y2, x2 in boxes} == {(768, 768)} and cfg.TEST.SIZE_DIVISIBILITY == 0

@@ -6,6 +6,7 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
+from swin_release_order import swin_features
 from timm.models.swin_transformer import SwinTransformerBlock
 
 from freemask.config import get_cfg
@@ -271,3 +272,20 @@ def test_corrupt_file_and_hub_name_give_one_line_errors(tmp_path):
     assert "\n" not in str(info.value)
     with pytest.raises(FileNotFoundError, match="download the weights"):
         TimmBackbone(SWIN_T, pretrained="timm/swin_tiny_patch4_window7_224.ms_in1k")
+
+
+@pytest.mark.parametrize("size", [(256, 320), (203, 277), (510, 683)])
+def test_swin_runs_as_the_release_at_any_size(size):
+    """Equal, bit for bit, to a forward written in the official order (pad to the patch size at the embedding, per
+    window, at odd merges; never the whole image to 32): 256x320 pins the multiple-of-32 outputs Mask2Former uses,
+    the others are sizes timm's Swin refuses (not multiples of 4) or pads differently."""
+    torch.manual_seed(0)
+    backbone = TimmBackbone(SWIN_T, swin_size=(32, (2, 2, 2, 2), (1, 2, 4, 8))).eval()
+    images = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        ours = backbone(images)
+        reference, _ = swin_features(backbone, images)
+    h, w = size
+    for i, name in enumerate(["res2", "res3", "res4", "res5"]):
+        assert ours[name].shape[-2:] == (-(-h // 2 ** (i + 2)), -(-w // 2 ** (i + 2)))
+        assert torch.equal(ours[name], reference[name]), name

@@ -5,9 +5,10 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from swin_release_order import swin_features
 
 from freemask.config import ConfigError
-from freemask.modeling.backbone.semask_swin import SemanticLayer, SeMaskSwin, published_global_stages
+from freemask.modeling.backbone.semask_swin import ALL_STAGES, SemanticLayer, SeMaskSwin, published_global_stages
 from freemask.modeling.backbone.timm_backbone import TimmBackbone
 
 # Swin sizes: (timm name, embed dim, Swin window).
@@ -123,3 +124,21 @@ def test_gate_gets_a_gradient_at_start_and_every_parameter_once_open():
     features, priors = model.forward_with_priors(torch.randn(2, 3, 64, 64))
     (sum(f.square().mean() for f in features.values()) + sum(p.square().mean() for p in priors.values())).backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
+@pytest.mark.parametrize("size", [(512, 683), (203, 277), (256, 320)])
+def test_runs_as_the_release_at_any_size(size):
+    """Features and priors equal, bit for bit, a forward in the release's order (``SeMaskSwinTransformer``: pad to 4
+    at the patch embedding, per Swin and semantic window, at odd merges; stages 3-4 global at 150 classes), with the
+    semantic gates open so the layers matter. Padding the image to 32 first would change every token."""
+    torch.manual_seed(0)
+    model = SeMaskSwin(VARIANTS["T"][0], 150, swin_size=(96, (2, 2, 2, 2), (3, 6, 12, 24))).eval()
+    assert [layer.window_size for layer in model.semantic_layers] == [7, 7, 0, 0]
+    for layer in model.semantic_layers:
+        torch.nn.init.constant_(layer.attn.gamma, 0.7)
+    images = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        features, priors = model.forward_with_priors(images)
+        ref_features, ref_priors = swin_features(model, images, model.semantic_layers)
+    for name in ALL_STAGES:
+        assert torch.equal(features[name], ref_features[name]) and torch.equal(priors[name], ref_priors[name]), name

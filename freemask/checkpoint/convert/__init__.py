@@ -1,5 +1,5 @@
-"""Conversion of released checkpoints (official Mask2Former; FreeMask's MMSegmentation Mask2Former, SegFormer and
-Segmenter models) to our layout.
+"""Conversion of released checkpoints (official Mask2Former and SeMask-FPN; FreeMask's MMSegmentation Mask2Former,
+SegFormer and Segmenter models) to our layout.
 
 Each supported layout is a small module holding a table of key rules (``rules.py`` explains the notation);
 ``tools/convert_checkpoint.py`` is the command line.

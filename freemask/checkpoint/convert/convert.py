@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checkpointer import CheckpointError, _atomic_torch_save
-from . import detectron2_mask2former, mmseg_mask2former, mmseg_segformer, mmseg_segmenter
+from . import detectron2_mask2former, mmseg_mask2former, mmseg_segformer, mmseg_segmenter, mmseg_semask
 from .layout import Layout, choose_layout
 from .reading import as_tensor, read_checkpoint
 from .rules import apply_table
@@ -22,6 +22,7 @@ LAYOUTS: tuple[Layout, ...] = (
     mmseg_mask2former.LAYOUT,
     mmseg_segformer.LAYOUT,
     mmseg_segmenter.LAYOUT,
+    mmseg_semask.LAYOUT,
 )
 
 
