@@ -178,6 +178,8 @@ def _ade20k_one(job: Tuple[str, str, str, str], isthing: Tuple[bool, ...], ins_t
         instance = _read(ins_path, cv2.IMREAD_COLOR)[..., ::-1]
         ids, info, things = ade20k_image_segments(semantic, instance, isthing, ins_to_sem, ins_path)
         ok, data = cv2.imencode(".png", id_to_rgb(ids)[..., ::-1])
+        if not ok:
+            raise DatasetError(f"{out_path}: could not encode the panoptic PNG; check free disk space and retry")
         tmp = f"{out_path}.{os.getpid()}.prepare-tmp"
         data.tofile(tmp)
         os.replace(tmp, out_path)

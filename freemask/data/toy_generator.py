@@ -273,7 +273,8 @@ def _make_folders(toy: str) -> Dict[str, str]:
 
 def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
     """Write the toy dataset under ``<root>/toy``, with its panoptic and instance files
-    (``toy_generator_panoptic``); False (and nothing written) if an identical one is complete.
+    (``toy_generator_panoptic``); False (and nothing written) if an identical one is complete. A complete semantic
+    tree without the panoptic files (written before they existed) only gains them.
 
     Deterministic given ``params``: every image draws from its own generator seeded by (seed, split, index,
     texture seed), so one image does not depend on how many others are generated.
