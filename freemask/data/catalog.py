@@ -46,15 +46,32 @@ class Metadata:
 
     def __init__(self, name: str) -> None:
         object.__setattr__(self, "name", name)
+        # key -> function of no arguments: values computed on each access (paths under $DETECTRON2_DATASETS,
+        # read when asked like the datasets themselves, not when the dataset is registered)
+        object.__setattr__(self, "_lazy", {})
 
     def __getattr__(self, key: str) -> Any:
-        known = ", ".join(k for k in self.__dict__ if k != "name")
-        raise AttributeError(f"metadata of dataset '{self.name}' has no '{key}' (it has: {known or 'nothing'})")
+        lazy = self.__dict__.get("_lazy", {})  # not self._lazy: __getattr__ runs before __init__ when unpickling
+        if key in lazy:
+            return lazy[key]()
+        known = ", ".join([k for k in self.__dict__ if k not in ("name", "_lazy")] + list(lazy))
+        name = self.__dict__.get("name")
+        raise AttributeError(f"metadata of dataset '{name}' has no '{key}' (it has: {known or 'nothing'})")
 
     def __setattr__(self, key: str, value: Any) -> None:
+        if key in self.__dict__.get("_lazy", {}):
+            raise ValueError(f"metadata '{key}' of dataset '{self.name}' is computed (set_lazy); it cannot be set")
         if key in self.__dict__ and self.__dict__[key] != value:
             raise ValueError(f"metadata '{key}' of dataset '{self.name}' is already set to a different value")
         object.__setattr__(self, key, value)
+
+    def set_lazy(self, **functions: Callable[[], Any]) -> "Metadata":
+        """Attributes whose value is ``function()`` at each access (e.g. a path under the datasets root)."""
+        for key in functions:
+            if key in self.__dict__:
+                raise ValueError(f"metadata '{key}' of dataset '{self.name}' is already set to a value")
+        self._lazy.update(functions)
+        return self
 
     def set(self, **kwargs: Any) -> "Metadata":
         for key, value in kwargs.items():
@@ -62,10 +79,14 @@ class Metadata:
         return self
 
     def get(self, key: str, default: Any = None) -> Any:
+        if key in self._lazy:
+            return self._lazy[key]()
         return self.__dict__.get(key, default)
 
     def as_dict(self) -> Dict[str, Any]:
-        return dict(self.__dict__)
+        values = {k: v for k, v in self.__dict__.items() if k != "_lazy"}
+        values.update({k: f() for k, f in self._lazy.items()})
+        return values
 
 
 class _MetadataCatalog:

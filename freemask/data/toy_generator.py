@@ -14,6 +14,8 @@ Layout written under ``<root>/toy/``::
     ADE20K_Synthetic/annotations/toy_train_00000_seed_42.png     the real mask, byte for byte
     ADE20K_Synthetic/defects/toy_train_00000_seed_42.png         uint8 1 where the image disagrees with the mask
     meta.json                                                      the parameters, written last (= complete)
+
+then, beside them, the panoptic PNGs + JSON and the instance JSON (see ``toy_generator_panoptic``).
 """
 
 import json
@@ -270,7 +272,9 @@ def _make_folders(toy: str) -> Dict[str, str]:
 
 
 def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
-    """Write the toy dataset under ``<root>/toy``; False (and nothing written) if an identical one is complete.
+    """Write the toy dataset under ``<root>/toy``, with its panoptic and instance files
+    (``toy_generator_panoptic``); False (and nothing written) if an identical one is complete. A complete semantic
+    tree without the panoptic files (written before they existed) only gains them.
 
     Deterministic given ``params``: every image draws from its own generator seeded by (seed, split, index,
     texture seed), so one image does not depend on how many others are generated.
@@ -281,7 +285,7 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
     if not force and os.path.isfile(meta_path):
         with open(meta_path) as f:
             if json.load(f) == meta:
-                return False
+                return _generate_panoptic(root, params, force=False)  # a tree written before panoptic output
     if os.path.exists(meta_path):
         os.remove(meta_path)  # first, so an interrupted run is never taken for a complete one
     for sub in (REAL_DIR, SYN_DIR):
@@ -308,4 +312,11 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
                 _write(os.path.join(folders["syn/defects"], syn_stem + ".png"), ".png", defects)
 
     _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    _generate_panoptic(root, params, force=True)
     return True
+
+
+def _generate_panoptic(root: str, params: ToyParams, force: bool) -> bool:
+    from .toy_generator_panoptic import generate_toy_panoptic  # it imports this module
+
+    return generate_toy_panoptic(root, params, force)

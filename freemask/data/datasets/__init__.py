@@ -1,32 +1,41 @@
 """Dataset loaders and registration. Importing registers the builtin datasets (ADE20K, COCO-Stuff-164K, their
-FreeMask synthetic splits, Cityscapes, COCO-Stuff-10k, the toy dataset) lazily: their folders are read only when a
-split is loaded."""
+FreeMask synthetic splits, Cityscapes, COCO-Stuff-10k, the toy dataset, and the panoptic/instance splits of COCO,
+ADE20K and the toy) lazily: their folders are read only when a split is loaded."""
 
 from .ade20k import register_ade20k
+from .ade20k_panoptic import register_ade20k_panoptic
 from .cityscapes import register_cityscapes
+from .coco_panoptic import register_coco_panoptic
 from .coco_stuff import register_coco_stuff
 from .coco_stuff_10k import register_coco_stuff_10k
 from .custom import register_custom_from_config
 from .sem_seg import load_sem_seg, register_sem_seg
 from .synthetic import read_manifest, register_synthetic_splits, write_manifest
 from .toy import register_toy
+from .toy_panoptic import register_toy_panoptic
 
 register_ade20k()
 register_coco_stuff()
 register_cityscapes()
 register_coco_stuff_10k()
 register_toy()
+register_coco_panoptic()
+register_ade20k_panoptic()
+register_toy_panoptic()
 
 __all__ = [
     "load_sem_seg",
     "read_manifest",
     "register_ade20k",
+    "register_ade20k_panoptic",
     "register_cityscapes",
+    "register_coco_panoptic",
     "register_coco_stuff",
     "register_coco_stuff_10k",
     "register_custom_from_config",
     "register_sem_seg",
     "register_synthetic_splits",
     "register_toy",
+    "register_toy_panoptic",
     "write_manifest",
 ]
