@@ -11,10 +11,6 @@ initialisation the layer adds nothing, and the ImageNet features are kept while 
 Attention runs inside non-overlapping windows (no shift) of the Swin's window size, except that for embedding widths
 96 and 192 (Swin-T/S/L) with more than 19 classes stages 3 and 4 attend globally, as the official release does.
 
-Any input size runs as in the release: the Swin pads to the patch size, per window and at odd patch merges (see
-:mod:`.timm_backbone`), and a windowed semantic layer pads its stage to the window and crops back. Padding the image
-to 32 first is *not* the same: the padded tokens take part in the attention, globally so in stages 3-4.
-
 The official layer adds ``gamma * attention`` to the *normalised* tokens (``residual="normed"``), so a stage hands on
 LayerNorm(x) where plain Swin hands on x; ``residual="input"`` adds it to the stage's own tokens instead, which makes
 the whole backbone equal to plain Swin at initialisation. Leaf names (``mlp_cls_q``, ``mlp_cls_k``, ``mlp_v``,
@@ -188,7 +184,7 @@ class SeMaskSwin(TimmBackbone):
         }
 
     def forward_with_priors(self, images: torch.Tensor) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
-        """``images`` (N, 3, H, W), any size -> (features, prior maps), both keyed res2..res5 at ceil(H / stride)."""
+        """``images`` (N, 3, H, W), sides multiples of 32 -> (features, prior maps), both keyed res2..res5."""
         x = self.body.patch_embed(images)
         features, priors = {}, {}
         for stage_name, layer, name in zip(self._stage_names, self.semantic_layers, ALL_STAGES):

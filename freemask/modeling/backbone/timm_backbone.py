@@ -1,12 +1,10 @@
 """Any timm model with ``features_only`` support as a backbone: ResNets and Swin Transformers (T/S/B/L).
 
-Swin is built the way segmentation uses it rather than the way ImageNet classification does: any input size (the
-image is padded bottom/right to a multiple of the patch size, 4, at the patch embedding; every stage pads to a multiple
-of its window before partitioning and crops back after; patch merging pads an odd side by one), windows that keep
-their size and shift at every stage even when a stage is smaller than the window (``always_partition``), feature maps
-padded to a multiple of the window *before* the cyclic shift, and a LayerNorm on every output. That is the official
-Swin segmentation backbone (Swin-Transformer-Semantic-Segmentation, Mask2Former's ``D2SwinTransformer``), so its
-trained weights give the same features here, at multiples of 32 and at any other size.
+Swin is built the way segmentation uses it rather than the way ImageNet classification does: any input size whose
+sides are multiples of 32 (the 512x512 training crop, resized test images), windows that keep their size and shift
+at every stage even when a stage is smaller than the window (``always_partition``), feature maps padded to a
+multiple of the window *before* the cyclic shift, and a LayerNorm on every output. That is the official Swin
+segmentation backbone (Mask2Former's ``D2SwinTransformer``), so its trained weights give the same features here.
 """
 
 import logging
@@ -91,9 +89,6 @@ class TimmBackbone(Backbone):
         for block in self.body.modules():
             if type(block) is SwinTransformerBlock:
                 block.__class__ = _PadThenShiftSwinBlock  # same parameters, official padding order
-        if kwargs.get("dynamic_img_size"):
-            # Swin: as the official PatchEmbed, pad H and W bottom/right to the patch size (timm refuses such sizes)
-            self.body.patch_embed.dynamic_img_pad = True
         if pretrained:
             logger.info(load_timm_weights(self.body, model_name, pretrained, kwargs).summary())
         strides = self.body.feature_info.reduction()
@@ -183,7 +178,7 @@ class TimmBackbone(Backbone):
         return dict(self._shapes)
 
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """``images`` (N, 3, H, W) -> ``{name: (N, C, ceil(H / stride), ceil(W / stride))}`` (Swin: any H, W)."""
+        """``images`` (N, 3, H, W), H and W multiples of 32 for Swin -> ``{name: (N, C, H / stride, W / stride)}``."""
         features = self.body(images)
         out = {}
         for i, name in self._outputs:

@@ -93,9 +93,6 @@ class SeMaskFPNHead(nn.Module):
 
     @staticmethod
     def _fuse(towers: nn.ModuleList, maps: List[torch.Tensor]) -> torch.Tensor:
-        """Sum of the towers' outputs, each resized to the finest one's size, as the release's ``BranchFPNHead``: at
-        sizes that are not multiples of 32 a coarse map is not an exact half (51x70 -> 26x35), so its 2x upsamplings
-        land near, not on, the stride-4 size."""
         fused = towers[0](maps[0])
         for tower, x in zip(towers[1:], maps[1:]):
             fused = fused + F.interpolate(tower(x), size=fused.shape[-2:], mode="bilinear", align_corners=False)
