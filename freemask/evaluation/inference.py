@@ -1,13 +1,16 @@
 """Test-time inference modes shared by every model: whole image, sliding window, multi-scale + flip.
 
-A model only knows how to turn a normalised batch ``(N, 3, h, w)`` into class scores ``(N, C, h, w)``; how the test
-image is cut, padded, rescaled and flipped is the same for every architecture, so it lives here once. Scores are
-always returned at the ORIGINAL image resolution ``(C, H0, W0)``: the benchmark numbers of ADE20K/Cityscapes/COCO-Stuff
-are computed against the untouched ground truth, never against a resized one.
+A model only knows how to turn a normalised batch ``(N, 3, h, w)`` into logits ``(N, C, h, w)`` and logits into
+class scores; how the test image is cut, padded, rescaled and flipped is the same for every architecture, so it
+lives here once. Scores are always returned at the ORIGINAL image resolution ``(C, H0, W0)``: the benchmark numbers of
+ADE20K/Cityscapes/COCO-Stuff are computed against the untouched ground truth, never against a resized one.
 
-The sliding-window grid follows MMSegmentation's ``slide_inference`` (the protocol behind the published numbers):
-``ceil((H - crop) / stride) + 1`` windows per axis, the last one moved back to end flush with the border, overlapping
-scores averaged.
+Where the activation (softmax) sits follows MMSegmentation's ``EncoderDecoder``, the protocol behind the published
+numbers: ``slide_inference`` averages the windows' LOGITS, ``inference`` resizes the logits to the original size and
+only then takes the softmax, and ``aug_test`` averages those softmax probabilities over scales and flips. The
+sliding-window grid is ``slide_inference``'s: ``ceil((H - crop) / stride) + 1`` windows per axis, the last one moved
+back to end flush with the border, every window cut at the image border (an image smaller than the crop is one window
+of its own size, never padded to the crop).
 """
 
 from typing import Callable, List, Sequence, Tuple
@@ -20,13 +23,19 @@ from ..config import CfgNode, ConfigError
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def _identity(scores: torch.Tensor) -> torch.Tensor:
+    return scores
+
+
 def sliding_windows(
     height: int, width: int, crop_size: Tuple[int, int], stride: Tuple[int, int]
 ) -> List[Tuple[int, int, int, int]]:
     """Windows ``(y1, x1, y2, x2)`` covering a ``height x width`` image, in MMSegmentation's order.
 
     Per axis there are ``max(size - crop + stride - 1, 0) // stride + 1`` windows; a window that would cross the
-    border is shifted back so it ends flush with it (and clamped at 0 when the image is smaller than the crop).
+    border is shifted back so it ends flush with it, and cut at the border when the image is smaller than the crop
+    (one window of the image's own size on that axis), as MMSegmentation's ``slide_inference``. So every window has
+    the same size, ``min(crop, size)`` per axis.
     """
     crop_h, crop_w = crop_size
     stride_h, stride_w = stride
@@ -58,16 +67,18 @@ def _pair(value: Sequence[int], key: str) -> Tuple[int, int]:
 
 
 class SegmentationInference:
-    """Turns ``predict`` (scores at the input's resolution) into scores of one test image at its original size.
+    """Turns ``predict`` (logits at the input's resolution) into scores of one test image at its original size.
 
     Args:
-        mode: "whole" (one forward on the padded image) or "slide" (crop windows, scores averaged where they overlap).
+        mode: "whole" (one forward on the padded image) or "slide" (crop windows, logits averaged where they
+            overlap).
         crop_size: (height, width) of a sliding window.
         stride: (height, width) step between windows; at most ``crop_size`` so every pixel is covered.
         ratios: test scales relative to the image given to ``__call__``; several = multi-scale inference.
         flip: also predict on the horizontally flipped image (at every ratio) and average.
-        size_divisibility: inputs to ``predict`` are padded (bottom/right, with 0 = the pixel mean after
-            normalisation) to a multiple of this, as backbones with fixed strides require (0 or 1 = none).
+        size_divisibility: each input to ``predict`` (the whole image or one window) is padded (bottom/right, with
+            0 = the pixel mean after normalisation) to a multiple of this and its logits cropped back (0 or 1 = none;
+            the official value per model family is in its config, TEST.SIZE_DIVISIBILITY).
         window_batch_size: sliding windows given to ``predict`` in one call (bounds the memory of large images).
     """
 
@@ -102,7 +113,7 @@ class SegmentationInference:
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> "SegmentationInference":
-        """TEST.SLIDING_WINDOW picks the mode; TEST.AUG (when ENABLED) the ratios and flip; TEST.SIZE_DIVISIBILITY the pad."""
+        """TEST.SLIDING_WINDOW: the mode; TEST.AUG (when ENABLED): ratios and flip; TEST.SIZE_DIVISIBILITY: the pad."""
         window, aug = cfg.TEST.SLIDING_WINDOW, cfg.TEST.AUG
         return cls(
             mode="slide" if window.ENABLED else "whole",
@@ -113,11 +124,20 @@ class SegmentationInference:
             size_divisibility=cfg.TEST.SIZE_DIVISIBILITY,
         )
 
-    def __call__(self, predict: PredictFn, image: torch.Tensor, output_size: Tuple[int, int]) -> torch.Tensor:
+    def __call__(
+        self,
+        predict: PredictFn,
+        image: torch.Tensor,
+        output_size: Tuple[int, int],
+        activation: PredictFn = _identity,
+    ) -> torch.Tensor:
         """Scores ``(C, H0, W0)`` of ``image`` ``(1, 3, h, w)`` (normalised), averaged over ratios and flips.
 
-        ``output_size`` is ``(H0, W0)``, the original resolution the ground truth has. Each (ratio, flip) result is
-        resized to it before averaging, so scales are combined at the resolution they are evaluated at.
+        ``predict`` gives logits ``(N, C, h, w)`` and ``activation`` turns logits ``(1, C, H0, W0)`` into scores
+        (softmax for a per-pixel classifier; the identity, the default, for a ``predict`` that already returns
+        scores, such as Mask2Former's). ``output_size`` is ``(H0, W0)``, the original resolution the ground truth
+        has. Per (ratio, flip) the logits (windows averaged) are resized to it, then activated, and the scores are
+        averaged over ratios and flips, as MMSegmentation's ``inference`` and ``aug_test``.
         """
         if image.dim() != 4 or image.shape[0] != 1:
             raise ValueError(f"inference takes one image of shape (1, 3, h, w), got {tuple(image.shape)}")
@@ -130,56 +150,61 @@ class SegmentationInference:
                 size = (int(height * ratio + 0.5), int(width * ratio + 0.5))
                 scaled = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
             for flipped in (False, True) if self.flip else (False,):
-                scores = self._single(predict, scaled.flip(-1) if flipped else scaled)
+                logits = self._single(predict, scaled.flip(-1) if flipped else scaled)
                 if flipped:
-                    scores = scores.flip(-1)
-                scores = _resize(scores, output_size)
+                    logits = logits.flip(-1)
+                scores = activation(_resize(logits, output_size)[None])[0]
                 total = scores if total is None else total + scores
                 count += 1
         return total if count == 1 else total / count
 
     def _single(self, predict: PredictFn, image: torch.Tensor) -> torch.Tensor:
-        """Scores ``(C, h, w)`` of ``image`` ``(1, 3, h, w)`` at its own resolution, in the configured mode."""
+        """Logits ``(C, h, w)`` of ``image`` ``(1, 3, h, w)`` at its own resolution, in the configured mode."""
         if self.mode == "slide":
             return self._slide(predict, image)
         return self._predict_padded(predict, image)[0].float()
 
     def _predict_padded(self, predict: PredictFn, images: torch.Tensor) -> torch.Tensor:
-        """``predict`` on ``images`` ``(N, 3, h, w)`` padded to ``size_divisibility``; scores ``(N, C, h, w)``."""
+        """``predict`` on ``images`` ``(N, 3, h, w)`` padded to ``size_divisibility``; logits ``(N, C, h, w)``.
+
+        As Mask2Former (detectron2's ``ImageList`` padding, then ``sem_seg_postprocess`` cropping to the image) and
+        MMSegmentation's ``size_divisor`` test padding: the forward sees the padded input, the padding's logits are
+        dropped before anything is resized.
+        """
         height, width = images.shape[-2:]
         padded_h, padded_w = height, width
         if self.size_divisibility > 1:
             d = self.size_divisibility
             padded_h, padded_w = -(-height // d) * d, -(-width // d) * d
-        scores = predict(F.pad(images, (0, padded_w - width, 0, padded_h - height)))
+        logits = predict(F.pad(images, (0, padded_w - width, 0, padded_h - height)))
         expected = (images.shape[0], padded_h, padded_w)
-        if scores.dim() != 4 or (scores.shape[0], *scores.shape[-2:]) != expected:
+        if logits.dim() != 4 or (logits.shape[0], *logits.shape[-2:]) != expected:
             raise ValueError(
-                f"predict must return scores (N, C, H, W) at its input's resolution {expected}, "
-                f"got {tuple(scores.shape)}"
+                f"predict must return logits (N, C, H, W) at its input's resolution {expected}, "
+                f"got {tuple(logits.shape)}"
             )
-        return scores[..., :height, :width]
+        return logits[..., :height, :width]
 
     def _slide(self, predict: PredictFn, image: torch.Tensor) -> torch.Tensor:
-        """Average of window scores over ``image`` ``(1, 3, h, w)``; returns ``(C, h, w)``.
+        """Average of window logits over ``image`` ``(1, 3, h, w)``; returns ``(C, h, w)``.
 
-        An image smaller than the crop is first padded (bottom/right, 0) to the crop size, so every window has
-        exactly the crop's size and windows are predicted in batches of ``window_batch_size``.
+        As MMSegmentation's ``slide_inference``: windows are cut at the image border (an image smaller than the crop
+        is one window of its own size), each window's logits are added where it lies and divided by the number of
+        windows covering the pixel. All windows have one size, so they are predicted in batches of
+        ``window_batch_size``; each is padded to ``size_divisibility`` on its own (0 for the MMSegmentation families,
+        whose test pipeline does not pad).
         """
         height, width = image.shape[-2:]
-        crop_h, crop_w = self.crop_size
-        image = F.pad(image, (0, max(crop_w - width, 0), 0, max(crop_h - height, 0)))
-        padded_h, padded_w = image.shape[-2:]
-        boxes = sliding_windows(padded_h, padded_w, self.crop_size, self.stride)
-        count = image.new_zeros((1, padded_h, padded_w), dtype=torch.float32)
+        boxes = sliding_windows(height, width, self.crop_size, self.stride)
+        count = image.new_zeros((1, height, width), dtype=torch.float32)
         total = None
         for start in range(0, len(boxes), self.window_batch_size):
             chunk = boxes[start : start + self.window_batch_size]
             windows = torch.cat([image[:, :, y1:y2, x1:x2] for y1, x1, y2, x2 in chunk])
-            scores = self._predict_padded(predict, windows).float()
+            logits = self._predict_padded(predict, windows).float()
             if total is None:
-                total = scores.new_zeros((scores.shape[1], padded_h, padded_w))
-            for (y1, x1, y2, x2), window_scores in zip(chunk, scores):
-                total[:, y1:y2, x1:x2] += window_scores
+                total = logits.new_zeros((logits.shape[1], height, width))
+            for (y1, x1, y2, x2), window_logits in zip(chunk, logits):
+                total[:, y1:y2, x1:x2] += window_logits
                 count[:, y1:y2, x1:x2] += 1
-        return (total / count)[:, :height, :width]
+        return total / count

@@ -76,13 +76,23 @@ def test_slide_with_overlapping_windows_equals_whole():
     assert predict.calls[1:] == [(5, 3, 16, 20)] * 3 + [(1, 3, 16, 20)]
 
 
-def test_slide_on_image_smaller_than_crop():
-    predict = pixelwise_predict()
+def test_slide_on_image_smaller_than_crop_is_one_window_of_its_own_size():
+    """MMSegmentation's slide_inference cuts windows at the image border; padding to the crop would change what a
+    model with global context (here: each pixel minus the window's mean) predicts."""
+    calls = []
+
+    def predict(x):
+        calls.append(tuple(x.shape))
+        return x - x.mean(dim=(-2, -1), keepdim=True)
+
     x = image(10, 12)
     out = SegmentationInference("slide", crop_size=(16, 16), stride=(8, 8))(predict, x, (10, 12))
-    assert predict.calls == [(1, 3, 16, 16)]  # padded to the crop
-    assert out.shape == (NUM_CLASSES, 10, 12)
-    assert torch.allclose(out, predict(x)[0], atol=1e-6)
+    assert calls == [(1, 3, 10, 12)]
+    torch.testing.assert_close(out, predict(x)[0])
+    # Smaller than the crop on one axis only: windows keep the crop on the other, all of one size.
+    calls.clear()
+    SegmentationInference("slide", crop_size=(16, 16), stride=(8, 8))(predict, image(10, 40), (10, 40))
+    assert calls == [(4, 3, 10, 16)]
 
 
 def test_single_ratio_without_flip_equals_whole():
@@ -130,10 +140,11 @@ def test_from_config_and_bad_values():
     cfg.TEST.SLIDING_WINDOW.ENABLED = True
     cfg.TEST.SLIDING_WINDOW.CROP_SIZE = [128, 96]
     cfg.TEST.SLIDING_WINDOW.STRIDE = [85, 64]
-    cfg.INPUT.SIZE_DIVISIBILITY = 32
+    cfg.INPUT.SIZE_DIVISIBILITY = 512  # the training crop's pad, not the test's
+    cfg.TEST.SIZE_DIVISIBILITY = 16
     inference = SegmentationInference.from_config(cfg)
     assert (inference.mode, inference.crop_size, inference.stride) == ("slide", (128, 96), (85, 64))
-    assert (inference.ratios, inference.flip, inference.size_divisibility) == ((1.0,), False, 32)
+    assert (inference.ratios, inference.flip, inference.size_divisibility) == ((1.0,), False, 16)
     cfg.TEST.AUG.ENABLED = True
     inference = SegmentationInference.from_config(cfg)
     assert inference.ratios == tuple(cfg.TEST.AUG.RATIOS) and inference.flip is True

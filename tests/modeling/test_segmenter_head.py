@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from freemask.config import get_cfg
 from freemask.modeling import build_model
@@ -17,9 +18,12 @@ def mask_head(**kwargs):
 
 
 def test_heads_give_logits_at_the_token_grid_and_train_every_parameter():
+    torch.manual_seed(0)
     features = {"res4": torch.randn(2, 48, 6, 9)}
     targets = torch.randint(0, 5, (2, 96, 144))
-    for head in (mask_head(d_model=32), SegmenterLinearHead(SHAPE, num_classes=5, in_features=["res4"])):
+    # No drop-path: it can drop a layer for the whole batch (zero gradients) on an unlucky draw.
+    heads = (mask_head(d_model=32, drop_path_rate=0.0), SegmenterLinearHead(SHAPE, num_classes=5, in_features=["res4"]))
+    for head in heads:
         logits = head(features)
         assert logits.shape == (2, 5, 6, 9)
         head.losses(logits, targets)["loss_sem_seg"].backward()
@@ -147,3 +151,17 @@ def test_toy_segmenter_overfits_one_batch(repo_root):
     with torch.no_grad():
         scores = model(batch)[0]["sem_seg"]
     assert (scores.argmax(0) == label).float().mean().item() > 0.9
+
+
+def test_every_decoder_layer_norm_has_mmsegmentation_eps():
+    """MMSegmentation's decoder layers, decoder norm and mask norm are torch LayerNorms with eps 1e-5 (timm's
+    Block defaults to 1e-6, which moves about 1% of the argmax labels)."""
+    head = mask_head()
+    norms = {name: m.eps for name, m in head.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert len(norms) == 2 * 2 + 2  # norm1 and norm2 of two layers, decoder_norm, mask_norm
+    assert set(norms.values()) == {1e-5}, norms
+    # The block's first norm computes torch's layer norm with that eps.
+    x = 1e-3 * torch.randn(2, 7, 48)
+    block_norm = head.blocks[0].norm1
+    expected = F.layer_norm(x, (48,), block_norm.weight, block_norm.bias, eps=1e-5)
+    torch.testing.assert_close(block_norm(x), expected)

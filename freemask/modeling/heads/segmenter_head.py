@@ -12,6 +12,8 @@ Parameter names follow MMSegmentation's ``SegmenterMaskTransformerHead`` (``dec_
 the computation of MMSegmentation's encoder layer. Converting the FreeMask checkpoints is a renaming table.
 """
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
@@ -140,13 +142,17 @@ class SegmenterMaskTransformerHead(_SegmenterHead):
         self.dec_proj = nn.Linear(self.in_channels, d_model)
         self.cls_emb = nn.Parameter(torch.zeros(1, num_classes, d_model))
         rates = [drop_path_rate * i / max(num_layers - 1, 1) for i in range(num_layers)]  # linspace(0, rate, n)
+        # Every LayerNorm with eps 1e-5, as MMSegmentation's decoder (its LN norm_cfg builds torch's default), not
+        # the 1e-6 timm's Block uses: the class tokens have a small variance, so eps moves about 1% of the labels.
+        norm = partial(nn.LayerNorm, eps=1e-5)
         self.blocks = nn.ModuleList(
-            Block(d_model, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, drop_path=rate) for rate in rates
+            Block(d_model, num_heads, mlp_ratio, qkv_bias=True, proj_drop=dropout, drop_path=rate, norm_layer=norm)
+            for rate in rates
         )
-        self.decoder_norm = nn.LayerNorm(d_model)
+        self.decoder_norm = norm(d_model)
         self.patch_proj = nn.Linear(d_model, d_model, bias=False)
         self.classes_proj = nn.Linear(d_model, d_model, bias=False)
-        self.mask_norm = nn.LayerNorm(num_classes)
+        self.mask_norm = norm(num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -13,10 +13,12 @@ from ...evaluation.inference import SegmentationInference
 class SemanticSegmentor(nn.Module):
     """Base class: ``forward(list of mapper dicts)`` returns losses in training and per-image scores in evaluation.
 
-    Subclasses implement two methods on normalised, padded images ``(N, 3, H, W)``:
-    ``predict`` -> class scores ``(N, K, H, W)`` and ``losses`` -> dict of scalar losses. Whole-image, sliding-window
-    and multi-scale + flip inference, and resizing back to the original resolution, are the inference helper's job,
-    so every model gets all of them.
+    Subclasses implement, on normalised, padded images ``(N, 3, H, W)``, ``losses`` -> dict of scalar losses and
+    either ``predict`` -> class scores ``(N, K, H, W)`` or, for a per-pixel classifier, ``predict_logits`` -> logits
+    and ``scores_from_logits`` (softmax). The inference helper averages what ``predict_logits`` returns over
+    overlapping sliding windows, resizes it to the original resolution, and only then applies ``scores_from_logits``
+    and averages scales and flips, as MMSegmentation does; so every model gets whole-image, sliding-window and
+    multi-scale + flip inference written once.
     """
 
     def __init__(
@@ -56,7 +58,11 @@ class SemanticSegmentor(nn.Module):
             targets = [x["sem_seg"].to(self.device) for x in batched_inputs]
             return self.losses(*self._batch(images, targets))
         return [
-            {"sem_seg": self.inference(self.predict, image[None], (x["height"], x["width"]))}
+            {
+                "sem_seg": self.inference(
+                    self.predict_logits, image[None], (x["height"], x["width"]), activation=self.scores_from_logits
+                )
+            }
             for image, x in zip(images, batched_inputs)
         ]
 
@@ -80,15 +86,27 @@ class SemanticSegmentor(nn.Module):
         """Class scores ``(N, K, H, W)`` at the resolution of ``images`` ``(N, 3, H, W)``."""
         raise NotImplementedError
 
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """What test-time inference averages over windows and resizes, ``(N, K, H, W)`` at the input's resolution.
+
+        The default is ``predict``'s scores with ``scores_from_logits`` the identity: the right thing for a model
+        with no per-pixel logits, such as Mask2Former, whose official inference combines classes and masks at the
+        input resolution and resizes the combined scores.
+        """
+        return self.predict(images)
+
+    def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Scores ``(N, K, H, W)`` of ``predict_logits``' output once resized to the original image (identity here)."""
+        return logits
+
     def predict_log_probs(self, images: torch.Tensor) -> torch.Tensor:
         """Per-pixel log-probabilities ``(N, K, H, W)`` at the resolution of ``images`` ``(N, 3, H, W)``.
 
         The FreeMask filter scores a pixel by its cross-entropy ``-log p(label)``, so it needs a distribution over
         the classes, which ``predict`` does not promise: its scores only have to rank classes and average across
         windows. The default normalises the (non-negative) scores over classes and takes the log, clamped at the
-        smallest normal float so a class scored exactly 0 costs about 87 nats instead of infinity. For softmax
-        probabilities (Semantic FPN) this is ``log_softmax`` of the logits to float32 precision. A model whose
-        ``predict`` returns raw logits must override this with ``log_softmax``.
+        smallest normal float so a class scored exactly 0 costs about 87 nats instead of infinity (Mask2Former).
+        A model with logits overrides this with their ``log_softmax`` (``EncoderDecoder``).
         """
         scores = self.predict(images).float()
         tiny = torch.finfo(scores.dtype).tiny

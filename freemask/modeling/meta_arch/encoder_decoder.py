@@ -31,10 +31,25 @@ class EncoderDecoder(SemanticSegmentor):
             **cls.base_config(cfg),
         }
 
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, K, H, W)``: the head's, bilinearly upsampled to the input, as MMSegmentation's
+        ``encode_decode``. A head returning ``(logits, extras)`` (SeMask's prior maps, a training signal) gives its
+        logits."""
         logits = self.sem_seg_head(self.backbone(images))
-        logits = F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def scores_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, taken after the logits are averaged over windows and resized (MMSegmentation)."""
         return logits.softmax(dim=1)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self.scores_from_logits(self.predict_logits(images))
+
+    def predict_log_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """``log_softmax`` of the logits: the cross-entropy the official filter computes from the model's logits."""
+        return self.predict_logits(images).log_softmax(dim=1)
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self.sem_seg_head.losses(self.sem_seg_head(self.backbone(images)), targets)

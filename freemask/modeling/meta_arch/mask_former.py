@@ -73,6 +73,13 @@ class MaskFormer(SemanticSegmentor):
         return self.transformer_decoder(multi_scale, mask_features)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Scores ``(N, K, H, W)``, also what test-time inference averages and resizes (``predict_logits``).
+
+        As official Mask2Former's ``semantic_inference``: masks are upsampled to the (padded) input, passed through a
+        sigmoid and combined with the class probabilities there; the caller crops the padding and resizes the
+        combined scores to the original image (``sem_seg_postprocess``), and its test-time augmentation averages
+        these scores, with no softmax over classes.
+        """
         outputs = self._decode(images)
         classes = outputs["pred_logits"].float().softmax(-1)[..., :-1]  # (N, Q, K)
         masks = F.interpolate(
