@@ -110,12 +110,12 @@ def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(r
         for module in modules:
             module.register_forward_hook(lambda m, args, out, key=key: seen[key].append(tuple(args[0].shape[:2])))
 
-    def recording_predict(images):  # the real backbone on the meta device (shapes only), then zero scores
+    def recording_predict(images):  # the real backbone on the meta device (shapes only), then zero logits
         seen["input"] = tuple(images.shape[-2:])
         seen["tokens"] = [tuple(f.shape[-2:]) for f in model.backbone(images).values()]
         return images.new_zeros((images.shape[0], 150, *images.shape[-2:]))
 
-    model.predict = recording_predict
+    model.predict_logits = recording_predict
     with torch.no_grad():
         (out,) = model([sample])
     network_input, stages = RELEASE_LAYOUT[image_size]

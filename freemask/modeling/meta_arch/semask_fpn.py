@@ -4,7 +4,6 @@ head (Semantic-FPN towers on the features, a parameter-free decoder of the prior
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...config import ConfigError
@@ -16,8 +15,7 @@ from .encoder_decoder import EncoderDecoder
 @META_ARCH_REGISTRY.register()
 class SeMaskFPN(EncoderDecoder):
     """Backbone with ``forward_with_priors`` (``SeMaskSwin``) -> ``SeMaskFPNHead``. Built like an EncoderDecoder;
-    inference uses the main logits only (the priors are a training signal), and the helper in ``base.py`` adds
-    sliding-window and multi-scale + flip."""
+    inference is ``EncoderDecoder``'s on the head's main logits (the priors are a training signal)."""
 
     def __init__(self, *, backbone: Backbone, sem_seg_head: nn.Module, **kwargs) -> None:
         if not hasattr(backbone, "forward_with_priors"):
@@ -26,11 +24,6 @@ class SeMaskFPN(EncoderDecoder):
                 f"{type(backbone).__name__} does not — use SeMaskSwin"
             )
         super().__init__(backbone=backbone, sem_seg_head=sem_seg_head, **kwargs)
-
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.sem_seg_head(self.backbone(images))
-        logits = F.interpolate(logits.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
-        return logits.softmax(dim=1)
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         features, priors = self.backbone.forward_with_priors(images)
