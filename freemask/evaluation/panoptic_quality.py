@@ -45,7 +45,9 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb2id`: ids ``(H, W)`` in ``0 .. 256³ - 1`` to uint8 ``(H, W, 3)`` RGB."""
     ids = np.asarray(ids).astype(np.int64)
     if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
-        raise ValueError(f"segment ids must lie in 0..{(1 << 24) - 1} to fit in an RGB PNG, got {ids.min()}..{ids.max()}")
+        raise ValueError(
+            f"segment ids must lie in 0..{(1 << 24) - 1} to fit in an RGB PNG, got {ids.min()}..{ids.max()}"
+        )
     return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
 
 

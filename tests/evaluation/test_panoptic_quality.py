@@ -63,8 +63,19 @@ def test_perfect_match():
     s = stat(*image)
     assert (s[1].tp, s[1].fp, s[1].fn, s[1].iou_fixed) == (1, 0, 0, IOU_SCALE)
     # car and sky: IoU 1, TP 1 -> 100; person and road have no TP/FP/FN: NaN and left out of the means.
-    check(metrics(image), {"PQ": 100.0, "SQ": 100.0, "RQ": 100.0, "PQ_th": 100.0, "PQ_st": 100.0,
-                           "PQ-car": 100.0, "PQ-person": math.nan, "PQ-road": math.nan})
+    check(
+        metrics(image),
+        {
+            "PQ": 100.0,
+            "SQ": 100.0,
+            "RQ": 100.0,
+            "PQ_th": 100.0,
+            "PQ_st": 100.0,
+            "PQ-car": 100.0,
+            "PQ-person": math.nan,
+            "PQ-road": math.nan,
+        },
+    )
 
 
 def test_iou_exactly_half_is_not_a_match():
@@ -74,8 +85,20 @@ def test_iou_exactly_half_is_not_a_match():
     image = ([5, 5, 5, 5, 9, 9], [seg(5, 1), seg(9, 3)], [7, 7, 0, 0, 8, 8], [seg(7, 1), seg(8, 3)])
     s = stat(*image)
     assert (s[1].tp, s[1].fp, s[1].fn) == (0, 1, 1)
-    check(metrics(image), {"PQ": 50.0, "SQ": 50.0, "RQ": 50.0, "PQ_th": 0.0, "SQ_th": 0.0, "RQ_th": 0.0,
-                           "PQ_st": 100.0, "PQ-car": 0.0, "SQ-car": 0.0})
+    check(
+        metrics(image),
+        {
+            "PQ": 50.0,
+            "SQ": 50.0,
+            "RQ": 50.0,
+            "PQ_th": 0.0,
+            "SQ_th": 0.0,
+            "RQ_th": 0.0,
+            "PQ_st": 100.0,
+            "PQ-car": 0.0,
+            "SQ-car": 0.0,
+        },
+    )
     # One more predicted pixel: intersection 3, union 3 + 4 - 3 = 4, IoU 0.75 > 0.5 -> matched, car PQ 75.
     image = ([5, 5, 5, 5, 9, 9], [seg(5, 1), seg(9, 3)], [7, 7, 7, 0, 8, 8], [seg(7, 1), seg(8, 3)])
     check(metrics(image), {"PQ-car": 75.0, "SQ-car": 75.0, "RQ-car": 100.0, "PQ": 87.5})
@@ -156,8 +179,22 @@ def test_class_average_skips_empty_classes_and_splits_things_and_stuff():
         [seg(7, 1), seg(8, 3), seg(6, 4)],
     )
     result = metrics(image)
-    check(result, {"PQ": 175 / 3, "SQ": 175 / 3, "RQ": 200 / 3, "PQ_th": 75.0, "SQ_th": 75.0, "RQ_th": 100.0,
-                   "PQ_st": 50.0, "SQ_st": 50.0, "RQ_st": 50.0, "PQ-person": math.nan, "PQ-road": 0.0})
+    check(
+        result,
+        {
+            "PQ": 175 / 3,
+            "SQ": 175 / 3,
+            "RQ": 200 / 3,
+            "PQ_th": 75.0,
+            "SQ_th": 75.0,
+            "RQ_th": 100.0,
+            "PQ_st": 50.0,
+            "SQ_st": 50.0,
+            "RQ_st": 50.0,
+            "PQ-person": math.nan,
+            "PQ-road": 0.0,
+        },
+    )
     assert list(result)[:9] == ["PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"]
 
 
@@ -173,8 +210,10 @@ def test_statistics_add_over_images():
     shift = lambda row: [v + 100 if v else 0 for v in row]  # noqa: E731
     moved = lambda segs: [{**s, "id": s["id"] + 100} for s in segs]  # noqa: E731
     side_by_side = (
-        perfect[0] + shift(half[0]), perfect[1] + moved(half[1]),
-        perfect[2] + shift(half[2]), perfect[3] + moved(half[3]),
+        perfect[0] + shift(half[0]),
+        perfect[1] + moved(half[1]),
+        perfect[2] + shift(half[2]),
+        perfect[3] + moved(half[3]),
     )
     assert stat(*side_by_side) == stat(*perfect) + stat(*half)
 
