@@ -133,24 +133,19 @@ def pq_stat_single_image(
     if VOID in gt_info or VOID in pred_info:
         raise ValueError("segment id 0 is void and cannot be listed in segments_info")
 
-    pred_labels, pred_counts = np.unique(pred_ids, return_counts=True)
-    pred_area = dict(zip(pred_labels.tolist(), pred_counts.tolist()))
-    unknown = sorted(set(pred_area) - set(pred_info) - {VOID})
-    if unknown:
-        raise ValueError(f"predicted segment ids {unknown} are in the map but not in segments_info")
-    empty = sorted(set(pred_info) - set(pred_area))
+    # Each map as indices into its sorted list of ids (0 first), then one bincount over (gt index, pred index):
+    # the joint histogram gives every intersection and, summed, every area. O(pixels · log segments), no sort.
+    gt_keys, gt_index = _index_ids(gt_ids, gt_info, "ground-truth")
+    pred_keys, pred_index = _index_ids(pred_ids, pred_info, "predicted")
+    joint = np.bincount((gt_index * len(pred_keys) + pred_index).ravel(), minlength=len(gt_keys) * len(pred_keys))
+    joint = joint.reshape(len(gt_keys), len(pred_keys))
+    gt_area = dict(zip(gt_keys.tolist(), joint.sum(axis=1).tolist()))
+    pred_area = dict(zip(pred_keys.tolist(), joint.sum(axis=0).tolist()))
+    empty = sorted(p for p in pred_info if pred_area[p] == 0)
     if empty:
         raise ValueError(f"predicted segment ids {empty} are in segments_info but have no pixel")
-    gt_labels, gt_counts = np.unique(gt_ids, return_counts=True)
-    gt_area = dict(zip(gt_labels.tolist(), gt_counts.tolist()))
-    unknown = sorted(set(gt_area) - set(gt_info) - {VOID})
-    if unknown:
-        raise ValueError(f"ground-truth segment ids {unknown} are in the map but not in segments_info")
-
-    # Intersections of every (gt id, pred id) pair present, from one unique over a combined key.
-    offset = int(max(pred_labels.max(initial=0), 0)) + 1
-    pairs, counts = np.unique(gt_ids * offset + pred_ids, return_counts=True)
-    inter = {(int(p // offset), int(p % offset)): int(c) for p, c in zip(pairs, counts)}
+    rows, cols = np.nonzero(joint)
+    inter = {(int(gt_keys[r]), int(pred_keys[c])): int(n) for r, c, n in zip(rows, cols, joint[rows, cols].tolist())}
 
     stat = PQStat()
     gt_matched, pred_matched = set(), set()
@@ -186,6 +181,17 @@ def pq_stat_single_image(
             continue
         stat[ps["category_id"]].fp += 1
     return stat
+
+
+def _index_ids(ids: np.ndarray, info: Mapping[int, Mapping], kind: str):
+    """Sorted ids (void first) and each pixel's index into them; ValueError for ids not listed in ``info``."""
+    keys = np.array(sorted({VOID, *info}), dtype=np.int64)
+    index = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    unlisted = keys[index] != ids
+    if unlisted.any():
+        unknown = np.unique(ids[unlisted]).tolist()
+        raise ValueError(f"{kind} segment ids {unknown} are in the map but not in segments_info")
+    return keys, index
 
 
 def pq_metrics(

@@ -149,6 +149,20 @@ def test_ground_truth_from_the_inputs(dataset):
     check(run(evaluator, [0, 1], inputs_of=lambda i: [{"file_name": records[i]["file_name"]}]), EXPECTED)
 
 
+def test_ground_truth_with_dataset_category_ids(dataset):
+    # Records read straight from a COCO panoptic JSON (dataset ids 11 / 23 / 24) instead of Mask2Former's dicts.
+    name, records = dataset
+    to_dataset = {c: d for d, c in DATASET_IDS.items()}
+    coco_records = [
+        {**r, "segments_info": [{**s, "category_id": to_dataset[s["category_id"]]} for s in r["segments_info"]]}
+        for r in records
+    ]
+    evaluator = COCOPanopticEvaluator(panoptic_categories(name), records=coco_records, gt_contiguous_ids=False)
+    check(run(evaluator, [0, 1]), EXPECTED)
+    with pytest.raises(DatasetError, match="category_id 0, not among the dataset's dataset ids"):
+        COCOPanopticEvaluator(panoptic_categories(name), gt_contiguous_ids=False).process([records[0]], outputs(0))
+
+
 def test_saved_predictions_in_coco_format(dataset, tmp_path):
     name, _ = dataset
     out_dir = tmp_path / "inference"
