@@ -188,9 +188,15 @@ class COCOPanopticEvaluator:
                 f"{png}: panoptic PNG not found, but {source} names it for {record.get('file_name', 'an image')}; "
                 "check the panoptic PNG folder (e.g. panoptic_val2017/) next to the JSON, or regenerate both"
             )
-        image = cv2.imdecode(np.fromfile(png, dtype=np.uint8), cv2.IMREAD_COLOR)
+        image = cv2.imdecode(np.fromfile(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None:
             raise DatasetError(f"{png}: not a valid PNG; regenerate the panoptic annotations")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            channels = 1 if image.ndim == 2 else image.shape[2]
+            raise DatasetError(
+                f"{png}: {channels}-channel {image.dtype} PNG, but panoptic ground truth is 8-bit RGB with id = R + "
+                "256 G + 256² B (a semantic label map given as pan_seg_file_name?)"
+            )
         ids = rgb2id(image[..., ::-1])  # OpenCV decodes to BGR
         segments = []
         for s in record["segments_info"]:

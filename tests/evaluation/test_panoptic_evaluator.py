@@ -204,6 +204,14 @@ def test_bad_ground_truth_gives_one_line_naming_the_file(dataset, tmp_path):
     with pytest.raises(DatasetError, match=r"missing.png: panoptic PNG not found, but annotations/pan.json names it"):
         evaluate_record(record)
 
+    # A single-channel label map given as the panoptic PNG.
+    gray = tmp_path / "semantic.png"
+    cv2.imwrite(str(gray), np.zeros((2, 4), np.uint8))
+    with pytest.raises(
+        DatasetError, match=r"semantic.png: 1-channel uint8 PNG, but panoptic ground truth is 8-bit RGB"
+    ):
+        evaluate_record({**records[0], "pan_seg_file_name": str(gray)})
+
     # A category id outside the metadata.
     record = {**records[0], "segments_info": [records[0]["segments_info"][0], {"id": 300, "category_id": 7}]}
     with pytest.raises(DatasetError, match=r"pan_0.png: segment 300 has category_id 7, not among the dataset's"):
