@@ -249,6 +249,11 @@ def thing_categories(dataset_name: str) -> List[dict]:
 
 def records_to_coco(records: Sequence[dict], categories: Sequence[Mapping]) -> dict:
     """A COCO instances dict (RLE segmentations, dataset ids) from detectron2-style records with ``annotations``."""
+    if not any("annotations" in r for r in records):
+        raise DatasetError(
+            "the dataset records carry no 'annotations', so there is no instance ground truth; set json_file in the "
+            "dataset's metadata to its COCO instances JSON (e.g. instances_val2017.json)"
+        )
     to_dataset_id = {c["contiguous_id"]: c["id"] for c in categories}
     images, annotations = [], []
     for r in records:

@@ -142,7 +142,9 @@ def test_duplicates_lower_precision(tmp_path):
     assert saved["AP-car"] == pytest.approx(AP_CAR_DUP) and saved["APm"] is None
     predictions = json.loads((output_dir / "coco_instances_results.json").read_text())
     assert [(p["image_id"], p["category_id"]) for p in predictions] == [(1, 11), (1, 11), (1, 12), (2, 11)]
-    assert np.array_equal(mask_util.decode(predictions[3]["segmentation"]), CAR_B)
+    car_b = predictions[3]["segmentation"]
+    assert car_b["size"] == [8, 8] and mask_util.area(car_b) == 16
+    assert mask_util.toBbox(car_b).tolist() == [4, 0, 4, 4]  # x, y, width, height of rows 0-3, columns 4-7
 
 
 def uncompressed_rle(mask):
@@ -206,6 +208,12 @@ def test_bad_input_is_clear(tmp_path):
         InstanceSegEvaluator(CATEGORIES, json_file=str(tmp_path / "missing.json")).process(
             [{"image_id": 1}], outputs([])
         )
+
+
+def test_records_without_annotations_are_refused():
+    records = [{"file_name": "img_1.jpg", "image_id": 1, "height": 8, "width": 8, "pan_seg_file_name": "p.png"}]
+    with pytest.raises(DatasetError, match="no 'annotations'.*json_file"):
+        InstanceSegEvaluator(CATEGORIES, records=records).process([{"image_id": 1}], outputs([]))
 
 
 def test_thing_categories_from_metadata():
