@@ -1,7 +1,18 @@
-"""Test-time inference (whole / sliding window / multi-scale + flip), semantic-segmentation metrics, evaluation loop."""
+"""Test-time inference (whole / sliding window / multi-scale + flip), semantic, panoptic and instance metrics, the
+evaluation loop."""
 
+from .combined import DatasetEvaluators
 from .evaluator import inference_on_dataset
 from .inference import SegmentationInference
+from .instance_evaluator import InstanceSegEvaluator
+from .panoptic_evaluator import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator
 
-__all__ = ["SemSegEvaluator", "SegmentationInference", "inference_on_dataset"]
+__all__ = [
+    "COCOPanopticEvaluator",
+    "DatasetEvaluators",
+    "InstanceSegEvaluator",
+    "SemSegEvaluator",
+    "SegmentationInference",
+    "inference_on_dataset",
+]

@@ -1,0 +1,364 @@
+"""COCO panoptic evaluation (PQ / SQ / RQ) with the evaluator protocol: ``reset / process / evaluate``.
+
+Each rank turns its images into additive matching statistics (:mod:`.panoptic_quality`) as they arrive, so nothing
+but a few integers per category is kept unless the predictions are to be saved; ``evaluate`` sums the statistics of
+every rank (exact: integers) and every rank returns the same metrics. The ground truth is the COCO panoptic format
+that Mask2Former's dataset dicts carry: ``pan_seg_file_name`` (an RGB PNG, ``id = R + 256 G + 256² B``) and
+``segments_info`` (``id``, ``category_id``, ``iscrowd``), read from the model input when the mapper passes them
+through, else from the dataset record of the same ``image_id`` / ``file_name``.
+
+Category ids: predictions carry contiguous ids (the model's class indices), the records too by default (Mask2Former
+converts them when loading the JSON); both are mapped to dataset ids through the metadata's
+``thing_dataset_id_to_contiguous_id`` / ``stuff_dataset_id_to_contiguous_id`` (Mask2Former's single contiguous space:
+the stuff map lists every category, things included), and the saved predictions use dataset ids like COCO's files.
+"""
+
+import contextlib
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from tabulate import tabulate
+
+from ..data.catalog import DatasetCatalog, MetadataCatalog
+from ..data.errors import DatasetError
+from ..utils import comm
+from .panoptic_quality import VOID, PQStat, id2rgb, pq_metrics, pq_stat_single_image, rgb2id
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "panoptic_results.json"
+PREDICTIONS_DIR = "panoptic"
+PREDICTIONS_JSON = "panoptic_predictions.json"
+
+
+class COCOPanopticEvaluator:
+    """PQ, SQ, RQ (in percent) for All / Things / Stuff and per class over the processed images.
+
+    Args:
+        categories: every category of the dataset: ``{"id": dataset id, "contiguous_id": model class index,
+            "name": str, "isthing": bool}``.
+        records: the dataset records, or a function returning them (called on the first image whose input lacks
+            ``pan_seg_file_name`` / ``segments_info``); None if the inputs always carry them.
+        gt_contiguous_ids: the records' ``segments_info`` use contiguous ids (Mask2Former's dataset dicts);
+            False for dataset ids (the panoptic JSON as written by COCO).
+        output_dir: where rank 0 writes ``panoptic_results.json`` (the trainer passes ``OUTPUT_DIR/inference``);
+            None writes nothing.
+        save_predictions: also write the predictions in COCO panoptic format under ``output_dir/panoptic/``
+            (one RGB PNG per image + ``panoptic_predictions.json``), gathered to rank 0.
+        annotation_file: the panoptic JSON the records were read from, named in error messages.
+    """
+
+    def __init__(
+        self,
+        categories: Sequence[Mapping],
+        records: Union[None, Sequence[dict], Callable[[], Sequence[dict]]] = None,
+        gt_contiguous_ids: bool = True,
+        output_dir: Optional[str] = None,
+        save_predictions: bool = False,
+        annotation_file: Optional[str] = None,
+    ) -> None:
+        self.categories = [dict(c) for c in categories]
+        ids = [c["id"] for c in self.categories]
+        contiguous = [c["contiguous_id"] for c in self.categories]
+        names = [c["name"] for c in self.categories]
+        for what, values in (("id", ids), ("contiguous_id", contiguous), ("name", names)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"categories must have unique '{what}' values (they name the per-class metrics)")
+        self._to_dataset_id = dict(zip(contiguous, ids))
+        self._dataset_ids = set(ids)
+        self._records = records
+        self._index: Optional[Dict[Tuple[str, object], dict]] = None
+        self.gt_contiguous_ids = gt_contiguous_ids
+        self.output_dir = output_dir
+        self.save_predictions = save_predictions
+        self.annotation_file = annotation_file
+        self.reset()
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset_name: str,
+        output_dir: Optional[str] = None,
+        device: Union[str, torch.device] = "cpu",
+        save_predictions: bool = False,
+    ) -> "COCOPanopticEvaluator":
+        """Categories from the metadata (Mask2Former's keys), ground truth from the registered records.
+
+        ``device`` is accepted for the evaluator protocol; matching runs on the host in numpy.
+        """
+        del device
+        meta = MetadataCatalog.get(dataset_name)
+        return cls(
+            panoptic_categories(dataset_name),
+            records=lambda: DatasetCatalog.get(dataset_name),
+            gt_contiguous_ids=meta.get("panoptic_gt_contiguous_ids", True),
+            output_dir=output_dir,
+            save_predictions=save_predictions,
+            annotation_file=meta.get("panoptic_json"),
+        )
+
+    def reset(self) -> None:
+        """Forget every processed image."""
+        self._stat = PQStat()
+        self._num_images = 0
+        self._predictions: List[dict] = []
+
+    # ------------------------------------------------------------------------------------------------- process
+    def process(self, inputs: List[dict], outputs: List[dict]) -> None:
+        """Add images.
+
+        Args:
+            inputs: mapper dicts with ``file_name`` (and ``image_id``); ``pan_seg_file_name`` and ``segments_info``
+                if the mapper passes them, else they come from the record.
+            outputs: model outputs with ``panoptic_seg = (ids, segments_info)``: ids an int ``(H0, W0)`` tensor at
+                the ground truth's resolution (0 = void), segments_info ``[{"id", "category_id" (contiguous),
+                "isthing", "score" (optional)}]`` for every non-zero id.
+        """
+        for inp, out in zip(inputs, outputs):
+            record = self._ground_truth_record(inp)
+            name = record.get("file_name", inp.get("file_name", "an image"))
+            pred_ids, pred_segments = out["panoptic_seg"]
+            if pred_segments is None:
+                raise ValueError(f"prediction for {name}: panoptic_seg has no segments_info (None)")
+            pred_ids = pred_ids.detach().cpu().numpy() if torch.is_tensor(pred_ids) else np.asarray(pred_ids)
+            pred_segments = [self._prediction_segment(s, name) for s in pred_segments]
+            gt_ids, gt_segments = self._read_ground_truth(record)
+            if pred_ids.shape != gt_ids.shape:
+                raise ValueError(
+                    f"prediction for {name} has shape {tuple(pred_ids.shape)} but its panoptic ground truth "
+                    f"{record['pan_seg_file_name']} is {gt_ids.shape}; predict at the original resolution"
+                )
+            try:
+                self._stat += pq_stat_single_image(gt_ids, gt_segments, pred_ids, pred_segments)
+            except ValueError as e:
+                raise ValueError(f"prediction for {name}: {e}") from None
+            self._num_images += 1
+            if self.save_predictions:
+                self._predictions.append(self._encode_prediction(inp, record, pred_ids, pred_segments))
+
+    def _ground_truth_record(self, inp: dict) -> dict:
+        if "pan_seg_file_name" in inp and "segments_info" in inp:
+            return inp
+        if self._index is None:
+            if self._records is None:
+                raise ValueError(
+                    f"input {inp.get('file_name', '?')} has no pan_seg_file_name / segments_info and the evaluator "
+                    "has no dataset records; pass records= or let the test mapper keep those keys"
+                )
+            records = self._records() if callable(self._records) else self._records
+            self._index = {}
+            for r in records:
+                for key in ("image_id", "file_name"):
+                    if key in r:
+                        self._index[(key, r[key])] = r
+        for key in ("image_id", "file_name"):
+            if key in inp and (key, inp[key]) in self._index:
+                return self._index[(key, inp[key])]
+        raise ValueError(
+            f"input {inp.get('file_name', '?')} (image_id {inp.get('image_id', '?')}) matches no record of the "
+            "evaluated dataset; evaluate on the dataset the test loader reads"
+        )
+
+    def _prediction_segment(self, segment: Mapping, name: str) -> dict:
+        contiguous = int(segment["category_id"])
+        if contiguous not in self._to_dataset_id:
+            raise ValueError(
+                f"prediction for {name}: segment {segment['id']} has category_id {contiguous}, not a class index of "
+                f"the dataset (0..{len(self._to_dataset_id) - 1}); check MODEL.SEM_SEG_HEAD.NUM_CLASSES"
+            )
+        out = {"id": int(segment["id"]), "category_id": self._to_dataset_id[contiguous]}
+        if "score" in segment:
+            out["score"] = float(segment["score"])
+        return out
+
+    def _read_ground_truth(self, record: dict) -> Tuple[np.ndarray, List[dict]]:
+        """GT id map and segments (dataset category ids); DatasetError naming the file for inconsistent data."""
+        png = record["pan_seg_file_name"]
+        source = self.annotation_file or "the dataset's panoptic JSON"
+        if not os.path.isfile(png):
+            raise DatasetError(
+                f"{png}: panoptic PNG not found, but {source} names it for {record.get('file_name', 'an image')}; "
+                "check the panoptic PNG folder (e.g. panoptic_val2017/) next to the JSON, or regenerate both"
+            )
+        image = cv2.imdecode(np.fromfile(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise DatasetError(f"{png}: not a valid PNG; regenerate the panoptic annotations")
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            channels = 1 if image.ndim == 2 else image.shape[2]
+            raise DatasetError(
+                f"{png}: {channels}-channel {image.dtype} PNG, but panoptic ground truth is 8-bit RGB with id = R + "
+                "256 G + 256² B (a semantic label map given as pan_seg_file_name?)"
+            )
+        ids = rgb2id(image[..., ::-1])  # OpenCV decodes to BGR
+        segments = []
+        for s in record["segments_info"]:
+            category = int(s["category_id"])
+            dataset_id = self._to_dataset_id.get(category) if self.gt_contiguous_ids else category
+            if dataset_id is None or dataset_id not in self._dataset_ids:
+                space = "contiguous ids" if self.gt_contiguous_ids else "dataset ids"
+                raise DatasetError(
+                    f"{png}: segment {s['id']} has category_id {category}, not among the dataset's {space} in its "
+                    f"metadata ({source}); register the dataset with every category it uses"
+                )
+            segments.append({"id": int(s["id"]), "category_id": dataset_id, "iscrowd": int(s.get("iscrowd", 0))})
+        listed = {s["id"] for s in segments}
+        present = np.unique(ids)
+        missing = [int(i) for i in present if i != VOID and int(i) not in listed]
+        if missing:
+            i = missing[0]
+            raise DatasetError(
+                f"{png}: segment id {i} (RGB {i % 256},{i // 256 % 256},{i // 65536}) is in the PNG but not in the "
+                f"segments_info of {source} ({len(missing)} such id(s)); the PNG and the JSON do not belong together, "
+                "regenerate them from the same conversion"
+            )
+        return ids, segments
+
+    def _encode_prediction(self, inp: dict, record: dict, pred_ids: np.ndarray, segments: List[dict]) -> dict:
+        file_name = record.get("file_name", inp.get("file_name", ""))
+        png_name = os.path.splitext(os.path.basename(file_name))[0] + ".png"
+        ok, encoded = cv2.imencode(".png", id2rgb(pred_ids)[..., ::-1])
+        if not ok:
+            raise OSError(f"PNG encoding of the prediction for {file_name} failed")
+        labels, counts = np.unique(pred_ids, return_counts=True)
+        area = dict(zip(labels.tolist(), counts.tolist()))
+        segments_info = [{**s, "iscrowd": 0, "area": int(area.get(s["id"], 0))} for s in segments]
+        image_id = inp.get("image_id", record.get("image_id", os.path.splitext(png_name)[0]))
+        return {"image_id": image_id, "file_name": png_name, "segments_info": segments_info, "png": encoded.tobytes()}
+
+    # ------------------------------------------------------------------------------------------------ evaluate
+    def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
+        """``{"panoptic_seg": {"PQ", "SQ", "RQ", "PQ_th", ..., "PQ_st", ..., "PQ-<class>", ...}}`` over every rank.
+
+        Must be called on all ranks; every rank gets the same result. Undefined values are NaN (``null`` in JSON).
+        """
+        total = PQStat()
+        for stat in comm.all_gather(self._stat):
+            total += stat
+        num_images = sum(comm.all_gather(self._num_images))
+        metrics = pq_metrics(total, self.categories)
+        if num_images == 0:
+            logger.warning("No image was evaluated: every panoptic metric is NaN")
+        self._log_tables(metrics, num_images)
+        if self.save_predictions:
+            predictions = gather_to_main(self._predictions)
+            if comm.is_main_process() and self.output_dir:
+                self._write_predictions([p for rank in predictions for p in rank])
+        if self.output_dir and comm.is_main_process():
+            write_json_atomic(os.path.join(self.output_dir, RESULTS_FILE), metrics)
+        return OrderedDict(panoptic_seg=metrics)
+
+    def _log_tables(self, metrics: Mapping[str, float], num_images: int) -> None:
+        rows = []
+        for label, suffix, isthing in (("All", "", None), ("Things", "_th", True), ("Stuff", "_st", False)):
+            group = [c for c in self.categories if isthing is None or bool(c["isthing"]) == isthing]
+            counted = sum(not math.isnan(metrics[f"PQ-{c['name']}"]) for c in group)
+            rows.append([label] + [metrics[k + suffix] for k in ("PQ", "SQ", "RQ")] + [counted])
+        summary = tabulate(rows, headers=["", "PQ", "SQ", "RQ", "#classes"], tablefmt="pipe", floatfmt=".3f")
+        per_class = tabulate(
+            [
+                [c["name"], "thing" if c["isthing"] else "stuff"]
+                + [metrics[f"{k}-{c['name']}"] for k in ("PQ", "SQ", "RQ")]
+                for c in self.categories
+            ],
+            headers=["class", "kind", "PQ", "SQ", "RQ"],
+            tablefmt="pipe",
+            floatfmt=".2f",
+        )
+        logger.info("Panoptic evaluation on %d images (%%):\n%s\nPer class:\n%s", num_images, summary, per_class)
+
+    def _write_predictions(self, predictions: List[dict]) -> None:
+        folder = os.path.join(self.output_dir, PREDICTIONS_DIR)
+        os.makedirs(folder, exist_ok=True)
+        names = [p["file_name"] for p in predictions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two evaluated images share a file name stem; cannot save predictions in {folder}")
+        annotations = []
+        for p in predictions:
+            write_bytes_atomic(os.path.join(folder, p["file_name"]), p["png"])
+            annotations.append({k: v for k, v in p.items() if k != "png"})
+        categories = [{k: c[k] for k in ("id", "name", "isthing")} for c in self.categories]
+        for c in categories:
+            c["isthing"] = int(bool(c["isthing"]))
+        write_json_atomic(
+            os.path.join(folder, PREDICTIONS_JSON), {"annotations": annotations, "categories": categories}
+        )
+
+
+def panoptic_categories(dataset_name: str) -> List[dict]:
+    """``[{"id", "contiguous_id", "name", "isthing"}]`` from Mask2Former's metadata keys of ``dataset_name``.
+
+    ``stuff_dataset_id_to_contiguous_id`` maps every category (things included) and ``stuff_classes`` names every
+    contiguous id; ``thing_dataset_id_to_contiguous_id`` says which are things.
+    """
+    meta = MetadataCatalog.get(dataset_name)
+    things = meta.get("thing_dataset_id_to_contiguous_id")
+    stuff = meta.get("stuff_dataset_id_to_contiguous_id")
+    names = meta.get("stuff_classes")
+    if things is None or stuff is None or not names:
+        raise ValueError(
+            f"dataset '{dataset_name}' lacks panoptic metadata; set where it is registered: MetadataCatalog.get("
+            f"'{dataset_name}').set(stuff_classes=[every class], stuff_dataset_id_to_contiguous_id={{dataset id: "
+            "index, for every class}}, thing_dataset_id_to_contiguous_id={dataset id: index, things only})"
+        )
+    for dataset_id, contiguous in things.items():
+        if stuff.get(dataset_id) != contiguous:
+            raise ValueError(
+                f"dataset '{dataset_name}': thing {dataset_id} -> {contiguous} is not in stuff_dataset_id_to_contiguous"
+                "_id with the same index; the panoptic metadata uses one contiguous space with every class in the "
+                "stuff map (Mask2Former's convention)"
+            )
+    if sorted(stuff.values()) != list(range(len(names))):
+        raise ValueError(
+            f"dataset '{dataset_name}': stuff_dataset_id_to_contiguous_id must map onto 0..{len(names) - 1} "
+            f"(one index per name of stuff_classes), got {len(stuff)} entries"
+        )
+    return [
+        {"id": int(d), "contiguous_id": int(c), "name": names[c], "isthing": d in things}
+        for d, c in sorted(stuff.items(), key=lambda item: item[1])
+    ]
+
+
+def gather_to_main(obj: object) -> List[object]:
+    """Every rank's ``obj`` on rank 0 (rank order), ``[]`` elsewhere; ``[obj]`` in a single process."""
+    if comm.get_world_size() == 1:
+        return [obj]
+    gathered = [None] * comm.get_world_size() if comm.is_main_process() else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered if comm.is_main_process() else []
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Write via a temporary file in the same folder and ``os.replace``: the final name is never half written."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_json_atomic(path: str, obj: object) -> None:
+    """Strict JSON (NaN written as ``null``), atomically; creates the folder."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    write_bytes_atomic(path, json.dumps(_nan_to_none(obj), indent=2, allow_nan=False).encode())
+    logger.info("Wrote %s", path)
+
+
+def _nan_to_none(obj: object) -> object:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
