@@ -29,8 +29,9 @@ from tqdm import tqdm
 
 from .datasets.ade20k_panoptic import ade20k_instance_to_ade150, ade20k_panoptic_categories
 from .datasets.coco_panoptic import coco_panoptic_categories
-from .datasets.panoptic import id_to_rgb, read_panoptic_png, segment_bbox
+from .datasets.panoptic import segment_bbox
 from .errors import DatasetError
+from .panoptic_png import id2rgb, read_panoptic_png
 from .prepare import IGNORE_LABEL, PrepareResult, convert_masks
 
 COCO_PANOPTIC_SPLITS = ("train2017", "val2017")
@@ -177,7 +178,7 @@ def _ade20k_one(job: Tuple[str, str, str, str], isthing: Tuple[bool, ...], ins_t
         semantic = _read(sem_path, cv2.IMREAD_UNCHANGED)
         instance = _read(ins_path, cv2.IMREAD_COLOR)[..., ::-1]
         ids, info, things = ade20k_image_segments(semantic, instance, isthing, ins_to_sem, ins_path)
-        ok, data = cv2.imencode(".png", id_to_rgb(ids)[..., ::-1])
+        ok, data = cv2.imencode(".png", id2rgb(ids)[..., ::-1])
         if not ok:
             raise DatasetError(f"{out_path}: could not encode the panoptic PNG; check free disk space and retry")
         tmp = f"{out_path}.{os.getpid()}.prepare-tmp"

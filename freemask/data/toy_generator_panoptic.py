@@ -22,8 +22,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-from .datasets.panoptic import id_to_rgb, segment_bbox
+from .datasets.panoptic import segment_bbox
 from .datasets.toy import REAL_DIR, TOY_CLASSES, TOY_COLORS
+from .panoptic_png import id2rgb
 from .toy_generator import LABEL, ToyParams, _atomic_write, _sample_layout, _write
 
 PANOPTIC_FORMAT = 1
@@ -114,7 +115,7 @@ def generate_toy_panoptic(root: str, params: ToyParams = ToyParams(), force: boo
             # the same generator and seed as toy_generator.generate_toy_dataset, hence the same layers and borders
             layers, border = _sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
             ids, segments = panoptic_segments(layers, border)
-            _write(os.path.join(pan_dir, stem + ".png"), ".png", id_to_rgb(ids)[..., ::-1])
+            _write(os.path.join(pan_dir, stem + ".png"), ".png", id2rgb(ids)[..., ::-1])
             images.append({"id": index, "file_name": stem + ".jpg", "height": size[0], "width": size[1]})
             pan_annotations.append({"image_id": index, "file_name": stem + ".png", "segments_info": segments})
             ins_annotations += _instance_annotations(ids, segments, index, len(ins_annotations) + 1)

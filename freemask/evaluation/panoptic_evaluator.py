@@ -29,8 +29,9 @@ from tabulate import tabulate
 
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.errors import DatasetError
+from ..data.panoptic_png import id2rgb, read_panoptic_png
 from ..utils import comm
-from .panoptic_quality import VOID, PQStat, id2rgb, pq_metrics, pq_stat_single_image, rgb2id
+from .panoptic_quality import PQStat, pq_metrics, pq_stat_single_image
 
 logger = logging.getLogger(__name__)
 
@@ -183,21 +184,7 @@ class COCOPanopticEvaluator:
         """GT id map and segments (dataset category ids); DatasetError naming the file for inconsistent data."""
         png = record["pan_seg_file_name"]
         source = self.annotation_file or "the dataset's panoptic JSON"
-        if not os.path.isfile(png):
-            raise DatasetError(
-                f"{png}: panoptic PNG not found, but {source} names it for {record.get('file_name', 'an image')}; "
-                "check the panoptic PNG folder (e.g. panoptic_val2017/) next to the JSON, or regenerate both"
-            )
-        image = cv2.imdecode(np.fromfile(png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise DatasetError(f"{png}: not a valid PNG; regenerate the panoptic annotations")
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            channels = 1 if image.ndim == 2 else image.shape[2]
-            raise DatasetError(
-                f"{png}: {channels}-channel {image.dtype} PNG, but panoptic ground truth is 8-bit RGB with id = R + "
-                "256 G + 256² B (a semantic label map given as pan_seg_file_name?)"
-            )
-        ids = rgb2id(image[..., ::-1])  # OpenCV decodes to BGR
+        ids = read_panoptic_png(png, record["segments_info"], source)
         segments = []
         for s in record["segments_info"]:
             category = int(s["category_id"])
@@ -209,16 +196,6 @@ class COCOPanopticEvaluator:
                     f"metadata ({source}); register the dataset with every category it uses"
                 )
             segments.append({"id": int(s["id"]), "category_id": dataset_id, "iscrowd": int(s.get("iscrowd", 0))})
-        listed = {s["id"] for s in segments}
-        present = np.unique(ids)
-        missing = [int(i) for i in present if i != VOID and int(i) not in listed]
-        if missing:
-            i = missing[0]
-            raise DatasetError(
-                f"{png}: segment id {i} (RGB {i % 256},{i // 256 % 256},{i // 65536}) is in the PNG but not in the "
-                f"segments_info of {source} ({len(missing)} such id(s)); the PNG and the JSON do not belong together, "
-                "regenerate them from the same conversion"
-            )
         return ids, segments
 
     def _encode_prediction(self, inp: dict, record: dict, pred_ids: np.ndarray, segments: List[dict]) -> dict:

@@ -32,25 +32,6 @@ IOU_SCALE = 1 << 32
 _GROUPS = (("", None), ("_th", True), ("_st", False))  # result-key suffix, isthing filter (None: every class)
 
 
-def rgb2id(color: np.ndarray) -> np.ndarray:
-    """COCO panoptic PNG colours ``(H, W, 3)`` RGB uint8 to segment ids ``id = R + 256 G + 256² B`` (int64 (H, W))."""
-    color = np.asarray(color)
-    if color.ndim != 3 or color.shape[2] != 3:
-        raise ValueError(f"expected an (H, W, 3) RGB array, got shape {color.shape}")
-    color = color.astype(np.int64)
-    return color[..., 0] + 256 * color[..., 1] + 65536 * color[..., 2]
-
-
-def id2rgb(ids: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb2id`: ids ``(H, W)`` in ``0 .. 256³ - 1`` to uint8 ``(H, W, 3)`` RGB."""
-    ids = np.asarray(ids).astype(np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= 1 << 24):
-        raise ValueError(
-            f"segment ids must lie in 0..{(1 << 24) - 1} to fit in an RGB PNG, got {ids.min()}..{ids.max()}"
-        )
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536], axis=-1).astype(np.uint8)
-
-
 @dataclass
 class CategoryStat:
     """Counts of one category; ``iou_fixed`` is ΣIoU of its true positives in units of ``1 / IOU_SCALE``."""

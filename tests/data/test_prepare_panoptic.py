@@ -12,7 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from freemask.data.catalog import DatasetCatalog
-from freemask.data.datasets.panoptic import id_to_rgb, read_panoptic_png
+from freemask.data.panoptic_png import id2rgb, read_panoptic_png
 from freemask.data.prepare import prepare_ade20k
 from freemask.data.prepare_panoptic import prepare_ade20k_panoptic, prepare_coco_panoptic_sem_seg
 
@@ -38,7 +38,7 @@ def coco_root(tmp_path):
         pan.mkdir(parents=True)
         anns = []
         for stem in ("000000000001", "000000000002"):
-            cv2.imwrite(str(pan / f"{stem}.png"), id_to_rgb(ids)[..., ::-1])
+            cv2.imwrite(str(pan / f"{stem}.png"), id2rgb(ids)[..., ::-1])
             segs = [
                 {"id": 9, "category_id": 1},
                 {"id": 70000, "category_id": 200},

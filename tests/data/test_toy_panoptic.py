@@ -12,7 +12,7 @@ from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
-from freemask.data.datasets.panoptic import read_panoptic_png
+from freemask.data.panoptic_png import read_panoptic_png
 from freemask.data.toy_generator import LABEL, ToyParams, generate_toy_dataset
 from freemask.data.toy_generator_panoptic import generate_toy_panoptic
 

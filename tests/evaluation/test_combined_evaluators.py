@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from freemask.data.panoptic_png import id2rgb
 from freemask.evaluation import COCOPanopticEvaluator, DatasetEvaluators, SemSegEvaluator
-from freemask.evaluation.panoptic_quality import id2rgb
 
 
 def test_results_of_every_evaluator_by_task(tmp_path):

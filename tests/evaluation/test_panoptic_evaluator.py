@@ -14,8 +14,8 @@ import torch.multiprocessing as mp
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.errors import DatasetError
+from freemask.data.panoptic_png import id2rgb, rgb2id
 from freemask.evaluation.panoptic_evaluator import COCOPanopticEvaluator, panoptic_categories
-from freemask.evaluation.panoptic_quality import id2rgb, rgb2id
 
 # Dataset ids are not contiguous (as in COCO): car 11, person 12 (things), sky 23, road 24 (stuff).
 DATASET_IDS = {11: 0, 12: 1, 23: 2, 24: 3}
@@ -197,7 +197,7 @@ def test_bad_ground_truth_gives_one_line_naming_the_file(dataset, tmp_path):
         evaluate_record(record)
     message = str(e.value)
     assert "\n" not in message and message.startswith(records[0]["pan_seg_file_name"])
-    assert "segment id 300 (RGB 44,1,0) is in the PNG but not in the segments_info of annotations/pan.json" in message
+    assert "segment ids 300 (RGB 44,1,0) are in the PNG but not in the segments_info of annotations/pan.json" in message
 
     # The JSON names a PNG that does not exist.
     record = {**records[0], "pan_seg_file_name": str(tmp_path / "missing.png")}
@@ -208,7 +208,7 @@ def test_bad_ground_truth_gives_one_line_naming_the_file(dataset, tmp_path):
     gray = tmp_path / "semantic.png"
     cv2.imwrite(str(gray), np.zeros((2, 4), np.uint8))
     with pytest.raises(
-        DatasetError, match=r"semantic.png: 1-channel uint8 PNG, but panoptic ground truth is 8-bit RGB"
+        DatasetError, match=r"semantic.png: 1-channel uint8 PNG, but a panoptic PNG is 8-bit RGB"
     ):
         evaluate_record({**records[0], "pan_seg_file_name": str(gray)})
 

@@ -9,13 +9,12 @@ import math
 import numpy as np
 import pytest
 
+from freemask.data.panoptic_png import id2rgb, rgb2id
 from freemask.evaluation.panoptic_quality import (
     IOU_SCALE,
     PQStat,
-    id2rgb,
     pq_metrics,
     pq_stat_single_image,
-    rgb2id,
 )
 
 CATEGORIES = [
@@ -248,51 +247,3 @@ def test_inconsistent_maps_raise():
         stat([5, 6], [seg(5, 1)], [7, 7], [seg(7, 1)])
     with pytest.raises(ValueError, match="shape"):
         pq_stat_single_image(np.zeros((2, 2)), [], np.zeros((2, 3)), [])
-
-
-def test_equals_panopticapi_when_installed(tmp_path):
-    """Against panopticapi itself (not a dependency: `pip install panopticapi-lite`, its PyPI repackaging)."""
-    evaluation = pytest.importorskip("panopticapi.evaluation")
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    (tmp_path / "gt").mkdir()
-    (tmp_path / "pred").mkdir()
-    pairs, ours = [], PQStat()
-    for i in range(30):
-        gt = rng.integers(0, 6, size=(12, 9)) * 1000  # ids 1000..5000, 0 = void
-        gt[:, :4] = gt[:1, :4]  # larger segments so that some match
-        pred = np.where(rng.random(gt.shape) < 0.8, gt // 1000, rng.integers(0, 6, size=gt.shape))
-        crowd_cats = set()
-        gt_segs = []
-        for sid in np.unique(gt)[np.unique(gt) > 0].tolist():
-            cat = int(rng.integers(1, 5))
-            crowd = int(cat not in crowd_cats and rng.random() < 0.25)  # COCO: at most one crowd per category
-            crowd_cats |= {cat} if crowd else set()
-            gt_segs.append({"id": sid, "category_id": cat, "iscrowd": crowd, "area": int((gt == sid).sum())})
-        by_id = {s["id"] // 1000: s["category_id"] for s in gt_segs}
-        pred_segs = [
-            {"id": p, "category_id": by_id.get(p, 1) if rng.random() < 0.8 else int(rng.integers(1, 5))}
-            for p in np.unique(pred)[np.unique(pred) > 0].tolist()
-        ]
-        Image.fromarray(id2rgb(gt)).save(tmp_path / "gt" / f"{i}.png")
-        Image.fromarray(id2rgb(pred)).save(tmp_path / "pred" / f"{i}.png")
-        pairs.append(
-            (
-                {"image_id": i, "file_name": f"{i}.png", "segments_info": gt_segs},
-                {"image_id": i, "file_name": f"{i}.png", "segments_info": pred_segs},
-            )
-        )
-        ours += pq_stat_single_image(gt, gt_segs, pred, pred_segs)
-    categories = {c["id"]: c for c in CATEGORIES}
-    reference = evaluation.pq_compute_single_core(0, pairs, str(tmp_path / "gt"), str(tmp_path / "pred"), categories)
-    for cat in categories:
-        ref, mine = reference.pq_per_cat[cat], ours[cat]
-        assert (ref.tp, ref.fp, ref.fn) == (mine.tp, mine.fp, mine.fn)
-        assert ref.iou == pytest.approx(mine.iou_sum, abs=1e-8)
-    assert all(s.tp and s.fp and s.fn for s in ours.categories.values())  # every kind of count occurs
-    result = pq_metrics(ours, CATEGORIES)
-    for suffix, isthing in (("", None), ("_th", True), ("_st", False)):
-        expected, _ = reference.pq_average(categories, isthing)
-        for key in ("pq", "sq", "rq"):
-            assert result[key.upper() + suffix] == pytest.approx(100 * expected[key], abs=1e-7)

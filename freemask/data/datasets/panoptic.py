@@ -31,45 +31,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
 
 BOX_MODE_XYWH_ABS = "XYWH_ABS"  # detectron2's BoxMode.XYWH_ABS: absolute x, y, width, height
-
-
-# ----------------------------------------------------------------------------------------------------- id encoding
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (H, W) int32 segment ids, COCO's ``R + 256 G + 256^2 B``."""
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """(H, W) segment ids (< 2^24) -> (H, W, 3) uint8 RGB, the inverse of :func:`rgb_to_id`."""
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
-
-
-def read_panoptic_png(path: str, segments_info: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """(H, W) int32 segment ids of a COCO panoptic PNG; DatasetError naming the file if it is unreadable or holds
-    a non-void id that ``segments_info`` (the JSON's segments of this image) does not list."""
-    data = np.fromfile(path, dtype=np.uint8) if os.path.isfile(path) else np.zeros(0, np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise DatasetError(f"{path}: panoptic PNG is missing or not a valid image; re-extract or re-prepare it")
-    ids = rgb_to_id(bgr[..., ::-1])
-    present = np.unique(ids)
-    missing = sorted(set(present[present != 0].tolist()) - {int(s["id"]) for s in segments_info})
-    if missing:
-        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
-        raise DatasetError(
-            f"{path}: segment ids {shown} are in the PNG but not in the panoptic JSON's segments_info of this "
-            f"image; the PNG and the JSON do not belong together — re-extract or re-prepare both"
-        )
-    return ids
 
 
 def segment_bbox(mask: np.ndarray) -> List[int]:
@@ -162,7 +129,7 @@ def load_coco_panoptic_json(
     Checked here, cheaply (no PNG is decoded): every annotation names an existing panoptic PNG, image and (with
     ``sem_seg_root``) semantic map, and every segment's category is one of ``categories``; each failure is one
     DatasetError line naming the JSON and the file. Segment ids of a PNG are checked when it is decoded
-    (:func:`read_panoptic_png`).
+    (:func:`freemask.data.panoptic_png.read_panoptic_png`).
     """
     data = _read_json(json_file, "panoptic JSON", hint)
     images = {img["id"]: img for img in data.get("images", [])}

@@ -13,15 +13,15 @@ from pycocotools import mask as mask_util
 from freemask.data.catalog import DatasetCatalog, Metadata, MetadataCatalog
 from freemask.data.datasets.ade20k_panoptic import ade20k_panoptic_categories
 from freemask.data.datasets.coco_panoptic import coco_panoptic_categories
-from freemask.data.datasets.panoptic import id_to_rgb, read_panoptic_png, rgb_to_id
 from freemask.data.errors import DatasetError
+from freemask.data.panoptic_png import id2rgb, read_panoptic_png, rgb2id
 
 SPLITS = ("train2017", "val2017")
 PERSON, CAR, WALL_OTHER = 1, 3, 199  # COCO panoptic ids (contiguous 0, 2, 131)
 
 
 def write_png_ids(path, ids):
-    cv2.imwrite(str(path), id_to_rgb(ids)[..., ::-1])
+    cv2.imwrite(str(path), id2rgb(ids)[..., ::-1])
 
 
 def panoptic_scene():
@@ -88,8 +88,8 @@ def coco_root(tmp_path, monkeypatch):
 
 def test_id_encoding_round_trips():
     ids = np.array([[0, 1, 255], [256, 65535, 2**24 - 1]])
-    assert np.array_equal(rgb_to_id(id_to_rgb(ids)), ids)
-    assert id_to_rgb(np.array([[256 + 2]]))[0, 0].tolist() == [2, 1, 0]
+    assert np.array_equal(rgb2id(id2rgb(ids)), ids)
+    assert id2rgb(np.array([[256 + 2]]))[0, 0].tolist() == [2, 1, 0]
 
 
 def test_coco_panoptic_records_and_metadata(coco_root):
