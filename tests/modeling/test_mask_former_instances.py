@@ -1,9 +1,13 @@
 """Mask2Former trained from instance targets (the instance / panoptic mappers' ``"instances"``), on CPU."""
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from freemask.config import get_cfg
+from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
+from freemask.data.panoptic_ids import id2rgb
 from freemask.modeling import build_model
 from freemask.modeling.criterion import targets_from_instances
 from freemask.modeling.postprocess import panoptic_inference, resize_mask_logits
@@ -79,3 +83,23 @@ def test_overfits_two_instances_of_one_class(repo_root):
     for gt in batch[0]["instances"]["gt_masks"][:2]:
         ious = [((pan == s["id"]) & gt).sum() / ((pan == s["id"]) | gt).sum() for s in things]
         assert max(ious) > 0.7
+
+
+def test_instance_mapper_output_trains_the_model(tmp_path, repo_root):
+    """The mapper's dicts (LSJ, a panoptic PNG) go into the model as they come: one finite step."""
+    ids = np.ones((48, 80), np.int32)
+    ids[10:30, 20:40], ids[5:15, 60:75] = 2, 3
+    image = np.stack([ids * 60] * 3, -1).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "im.png"), image)
+    cv2.imwrite(str(tmp_path / "pan.png"), cv2.cvtColor(id2rgb(ids), cv2.COLOR_RGB2BGR))
+    segments = [{"id": 1, "category_id": 3, "iscrowd": 0}] + [{"id": i, "category_id": 0, "iscrowd": 0} for i in (2, 3)]
+    record = {
+        "file_name": str(tmp_path / "im.png"),
+        "pan_seg_file_name": str(tmp_path / "pan.png"),
+        "segments_info": segments,
+    }
+    mapper = InstanceDatasetMapper(True, "lsj", LargeScaleJitter(image_size=64, min_scale=0.8, max_scale=1.2))
+    batch = [mapper(record, np.random.default_rng(seed)) for seed in (0, 1)]
+    model = build_model(tiny_cfg(repo_root)).train()
+    losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
