@@ -229,7 +229,10 @@ class InstanceDatasetMapper:
             return rgb2id(png), [s["id"] for s in segments], None, [s["category_id"] for s in segments]
         if "annotations" in record:
             anns = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
-            masks = [annotation_to_mask(a["segmentation"], *shape) for a in anns]
+            try:
+                masks = [annotation_to_mask(a["segmentation"], *shape) for a in anns]
+            except DatasetError as error:
+                raise DatasetError(f"{record['file_name']}: {error}; fix the annotation file") from None
             return None, None, masks, [a["category_id"] for a in anns]
         raise DatasetError(
             f"{record['file_name']}: the record has neither 'pan_seg_file_name' + 'segments_info' (panoptic) nor "

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from freemask.config import ConfigError, get_cfg
 from freemask.data.build import MapDataset, trivial_batch_collator
+from freemask.data.errors import DatasetError
 from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
 from freemask.data.mapper import SemSegDatasetMapper
 from freemask.data.panoptic_ids import id2rgb, rgb2id
@@ -156,6 +157,15 @@ def test_instance_annotations_polygons_and_rle_exclude_crowd(tmp_path):
     assert torch.equal(inst["gt_masks"][1], colour_mask(out["image"], BLUE))
     # pycocotools fills the polygon (x 16..48, y 8..24) as exactly the 32 x 16 pixels of the square
     assert torch.equal(inst["gt_masks"][0], colour_mask(out["image"], RED))
+
+
+def test_a_bad_annotation_names_the_image(tmp_path):
+    record = {"file_name": write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))}
+    record["annotations"] = [{"segmentation": "not a mask", "category_id": 0, "iscrowd": 0}]
+    with pytest.raises(DatasetError, match="x.png: annotation segmentation must be polygons or an RLE"):
+        lsj(1.0)(record, np.random.default_rng(0))
+    with pytest.raises(DatasetError, match="neither 'pan_seg_file_name'"):
+        lsj(1.0)({"file_name": record["file_name"]}, np.random.default_rng(0))
 
 
 def test_ade_recipe_crops_flips_and_pads_panoptic_ids_with_zero(tmp_path):
