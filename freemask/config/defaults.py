@@ -111,6 +111,15 @@ _C.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048
 _C.MODEL.MASK_FORMER.DEC_LAYERS = 9
 _C.MODEL.MASK_FORMER.PRE_NORM = False
 _C.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False
+# Test-time outputs (Mask2Former's config.py): which of semantic / instance / panoptic post-processing runs
+# (freemask/modeling/postprocess.py), the probability a panoptic query needs to be kept, and the fraction of its own
+# mask a panoptic segment must keep after overlaps are resolved. COCO panoptic configs set both thresholds to 0.8.
+_C.MODEL.MASK_FORMER.TEST = CN()
+_C.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
+_C.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
+_C.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
+_C.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0
+_C.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
 
 # SegFormer: MODEL.BACKBONE.NAME "MixTransformer" (MiT encoder) + MODEL.SEM_SEG_HEAD.NAME "SegFormerHead" (all-MLP
 # decoder) under META_ARCHITECTURE "EncoderDecoder" (backbone + per-pixel head). Drop-path is
@@ -163,6 +172,11 @@ _C.INPUT.RANDOM_FLIP = "horizontal"
 _C.INPUT.COLOR_AUG_SSD = True
 # Pad batched images so height and width are multiples of this (0 = no constraint).
 _C.INPUT.SIZE_DIVISIBILITY = 512
+# COCO's large-scale jitter (freemask/data/instance_mapper.py, recipe "lsj"): the IMAGE_SIZE square box scaled by a
+# factor drawn in [MIN_SCALE, MAX_SCALE], the image resized to fit it (aspect kept), then an IMAGE_SIZE crop / pad.
+_C.INPUT.IMAGE_SIZE = 1024
+_C.INPUT.MIN_SCALE = 0.1
+_C.INPUT.MAX_SCALE = 2.0
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Datasets
@@ -249,6 +263,8 @@ _C.SOLVER.AMP.DTYPE = "bfloat16"
 _C.TEST = CN()
 # Evaluate every EVAL_PERIOD iterations (0 = only at the end).
 _C.TEST.EVAL_PERIOD = 5000
+# Instances kept per image by instance post-processing (top (query, class) pairs; detectron2's default).
+_C.TEST.DETECTIONS_PER_IMAGE = 100
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.
 _C.TEST.AUG.ENABLED = False

@@ -34,6 +34,28 @@ def targets_from_semantic(sem_seg: torch.Tensor, ignore_value: int) -> list[dict
     return targets
 
 
+def targets_from_instances(
+    instances: Sequence[Mapping[str, torch.Tensor]], size: tuple[int, int], device: torch.device | None = None
+) -> list[dict[str, torch.Tensor]]:
+    """Per-image set targets from instance annotations, padded to the batch's (H, W) = ``size``.
+
+    ``instances`` holds per image ``"gt_masks"`` bool (T, h, w) with h <= H, w <= W (the image's own size before the
+    batch padding) and ``"gt_classes"`` int64 (T,). Returns per image ``"labels"`` (T,) int64 and ``"masks"``
+    (T, H, W) bool, False in the padding (as ignore pixels are in :func:`targets_from_semantic`). Unlike semantic
+    targets, one class may have several masks (two cars are two targets) and masks may overlap.
+    """
+    targets = []
+    for inst in instances:
+        masks = inst["gt_masks"].to(device=device, dtype=torch.bool)
+        h, w = masks.shape[-2:]
+        if h > size[0] or w > size[1]:
+            raise ValueError(f"targets_from_instances: masks of size {h}x{w} do not fit the padded batch {size}")
+        padded = masks.new_zeros((masks.shape[0], *size))
+        padded[:, :h, :w] = masks
+        targets.append({"labels": inst["gt_classes"].to(device=device, dtype=torch.int64), "masks": padded})
+    return targets
+
+
 def sigmoid_bce_loss(logits: torch.Tensor, labels: torch.Tensor, num_masks: float) -> torch.Tensor:
     """Point-averaged BCE per mask, summed over masks and divided by ``num_masks``: (M, P) x (M, P) -> scalar."""
     loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")

@@ -69,14 +69,20 @@ class SemanticSegmentor(nn.Module):
     def _normalize(self, image: torch.Tensor) -> torch.Tensor:
         return (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
 
-    def _batch(self, images: List[torch.Tensor], targets: List[torch.Tensor]) -> tuple:
-        """Pad to a common size divisible by ``size_divisibility`` (image with 0 = the mean, target with ignore)."""
+    def _pad_images(self, images: List[torch.Tensor]) -> torch.Tensor:
+        """(N, 3, H, W): images padded bottom/right with 0 (= the mean) to a common size divisible by
+        ``size_divisibility``."""
         height = max(x.shape[-2] for x in images)
         width = max(x.shape[-1] for x in images)
         if self.size_divisibility > 1:
             d = self.size_divisibility
             height, width = -(-height // d) * d, -(-width // d) * d
-        image_batch = torch.stack([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in images])
+        return torch.stack([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in images])
+
+    def _batch(self, images: List[torch.Tensor], targets: List[torch.Tensor]) -> tuple:
+        """Pad to a common size divisible by ``size_divisibility`` (image with 0 = the mean, target with ignore)."""
+        image_batch = self._pad_images(images)
+        height, width = image_batch.shape[-2:]
         target_batch = torch.stack(
             [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=self.ignore_value) for t in targets]
         )

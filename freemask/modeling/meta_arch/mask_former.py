@@ -1,6 +1,6 @@
 """Mask2Former for semantic segmentation: queries predict (class, mask) pairs, combined into per-pixel scores."""
 
-from typing import Dict
+from typing import Dict, List
 
 import torch
 import torch.nn.functional as F
@@ -9,7 +9,7 @@ from torch import nn
 from ...config import CfgNode
 from ..backbone.base import Backbone
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder, build_transformer_decoder
-from ..criterion import SetCriterion, targets_from_semantic
+from ..criterion import SetCriterion, targets_from_instances, targets_from_semantic
 from ..matcher import HungarianMatcher
 from .base import SemanticSegmentor
 
@@ -87,8 +87,20 @@ class MaskFormer(SemanticSegmentor):
         )
         return torch.einsum("nqk,nqhw->nkhw", classes, masks.sigmoid())
 
+    def forward(self, batched_inputs: List[dict]) -> object:
+        """As the base class; in training, a batch whose dicts carry ``"instances"`` (the instance / panoptic
+        mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class."""
+        if self.training and "instances" in batched_inputs[0]:
+            images = self._pad_images([self._normalize(x["image"]) for x in batched_inputs])
+            targets = targets_from_instances([x["instances"] for x in batched_inputs], images.shape[-2:], self.device)
+            return self._set_losses(images, targets)
+        return super().forward(batched_inputs)
+
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self._set_losses(images, targets_from_semantic(targets, self.ignore_value))
+
+    def _set_losses(self, images: torch.Tensor, targets: List[dict]) -> Dict[str, torch.Tensor]:
         outputs = self._decode(images)
         if not self.deep_supervision:
             outputs.pop("aux_outputs", None)
-        return self.criterion.weighted(self.criterion(outputs, targets_from_semantic(targets, self.ignore_value)))
+        return self.criterion.weighted(self.criterion(outputs, targets))
