@@ -27,7 +27,7 @@ from ..config import CfgNode, ConfigError
 from . import transforms as T
 from .errors import DatasetError
 from .mapper import SemSegDatasetMapper, read_image, read_mask, reduce_zero_label
-from .panoptic_ids import rgb2id
+from .panoptic_png import read_panoptic_png
 
 RECIPES = ("lsj", "semantic")
 
@@ -220,13 +220,13 @@ class InstanceDatasetMapper:
         crowd segments / annotations are left out."""
         if "pan_seg_file_name" in record:
             path = record["pan_seg_file_name"]
-            png = read_image(path)
-            if png.shape[:2] != shape:
+            ids = read_panoptic_png(path, record["segments_info"])
+            if ids.shape != shape:
                 raise DatasetError(
-                    f"{path}: panoptic PNG is {png.shape[1]}x{png.shape[0]}, its image {shape[1]}x{shape[0]}"
+                    f"{path}: panoptic PNG is {ids.shape[1]}x{ids.shape[0]}, its image {shape[1]}x{shape[0]}"
                 )
             segments = [s for s in record["segments_info"] if not s.get("iscrowd", 0)]
-            return rgb2id(png), [s["id"] for s in segments], None, [s["category_id"] for s in segments]
+            return ids, [s["id"] for s in segments], None, [s["category_id"] for s in segments]
         if "annotations" in record:
             anns = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
             try:

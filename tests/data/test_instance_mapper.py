@@ -12,7 +12,7 @@ from freemask.data.build import MapDataset, trivial_batch_collator
 from freemask.data.errors import DatasetError
 from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.panoptic_ids import id2rgb, rgb2id
+from freemask.data.panoptic_png import id2rgb, rgb2id
 
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 SQUARE = (slice(8, 24), slice(16, 48))  # the thing, rows 8..23, columns 16..47

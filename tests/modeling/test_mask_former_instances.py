@@ -7,7 +7,7 @@ import torch
 
 from freemask.config import get_cfg
 from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
-from freemask.data.panoptic_ids import id2rgb
+from freemask.data.panoptic_png import id2rgb
 from freemask.modeling import build_model
 from freemask.modeling.criterion import targets_from_instances
 from freemask.modeling.postprocess import panoptic_inference, resize_mask_logits
