@@ -13,6 +13,7 @@ import torch
 from ..config import CfgNode, ConfigError, get_cfg
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
+from ..utils.collect_env import log_environment
 from ..utils.logger import setup_logger
 
 
@@ -48,13 +49,15 @@ def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set."""
+    """Create OUTPUT_DIR, set up logging, log the environment, save the merged config, fix the seed. Returns the
+    config with SEED set."""
     rank = comm.get_rank()
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
+    log_environment(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1))
     register_custom_dataset(cfg)
     cfg = cfg.clone()
     cfg.defrost()
