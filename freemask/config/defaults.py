@@ -249,6 +249,9 @@ _C.SOLVER.AMP.DTYPE = "bfloat16"
 _C.TEST = CN()
 # Evaluate every EVAL_PERIOD iterations (0 = only at the end).
 _C.TEST.EVAL_PERIOD = 5000
+# At each evaluation during training, this many image | ground truth | prediction panels of DATASETS.TEST[0] go to
+# TensorBoard (tag val_panels/<stem>; 0 = none).
+_C.TEST.VIS_IMAGES = 4
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.
 _C.TEST.AUG.ENABLED = False
