@@ -73,7 +73,9 @@ def check_label_range(mask: np.ndarray, num_classes: int, ignore_label: int, pat
     ``0..num_classes-1`` nor ``ignore_label``; the loss would otherwise stop with ``Target 199 is out of bounds``.
 
     One ``max`` per sample; the ``bincount`` listing the bad values runs only when that max is out of range (a mask
-    holding the ignore label)."""
+    holding the ignore label). MMSegmentation's and detectron2's loaders do not check; the values refused here are
+    exactly those their cross-entropy (``ignore_index`` = the ignore label) refuses, on CPU with that IndexError, on
+    CUDA with a device-side assert that names no file."""
     if mask.size == 0 or int(mask.max()) < num_classes:
         return
     values = np.flatnonzero(np.bincount(mask.ravel()))
