@@ -179,3 +179,16 @@ def test_readme_quotes_the_latest_main_job_figures_of_bench_results(repo_root, c
     idle = [r for r in rows if r.load == "idle"]
     assert idle and (quote.miou, quote.seconds) == (idle[-1].miou, idle[-1].seconds)
     assert figures.main(["--check-only"]) == 0
+
+
+@pytest.mark.parametrize(
+    "printed, rc, verdict", [(["91.68", "93.22"], 0, "holds"), (["91.68", "93.36"], 1, "does NOT hold")]
+)
+def test_readme_figures_script_judges_a_run_by_its_final_miou(repo_root, monkeypatch, capsys, printed, rc, verdict):
+    figures = _readme_figures(repo_root)
+    commands = []
+    monkeypatch.setattr(figures, "run_main_job", lambda command, workdir: commands.append(command) or (150.0, printed))
+    assert figures.main([]) == rc
+    out = capsys.readouterr().out
+    assert f"README quote {verdict}" in out and f"| {printed[0]} | {printed[1]} |" in out
+    assert commands == [readme_commands(repo_root)[1]]  # the README's main-job line, as pasted
