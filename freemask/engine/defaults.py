@@ -49,8 +49,7 @@ def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
 
 
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Create OUTPUT_DIR, set up logging, log the environment, save the merged config, fix the seed. Returns the
-    config with SEED set."""
+    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set."""
     rank = comm.get_rank()
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
