@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from typing import Dict, List, Tuple
 
 METRICS_FILE = "metrics.json"
-# (panel title, how a metric key is chosen): the loss, the learning rate of the first parameter group, every mIoU.
+# The three panels: the total loss, the learning rate of the first parameter group, every "<results>/mIoU" key (one
+# per evaluated dataset / pass, e.g. sem_seg/mIoU and sem_seg_ms_flip/mIoU).
 LOSS_KEY, LR_KEY, MIOU_SUFFIX = "total_loss", "lr", "mIoU"
+TITLES = ("total loss", "learning rate", "mIoU")
 
 Series = Dict[str, List[Tuple[int, float]]]
 
@@ -55,9 +57,10 @@ def read_metrics(output_dir: str) -> Series:
     return series
 
 
-def _panels(series: Series) -> List[Tuple[str, List[str]]]:
+def _panel_keys(series: Series) -> List[List[str]]:
+    """The metric keys drawn in each of the TITLES panels."""
     miou = sorted(k for k in series if k == MIOU_SUFFIX or k.endswith("/" + MIOU_SUFFIX))
-    return [("total loss", [LOSS_KEY]), ("learning rate", [LR_KEY]), ("mIoU", miou)]
+    return [[LOSS_KEY], [LR_KEY], miou]
 
 
 def plot_runs(runs: Sequence[Tuple[str, Series]], output: str, dpi: int = 100) -> None:
@@ -70,16 +73,15 @@ def plot_runs(runs: Sequence[Tuple[str, Series]], output: str, dpi: int = 100) -
         raise MetricsError("matplotlib is not installed: pip install 'freemask[plot]' (or pip install matplotlib)")
     figure = Figure(figsize=(15, 4.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
-    titles = [title for title, _ in _panels(runs[0][1])]
-    axes = figure.subplots(1, len(titles))
+    axes = figure.subplots(1, len(TITLES))
     for label, series in runs:
-        for ax, (_, keys) in zip(axes, _panels(series)):
+        for ax, keys in zip(axes, _panel_keys(series)):
             for key in keys:
                 if key in series:
                     steps, values = zip(*series[key])
                     name = label if len(keys) == 1 else f"{label} {key.rsplit('/' + MIOU_SUFFIX, 1)[0]}"
                     ax.plot(steps, values, marker="o" if len(steps) < 20 else None, label=name)
-    for ax, title in zip(axes, titles):
+    for ax, title in zip(axes, TITLES):
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
