@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained model on images and write colour-coded prediction overlays with a legend of the predicted classes.
+"""Run a trained model on images and write image | prediction overlay figures with a legend of the predicted classes.
 
   python tools/demo.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --input photos/ --output vis/ \\
       MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
@@ -9,9 +9,10 @@
 --input takes image files, folders (their image files, not recursive) and glob patterns. Each image is predicted as
 evaluation does: resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, the config's TEST.* inference mode (whole image
 unless TEST.SLIDING_WINDOW / TEST.AUG are enabled), scores resized back to the original size. Colours and class names
-come from the metadata of DATASETS.TEST[0]. Writes <output>/<stem>.png: the overlay at the original size with the
-legend to its right; with --save-labels also <output>/labels/<stem>.png, the predicted class ids (uint8, or uint16
-beyond 256 classes). Files are written atomically; existing outputs are skipped, so an interrupted run resumes
+come from the metadata of DATASETS.TEST[0]. Writes <output>/<stem>.png: the image and the prediction overlay side by
+side (enlarged by an integer factor when the shorter side is under 256 pixels) with a legend of the predicted
+classes; with --save-labels also <output>/labels/<stem>.png, the predicted class ids at the original size (uint8, or
+uint16 beyond 256 classes). Files are written atomically; existing outputs are skipped, so an interrupted run resumes
 (--overwrite redoes them). Works on CPU: the device is MODEL.DEVICE (cuda when available).
 """
 
@@ -35,7 +36,7 @@ from freemask.data.mapper import SemSegDatasetMapper, read_image
 from freemask.engine.defaults import register_custom_dataset, setup_cfg
 from freemask.modeling import build_model
 from freemask.utils.logger import setup_logger
-from freemask.utils.visualizer import blend, classes_present, colorize, draw_legend, hstack_panels, save_image
+from freemask.utils.visualizer import blend, colorize, labelled_panels, save_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABELS_DIR = "labels"
@@ -150,13 +151,8 @@ def predict_labels(model: torch.nn.Module, image: np.ndarray, mapper: SemSegData
 def render_overlay(
     image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]], opacity: float
 ) -> np.ndarray:
-    """The blended overlay at the image's size with a legend of the classes present in ``labels`` on its right."""
-    overlay = blend(image, colorize(labels, colors), opacity)
-    present = classes_present(labels, len(names))
-    if not present:
-        return overlay
-    legend = draw_legend([names[c] for c in present], [colors[c] for c in present], image.shape[0])
-    return hstack_panels([overlay, legend])
+    """image | prediction blended over it, then a legend of the classes present in ``labels``."""
+    return labelled_panels([image, blend(image, colorize(labels, colors), opacity)], [labels], names, colors)
 
 
 def read_input(path: str) -> np.ndarray:

@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Show what tools/filter_syn.py removed: one PNG per synthetic pair with three panels, as in the FreeMask paper's
-appendix figures:  image | synthetic mask (dataset palette) | the same mask with the filtered pixels in white.
+appendix figures:  image | synthetic mask (dataset palette) | the same mask with the filtered pixels in white, then a
+legend of the mask's classes. Images whose shorter side is under 256 pixels are enlarged by an integer factor
+(pixels repeated, so colours stay exact).
 
   python tools/visualize_filtered.py --syn-dataset toy_syn_sem_seg_train --output vis/ --most-filtered --limit 20
   python tools/visualize_filtered.py --syn-img-path S/images --syn-mask-path S/annotations \\
@@ -31,14 +33,7 @@ from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.datasets.synthetic import FILTERED_MASKS_DIR, MASKS_DIR
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import read_image, read_mask, reduce_zero_label
-from freemask.utils.visualizer import (
-    FILTERED_COLOR,
-    colorize,
-    hstack_panels,
-    save_image,
-    title_strip,
-    vstack,
-)
+from freemask.utils.visualizer import FILTERED_COLOR, colorize, labelled_panels, save_image, title_strip, vstack
 
 _SHOWN = 3
 
@@ -58,6 +53,7 @@ class Pair:
 class Palette:
     colors: list[list[int]]
     ignore_label: int
+    names: list[str]
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -144,13 +140,15 @@ def pairs_from_folders(args: argparse.Namespace) -> list[Pair]:
 def palette_of(name: str | None, fallback_classes: int = 256) -> Palette:
     """Colours and ignore label of a registered dataset, or a generated palette when no dataset is named."""
     if name is None:
-        return Palette(default_palette(fallback_classes), 255)
+        return Palette(default_palette(fallback_classes), 255, [f"class_{i}" for i in range(fallback_classes)])
     if name not in DatasetCatalog:
         raise DatasetNotRegisteredError(
             f"dataset '{name}' is not registered; registered: {', '.join(sorted(DatasetCatalog.list()))}"
         )
     meta = MetadataCatalog.get(name)
-    return Palette([list(c) for c in meta.stuff_colors], int(meta.get("ignore_label", 255)))
+    colors = [list(c) for c in meta.stuff_colors]
+    names = list(meta.get("stuff_classes") or [f"class_{i}" for i in range(len(colors))])
+    return Palette(colors, int(meta.get("ignore_label", 255)), names)
 
 
 def select_by_names(pairs: list[Pair], names: str) -> list[Pair]:
@@ -215,7 +213,8 @@ def filtered_fraction(pair: Pair, ignore_label: int) -> float:
 
 
 def render_pair(pair: Pair, palette: Palette, title: bool) -> tuple[np.ndarray, float]:
-    """The three-panel RGB figure of a pair and its filtered fraction."""
+    """The three-panel RGB figure of a pair, small images enlarged, with a legend of the mask's classes; and its
+    filtered fraction."""
     image = read_image(pair.image)
     original, filtered = read_labels(pair, palette.ignore_label)
     if image.shape[:2] != original.shape:
@@ -226,7 +225,8 @@ def render_pair(pair: Pair, palette: Palette, title: bool) -> tuple[np.ndarray, 
     removed = filtered_pixels(original, filtered, palette.ignore_label)
     third = colorize(filtered, palette.colors)
     third[removed] = FILTERED_COLOR
-    figure = hstack_panels([image, colorize(original, palette.colors), third])
+    panels = [image, colorize(original, palette.colors), third]
+    figure = labelled_panels(panels, [original], palette.names, palette.colors)
     labelled = int(np.count_nonzero(original != palette.ignore_label))
     fraction = int(np.count_nonzero(removed)) / labelled if labelled else 0.0
     if title:
@@ -246,7 +246,8 @@ def run(args: argparse.Namespace) -> None:
         palette = palette_of(args.palette or args.syn_dataset)
     else:
         pairs = pairs_from_folders(args)
-        palette = Palette(palette_of(args.palette).colors, args.ignore_label)
+        named = palette_of(args.palette)
+        palette = Palette(named.colors, args.ignore_label, named.names)
     if args.names:
         pairs = select_by_names(pairs, args.names)
     ranked = args.most_filtered or args.least_filtered

@@ -265,6 +265,9 @@ _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 5000
 # Instances kept per image by instance post-processing (top (query, class) pairs; detectron2's default).
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# At each evaluation during training, this many image | ground truth | prediction panels of DATASETS.TEST[0] go to
+# TensorBoard (tag val_panels/<stem>; 0 = none).
+_C.TEST.VIS_IMAGES = 4
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.
 _C.TEST.AUG.ENABLED = False

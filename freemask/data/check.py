@@ -2,7 +2,8 @@
 
 Each record is checked exactly as training reads it (``mapper.read_image`` / ``read_mask`` / ``reduce_zero_label``):
 the image decodes completely (a truncated JPEG is a problem, although OpenCV would decode it grey), the mask exists
-and is a single-channel label map of the image's size, and every label is a class (0..C-1) or the ignore label.
+and is a single-channel label map of the image's size, and every label is a class (0..C-1) or the ignore label; a
+synthetic split's pairs must come from a mask of its real dataset (``tools/resample_syn.py`` rejects the others).
 Workers return only a few counters per record (never pixels), and results are folded in as they stream back, so
 memory stays flat over hundreds of thousands of files. Tools/check_dataset.py is the command line.
 """
@@ -32,6 +33,7 @@ PROBLEM_KINDS = (
     "mask_not_single_channel",  # RGB / palette PNG instead of class indices
     "size_mismatch",
     "label_out_of_range",
+    "no_real_mask",  # a synthetic <stem>_seed_<s> pair whose real mask is not in its real dataset
 )
 # How many distinct bad label values an out-of-range message lists.
 _SHOWN_LABELS = 8
@@ -205,14 +207,46 @@ def check_records(
     ignore_label: int = 255,
     workers: int = 0,
     progress: bool = True,
+    extra_problems: Optional[Dict[str, List[Problem]]] = None,
 ) -> DatasetReport:
-    """Check every record (``file_name``, ``sem_seg_file_name``, optional ``reduce_zero_label``) of a dataset."""
+    """Check every record (``file_name``, ``sem_seg_file_name``, optional ``reduce_zero_label``) of a dataset;
+    ``extra_problems`` (by ``file_name``) adds problems found across records, such as pairs without a real mask."""
     report = DatasetReport(name, list(class_names), ignore_label)
     items = [(r["file_name"], r["sem_seg_file_name"], bool(r.get("reduce_zero_label", False))) for r in records]
     task = functools.partial(_check_tuple, num_classes=len(class_names), ignore_label=ignore_label)
-    for result in tqdm(_results(items, task, workers), total=len(items), desc=name, unit="img", disable=not progress):
+    extra = extra_problems or {}
+    results = _results(items, task, workers)
+    for item, result in tqdm(zip(items, results), total=len(items), desc=name, unit="img", disable=not progress):
+        result.problems.extend(extra.get(item[0], ()))
         report.add(result)
     return report
+
+
+def pairs_without_real_mask(records: Sequence[dict], real_dataset: str) -> Dict[str, List[Problem]]:
+    """Problems, by image, of the synthetic records (``real_stem`` key) whose real mask ``<real_stem>.*`` is not in
+    ``real_dataset``: hardness-aware re-sampling ranks real masks, so ``tools/resample_syn.py`` refuses such pairs.
+    A real dataset that fails to load is raised (DatasetError), as the synthetic split cannot be checked without it."""
+    synthetic = [r for r in records if "real_stem" in r]
+    if not synthetic:
+        return {}
+    real = DatasetCatalog.get(real_dataset)
+    stems = {os.path.splitext(os.path.basename(r["sem_seg_file_name"]))[0] for r in real}
+    fix = (
+        f"add the real image and mask it was generated from to '{real_dataset}', or remove the pair "
+        f"(resample_syn.py --allow-orphans leaves such pairs out)"
+    )
+    return {
+        r["file_name"]: [
+            (
+                "no_real_mask",
+                r["file_name"],
+                f"{r['file_name']}: synthetic pair of real mask '{r['real_stem']}', which is not in '{real_dataset}'; "
+                f"{fix}",
+            )
+        ]
+        for r in synthetic
+        if r["real_stem"] not in stems
+    }
 
 
 def check_dataset(name: str, workers: int = 0, progress: bool = True) -> DatasetReport:
@@ -231,7 +265,14 @@ def check_dataset(name: str, workers: int = 0, progress: bool = True) -> Dataset
         report = DatasetReport(name, list(class_names), ignore_label)
         report.problems["load_error"] = [(name, str(e))]
         return report
-    report = check_records(name, records, class_names, ignore_label, workers, progress)
+    real_dataset = metadata.get("real_dataset")
+    try:
+        extra = pairs_without_real_mask(records, real_dataset) if real_dataset else {}
+    except DatasetError as e:
+        report = DatasetReport(name, list(class_names), ignore_label)
+        report.problems["load_error"] = [(real_dataset, f"real dataset of '{name}': {e}")]
+        return report
+    report = check_records(name, records, class_names, ignore_label, workers, progress, extra)
     if not records:
         report.problems["load_error"] = [(name, f"dataset '{name}' has no records; check its folders")]
     return report

@@ -68,6 +68,29 @@ def reduce_zero_label(mask: np.ndarray, ignore_label: int) -> np.ndarray:
     return out.astype(mask.dtype)
 
 
+def check_label_range(mask: np.ndarray, num_classes: int, ignore_label: int, path: str, reduced: bool) -> None:
+    """DatasetError naming ``path`` when a training label (after any zero-label reduction) is neither a class
+    ``0..num_classes-1`` nor ``ignore_label``; the loss would otherwise stop with ``Target 199 is out of bounds``.
+
+    One ``max`` per sample; the ``bincount`` listing the bad values runs only when that max is out of range (a mask
+    holding the ignore label). MMSegmentation's and detectron2's loaders do not check; the values refused here are
+    exactly those their cross-entropy (``ignore_index`` = the ignore label) refuses, on CPU with that IndexError, on
+    CUDA with a device-side assert that names no file."""
+    if mask.size == 0 or int(mask.max()) < num_classes:
+        return
+    values = np.flatnonzero(np.bincount(mask.ravel()))
+    bad = values[(values >= num_classes) & (values != ignore_label)]
+    if not bad.size:
+        return
+    more = f" (and {bad.size - 1} more values up to {bad[-1]})" if bad.size > 1 else ""
+    after = " after reducing the zero label" if reduced else ""
+    raise DatasetError(
+        f"{path}: label {bad[0]}{more}{after} is not one of the MODEL.SEM_SEG_HEAD.NUM_CLASSES {num_classes} classes "
+        f"(0..{num_classes - 1}) nor the ignore label {ignore_label}; fix: set NUM_CLASSES to the dataset's class "
+        f"count, or re-export the mask in the dataset's label convention (tools/check_dataset.py lists every such file)"
+    )
+
+
 class SemSegDatasetMapper:
     """Callable mapping a record ``{"file_name", "sem_seg_file_name", "reduce_zero_label"}`` to the model input.
 
@@ -89,9 +112,11 @@ class SemSegDatasetMapper:
         max_size_test: int = 2048,
         ignore_label: int = 255,
         image_format: str = "RGB",
+        num_classes: Optional[int] = None,
     ) -> None:
         """``crop_size`` None trains on whole resized images (no crop, no pad); ``cat_max_ratio`` outside (0, 1)
-        disables the category-ratio check."""
+        disables the category-ratio check; ``num_classes`` (None: no check) makes a label outside
+        ``0..num_classes-1`` other than ``ignore_label`` a DatasetError naming the mask."""
         if min_size_train_sampling not in ("choice", "range"):
             raise ConfigError(
                 f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {min_size_train_sampling!r}"
@@ -116,6 +141,7 @@ class SemSegDatasetMapper:
         self.max_size_test = max_size_test
         self.ignore_label = ignore_label
         self.image_format = image_format
+        self.num_classes = num_classes
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> "SemSegDatasetMapper":
@@ -135,6 +161,7 @@ class SemSegDatasetMapper:
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             image_format=cfg.INPUT.FORMAT,
+            num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
         )
 
     def read(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
@@ -147,8 +174,11 @@ class SemSegDatasetMapper:
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                 f"{os.path.basename(record['file_name'])} is {image.shape[1]}x{image.shape[0]} (WxH); {_CHECK}"
             )
-        if record.get("reduce_zero_label", False):
+        reduced = bool(record.get("reduce_zero_label", False))
+        if reduced:
             mask = reduce_zero_label(mask, self.ignore_label)
+        if self.num_classes is not None:
+            check_label_range(mask, self.num_classes, self.ignore_label, mask_path, reduced)
         return image, mask
 
     def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:

@@ -13,6 +13,7 @@ import torch
 from ..config import CfgNode, ConfigError, get_cfg
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
+from ..utils.collect_env import log_environment
 from ..utils.logger import setup_logger
 
 
@@ -55,6 +56,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
+    log_environment(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1))
     register_custom_dataset(cfg)
     cfg = cfg.clone()
     cfg.defrost()

@@ -18,6 +18,7 @@ from ..config import CfgNode
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import SemSegEvaluator, inference_on_dataset
 from ..evaluation.inference import SegmentationInference
+from ..evaluation.panels import log_prediction_panels
 from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
@@ -123,6 +124,7 @@ class Trainer:
                 period = cfg.TEST.EVAL_PERIOD
                 if cfg.DATASETS.TEST and (last or (period > 0 and (iteration + 1) % period == 0)):
                     results = self.test(cfg, self.model_without_ddp)
+                    log_prediction_panels(storage, self.model_without_ddp, cfg)
                     storage.put_scalars(**_flatten_results(results))
                     self.model.train()
                 if last or (iteration + 1) % cfg.LOG_PERIOD == 0:

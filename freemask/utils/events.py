@@ -1,4 +1,5 @@
-"""Training metrics: collected per iteration, written to metrics.json, TensorBoard and the console."""
+"""Training metrics: collected per iteration, written to metrics.json, TensorBoard and the console; images (the
+evaluation panels) go to TensorBoard only."""
 
 import datetime
 import json
@@ -6,18 +7,22 @@ import logging
 import os
 import statistics
 from collections import defaultdict, deque
-from typing import Deque, Dict, Optional
+from typing import Deque, Dict, List, Optional, Tuple
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
 
 class MetricStorage:
-    """Scalars of recent iterations; writers read the latest value or the median over a window."""
+    """Scalars of recent iterations; writers read the latest value or the median over a window. Images put since
+    the last write are kept until then, as detectron2's ``EventStorage.put_image``."""
 
     def __init__(self, window: int = 20) -> None:
         self.iter = 0
         self._history: Dict[str, Deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self._latest: Dict[str, float] = {}
+        self._images: List[Tuple[str, np.ndarray]] = []
 
     def put_scalars(self, **scalars: float) -> None:
         for name, value in scalars.items():
@@ -25,12 +30,20 @@ class MetricStorage:
             self._history[name].append(value)
             self._latest[name] = value
 
+    def put_image(self, name: str, image: np.ndarray) -> None:
+        """An RGB ``(H, W, 3)`` uint8 image to show under ``name`` at this iteration."""
+        self._images.append((name, image))
+
+    def images(self) -> List[Tuple[str, np.ndarray]]:
+        return list(self._images)
+
     def latest(self) -> Dict[str, float]:
         """Values put since the last :meth:`clear`, so each one is written once."""
         return dict(self._latest)
 
     def clear(self) -> None:
         self._latest.clear()
+        self._images.clear()
 
     def median(self, name: str) -> Optional[float]:
         values = self._history.get(name)
@@ -52,7 +65,7 @@ class JSONWriter:
 
 
 class TensorboardWriter:
-    """Scalars as TensorBoard events under ``OUTPUT_DIR``."""
+    """Scalars and images as TensorBoard events under ``OUTPUT_DIR``."""
 
     def __init__(self, log_dir: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -62,6 +75,8 @@ class TensorboardWriter:
     def write(self, storage: MetricStorage) -> None:
         for name, value in storage.latest().items():
             self._writer.add_scalar(name, value, storage.iter)
+        for name, image in storage.images():
+            self._writer.add_image(name, image, storage.iter, dataformats="HWC")
         self._writer.flush()
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Rendering of label maps for people: palette colouring, overlays, legends, side-by-side panels, atomic PNG saves.
 
 Shared by ``tools/visualize_filtered.py`` (image | synthetic mask | mask with the filtered pixels in white, as in the
-FreeMask paper's appendix figures) and ``tools/demo.py`` (prediction overlays with a legend). Everything works on
+FreeMask paper's appendix figures), ``tools/demo.py`` (image | prediction overlay, with a legend) and the trainer's
+TensorBoard panels (image | ground truth | prediction at each periodic evaluation). Everything works on
 uint8 RGB ``(H, W, 3)`` arrays and integer ``(H, W)`` label maps with numpy and OpenCV only, so rendering thousands
 of panels needs neither torch nor a plotting library.
 
@@ -30,6 +31,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _LEGEND_SCALE = 0.4
 _TITLE_SCALE = 0.45
 _MIN_TITLE_SCALE = 0.3
+# Panels whose shorter side is below this are enlarged (nearest neighbour, integer factor) so small images such as
+# the 128x128 toy data stay readable next to a legend whose text has a fixed size.
+MIN_PANEL_SIDE = 256
 
 
 def colorize(labels: np.ndarray, colors: Sequence[Sequence[int]], ignore_color: Color = IGNORE_COLOR) -> np.ndarray:
@@ -56,6 +60,53 @@ def classes_present(labels: np.ndarray, num_classes: int) -> list[int]:
     """Sorted class ids ``0..num_classes-1`` that occur in ``labels`` (ignored / out-of-range values left out)."""
     values = labels[(labels >= 0) & (labels < num_classes)]
     return np.flatnonzero(np.bincount(values.ravel().astype(np.int64), minlength=num_classes)).tolist()
+
+
+def upscale_small(image: np.ndarray, min_side: int = MIN_PANEL_SIDE) -> np.ndarray:
+    """``image`` (RGB or a label map) enlarged by the smallest integer factor that brings its shorter side to at least
+    ``min_side``; unchanged when it already is. Pixel repetition, not interpolation: every output colour is an input
+    colour, so class colours stay exact and label edges crisp."""
+    factor = -(-min_side // max(1, min(image.shape[:2])))
+    if factor <= 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def class_legend(
+    label_maps: Sequence[np.ndarray], names: Sequence[str], colors: Sequence[Sequence[int]], height: int
+) -> np.ndarray | None:
+    """Legend of the classes that occur in any of ``label_maps`` (None when none does)."""
+    present = sorted(set().union(*(classes_present(labels, len(names)) for labels in label_maps)))
+    if not present:
+        return None
+    return draw_legend([names[c] for c in present], [colors[c] for c in present], height)
+
+
+def labelled_panels(
+    panels: Sequence[np.ndarray],
+    label_maps: Sequence[np.ndarray],
+    names: Sequence[str],
+    colors: Sequence[Sequence[int]],
+    min_side: int = MIN_PANEL_SIDE,
+) -> np.ndarray:
+    """Equal-size RGB ``panels`` side by side, each enlarged by ``upscale_small``, then a legend of the classes in
+    ``label_maps`` (the masks the panels show): the figure of the demo, the filter visualisation and TensorBoard."""
+    shown = [upscale_small(p, min_side) for p in panels]
+    legend = class_legend(label_maps, names, colors, shown[0].shape[0])
+    return hstack_panels(shown + ([legend] if legend is not None else []))
+
+
+def prediction_panel(
+    image: np.ndarray,
+    ground_truth: np.ndarray,
+    prediction: np.ndarray,
+    names: Sequence[str],
+    colors: Sequence[Sequence[int]],
+) -> np.ndarray:
+    """image | ground truth | prediction (palette colours, ignored pixels black) with a legend of both masks."""
+    return labelled_panels(
+        [image, colorize(ground_truth, colors), colorize(prediction, colors)], [ground_truth, prediction], names, colors
+    )
 
 
 def _text_width(text: str, scale: float) -> int:

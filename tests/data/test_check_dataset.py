@@ -174,3 +174,26 @@ def test_cli_subprocess_exits_one_on_a_truncated_image(tmp_path):
     assert "t1.jpg" in run.stdout and "bad_image: 1" in run.stdout
     problems = json.loads(out.read_text())["datasets"]["toy_sem_seg_train"]["problems"]
     assert [p["file"] for p in problems["bad_image"]] == [str(real / "images" / "training" / "t1.jpg")]
+
+
+def test_synthetic_pairs_without_a_real_mask_are_reported(toy_datasets, tmp_path, monkeypatch, capsys):
+    """Issue 18.9: seed files of a real mask that is not in the real split pass every per-file check, but
+    resample_syn.py rejects them; check_dataset must name them."""
+    import shutil
+
+    datasets = tmp_path / "datasets"
+    shutil.copytree(toy_datasets, datasets)
+    real = datasets / "toy" / "ADEChallengeData2016"
+    stem = sorted((real / "annotations" / "training").glob("*.png"))[0].stem
+    (real / "annotations" / "training" / f"{stem}.png").unlink()
+    (real / "images" / "training" / f"{stem}.jpg").unlink()
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(datasets))
+    report = check_dataset("toy_syn_sem_seg_train", workers=0, progress=False)
+    orphans = sorted(path for path, _ in report.problems["no_real_mask"])
+    syn_images = sorted(str(p) for p in (datasets / "toy" / "ADE20K_Synthetic" / "images").glob(f"{stem}_seed_*.jpg"))
+    assert orphans == syn_images and len(orphans) == 2 and list(report.problems) == ["no_real_mask"]
+    assert report.num_ok == report.num_images - 2
+    assert _load_tool().main(["toy_syn_sem_seg_train", "toy_sem_seg_train", "--workers", "1", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "no_real_mask: 2" in out and f"real mask '{stem}', which is not in 'toy_sem_seg_train'" in out
+    assert "toy_sem_seg_train: 7 images, 7 ok" in out

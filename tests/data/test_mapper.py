@@ -230,3 +230,32 @@ def test_bgr_format_reverses_channels(tmp_path):
     bgr = SemSegDatasetMapper(False, min_size_test=8, max_size_test=8, image_format="BGR")(record)["image"]
     assert rgb[0].float().mean() == 200 and rgb[2].float().mean() == 0
     assert torch.equal(bgr, rgb.flip(0))
+
+
+# ---------------------------------------------------------------------------------------------- label range (#18.7)
+@pytest.mark.parametrize("is_train", [True, False])
+def test_out_of_range_label_names_file_value_class_count_and_fix(tmp_path, is_train):
+    image, mask = label_scene(32, 32)
+    mask[20:24, 20:24] = 199
+    record = write_pair(str(tmp_path), image, mask)
+    mapper = train_mapper(num_classes=6) if is_train else SemSegDatasetMapper(False, num_classes=6)
+    message = assert_one_line_error(mapper, record, "scene_mask.png", "label 199")
+    assert "NUM_CLASSES 6" in message and "0..5" in message and "fix" in message and "check_dataset" in message
+
+
+def test_label_range_respects_ignore_and_reduce_zero_label(tmp_path):
+    image, _ = label_scene(32, 32)
+    raw = np.zeros((32, 32), np.uint8)  # raw ADE convention: 0 and 255 ignored, 1..6 are classes 0..5
+    raw[:, 8:16], raw[:, 16:24], raw[:, 24:] = 1, 6, 255
+    record = dict(write_pair(str(tmp_path), image, raw), reduce_zero_label=True)
+    SemSegDatasetMapper(False, min_size_test=32, num_classes=6)(record)  # in range once reduced
+    raw[0, 0] = 8  # class 7 after reduction: out of range for 6 classes
+    cv2.imwrite(record["sem_seg_file_name"], raw)
+    message = assert_one_line_error(SemSegDatasetMapper(False, num_classes=6), record, "scene_mask.png", "label 7")
+    assert "after reducing the zero label" in message
+
+
+def test_from_config_takes_the_class_count_of_the_head():
+    cfg = get_cfg()
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 6
+    assert SemSegDatasetMapper.from_config(cfg, is_train=False).num_classes == 6

@@ -74,10 +74,16 @@ def test_overlays_labels_and_legend_of_every_input(weights, val_images, tmp_path
         labels = cv2.imread(str(out / "labels" / png), cv2.IMREAD_UNCHANGED)
         assert labels.shape == (h, w) and labels.dtype == np.uint8 and labels.max() < len(TOY_CLASSES)
         figure = read_rgb(out / png)
-        assert figure.shape[0] == h and figure.shape[1] > w + V.PANEL_GAP
+        # image | prediction (issue 18.16), small images enlarged by an integer factor, then the legend
+        shown = V.upscale_small(image)
+        H, W = shown.shape[:2]
+        assert H > h and figure.shape[0] == H and figure.shape[1] > 2 * W + 2 * V.PANEL_GAP
+        np.testing.assert_array_equal(figure[:, :W], shown)
         # opacity 1: the overlay is the palette colour of each predicted label
-        np.testing.assert_array_equal(figure[:, :w], np.asarray(TOY_COLORS, np.uint8)[labels])
-        assert swatch_colors(figure[:, w:], TOY_COLORS) == sorted(np.unique(labels).tolist())
+        overlay = figure[:, W + V.PANEL_GAP : 2 * W + V.PANEL_GAP]
+        np.testing.assert_array_equal(overlay, V.upscale_small(np.asarray(TOY_COLORS, np.uint8)[labels]))
+        legend = figure[:, 2 * W + V.PANEL_GAP :]
+        assert swatch_colors(legend, TOY_COLORS) == sorted(np.unique(labels).tolist())
 
 
 def test_legend_lists_exactly_the_classes_of_a_label_map():

@@ -63,9 +63,16 @@ def read_rgb(path):
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def panels(figure, width):
+def panels(figure, shape):
+    """The three panels of a figure of an image of ``shape`` (H, W) as stored, enlarged as the tool enlarges it."""
+    width = V.upscale_small(np.zeros(shape, np.uint8)).shape[1]
     step = width + V.PANEL_GAP
     return [figure[:, i * step : i * step + width] for i in range(3)]
+
+
+def swatch_colors(legend, colors):
+    """Indices of ``colors`` drawn as a whole swatch in ``legend`` (text anti-aliasing never fills a swatch)."""
+    return [i for i, c in enumerate(colors) if np.all(legend == np.asarray(c, np.uint8), -1).sum() >= V.SWATCH**2]
 
 
 def is_color(image, color):
@@ -80,21 +87,28 @@ def test_panels_show_image_mask_and_filtered_pixels_in_white(tool, syn_root, tmp
     for name, removed in planted.items():
         raw = cv2.imread(str(root / "annotations" / name), cv2.IMREAD_UNCHANGED)
         image = read_rgb(root / "images" / name.replace(".png", ".jpg"))
-        h, w = raw.shape
-        figure = read_rgb(out / name)
-        assert figure.shape == (h, 3 * w + 2 * V.PANEL_GAP, 3)
-        gaps = [figure[:, w + i * (w + V.PANEL_GAP) : (i + 1) * (w + V.PANEL_GAP)] for i in range(2)]
-        assert all(is_color(g, V.BACKGROUND).all() for g in gaps)
-        shown_image, mask, third = panels(figure, w)
-        np.testing.assert_array_equal(shown_image, image)
-        expected = np.zeros((h, w, 3), dtype=np.uint8)  # unlabeled (raw 0) is black
+        expected = np.zeros((*raw.shape, 3), dtype=np.uint8)  # unlabeled (raw 0) is black
         for c, color in enumerate(TOY_COLORS):
             expected[raw == c + 1] = color
+        # small images are enlarged by an integer factor (issue 18.16): 64x64 toy pairs are shown at 256x256
+        factor = V.MIN_PANEL_SIDE // min(raw.shape)
+        assert factor > 1
+        image, expected, removed = (V.upscale_small(a) for a in (image, expected, removed))
+        h, w = removed.shape
+        assert (h, w) == (factor * raw.shape[0], factor * raw.shape[1])
+        figure = read_rgb(out / name)
+        assert figure.shape[0] == h and figure.shape[1] > 3 * w + 3 * V.PANEL_GAP
+        gaps = [figure[:, w + i * (w + V.PANEL_GAP) : (i + 1) * (w + V.PANEL_GAP)] for i in range(3)]
+        assert all(is_color(g, V.BACKGROUND).all() for g in gaps)
+        shown_image, mask, third = panels(figure, raw.shape)
+        np.testing.assert_array_equal(shown_image, image)
         np.testing.assert_array_equal(mask, expected)
         np.testing.assert_array_equal(is_color(third, WHITE), removed)
         assert not is_color(mask, WHITE).any()
         np.testing.assert_array_equal(third[~removed], expected[~removed])
-        assert is_color(third[:6, :6], BLACK).all()  # originally unlabeled: black, not filtered
+        assert is_color(third[: 6 * factor, : 6 * factor], BLACK).all()  # originally unlabeled: black, not filtered
+        legend = figure[:, 3 * (w + V.PANEL_GAP) :]  # the classes of the mask, in the dataset's colours
+        assert swatch_colors(legend, TOY_COLORS) == sorted(int(v) - 1 for v in np.unique(raw) if v)
 
 
 def test_title_strip_is_added_above_the_same_panels(tool, syn_root, tmp_path):
@@ -132,8 +146,9 @@ def test_filtered_split_name_and_folders_of_prepared_masks(tool, syn_root, tmp_p
     out = tmp_path / "from_filtered_split"
     assert run(tool, "--syn-dataset", "toy_syn_filtered_sem_seg_train", "--output", out, "--no-title") == 0
     name = sorted(planted)[1]
-    w = planted[name].shape[1]
-    np.testing.assert_array_equal(is_color(panels(read_rgb(out / name), w)[2], WHITE), planted[name])
+    shape = planted[name].shape
+    shown = panels(read_rgb(out / name), shape)[2]
+    np.testing.assert_array_equal(is_color(shown, WHITE), V.upscale_small(planted[name]))
 
     prepared, prepared_filtered = tmp_path / "masks", tmp_path / "masks_filtered"
     for src, dst in ((root / "annotations", prepared), (root / "annotations_filtered", prepared_filtered)):
@@ -148,7 +163,8 @@ def test_filtered_split_name_and_folders_of_prepared_masks(tool, syn_root, tmp_p
     assert run(tool, *args, "--palette", "toy_sem_seg_train", "--names", names, "--output", out, "--no-title") == 0
     assert sorted(os.listdir(out)) == chosen
     for n in chosen:
-        np.testing.assert_array_equal(is_color(panels(read_rgb(out / n), w)[2], WHITE), planted[n])
+        shown = panels(read_rgb(out / n), shape)[2]
+        np.testing.assert_array_equal(is_color(shown, WHITE), V.upscale_small(planted[n]))
 
 
 def _drop_one_filtered(root):

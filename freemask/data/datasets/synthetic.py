@@ -235,7 +235,8 @@ def register_synthetic_splits(
     """Register the synthetic splits ``names`` (kind in SPLIT_KINDS -> dataset name) of the root ``root_fn()``.
 
     They share the metadata of ``real_dataset`` (classes, colours, ignore label, evaluator type), which must be
-    registered first: synthetic images are drawn from the real masks, so they are the same label space.
+    registered first: synthetic images are drawn from the real masks, so they are the same label space; each split's
+    metadata names it as ``real_dataset``.
     ``missing_hint`` tells the user how to obtain the root. Names already registered are left as they are."""
     unknown = set(names) - set(SPLIT_KINDS)
     if unknown:
@@ -247,4 +248,5 @@ def register_synthetic_splits(
         if name in DatasetCatalog:
             continue
         DatasetCatalog.register(name, _loader(kind, root_fn, reduce_zero_label, missing_hint, (image_ext, mask_ext)))
-        MetadataCatalog.get(name).set(**real_meta)
+        # ``real_dataset`` lets tools/check_dataset.py find pairs whose real mask is absent, as resample_syn.py would.
+        MetadataCatalog.get(name).set(**real_meta, real_dataset=real_dataset)

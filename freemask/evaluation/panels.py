@@ -1,0 +1,60 @@
+"""image | ground truth | prediction panels of a few test images, for TensorBoard at each periodic evaluation.
+
+Numbers say how much a model improved, panels say where: a user comparing real-only against joint training looks
+at both. The panels are a handful of images (TEST.VIS_IMAGES, the first of DATASETS.TEST[0]), predicted as evaluation
+predicts them (the test mapper's resize, then the model's own inference back to the original size), on rank 0 only,
+so their cost is a few forward passes next to a whole evaluation.
+"""
+
+import os
+from typing import List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import CfgNode
+from ..data.catalog import DatasetCatalog, MetadataCatalog
+from ..data.datasets.sem_seg import default_palette
+from ..data.mapper import SemSegDatasetMapper, read_image
+from ..utils import comm
+from ..utils.events import MetricStorage
+from ..utils.visualizer import prediction_panel
+
+# TensorBoard tag prefix of the panels; the image's file stem follows.
+TAG = "val_panels"
+
+
+@torch.no_grad()
+def prediction_panels(model: nn.Module, cfg: CfgNode, dataset_name: str, count: int) -> List[Tuple[str, np.ndarray]]:
+    """``(tag, RGB (H, W, 3) uint8 panel)`` for the first ``count`` images of ``dataset_name``; the model's
+    train/eval mode is restored afterwards."""
+    records = DatasetCatalog.get(dataset_name)[:count]
+    if not records:
+        return []
+    meta = MetadataCatalog.get(dataset_name)
+    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    names = list(meta.get("stuff_classes") or [f"class_{i}" for i in range(num_classes)])
+    colors = [list(c) for c in meta.get("stuff_colors") or default_palette(len(names))]
+    mapper = SemSegDatasetMapper.from_config(cfg, is_train=False)
+    was_training = model.training
+    model.eval()
+    panels = []
+    try:
+        for record in records:
+            sample = mapper(record)
+            prediction = model([sample])[0]["sem_seg"].argmax(dim=0).cpu().numpy()
+            image = read_image(record["file_name"])
+            panel = prediction_panel(image, sample["sem_seg"].numpy(), prediction, names, colors)
+            panels.append((f"{TAG}/{os.path.splitext(os.path.basename(record['file_name']))[0]}", panel))
+    finally:
+        model.train(was_training)
+    return panels
+
+
+def log_prediction_panels(storage: MetricStorage, model: nn.Module, cfg: CfgNode) -> None:
+    """Put TEST.VIS_IMAGES panels of DATASETS.TEST[0] into ``storage`` for the TensorBoard writer (rank 0 only)."""
+    if not comm.is_main_process() or cfg.TEST.VIS_IMAGES <= 0 or not cfg.DATASETS.TEST:
+        return
+    for tag, panel in prediction_panels(model, cfg, cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES):
+        storage.put_image(tag, panel)
