@@ -8,8 +8,10 @@ from typing import Any, Dict, List, Optional
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used; the message names the file and what to do."""
 
 

@@ -1,40 +1,20 @@
-"""Command-line arguments and per-process set-up shared by train_net.py and the tools (detectron2's conventions)."""
+"""Per-process set-up shared by train_net.py and the tools (detectron2's conventions)."""
 
 import argparse
 import logging
 import os
 import random
 import sys
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import torch
 
+from ..arguments import default_argument_parser  # noqa: F401  (its former home)
 from ..config import CfgNode, ConfigError, get_cfg
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
 from ..utils.logger import setup_logger
-
-
-def default_argument_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The detectron2 flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines, --machine-rank,
-    --dist-url, then any number of trailing ``KEY VALUE`` config overrides."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Trailing KEY VALUE pairs override the config, e.g. SOLVER.MAX_ITER 1000 MODEL.WEIGHTS ckpt.pth",
-    )
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to a YAML config")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint if it exists")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS on DATASETS.TEST and exit")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; gloo on CPU)")
-    parser.add_argument("--num-machines", type=int, default=1)
-    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (0 .. num-machines - 1)")
-    parser.add_argument(
-        "--dist-url", default="auto", help="rendezvous address, e.g. tcp://host:port; 'auto' picks a free local port"
-    )
-    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    return parser
 
 
 def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoint import Checkpointer
 from ..config import CfgNode
 from ..data import build_test_loader, build_train_loader
+from ..errors import UserError
 from ..evaluation import SemSegEvaluator, inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..modeling import build_model
@@ -24,6 +25,10 @@ from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
 
 logger = logging.getLogger(__name__)
+
+
+class LossNotFiniteError(UserError, FloatingPointError):
+    """The loss became NaN or infinite; usually a learning rate too high for the batch size."""
 
 
 def iteration_seed(seed: int, iteration: int, rank: int) -> int:
@@ -148,7 +153,7 @@ class Trainer:
         reduced, skipped = self._reduce_losses(loss_dict, self._skipped_count)
         total = sum(reduced.values())
         if not math.isfinite(total):
-            raise FloatingPointError(
+            raise LossNotFiniteError(
                 f"loss is {total} at iteration {iteration} ({_format(reduced)}); training stopped, the last "
                 f"checkpoint in {self.cfg.OUTPUT_DIR} is intact — lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS"
             )

@@ -178,3 +178,47 @@ def test_custom_dataset_from_config_alone(train_net, toy_datasets, tmp_path):
         "DATASETS.TRAIN", "('mydata_sem_seg_train',)", "DATASETS.TEST", "('mydata_sem_seg_val',)",
     )  # fmt: skip
     assert "IoU-person" in read_results(out)
+
+
+def one_error_line(proc):
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_bad_pretrained_weight_file_is_one_line(train_net, tmp_path):
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"not a weight file")
+    proc = train_net(
+        "--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.BACKBONE.PRETRAINED", str(bad),
+        check=False,
+    )  # fmt: skip
+    assert str(bad) in one_error_line(proc)
+
+
+def test_mistyped_config_path_gets_a_did_you_mean_before_torch(train_net):
+    proc = train_net("--config-file", "configs/toy/semantic_fpn_R18_toyy.yaml", check=False)
+    line = one_error_line(proc)
+    assert "configs/toy/semantic_fpn_R18_toyy.yaml: config file not found" in line
+    assert line.endswith("did you mean configs/toy/semantic_fpn_R18_toy.yaml?")
+
+
+def test_unwritable_output_dir_is_one_line_before_the_model_is_built(train_net, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "run"
+    proc = train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(out), check=False)
+    line = one_error_line(proc)
+    assert line.startswith(f"error: OUTPUT_DIR {out}: ") and "is a file" in line
+    assert "parameters" not in proc.stdout  # the model ("Model SemanticFPN: ...M parameters") was never built
+
+
+def test_missing_dataset_is_one_line_before_the_model_is_built(train_net, tmp_path):
+    empty = tmp_path / "no_datasets"
+    empty.mkdir()
+    proc = train_net(
+        "--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), check=False,
+        env={"DETECTRON2_DATASETS": str(empty)},
+    )  # fmt: skip
+    assert str(empty) in one_error_line(proc)
+    assert "parameters" not in proc.stdout and not (tmp_path / "o").exists()
