@@ -2,9 +2,12 @@
 
 import logging
 import os
+import signal
 import socket
+import threading
 from datetime import timedelta
-from typing import Any, Callable, Tuple
+from types import FrameType
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -54,6 +57,10 @@ def launch(
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// init needs a file system shared by every machine")
+    # Ctrl-C reaches every process of the terminal: the workers save a checkpoint and exit with one line (see
+    # engine/interrupt.py); the parent only waits for them instead of dying with a traceback of its own.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _wait_for_workers) if main_thread else None
     try:
         mp.start_processes(
             _worker,
@@ -65,6 +72,14 @@ def launch(
     except mp.ProcessExitedException as e:
         # The worker already printed why it exited (sys.exit with a message); don't bury that under a traceback.
         raise SystemExit(e.exit_code) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for_workers(signum: int, frame: Optional[FrameType]) -> None:
+    """SIGINT handler of the launching process (a Python function, not SIG_IGN, which spawned workers would
+    inherit)."""
 
 
 def _join_torchrun_group(timeout: timedelta) -> None:

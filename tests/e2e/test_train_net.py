@@ -3,6 +3,9 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -222,3 +225,31 @@ def test_missing_dataset_is_one_line_before_the_model_is_built(train_net, tmp_pa
     )  # fmt: skip
     assert str(empty) in one_error_line(proc)
     assert "parameters" not in proc.stdout and not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(train_net, toy_datasets, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *FAST]
+    command += ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD", "100000"]
+    # Its own process group: Ctrl-C in a terminal signals the whole group, DataLoader workers included.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            start_new_session=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "iter: 2 " in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("interrupted at iteration "), stderr[-3000:]
+    saved = open(out / "last_checkpoint").read()
+    assert f"checkpoint saved to {out / saved}; resume with: python " in lines[0] and "--resume" in lines[0]
+    iteration = torch.load(out / saved, weights_only=True)["iteration"]
+    assert lines[0].startswith(f"interrupted at iteration {iteration + 1};") and iteration >= 2
+    assert not list(out.glob("*.tmp*"))
+
