@@ -27,14 +27,29 @@ def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
     return cfg
 
 
+# Files every run into OUTPUT_DIR appends to rather than replaces.
+APPENDED_FILES = ("log.txt", "metrics.json")
+
+
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set."""
+    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set.
+
+    The config goes to ``config.yaml``, or ``config_eval.yaml`` with ``--eval-only``, so evaluating a training
+    folder keeps the record of how it was trained."""
     rank = comm.get_rank()
+    earlier = [n for n in APPENDED_FILES if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, n))]
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
+    if earlier and comm.is_main_process():
+        logger.info(
+            "OUTPUT_DIR %s already holds %s of an earlier run: this run appends to %s",
+            cfg.OUTPUT_DIR,
+            " and ".join(earlier),
+            "them" if len(earlier) > 1 else "it",
+        )
     register_custom_dataset(cfg)
     cfg = cfg.clone()
     cfg.defrost()
@@ -42,7 +57,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     cfg.freeze()
     seed_everything(cfg.SEED + rank)
     if comm.is_main_process():
-        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        name = "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml"
+        path = os.path.join(cfg.OUTPUT_DIR, name)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             f.write(cfg.dump())

@@ -253,3 +253,15 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(train_net, toy_datas
     assert lines[0].startswith(f"interrupted at iteration {iteration + 1};") and iteration >= 2
     assert not list(out.glob("*.tmp*"))
 
+
+def test_eval_only_keeps_the_training_config_and_says_it_appends(train_net, tmp_path):
+    out = tmp_path / "run"
+    train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2")
+    trained = (out / "config.yaml").read_text()
+    proc = train_net(
+        "--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", str(out),
+        "MODEL.WEIGHTS", str(out / "model_final.pth"), "TEST.AUG.FLIP", "False",
+    )  # fmt: skip
+    assert (out / "config.yaml").read_text() == trained
+    assert "FLIP: false" in (out / "config_eval.yaml").read_text() and "FLIP: false" not in trained
+    assert f"OUTPUT_DIR {out} already holds log.txt and metrics.json of an earlier run" in proc.stdout
