@@ -96,8 +96,8 @@ def check_output_folders(folders: Iterable[Tuple[str, str]]) -> None:
 def check_datasets(names: Iterable[str], what: str = "DATASETS") -> None:
     """Load the records of every named dataset now, so an unregistered name or a missing folder is reported before
     the model is built (about a minute on a busy machine) rather than when the loader first asks for it."""
+    from .data import datasets  # noqa: F401  (importing registers the builtin datasets)
     from .data.catalog import DatasetCatalog, DatasetNotRegisteredError
-    from .data.datasets import register_toy  # noqa: F401  (importing registers the builtin datasets)
     from .data.errors import DatasetError
 
     for name in dict.fromkeys(names):
