@@ -21,6 +21,10 @@ class UserError(Exception):
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
+class ArgumentError(UserError, ValueError):
+    """A command-line flag whose value cannot work here (e.g. more --num-gpus than visible GPUs)."""
+
+
 class PathNotFoundError(UserError, FileNotFoundError):
     """A file or folder the user named does not exist (still a FileNotFoundError for callers that catch that)."""
 

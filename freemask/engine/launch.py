@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ..errors import ArgumentError
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,9 +53,15 @@ def launch(
     if world_size <= 1:
         main_func(*args)
         return
+    # Checked here, in the launching process, where an ArgumentError is one line; a worker's would be a traceback.
+    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+        raise ArgumentError(
+            f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible; pass at most "
+            f"--num-gpus {torch.cuda.device_count()} or check CUDA_VISIBLE_DEVICES"
+        )
     if dist_url == "auto":
         if num_machines != 1:
-            raise ValueError("--dist-url auto only works on one machine; pass tcp://<host of rank 0>:<port>")
+            raise ArgumentError("--dist-url auto only works on one machine; pass tcp://<host of rank 0>:<port>")
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// init needs a file system shared by every machine")
@@ -101,10 +109,6 @@ def _worker(
     timeout: timedelta,
 ) -> None:
     if torch.cuda.is_available():
-        if num_gpus_per_machine > torch.cuda.device_count():
-            raise RuntimeError(
-                f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible"
-            )
         torch.cuda.set_device(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
     global_rank = machine_rank * num_gpus_per_machine + local_rank

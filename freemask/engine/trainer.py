@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
 from ..cli import resume_command
-from ..config import CfgNode
+from ..config import CfgNode, ConfigError
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError
 from ..evaluation import SemSegEvaluator, inference_on_dataset
@@ -57,7 +57,7 @@ class Trainer:
         self.device_type = torch.device(cfg.MODEL.DEVICE).type
         amp = cfg.SOLVER.AMP
         if amp.DTYPE not in ("bfloat16", "float16"):
-            raise ValueError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
+            raise ConfigError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
         self.amp_dtype: Optional[torch.dtype] = getattr(torch, amp.DTYPE) if amp.ENABLED else None
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp_dtype == torch.float16)
         self.clip_gradients = build_gradient_clipper(cfg)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from freemask.config import get_cfg
+from freemask.config import ConfigError, get_cfg
 from freemask.engine import Trainer
 from freemask.engine.trainer import iteration_seed
 from freemask.errors import TrainingInterrupted, UserError
@@ -167,3 +167,11 @@ def test_stale_temporary_checkpoints_are_removed_at_start(toy_datasets, tmp_path
         path.write_bytes(b"partial")
     Trainer(toy_cfg(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == sorted([live.name, "notes.tmp.1"])
+
+
+def test_bad_amp_dtype_is_a_config_error(toy_datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    cfg = toy_cfg(tmp_path)
+    cfg.merge_from_list(["SOLVER.AMP.DTYPE", "float8"])
+    with pytest.raises(ConfigError, match="SOLVER.AMP.DTYPE must be bfloat16 or float16"):
+        Trainer(cfg)
