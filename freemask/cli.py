@@ -37,8 +37,17 @@ def in_worker(main: Callable[..., Any], *args: Any) -> None:
     instead of a traceback of the worker."""
     try:
         main(*args)
+    except TrainingInterrupted as e:
+        # Every rank stops with the same line; one copy is enough (other errors may differ by rank: all print).
+        sys.exit(report(e) if _rank() == 0 else e.exit_code)
     except UserError as e:
         sys.exit(report(e))
+
+
+def _rank() -> int:
+    """This process's rank in the job (0 without a process group); reads torch only if the job loaded it."""
+    dist = sys.modules.get("torch.distributed")
+    return dist.get_rank() if dist is not None and dist.is_available() and dist.is_initialized() else 0
 
 
 def report(error: UserError) -> int:

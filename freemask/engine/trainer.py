@@ -157,7 +157,7 @@ class Trainer:
             # A Ctrl-C also reaches the DataLoader workers, whose exit then fails the next batch: still a stop.
             if not self._stop.requested:
                 raise
-            self._save_interrupted(done)
+            self._save_interrupted(done, agreed=False)
         finally:
             for writer in writers:
                 writer.close()
@@ -193,8 +193,11 @@ class Trainer:
                 writer.write(storage)
         return results
 
-    def _save_interrupted(self, done: int) -> None:
-        """Checkpoint the last complete iteration (atomically, as every save) and raise TrainingInterrupted."""
+    def _save_interrupted(self, done: int, agreed: bool = True) -> None:
+        """Checkpoint the last complete iteration (atomically, as every save) and raise TrainingInterrupted.
+
+        ``agreed``: every rank stopped at this iteration and may wait for the save; otherwise (a failure after the
+        Ctrl-C) another rank may be inside a collective, and waiting for it could hang."""
         name = f"model_{done:07d}"
         path = os.path.join(self.cfg.OUTPUT_DIR, f"{name}.pth")
         if done < self.start_iter:
@@ -204,7 +207,8 @@ class Trainer:
             ) from None
         if os.path.abspath(self.checkpointer.get_checkpoint_file()) != os.path.abspath(path):
             self.checkpointer.save(name, iteration=done)
-        comm.synchronize()
+        if agreed:
+            comm.synchronize()
         raise TrainingInterrupted(
             f"interrupted at iteration {done + 1}; checkpoint saved to {path}; resume with: {resume_command()}"
         ) from None

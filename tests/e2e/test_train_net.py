@@ -227,10 +227,10 @@ def test_missing_dataset_is_one_line_before_the_model_is_built(train_net, tmp_pa
     assert "parameters" not in proc.stdout and not (tmp_path / "o").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(train_net, toy_datasets, tmp_path):
-    out = tmp_path / "run"
-    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *FAST]
+def ctrl_c_after_iteration_two(toy_datasets, out, *extra):
+    """Run train_net.py, press Ctrl-C once iteration 2 is logged; (exit code, stderr lines)."""
+    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *extra, *FAST]
     command += ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD", "100000"]
     # Its own process group: Ctrl-C in a terminal signals the whole group, DataLoader workers included.
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
@@ -244,8 +244,15 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(train_net, toy_datas
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]
-    lines = stderr.strip().splitlines()
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize("processes", [[], ["--num-gpus", "2"]], ids=["one process", "two processes"])
+def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(toy_datasets, tmp_path, processes):
+    out = tmp_path / "run"
+    code, stderr = ctrl_c_after_iteration_two(toy_datasets, out, *processes)
+    assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if "Terminating process" not in line]  # torch's spawn log
     assert len(lines) == 1 and lines[0].startswith("interrupted at iteration "), stderr[-3000:]
     saved = open(out / "last_checkpoint").read()
     assert f"checkpoint saved to {out / saved}; resume with: python " in lines[0] and "--resume" in lines[0]
