@@ -23,6 +23,7 @@ class StopRequest:
         self._previous: Any = None
 
     def __enter__(self) -> "StopRequest":
+        self.requested = False
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._handle)
         return self

@@ -154,7 +154,8 @@ class Trainer:
         except (TrainingInterrupted, LossNotFiniteError):
             raise
         except Exception:
-            # A Ctrl-C also reaches the DataLoader workers, whose exit then fails the next batch: still a stop.
+            # After a Ctrl-C, a failure of the next batch or collective (a loader worker hit before it could ignore
+            # SIGINT, a peer rank gone) is part of the stop; the last complete iteration is still consistent.
             if not self._stop.requested:
                 raise
             self._save_interrupted(done, agreed=False)
