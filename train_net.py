@@ -28,9 +28,9 @@ def main(args: argparse.Namespace) -> dict:
 
 def check_before_launch(args: argparse.Namespace) -> None:
     """The config, OUTPUT_DIR and the datasets, before any worker is spawned or model built."""
+    cli.check_config_path(args.config_file)  # before the imports below, which load torch
     from freemask.engine.defaults import register_custom_dataset, setup_cfg
 
-    cli.check_config_path(args.config_file)
     cfg = setup_cfg(args.config_file, args.opts)
     if args.eval_only and not cfg.MODEL.WEIGHTS:
         from freemask.checkpoint import CheckpointError

@@ -14,7 +14,7 @@ import shlex
 import sys
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import TrainingInterrupted, UserError, check_writable_folder, one_line
+from .errors import ConfigError, TrainingInterrupted, UserError, check_writable_folder, one_line
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -70,8 +70,6 @@ def check_config_path(path: str, flag: str = "--config-file") -> None:
     """ConfigError with the closest shipped config (difflib over configs/**/*.yaml) when ``path`` is not a file."""
     if not path or os.path.isfile(path):
         return
-    from .config.config import ConfigError  # fvcore and yaml only; freemask.config itself would import torch
-
     hint = closest_config(path)
     suggestion = f"; did you mean {hint}?" if hint else "; check the path (configs live in configs/<dataset>/<model>/)"
     raise ConfigError(f"{flag} {path}: config file not found{suggestion}")

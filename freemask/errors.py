@@ -21,6 +21,13 @@ class UserError(Exception):
         return str(self.args[0]) if len(self.args) == 1 else super().__str__()
 
 
+class ConfigError(UserError, ValueError):
+    """A config file or override the user wrote is wrong; the message says where and how to fix it.
+
+    Defined here, not in freemask.config (whose defaults import torch), so a mistyped --config-file is reported
+    before torch loads; ``freemask.config.ConfigError`` is this class."""
+
+
 class ArgumentError(UserError, ValueError):
     """A command-line flag whose value cannot work here (e.g. more --num-gpus than visible GPUs)."""
 

@@ -69,3 +69,18 @@ def test_help_does_not_import_torch(script):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "usage:" in proc.stdout
+
+
+def test_mistyped_config_path_is_reported_before_torch_is_imported():
+    code = (
+        "import runpy, sys; sys.modules['torch'] = None\n"
+        "sys.argv = [sys.argv[1], '--config-file', 'configs/toy/semantic_fpn_R18_toyy.yaml']\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, os.path.join(REPO, "train_net.py")], capture_output=True, text=True, cwd=REPO
+    )
+    assert proc.returncode == 1 and proc.stderr == (
+        "error: --config-file configs/toy/semantic_fpn_R18_toyy.yaml: config file not found; "
+        "did you mean configs/toy/semantic_fpn_R18_toy.yaml?\n"
+    )

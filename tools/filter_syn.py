@@ -172,9 +172,9 @@ def main(args: argparse.Namespace) -> None:
 
 def check_before_launch(args: argparse.Namespace) -> None:
     """The config, --output and the named datasets, before any worker is spawned or model built."""
+    cli.check_config_path(args.config_file)  # before the imports below, which load torch
     from freemask.engine.defaults import register_custom_dataset, setup_cfg
 
-    cli.check_config_path(args.config_file)
     cfg = setup_cfg(args.config_file, args.opts)
     cli.check_output_folders([("--output", args.output)])
     register_custom_dataset(cfg)

@@ -8,11 +8,7 @@ import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-from ..errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A config file or override the user wrote is wrong; the message says where and how to fix it."""
+from ..errors import ConfigError
 
 
 class CfgNode(_FvcoreCfgNode):
