@@ -84,3 +84,18 @@ def test_mistyped_config_path_is_reported_before_torch_is_imported():
         "error: --config-file configs/toy/semantic_fpn_R18_toyy.yaml: config file not found; "
         "did you mean configs/toy/semantic_fpn_R18_toy.yaml?\n"
     )
+
+
+def test_missing_dataset_is_reported_without_loading_the_model_zoo(tmp_path):
+    # timm made impossible: the early checks must not need the model zoo that imports it.
+    code = (
+        "import runpy, sys; sys.modules['timm'] = None\n"
+        "config = 'configs/toy/semantic_fpn_R18_toy.yaml'\n"
+        "sys.argv = [sys.argv[1], '--config-file', config, 'OUTPUT_DIR', sys.argv[2]]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "none")}
+    command = [sys.executable, "-c", code, os.path.join(REPO, "train_net.py"), str(tmp_path / "out")]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: toy dataset not found: "), proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
