@@ -6,59 +6,47 @@ python train_net.py --config-file X.yaml --eval-only MODEL.WEIGHTS output/model_
 python train_net.py --config-file X.yaml --resume
 """
 
+import argparse
 import sys
 
-from freemask.checkpoint import Checkpointer, CheckpointError
-from freemask.config import ConfigError
-from freemask.data.catalog import DatasetNotRegisteredError
-from freemask.data.errors import DatasetError
-from freemask.engine import Trainer, default_argument_parser, default_setup, launch, setup_cfg
-
-# Mistakes a user can make; each is reported as one line instead of a traceback.
-USER_ERRORS = (
-    ConfigError,
-    CheckpointError,
-    DatasetError,
-    DatasetNotRegisteredError,
-    FloatingPointError,
-    FileNotFoundError,
-)
+from freemask import cli
+from freemask.arguments import default_argument_parser  # torch-free: --help answers before anything heavy loads
 
 
-def main(args) -> dict:
+def main(args: argparse.Namespace) -> dict:
+    from freemask.checkpoint import load_trained_model
+    from freemask.engine import Trainer, default_setup, setup_cfg
+
     cfg = default_setup(setup_cfg(args.config_file, args.opts), args)
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS:
-            raise CheckpointError("--eval-only needs the weights to evaluate: append MODEL.WEIGHTS path/to/model.pth")
-        model = Trainer.build_model(cfg)
-        checkpointer = Checkpointer(model, cfg.OUTPUT_DIR, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True)
-        checkpointer.load(cfg.MODEL.WEIGHTS)
+        model = load_trained_model(cfg, "--eval-only needs the weights to evaluate")
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
 
-def run(args) -> None:
-    """Worker entry point: a user error becomes one line on stderr and exit code 1."""
-    try:
-        main(args)
-    except USER_ERRORS as e:
-        sys.exit(f"error: {one_line(e)}")
+def check_before_launch(args: argparse.Namespace) -> None:
+    """The config, OUTPUT_DIR and the datasets, before any worker is spawned or model built."""
+    cli.check_config_path(args.config_file)  # before the imports below, which load torch
+    from freemask.engine.defaults import register_custom_dataset, setup_cfg
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    if args.eval_only and not cfg.MODEL.WEIGHTS:
+        from freemask.checkpoint import CheckpointError
+
+        raise CheckpointError("--eval-only needs the weights to evaluate: append MODEL.WEIGHTS path/to/model.pth")
+    cli.check_output_folders([("OUTPUT_DIR", cfg.OUTPUT_DIR)])
+    register_custom_dataset(cfg)
+    cli.check_datasets(cli.config_datasets(cfg, args.eval_only))
 
 
-def one_line(error: BaseException) -> str:
-    """The error's own message, also when a DataLoader worker re-raised it wrapped in the worker's traceback."""
-    lines = str(error.args[0] if error.args else error).strip().splitlines()
-    last = lines[-1] if lines else type(error).__name__
-    prefix = f"{type(error).__module__}.{type(error).__name__}: "
-    return last[len(prefix) :] if last.startswith(prefix) else last
+def launch_workers(args: argparse.Namespace) -> None:
+    from freemask.engine import launch
+
+    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(main, args))
 
 
 if __name__ == "__main__":
-    args = default_argument_parser(__doc__).parse_args()
-    try:
-        setup_cfg(args.config_file, args.opts)  # fail on a bad config before spawning any worker
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    launch(run, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    arguments = default_argument_parser(__doc__).parse_args()
+    sys.exit(cli.run(launch_workers, arguments, checks=[lambda: check_before_launch(arguments)]))

@@ -26,21 +26,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from freemask.checkpoint import Checkpointer, CheckpointError
-from freemask.config import CfgNode, ConfigError
+from freemask import cli
+from freemask.checkpoint import load_trained_model
+from freemask.config import CfgNode
 from freemask.data import transforms as T
 from freemask.data.catalog import DatasetNotRegisteredError, MetadataCatalog
 from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper, read_image
 from freemask.engine.defaults import register_custom_dataset, setup_cfg
-from freemask.modeling import build_model
+from freemask.errors import PathNotFoundError, UserError
 from freemask.utils.logger import setup_logger
 from freemask.utils.visualizer import blend, colorize, labelled_panels, save_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABELS_DIR = "labels"
-USER_ERRORS = (CheckpointError, ConfigError, DatasetError, DatasetNotRegisteredError, FileNotFoundError)
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def argument_parser() -> argparse.ArgumentParser:
 def find_inputs(patterns: Sequence[str]) -> list[str]:
     """Image paths named by ``patterns`` in the given order: a file as is (checked when read), a folder's image files
     sorted, a glob's matching image files sorted. A pattern matching nothing, or two inputs with one stem (their
-    outputs would collide), is a FileNotFoundError / DatasetError naming it."""
+    outputs would collide), is a PathNotFoundError / DatasetError naming it."""
     paths: list[str] = []
     for pattern in patterns:
         if os.path.isfile(pattern):
@@ -78,7 +78,7 @@ def find_inputs(patterns: Sequence[str]) -> list[str]:
         images = [p for p in found if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS)]
         if not images:
             what = "folder" if os.path.isdir(pattern) else "file or pattern"
-            raise FileNotFoundError(
+            raise PathNotFoundError(
                 f"--input {pattern}: no such {what} with images ({', '.join(IMAGE_EXTENSIONS)}); check the path"
             )
         paths.extend(images)
@@ -100,17 +100,6 @@ def check_output(output: str, paths: Sequence[str]) -> None:
     for folder in sorted({os.path.dirname(p) for p in paths}):
         if os.path.realpath(folder or ".") in (target, os.path.join(target, LABELS_DIR)):
             raise DatasetError(f"--output {output} holds input images; inputs are never overwritten: choose another")
-
-
-def load_model(cfg: CfgNode) -> torch.nn.Module:
-    """The config's model with MODEL.WEIGHTS (loaded with weights_only unless MODEL.ALLOW_UNSAFE_WEIGHTS), eval mode."""
-    if not cfg.MODEL.WEIGHTS:
-        raise CheckpointError("no MODEL.WEIGHTS given; append MODEL.WEIGHTS path/to/model_final.pth")
-    if torch.device(cfg.MODEL.DEVICE).type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no GPU is available; append MODEL.DEVICE cpu")
-    model = build_model(cfg)
-    Checkpointer(model, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
 
 
 def class_palette(cfg: CfgNode) -> tuple[list[str], list[list[int]]]:
@@ -184,7 +173,7 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
     todo = paths if args.overwrite else [p for p in paths if not done(p)]
     if not todo:
         return 0, len(paths)
-    model = load_model(cfg)
+    model = load_trained_model(cfg, "no MODEL.WEIGHTS given")
     os.makedirs(os.path.join(args.output, LABELS_DIR) if args.save_labels else args.output, exist_ok=True)
     dtype = np.uint8 if len(names) <= 256 else np.uint16
     for path in tqdm(todo, desc="demo", unit="img", disable=args.no_progress):
@@ -202,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.opacity <= 1.0:
         parser.error(f"--opacity must be in [0, 1], got {args.opacity}")
     try:
+        cli.check_config_path(args.config_file)
+        cli.check_output_folders([("--output", args.output)])
         written, skipped = run(args)
-    except USER_ERRORS as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+    except UserError as e:
+        return cli.report(e)
     note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
     print(f"wrote {written} overlays to {args.output}{note}")
     return 0

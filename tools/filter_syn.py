@@ -35,41 +35,7 @@ import os
 import sys
 from typing import Optional
 
-import torch
-
-from freemask.checkpoint import CheckpointError
-from freemask.config import ConfigError
-from freemask.data.catalog import DatasetNotRegisteredError
-from freemask.data.errors import DatasetError
-from freemask.engine import launch, setup_cfg
-from freemask.engine.defaults import register_custom_dataset
-from freemask.synthetic.class_loss import ClassLossError
-from freemask.synthetic.filter_engine import load_filter_model
-from freemask.synthetic.filter_inputs import (
-    MaskSource,
-    check_class_count,
-    check_output_is_not_input,
-    dataset_class_names,
-    default_output,
-    folder_description,
-    model_class_names,
-    source_from_dataset,
-    source_from_folders,
-)
-from freemask.synthetic.filter_output import OutputStateError
-from freemask.synthetic.filter_pipeline import FilterOptions, run_filter
-from freemask.utils import comm
-from freemask.utils.logger import setup_logger
-
-USER_ERRORS = (
-    CheckpointError,
-    ClassLossError,
-    ConfigError,
-    DatasetError,
-    DatasetNotRegisteredError,
-    FileNotFoundError,
-    OutputStateError,
-)
+from freemask import cli
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -128,7 +94,9 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
-def _source(args: argparse.Namespace, side: str, ignore_label: int) -> MaskSource:
+def _source(args: argparse.Namespace, side: str, ignore_label: int):
+    from freemask.synthetic.filter_inputs import source_from_dataset, source_from_folders
+
     name = getattr(args, f"{side}_dataset")
     if name:
         return source_from_dataset(name)
@@ -143,6 +111,8 @@ def _source(args: argparse.Namespace, side: str, ignore_label: int) -> MaskSourc
 
 
 def _real_description(args: argparse.Namespace) -> Optional[str]:
+    from freemask.synthetic.filter_inputs import folder_description
+
     if args.real_dataset:
         return args.real_dataset
     if args.real_img_path:
@@ -151,6 +121,24 @@ def _real_description(args: argparse.Namespace) -> Optional[str]:
 
 
 def main(args: argparse.Namespace) -> None:
+    # Imported here, not at the top: --help and the early checks answer without loading torch and the model zoo.
+    import torch
+
+    from freemask.data.errors import DatasetError
+    from freemask.engine import setup_cfg
+    from freemask.engine.defaults import register_custom_dataset
+    from freemask.synthetic.filter_engine import load_filter_model
+    from freemask.synthetic.filter_inputs import (
+        check_class_count,
+        check_output_is_not_input,
+        dataset_class_names,
+        default_output,
+        model_class_names,
+    )
+    from freemask.synthetic.filter_pipeline import FilterOptions, run_filter
+    from freemask.utils import comm
+    from freemask.utils.logger import setup_logger
+
     cfg = setup_cfg(args.config_file, args.opts)
     setup_logger(None, comm.get_rank())
     register_custom_dataset(cfg)
@@ -159,12 +147,13 @@ def main(args: argparse.Namespace) -> None:
     for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None):
         if name:
             check_class_count(name, dataset_class_names(name), num_classes, args.config_file)
-    model = load_filter_model(cfg)
     syn = _source(args, "syn", ignore_label)
     output = args.output or default_output(syn)
     check_output_is_not_input(output, [syn])
     if args.real_img_path and os.path.realpath(args.real_mask_path) == os.path.realpath(output):
         raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
+    cli.check_output_folders([("--output", output)])  # also the default one, before the model is built
+    model = load_filter_model(cfg)
     on_gpu = torch.device(cfg.MODEL.DEVICE).type == "cuda"
     options = FilterOptions(
         output=output,
@@ -181,21 +170,29 @@ def main(args: argparse.Namespace) -> None:
     run_filter(cfg, model, options, syn, lambda: _source(args, "real", ignore_label), _real_description(args), names)
 
 
-def run(args: argparse.Namespace) -> None:
-    """Worker entry point: a user error becomes one line on stderr and exit code 1."""
-    try:
-        main(args)
-    except USER_ERRORS as e:
-        sys.exit(f"error: {e}")
+def check_before_launch(args: argparse.Namespace) -> None:
+    """The config, --output and the named datasets, before any worker is spawned or model built."""
+    cli.check_config_path(args.config_file)  # before the imports below, which load torch
+    from freemask.engine.defaults import register_custom_dataset, setup_cfg
+
+    cfg = setup_cfg(args.config_file, args.opts)
+    cli.check_output_folders([("--output", args.output)])
+    register_custom_dataset(cfg)
+    named = {"--syn-dataset": args.syn_dataset, "--real-dataset": None if args.class_loss else args.real_dataset}
+    for flag, name in named.items():
+        if name:
+            cli.check_datasets([name], flag)
+
+
+def launch_workers(args: argparse.Namespace) -> None:
+    from freemask.engine import launch
+
+    logging.getLogger("freemask").setLevel(logging.INFO)
+    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(main, args))
 
 
 if __name__ == "__main__":
     parser = argument_parser()
-    args = parser.parse_args()
-    check_arguments(parser, args)
-    try:
-        setup_cfg(args.config_file, args.opts)  # fail on a bad config before spawning any worker
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
-    logging.getLogger("freemask").setLevel(logging.INFO)
-    launch(run, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(args,))
+    arguments = parser.parse_args()
+    check_arguments(parser, arguments)
+    sys.exit(cli.run(launch_workers, arguments, checks=[lambda: check_before_launch(arguments)]))

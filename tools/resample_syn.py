@@ -27,22 +27,7 @@ import os
 import sys
 import time
 
-from tqdm import tqdm
-
-from freemask.data.catalog import DatasetNotRegisteredError
-from freemask.data.datasets.synthetic import MANIFEST_NAME, write_manifest
-from freemask.data.errors import DatasetError
-from freemask.synthetic.class_loss import ClassLossError, read_class_loss
-from freemask.synthetic.hardness import compute_hardness
-from freemask.synthetic.resample_inputs import (
-    SyntheticPairs,
-    real_masks_from_dataset,
-    real_masks_from_folder,
-    synthetic_from_dataset,
-    synthetic_from_folders,
-)
-from freemask.synthetic.resample_outputs import chosen_pairs, materialise
-from freemask.synthetic.resampling import plan_resampling
+from freemask import cli
 
 _SHOWN = 3
 
@@ -76,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-copies", type=int, default=20, help="copies of the hardest mask (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
     parser.add_argument(
-        "--output", metavar="FILE", help=f"manifest path (default: <synthetic root or DIR>/{MANIFEST_NAME})"
+        "--output",
+        metavar="FILE",
+        help="manifest path (default: the manifest the *_syn_resampled_* splits read, in the synthetic root or DIR)",
     )
     folders = parser.add_mutually_exclusive_group()
     folders.add_argument("--copy", metavar="DIR", help="also copy the chosen pairs to DIR/images, DIR/annotations")
@@ -89,8 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output(output: str, folder: str | None, synthetic: SyntheticPairs) -> None:
+def _check_output(output: str, folder: str | None, synthetic) -> None:
     """Fail before the long part when the manifest could not name the files relative to its folder."""
+    from freemask.data.datasets.synthetic import MANIFEST_NAME
+    from freemask.data.errors import DatasetError
+
     base = os.path.dirname(os.path.abspath(output))
     first = next(iter(next(iter(synthetic.pairs.values())).values()))
     targets = [os.path.join(folder, "x")] if folder else first
@@ -103,6 +93,21 @@ def _check_output(output: str, folder: str | None, synthetic: SyntheticPairs) ->
 
 
 def run(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from freemask.data.datasets.synthetic import MANIFEST_NAME, write_manifest
+    from freemask.data.errors import DatasetError
+    from freemask.synthetic.class_loss import read_class_loss
+    from freemask.synthetic.hardness import compute_hardness
+    from freemask.synthetic.resample_inputs import (
+        real_masks_from_dataset,
+        real_masks_from_folder,
+        synthetic_from_dataset,
+        synthetic_from_folders,
+    )
+    from freemask.synthetic.resample_outputs import chosen_pairs, materialise
+    from freemask.synthetic.resampling import plan_resampling
+
     if args.real_dataset:
         real = real_masks_from_dataset(args.real_dataset)
     else:
@@ -116,6 +121,10 @@ def run(args: argparse.Namespace) -> None:
     folder = args.copy or args.symlink
     output = args.output or os.path.join(folder or synthetic.root, MANIFEST_NAME)
     _check_output(output, folder, synthetic)
+    manifest_folder = "--output" if args.output else "the manifest folder (see --output)"
+    cli.check_output_folders(
+        [("--copy" if args.copy else "--symlink", folder), (manifest_folder, os.path.dirname(os.path.abspath(output)))]
+    )
 
     orphans = sorted(set(synthetic.pairs) - set(real.paths))
     if orphans:
@@ -187,14 +196,7 @@ def main(argv=None) -> int:
         parser.error("--syn-img-path and --syn-mask-path go together")
     if args.max_copies < 1 or args.workers < 1:
         parser.error("--max-copies and --workers must be at least 1")
-    try:
-        run(args)
-    except (DatasetError, ClassLossError, DatasetNotRegisteredError) as e:
-        if isinstance(e, DatasetNotRegisteredError):
-            e = e.args[0]
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return cli.run(run, args)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ import shlex
 import sys
 import time
 
-from freemask.config import ConfigError
 from freemask.data.toy_generator import ToyParams
 from freemask.engine.defaults import setup_cfg
-from freemask.synthetic.defect_score import DefectScoreError
-from freemask.synthetic.toy_pipeline import REAL_CONFIG, PipelineError, PipelineOptions, run_pipeline
+from freemask.errors import UserError, one_line
+from freemask.synthetic.toy_pipeline import REAL_CONFIG, PipelineOptions, run_pipeline
 from freemask.synthetic.toy_pipeline_report import write_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,8 +76,8 @@ def main(argv=None) -> None:
     args = argument_parser().parse_args(argv)
     try:
         setup_cfg(os.path.join(REPO, REAL_CONFIG), args.opts)  # a bad override fails here, before any step
-    except ConfigError as e:
-        sys.exit(f"error: {e}")
+    except UserError as e:
+        sys.exit(f"error: {one_line(e)}")
     output_root = os.path.abspath(args.output_root)
     datasets_root = os.path.abspath(args.datasets_root or os.path.join(output_root, "datasets"))
     options = PipelineOptions(
@@ -97,8 +96,8 @@ def main(argv=None) -> None:
     try:
         run_pipeline(options, log=lambda line: print(line, flush=True))
         table = write_table(options, command)
-    except (PipelineError, DefectScoreError) as e:
-        sys.exit(f"error: {e}")
+    except UserError as e:  # a step's own error already reached the user as that step's one line
+        sys.exit(f"error: {one_line(e)}")
     print(f"\n{table}\nWritten to {os.path.join(output_root, 'freemask_pipeline.md')} ", end="")
     print(f"({time.perf_counter() - start:.0f} s in this run)")
 

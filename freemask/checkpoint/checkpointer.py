@@ -2,14 +2,17 @@
 
 import os
 import pickle
+import re
 import zipfile
 from typing import Any, Dict, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 
+from ..errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file cannot be used; the message names the file and what to do."""
 
 
@@ -42,6 +45,21 @@ class Checkpointer(_FvcoreCheckpointer):
         with open(tmp, "w") as f:
             f.write(os.path.basename(path))
         os.replace(tmp, os.path.join(self.save_dir, "last_checkpoint"))
+
+    def remove_stale_temporaries(self) -> List[str]:
+        """Delete the ``*.pth.tmp.<pid>`` files of saves killed midway (by a process no longer running) and a
+        leftover ``last_checkpoint.tmp``; returns their names. Called when training starts, so they do not pile up."""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return []
+        removed = []
+        for name in sorted(os.listdir(self.save_dir)):
+            match = _TEMPORARY.fullmatch(name)
+            if match and not (match.group(1) and _process_alive(int(match.group(1)))):
+                os.remove(os.path.join(self.save_dir, name))
+                removed.append(name)
+        if removed:
+            self.logger.info("Removed %d temporary files of interrupted saves: %s", len(removed), ", ".join(removed))
+        return removed
 
     def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
         if path and not os.path.isfile(path):
@@ -86,6 +104,22 @@ class Checkpointer(_FvcoreCheckpointer):
         if "model" not in loaded:
             loaded = {"model": loaded.get("state_dict", loaded)}
         return loaded
+
+
+# What _atomic_torch_save and save() write before renaming: <name>.pth.tmp.<pid>, last_checkpoint.tmp.
+_TEMPORARY = re.compile(r"(?:.+\.pth\.tmp\.(\d+)|last_checkpoint\.tmp)")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _atomic_torch_save(data: Dict[str, Any], path: str) -> None:

@@ -8,9 +8,7 @@ import yaml
 from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-
-class ConfigError(ValueError):
-    """A config file or override the user wrote is wrong; the message says where and how to fix it."""
+from ..errors import ConfigError
 
 
 class CfgNode(_FvcoreCfgNode):
@@ -28,7 +26,11 @@ class CfgNode(_FvcoreCfgNode):
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
         """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader."""
         with open(filename, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
+            try:
+                cfg = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                # Named here, where the file is known: a mistake in a _BASE_ file is not in the child's file.
+                raise ConfigError(f"{filename}: not a valid YAML config ({_yaml_problem(e)}){_PLAIN_YAML}") from None
         if not isinstance(cfg, dict):
             return cfg
         bases: Union[str, List[str], None] = cfg.pop(BASE_KEY, None)
@@ -37,9 +39,11 @@ class CfgNode(_FvcoreCfgNode):
         merged: Dict[str, Any] = {}
         for base in [bases] if isinstance(bases, str) else bases:
             path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
+            if not os.path.isfile(path):
+                raise ConfigError(f"{filename}: _BASE_ file {path} not found; fix the path (relative to this file)")
             base_cfg = cls.load_yaml_with_base(path)
             if not isinstance(base_cfg, dict):
-                raise yaml.YAMLError(f"base config {path} is not a mapping")
+                raise ConfigError(f"{path}: a _BASE_ config must hold a mapping of KEY: value (named by {filename})")
             _merge_into(base_cfg, merged)
         _merge_into(cfg, merged)
         return merged
@@ -50,11 +54,6 @@ class CfgNode(_FvcoreCfgNode):
         except FileNotFoundError as e:
             raise ConfigError(
                 f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path"
-            ) from None
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ConfigError(
-                f"{cfg_filename}: not a valid YAML config ({problem}); configs are plain YAML, python tags are refused"
             ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(
@@ -117,6 +116,16 @@ def _flatten_keys(tree: Dict[str, Any], prefix: str = "") -> Iterator[str]:
             yield from _flatten_keys(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}"
+
+
+_PLAIN_YAML = "; configs are plain YAML, python tags are refused"
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's problem and where it is (``line 3, column 7``), on one line."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def _one_line(error: BaseException) -> str:

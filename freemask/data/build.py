@@ -6,6 +6,7 @@ plain ``index`` when testing. Batches come back as lists of mapper dicts (the mo
 """
 
 import logging
+import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -174,6 +175,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
         collate_fn=trivial_batch_collator,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        worker_init_fn=ignore_ctrl_c,
     )
 
 
@@ -189,4 +191,12 @@ def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
         sampler=InferenceSampler(len(dataset)),
         collate_fn=trivial_batch_collator,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
+        worker_init_fn=ignore_ctrl_c,
     )
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """Loader workers ignore SIGINT: a Ctrl-C in the terminal reaches them too, and a worker that died of it would
+    fail the training process's next batch on one rank while the others wait in a collective. The training process
+    itself stops cleanly (freemask/engine/interrupt.py) and shuts its workers down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

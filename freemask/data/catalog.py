@@ -6,8 +6,10 @@ registering every builtin dataset at import touches no disk.
 
 from typing import Any, Callable, Dict, List
 
+from ..errors import UserError
 
-class DatasetNotRegisteredError(KeyError):
+
+class DatasetNotRegisteredError(UserError, KeyError):
     """A dataset name used in a config was never registered."""
 
 

@@ -1,41 +1,21 @@
-"""Command-line arguments and per-process set-up shared by train_net.py and the tools (detectron2's conventions)."""
+"""Per-process set-up shared by train_net.py and the tools (detectron2's conventions)."""
 
 import argparse
 import logging
 import os
 import random
 import sys
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import torch
 
+from ..arguments import default_argument_parser  # noqa: F401  (its former home)
 from ..config import CfgNode, ConfigError, get_cfg
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
 from ..utils.collect_env import log_environment
 from ..utils.logger import setup_logger
-
-
-def default_argument_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The detectron2 flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines, --machine-rank,
-    --dist-url, then any number of trailing ``KEY VALUE`` config overrides."""
-    parser = argparse.ArgumentParser(
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Trailing KEY VALUE pairs override the config, e.g. SOLVER.MAX_ITER 1000 MODEL.WEIGHTS ckpt.pth",
-    )
-    parser.add_argument("--config-file", default="", metavar="FILE", help="path to a YAML config")
-    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint if it exists")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS on DATASETS.TEST and exit")
-    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; gloo on CPU)")
-    parser.add_argument("--num-machines", type=int, default=1)
-    parser.add_argument("--machine-rank", type=int, default=0, help="rank of this machine (0 .. num-machines - 1)")
-    parser.add_argument(
-        "--dist-url", default="auto", help="rendezvous address, e.g. tcp://host:port; 'auto' picks a free local port"
-    )
-    parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
-    return parser
 
 
 def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
@@ -48,15 +28,30 @@ def setup_cfg(config_file: str, opts: List[str]) -> CfgNode:
     return cfg
 
 
+# Files every run into OUTPUT_DIR appends to rather than replaces.
+APPENDED_FILES = ("log.txt", "metrics.json")
+
+
 def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
-    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set."""
+    """Create OUTPUT_DIR, set up logging, save the merged config, fix the seed. Returns the config with SEED set.
+
+    The config goes to ``config.yaml``, or ``config_eval.yaml`` with ``--eval-only``, so evaluating a training
+    folder keeps the record of how it was trained."""
     rank = comm.get_rank()
+    earlier = [n for n in APPENDED_FILES if os.path.isfile(os.path.join(cfg.OUTPUT_DIR, n))]
     if comm.is_main_process():
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
     log_environment(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1))
+    if earlier and comm.is_main_process():
+        logger.info(
+            "OUTPUT_DIR %s already holds %s of an earlier run: this run appends to %s",
+            cfg.OUTPUT_DIR,
+            " and ".join(earlier),
+            "them" if len(earlier) > 1 else "it",
+        )
     register_custom_dataset(cfg)
     cfg = cfg.clone()
     cfg.defrost()
@@ -64,7 +59,8 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     cfg.freeze()
     seed_everything(cfg.SEED + rank)
     if comm.is_main_process():
-        path = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+        name = "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml"
+        path = os.path.join(cfg.OUTPUT_DIR, name)
         tmp = f"{path}.tmp"
         with open(tmp, "w") as f:
             f.write(cfg.dump())

@@ -2,13 +2,18 @@
 
 import logging
 import os
+import signal
 import socket
+import threading
 from datetime import timedelta
-from typing import Any, Callable, Tuple
+from types import FrameType
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from ..errors import ArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +53,22 @@ def launch(
     if world_size <= 1:
         main_func(*args)
         return
+    # Checked here, in the launching process, where an ArgumentError is one line; a worker's would be a traceback.
+    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+        raise ArgumentError(
+            f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible; pass at most "
+            f"--num-gpus {torch.cuda.device_count()} or check CUDA_VISIBLE_DEVICES"
+        )
     if dist_url == "auto":
         if num_machines != 1:
-            raise ValueError("--dist-url auto only works on one machine; pass tcp://<host of rank 0>:<port>")
+            raise ArgumentError("--dist-url auto only works on one machine; pass tcp://<host of rank 0>:<port>")
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("file://"):
         logger.warning("file:// init needs a file system shared by every machine")
+    # Ctrl-C reaches every process of the terminal: the workers save a checkpoint and exit with one line (see
+    # engine/interrupt.py); the parent only waits for them instead of dying with a traceback of its own.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _wait_for_workers) if main_thread else None
     try:
         mp.start_processes(
             _worker,
@@ -65,6 +80,14 @@ def launch(
     except mp.ProcessExitedException as e:
         # The worker already printed why it exited (sys.exit with a message); don't bury that under a traceback.
         raise SystemExit(e.exit_code) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _wait_for_workers(signum: int, frame: Optional[FrameType]) -> None:
+    """SIGINT handler of the launching process (a Python function, not SIG_IGN, which spawned workers would
+    inherit)."""
 
 
 def _join_torchrun_group(timeout: timedelta) -> None:
@@ -86,10 +109,6 @@ def _worker(
     timeout: timedelta,
 ) -> None:
     if torch.cuda.is_available():
-        if num_gpus_per_machine > torch.cuda.device_count():
-            raise RuntimeError(
-                f"--num-gpus {num_gpus_per_machine} but only {torch.cuda.device_count()} GPUs are visible"
-            )
         torch.cuda.set_device(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
     global_rank = machine_rank * num_gpus_per_machine + local_rank

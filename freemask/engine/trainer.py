@@ -14,8 +14,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
-from ..config import CfgNode
+from ..cli import resume_command
+from ..config import CfgNode, ConfigError
 from ..data import build_test_loader, build_train_loader
+from ..errors import TrainingInterrupted, UserError
 from ..evaluation import SemSegEvaluator, inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
@@ -23,8 +25,13 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
+from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
+
+
+class LossNotFiniteError(UserError, FloatingPointError):
+    """The loss became NaN or infinite; usually a learning rate too high for the batch size."""
 
 
 def iteration_seed(seed: int, iteration: int, rank: int) -> int:
@@ -51,7 +58,7 @@ class Trainer:
         self.device_type = torch.device(cfg.MODEL.DEVICE).type
         amp = cfg.SOLVER.AMP
         if amp.DTYPE not in ("bfloat16", "float16"):
-            raise ValueError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
+            raise ConfigError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
         self.amp_dtype: Optional[torch.dtype] = getattr(torch, amp.DTYPE) if amp.ENABLED else None
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp_dtype == torch.float16)
         self.clip_gradients = build_gradient_clipper(cfg)
@@ -69,8 +76,13 @@ class Trainer:
             scheduler=self.scheduler,
             grad_scaler=self.scaler,
         )
+        if comm.is_main_process():
+            self.checkpointer.remove_stale_temporaries()
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
+        # Set when any rank got Ctrl-C; agreed over ranks in the per-iteration all-reduce, so all stop together.
+        self._stop = StopRequest()
+        self._stop_agreed = False
         # Training samples this rank's loader replaced (DATALOADER.SKIP_BAD_SAMPLES) since this process started.
         self._skipped_count = 0
         self._skipped_files: Set[str] = set()
@@ -106,35 +118,103 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------------- train
     def train(self) -> Dict[str, Dict[str, float]]:
-        """Run the remaining iterations, evaluating every TEST.EVAL_PERIOD and at the end; returns the last results."""
+        """Run the remaining iterations, evaluating every TEST.EVAL_PERIOD and at the end; returns the last results.
+
+        Ctrl-C stops after the current iteration with a checkpoint of it (TrainingInterrupted says how to resume).
+        """
         cfg = self.cfg
         writers = default_writers(cfg.OUTPUT_DIR, self.max_iter) if comm.is_main_process() else []
         storage = MetricStorage()
         periodic = PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_iter=self.max_iter)
         results: Dict[str, Dict[str, float]] = {}
+        if self.start_iter >= self.max_iter:
+            try:
+                return self._finish_ended_run(storage, writers)
+            finally:
+                for writer in writers:
+                    writer.close()
         logger.info("Starting training from iteration %d", self.start_iter)
         self.model.train()
         data_iter = iter(self.build_train_loader(cfg, self.start_iter))
+        done = self.start_iter - 1  # the last iteration whose update, checkpoint and evaluation are complete
         try:
-            for iteration in range(self.start_iter, self.max_iter):
-                storage.iter = iteration
-                self.run_step(data_iter, iteration, storage)
-                periodic.step(iteration)
-                last = iteration == self.max_iter - 1
-                period = cfg.TEST.EVAL_PERIOD
-                if cfg.DATASETS.TEST and (last or (period > 0 and (iteration + 1) % period == 0)):
-                    results = self.test(cfg, self.model_without_ddp)
-                    log_prediction_panels(storage, self.model_without_ddp, cfg)
-                    storage.put_scalars(**_flatten_results(results))
-                    self.model.train()
-                if last or (iteration + 1) % cfg.LOG_PERIOD == 0:
-                    for writer in writers:
-                        writer.write(storage)
-                    storage.clear()
+            with self._stop:
+                for iteration in range(self.start_iter, self.max_iter):
+                    storage.iter = iteration
+                    self.run_step(data_iter, iteration, storage)
+                    periodic.step(iteration)
+                    last = iteration == self.max_iter - 1
+                    results = self._evaluate_if_due(iteration, last, storage) or results
+                    if last or (iteration + 1) % cfg.LOG_PERIOD == 0:
+                        for writer in writers:
+                            writer.write(storage)
+                        storage.clear()
+                    done = iteration
+                    if self._stop_agreed and not last:
+                        self._save_interrupted(done)
+        except (TrainingInterrupted, LossNotFiniteError):
+            raise
+        except Exception:
+            # After a Ctrl-C, a failure of the next batch or collective (a loader worker hit before it could ignore
+            # SIGINT, a peer rank gone) is part of the stop; the last complete iteration is still consistent.
+            if not self._stop.requested:
+                raise
+            self._save_interrupted(done, agreed=False)
         finally:
             for writer in writers:
                 writer.close()
         return results
+
+    def _evaluate_if_due(self, iteration: int, last: bool, storage: MetricStorage) -> Dict[str, Dict[str, float]]:
+        cfg = self.cfg
+        period = cfg.TEST.EVAL_PERIOD
+        if not cfg.DATASETS.TEST or not (last or (period > 0 and (iteration + 1) % period == 0)):
+            return {}
+        results = self.test(cfg, self.model_without_ddp)
+        log_prediction_panels(storage, self.model_without_ddp, cfg)
+        storage.put_scalars(**_flatten_results(results))
+        self.model.train()
+        return results
+
+    def _finish_ended_run(self, storage: MetricStorage, writers: List) -> Dict[str, Dict[str, float]]:
+        """Resumed after the last iteration (killed while ``model_final.pth`` was being written, or an ended run):
+        write what the last iteration writes — the final checkpoint and evaluation — instead of doing nothing."""
+        final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+        resumed = self.checkpointer.get_checkpoint_file()
+        logger.info(
+            "Resuming at iteration %d of SOLVER.MAX_ITER %d: no iteration left; finishing the run's outputs from %s",
+            self.start_iter,
+            self.max_iter,
+            resumed,
+        )
+        if os.path.abspath(resumed) != os.path.abspath(final) or not os.path.isfile(final):
+            self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+        storage.iter = self.start_iter - 1
+        results = self._evaluate_if_due(storage.iter, True, storage)
+        if results:
+            for writer in writers:
+                writer.write(storage)
+        return results
+
+    def _save_interrupted(self, done: int, agreed: bool = True) -> None:
+        """Checkpoint the last complete iteration (atomically, as every save) and raise TrainingInterrupted.
+
+        ``agreed``: every rank stopped at this iteration and may wait for the save; otherwise (a failure after the
+        Ctrl-C) another rank may be inside a collective, and waiting for it could hang."""
+        name = f"model_{done:07d}"
+        path = os.path.join(self.cfg.OUTPUT_DIR, f"{name}.pth")
+        if done < self.start_iter:
+            raise TrainingInterrupted(
+                f"interrupted before iteration {self.start_iter} finished; nothing new to save; run again with: "
+                f"{resume_command()}"
+            ) from None
+        if os.path.abspath(self.checkpointer.get_checkpoint_file()) != os.path.abspath(path):
+            self.checkpointer.save(name, iteration=done)
+        if agreed:
+            comm.synchronize()
+        raise TrainingInterrupted(
+            f"interrupted at iteration {done + 1}; checkpoint saved to {path}; resume with: {resume_command()}"
+        ) from None
 
     def run_step(self, data_iter, iteration: int, storage: MetricStorage) -> None:
         start = time.perf_counter()
@@ -147,12 +227,13 @@ class Trainer:
         ):
             loss_dict = self.model(batch)
         losses = sum(loss_dict.values())
-        reduced, skipped = self._reduce_losses(loss_dict, self._skipped_count)
+        reduced, skipped, stop = self._reduce_losses(loss_dict, self._skipped_count, self._stop.requested)
+        self._stop_agreed = stop
         total = sum(reduced.values())
         if not math.isfinite(total):
-            raise FloatingPointError(
-                f"loss is {total} at iteration {iteration} ({_format(reduced)}); training stopped, the last "
-                f"checkpoint in {self.cfg.OUTPUT_DIR} is intact — lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS"
+            raise LossNotFiniteError(
+                f"loss is {total} at iteration {iteration} ({_format(reduced)}); training stopped, "
+                f"{self._last_checkpoint_note()} — lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS"
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses).backward()
@@ -185,16 +266,27 @@ class Trainer:
                         name,
                     )
 
-    def _reduce_losses(self, loss_dict: Dict[str, torch.Tensor], skipped: int) -> Tuple[Dict[str, float], int]:
-        """Mean of every loss over ranks as Python floats, and the sum of the ranks' skipped-sample counts, in one
-        small all-reduce per iteration."""
+    def _last_checkpoint_note(self) -> str:
+        """What is true of the checkpoints when training stops early: the last one intact, or none saved yet."""
+        if self.checkpointer.has_checkpoint():
+            return f"the last checkpoint {self.checkpointer.get_checkpoint_file()} is intact"
+        return (
+            f"no checkpoint was saved in {self.cfg.OUTPUT_DIR} yet (the first comes after "
+            f"SOLVER.CHECKPOINT_PERIOD {self.cfg.SOLVER.CHECKPOINT_PERIOD} iterations)"
+        )
+
+    def _reduce_losses(
+        self, loss_dict: Dict[str, torch.Tensor], skipped: int, stop: bool
+    ) -> Tuple[Dict[str, float], int, bool]:
+        """Mean of every loss over ranks as Python floats, the sum of the ranks' skipped-sample counts, and whether
+        any rank asked to stop (Ctrl-C), in one small all-reduce per iteration."""
         names = sorted(loss_dict)
         losses = [loss_dict[k].detach().float() for k in names]
-        values = torch.stack(losses + [torch.tensor(float(skipped), device=losses[0].device)])
-        values = comm.all_reduce_sum(values)
-        values[:-1] /= comm.get_world_size()
-        *means, total_skipped = values.tolist()
-        return dict(zip(names, means)), int(total_skipped)
+        counts = torch.tensor([float(skipped), float(stop)], device=losses[0].device)
+        values = comm.all_reduce_sum(torch.cat([torch.stack(losses), counts]))
+        values[:-2] /= comm.get_world_size()
+        *means, total_skipped, stops = values.tolist()
+        return dict(zip(names, means)), int(total_skipped), stops > 0
 
     # ------------------------------------------------------------------------------------------------------ test
     @classmethod

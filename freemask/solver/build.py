@@ -1,5 +1,6 @@
 """Optimizer, learning-rate schedule and gradient clipping from the SOLVER config."""
 
+import logging
 from typing import Callable, Iterable
 
 import torch
@@ -15,6 +16,8 @@ from torch import nn
 
 from ..config import CfgNode, ConfigError
 from .param_groups import build_param_groups
+
+logger = logging.getLogger(__name__)
 
 
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
@@ -61,14 +64,31 @@ def build_param_scheduler(cfg: CfgNode) -> ParamScheduler:
         )
     if s.WARMUP_ITERS <= 0:
         return main
-    warmup_length = min(s.WARMUP_ITERS / s.MAX_ITER, 1.0)
+    if s.WARMUP_METHOD not in ("linear", "constant"):
+        raise ConfigError(f"SOLVER.WARMUP_METHOD must be linear or constant, got {s.WARMUP_METHOD!r}")
+    if s.WARMUP_ITERS >= s.MAX_ITER:
+        # As detectron2's warm-up: the factor starts at WARMUP_FACTOR and (linear) rises to 1 at iteration
+        # WARMUP_ITERS, counted in iterations, so a short try-out run trains at the start of the warm-up instead of
+        # at the warm-up's end value main(1) = 0, which gave a learning rate of 0 for the whole run.
+        logger.warning(
+            "SOLVER.WARMUP_ITERS %d >= SOLVER.MAX_ITER %d: the warm-up covers the whole run and the %s decay never "
+            "starts; lower SOLVER.WARMUP_ITERS for a full schedule",
+            s.WARMUP_ITERS,
+            s.MAX_ITER,
+            s.LR_SCHEDULER_NAME,
+        )
+        reached = s.MAX_ITER / s.WARMUP_ITERS  # the share of the warm-up done at the end of the run
+        if s.WARMUP_METHOD == "constant":
+            return ConstantParamScheduler(s.WARMUP_FACTOR)
+        return LinearParamScheduler(s.WARMUP_FACTOR, s.WARMUP_FACTOR + (1 - s.WARMUP_FACTOR) * reached)
+    # Within the run: the warm-up ramps to the main schedule's value where it hands over (rescaled, as fvcore's
+    # CompositeParamScheduler), the schedule every shipped config was checked against.
+    warmup_length = s.WARMUP_ITERS / s.MAX_ITER
     end = main(warmup_length)
     if s.WARMUP_METHOD == "linear":
         warmup: ParamScheduler = LinearParamScheduler(end * s.WARMUP_FACTOR, end)
-    elif s.WARMUP_METHOD == "constant":
-        warmup = ConstantParamScheduler(end * s.WARMUP_FACTOR)
     else:
-        raise ConfigError(f"SOLVER.WARMUP_METHOD must be linear or constant, got {s.WARMUP_METHOD!r}")
+        warmup = ConstantParamScheduler(end * s.WARMUP_FACTOR)
     return CompositeParamScheduler(
         [warmup, main], lengths=[warmup_length, 1 - warmup_length], interval_scaling=["rescaled", "fixed"]
     )

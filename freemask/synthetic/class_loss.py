@@ -18,10 +18,12 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ..errors import UserError
+
 FORMAT = "freemask.class_loss/1"
 
 
-class ClassLossError(ValueError):
+class ClassLossError(UserError, ValueError):
     """A class-loss file that cannot be used; the message names the file and the fix."""
 
 

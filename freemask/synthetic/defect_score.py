@@ -18,10 +18,12 @@ from dataclasses import astuple, dataclass
 import cv2
 import numpy as np
 
+from ..errors import UserError
+
 BOUNDARY_RADIUS = 2  # "near a boundary": another value of the original mask within this many pixels (Chebyshev)
 
 
-class DefectScoreError(ValueError):
+class DefectScoreError(UserError, ValueError):
     """Masks that cannot be compared; the message names the files and the fix."""
 
 

@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checkpoint import Checkpointer, CheckpointError
+from ..checkpoint import load_trained_model
 from ..config import CfgNode
 from ..data.errors import DatasetError
-from ..modeling import build_model
 from ..utils import comm
 from .class_loss import ClassLoss
 from .filter_data import PairReader, make_loader, mask_file_name
@@ -32,14 +31,7 @@ from .loss_stats import ClassLossAccumulator, pixel_cross_entropy
 
 def load_filter_model(cfg: CfgNode) -> torch.nn.Module:
     """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded strictly, in eval mode."""
-    if not cfg.MODEL.WEIGHTS:
-        raise CheckpointError(
-            "no MODEL.WEIGHTS given; the filter needs a model trained on the real images: append "
-            "MODEL.WEIGHTS path/to/model_final.pth"
-        )
-    model = build_model(cfg)
-    Checkpointer(model, allow_unsafe=cfg.MODEL.ALLOW_UNSAFE_WEIGHTS, strict=True).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
+    return load_trained_model(cfg, "no MODEL.WEIGHTS given; the filter needs a model trained on the real images")
 
 
 class BatchLoss:

@@ -15,11 +15,13 @@ from typing import Dict, Iterable, Optional, Set
 import cv2
 import numpy as np
 
+from ..errors import UserError
+
 STATE_NAME = ".filter_state.json"
 _TMP_SUFFIX = ".tmp"
 
 
-class OutputStateError(RuntimeError):
+class OutputStateError(UserError, RuntimeError):
     """The output folder holds results of other settings; the message says which and how to proceed."""
 
 

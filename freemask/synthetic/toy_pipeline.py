@@ -31,6 +31,7 @@ from ..config import ConfigError
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, MANIFEST_NAME
 from ..data.datasets.toy import SYN_DIR
 from ..engine.defaults import setup_cfg
+from ..errors import UserError
 from .filter_output import atomic_write_bytes
 
 CONFIG_DIR = "configs/toy"
@@ -41,7 +42,7 @@ _SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PER
 _LOG_TAIL = 15
 
 
-class PipelineError(RuntimeError):
+class PipelineError(UserError, RuntimeError):
     """A step that failed or outputs that belong to other settings; the message names the step, its log and the fix."""
 
 

@@ -86,3 +86,19 @@ def test_option_after_the_overrides_is_named_as_misplaced():
 def test_shipped_configs_load(repo_root):
     for path in sorted((repo_root / "configs").rglob("*.yaml")):
         get_cfg().merge_from_file(str(path))
+
+
+def test_yaml_error_in_a_base_file_names_that_file(tmp_path):
+    write(tmp_path / "base.yaml", "SOLVER:\n  BASE_LR: [0.1\n")
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 10\n")
+    with pytest.raises(ConfigError) as error:
+        get_cfg().merge_from_file(child)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'base.yaml'}: not a valid YAML config") and "line 3" in message
+    assert "child.yaml" not in message
+
+
+def test_missing_base_file_names_the_file_that_asks_for_it(tmp_path):
+    child = write(tmp_path / "child.yaml", "_BASE_: ../Base-Missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"child.yaml: _BASE_ file .*Base-Missing.yaml not found"):
+        get_cfg().merge_from_file(child)

@@ -21,6 +21,7 @@ import torch
 
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.toy_generator import ToyParams, generate_toy_dataset
+from freemask.errors import UserError, one_line
 from freemask.synthetic.class_loss import read_class_loss
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -90,17 +91,20 @@ def argv(model, *extra):
 
 
 def run_tool(tool, args):
+    """What the command runs in one process: the early checks, then the tool's main."""
     parser = tool.argument_parser()
     parsed = parser.parse_args(args)
     tool.check_arguments(parser, parsed)
-    tool.run(parsed)
+    tool.check_before_launch(parsed)
+    tool.main(parsed)
 
 
 def tool_error(tool, args) -> str:
-    with pytest.raises(SystemExit) as error:
+    """The line the command prints for a user error."""
+    with pytest.raises(UserError) as error:
         run_tool(tool, args)
-    message = str(error.value.code)
-    assert message.startswith("error: ") and "\n" not in message, message
+    message = f"error: {one_line(error.value)}"
+    assert "\n" not in message, message
     return message
 
 
@@ -272,6 +276,16 @@ def test_bad_inputs_give_one_line_errors_naming_the_problem(tool, toy_model, dat
     os.remove(os.path.join(masks, names[0]))
     message = tool_error(tool, folder_args(data, toy_model, images, masks, *out))
     assert "have no '*.png' mask" in message and names[0].replace(".png", ".jpg") in message
+
+
+def test_unwritable_output_is_one_line_before_the_model_is_built(tool, toy_model, data, tmp_path, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    built = []
+    patched = "freemask.synthetic.filter_engine.load_trained_model"
+    monkeypatch.setattr(patched, lambda *a: built.append(1), raising=False)
+    message = tool_error(tool, argv(toy_model, "--output", str(tmp_path / "a_file" / "masks")))
+    assert message.startswith(f"error: --output {tmp_path / 'a_file' / 'masks'}: ") and "is a file" in message
+    assert not built
 
 
 def launch_tool(data, args, **kwargs):

@@ -172,3 +172,25 @@ def test_bad_inputs_give_one_clear_error(toy, tmp_path, capsys):
         tool.main([*_registered(class_loss), "--syn-img-path", str(empty)])
     with pytest.raises(SystemExit):
         tool.main(_registered(class_loss, "--reduce-zero-label"))
+
+
+def test_unwritable_output_folders_are_one_line_before_the_hardness_pass(toy, tmp_path, capsys, monkeypatch):
+    toy_root, class_loss = toy
+    tool = _tool()
+    (tmp_path / "a_file").write_text("")
+    target = tmp_path / "a_file" / "copy"
+    assert tool.main(_registered(class_loss, "--copy", str(target))) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --copy {target}: ") and "is a file" in lines[0]
+
+    # The default manifest folder (the synthetic root) read-only, as os.access reports it to a non-root user.
+    synthetic_root = os.path.realpath(toy_root / "ADE20K_Synthetic")
+    real_access = os.access
+    monkeypatch.setattr("os.access", lambda p, m: os.path.realpath(p) != synthetic_root and real_access(p, m))
+    hardness = []
+    monkeypatch.setattr("freemask.synthetic.hardness.compute_hardness", lambda *a: hardness.append(1))
+    assert tool.main(_registered(class_loss)) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the manifest folder (see --output) ")
+    assert f"{synthetic_root} is not writable" in lines[0]
+    assert not hardness

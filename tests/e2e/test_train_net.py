@@ -3,6 +3,9 @@
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -178,3 +181,94 @@ def test_custom_dataset_from_config_alone(train_net, toy_datasets, tmp_path):
         "DATASETS.TRAIN", "('mydata_sem_seg_train',)", "DATASETS.TEST", "('mydata_sem_seg_val',)",
     )  # fmt: skip
     assert "IoU-person" in read_results(out)
+
+
+def one_error_line(proc):
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    return lines[0]
+
+
+def test_bad_pretrained_weight_file_is_one_line(train_net, tmp_path):
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"not a weight file")
+    proc = train_net(
+        "--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), "MODEL.BACKBONE.PRETRAINED", str(bad),
+        check=False,
+    )  # fmt: skip
+    assert str(bad) in one_error_line(proc)
+
+
+def test_mistyped_config_path_gets_a_did_you_mean_before_torch(train_net):
+    proc = train_net("--config-file", "configs/toy/semantic_fpn_R18_toyy.yaml", check=False)
+    line = one_error_line(proc)
+    assert "configs/toy/semantic_fpn_R18_toyy.yaml: config file not found" in line
+    assert line.endswith("did you mean configs/toy/semantic_fpn_R18_toy.yaml?")
+
+
+def test_unwritable_output_dir_is_one_line_before_the_model_is_built(train_net, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    out = tmp_path / "a_file" / "run"
+    proc = train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(out), check=False)
+    line = one_error_line(proc)
+    assert line.startswith(f"error: OUTPUT_DIR {out}: ") and "is a file" in line
+    assert "parameters" not in proc.stdout  # the model ("Model SemanticFPN: ...M parameters") was never built
+
+
+def test_missing_dataset_is_one_line_before_the_model_is_built(train_net, tmp_path):
+    empty = tmp_path / "no_datasets"
+    empty.mkdir()
+    proc = train_net(
+        "--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(tmp_path / "o"), check=False,
+        env={"DETECTRON2_DATASETS": str(empty)},
+    )  # fmt: skip
+    assert str(empty) in one_error_line(proc)
+    assert "parameters" not in proc.stdout and not (tmp_path / "o").exists()
+
+
+def ctrl_c_after_iteration_two(toy_datasets, out, *extra):
+    """Run train_net.py, press Ctrl-C once iteration 2 is logged; (exit code, stderr lines)."""
+    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *extra, *FAST]
+    command += ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD", "100000"]
+    # Its own process group: Ctrl-C in a terminal signals the whole group, DataLoader workers included.
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            start_new_session=True)  # fmt: skip
+    try:
+        for line in proc.stdout:
+            if "iter: 2 " in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stderr
+
+
+@pytest.mark.parametrize("processes", [[], ["--num-gpus", "2"]], ids=["one process", "two processes"])
+def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(toy_datasets, tmp_path, processes):
+    out = tmp_path / "run"
+    code, stderr = ctrl_c_after_iteration_two(toy_datasets, out, *processes)
+    assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if "Terminating process" not in line]  # torch's spawn log
+    assert len(lines) == 1 and lines[0].startswith("interrupted at iteration "), stderr[-3000:]
+    saved = open(out / "last_checkpoint").read()
+    assert f"checkpoint saved to {out / saved}; resume with: python " in lines[0] and "--resume" in lines[0]
+    iteration = torch.load(out / saved, weights_only=True)["iteration"]
+    assert lines[0].startswith(f"interrupted at iteration {iteration + 1};") and iteration >= 2
+    assert not list(out.glob("*.tmp*"))
+
+
+def test_eval_only_keeps_the_training_config_and_says_it_appends(train_net, tmp_path):
+    out = tmp_path / "run"
+    train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2")
+    trained = (out / "config.yaml").read_text()
+    proc = train_net(
+        "--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", str(out),
+        "MODEL.WEIGHTS", str(out / "model_final.pth"), "TEST.AUG.FLIP", "False",
+    )  # fmt: skip
+    assert (out / "config.yaml").read_text() == trained
+    assert "FLIP: false" in (out / "config_eval.yaml").read_text() and "FLIP: false" not in trained
+    assert f"OUTPUT_DIR {out} already holds log.txt and metrics.json of an earlier run" in proc.stdout

@@ -1,11 +1,16 @@
 import os
+import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from freemask.config import get_cfg
+from freemask.config import ConfigError, get_cfg
 from freemask.engine import Trainer
 from freemask.engine.trainer import iteration_seed
+from freemask.errors import TrainingInterrupted, UserError
 
 
 def toy_cfg(output_dir):
@@ -83,3 +88,90 @@ def test_amp_training_steps(toy_datasets, tmp_path, monkeypatch, dtype):
     assert open(tmp_path / "last_checkpoint").read() == "model_final.pth"
     if dtype == "float16":
         assert "grad_scaler" in torch.load(tmp_path / "model_final.pth", weights_only=True)
+
+
+def test_nan_before_any_checkpoint_says_none_was_saved(toy_datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    trainer = Trainer(toy_cfg(tmp_path))
+    forward = trainer.model.forward
+    nan_losses = lambda batch: {k: v * float("nan") for k, v in forward(batch).items()}  # noqa: E731
+    monkeypatch.setattr(trainer.model, "forward", nan_losses)
+    with pytest.raises(FloatingPointError, match="at iteration 0") as error:
+        trainer.train()
+    assert "intact" not in str(error.value) and "no checkpoint was saved" in str(error.value)
+    assert isinstance(error.value, UserError)
+
+
+def test_ctrl_c_saves_the_iteration_it_finished_and_resume_continues(toy_datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    trainer = Trainer(toy_cfg(tmp_path))  # MAX_ITER 6, a checkpoint every 2 iterations (after 1, 3, 5)
+    step = trainer.run_step
+
+    def ctrl_c_during_iteration_three(data_iter, iteration, storage):
+        step(data_iter, iteration, storage)
+        if iteration == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "run_step", ctrl_c_during_iteration_three)
+    try:
+        with pytest.raises(TrainingInterrupted) as error:
+            trainer.train()
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped as a KeyboardInterrupt traceback")
+    message = str(error.value)
+    assert "\n" not in message and error.value.exit_code == 130
+    assert message.startswith(f"interrupted at iteration 5; checkpoint saved to {tmp_path / 'model_0000004.pth'}")
+    assert "resume with: python " in message and "--resume" in message
+    assert open(tmp_path / "last_checkpoint").read() == "model_0000004.pth"
+    assert torch.load(tmp_path / "model_0000004.pth", weights_only=True)["iteration"] == 4
+    assert not (tmp_path / "model_final.pth").exists() and not list(tmp_path.glob("*.tmp*"))
+
+    resumed = Trainer(toy_cfg(tmp_path))
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 5
+    resumed.train()
+    assert open(tmp_path / "last_checkpoint").read() == "model_final.pth"
+
+
+def test_resume_after_the_last_iteration_still_writes_the_final_model_and_evaluation(
+    toy_datasets, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    cfg = toy_cfg(tmp_path)
+    cfg.merge_from_list(["DATASETS.TEST", "('toy_sem_seg_val',)", "TEST.EVAL_PERIOD", "0"])
+    finished = Trainer(cfg)
+    finished.train()
+    final = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    # The state of a run killed while writing model_final.pth: the periodic checkpoint of the last iteration is the
+    # last one, and the final evaluation never ran.
+    os.remove(tmp_path / "model_final.pth")
+    shutil.rmtree(tmp_path / "inference")
+    (tmp_path / "last_checkpoint").write_text("model_0000005.pth")
+
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 6
+    results = resumed.train()
+    assert "mIoU" in results["sem_seg"] and (tmp_path / "inference" / "sem_seg_results.json").is_file()
+    saved = torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert saved["iteration"] == 5 and open(tmp_path / "last_checkpoint").read() == "model_final.pth"
+    assert all(torch.equal(saved["model"][k], final["model"][k]) for k in final["model"])
+
+
+def test_stale_temporary_checkpoints_are_removed_at_start(toy_datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"model_0000003.pth.tmp.{int(dead.stdout)}"
+    live = tmp_path / f"model_0000003.pth.tmp.{os.getppid()}"  # a save still running in another process
+    for path in (stale, live, tmp_path / "last_checkpoint.tmp", tmp_path / "notes.tmp.1"):
+        path.write_bytes(b"partial")
+    Trainer(toy_cfg(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == sorted([live.name, "notes.tmp.1"])
+
+
+def test_bad_amp_dtype_is_a_config_error(toy_datasets, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    cfg = toy_cfg(tmp_path)
+    cfg.merge_from_list(["SOLVER.AMP.DTYPE", "float8"])
+    with pytest.raises(ConfigError, match="SOLVER.AMP.DTYPE must be bfloat16 or float16"):
+        Trainer(cfg)

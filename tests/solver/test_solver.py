@@ -144,3 +144,19 @@ def test_clipping_disabled_leaves_gradients():
     params = grads([[3.0, 4.0]])
     build_gradient_clipper(get_cfg())(params)
     assert params[0].grad.tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("max_iter", [20, 50])
+def test_warmup_covering_the_whole_run_starts_at_warmup_factor(max_iter, caplog):
+    # detectron2's warm-up factor at iteration i < WARMUP_ITERS: WARMUP_FACTOR + (1 - WARMUP_FACTOR) * i / WARMUP_ITERS
+    out = lrs(solver_cfg(MAX_ITER=max_iter, WARMUP_ITERS=50, WARMUP_FACTOR=0.1), max_iter)
+    for it in (0, 10, max_iter - 1):
+        assert out[it] == pytest.approx(0.1 + 0.9 * it / 50)
+    assert "covers the whole run" in caplog.text and "SOLVER.WARMUP_ITERS 50" in caplog.text
+    constant = lrs(solver_cfg(MAX_ITER=max_iter, WARMUP_ITERS=50, WARMUP_FACTOR=0.1, WARMUP_METHOD="constant"), 5)
+    assert constant == pytest.approx([0.1] * 5)
+
+
+def test_warmup_within_the_run_does_not_warn(caplog):
+    lrs(solver_cfg(WARMUP_ITERS=10), 1)
+    assert "covers the whole run" not in caplog.text

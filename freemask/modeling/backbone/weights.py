@@ -18,13 +18,15 @@ import timm
 import torch
 from torch import nn
 
+from ...errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _WRAPPER_KEYS = ("model", "state_dict")  # official Swin / generic training checkpoints nest the tensors
 _MAX_LISTED = 20
 
 
-class WeightFileError(ValueError):
+class WeightFileError(UserError, ValueError):
     """A weight file exists but cannot be used (unreadable, no tensors, or from a different architecture)."""
 
 

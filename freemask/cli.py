@@ -1,0 +1,122 @@
+"""The one command-line runner of train_net.py and the tools: early checks, then the tool's main; any user error is
+one line on stderr and an exit code, a real bug keeps its traceback.
+
+It parses nothing (each tool owns its arguments) and imports nothing heavy at module level, so a tool that imports
+it can answer ``--help`` and reject a mistyped config path before torch is loaded. The order of the checks follows
+what is cheapest to get wrong and most expensive to discover late: the config path (a did-you-mean over the
+shipped configs), the config itself, the output folders, then the datasets, all before any model is built.
+"""
+
+import difflib
+import glob
+import os
+import shlex
+import sys
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import ConfigError, TrainingInterrupted, UserError, check_writable_folder, one_line
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(main: Callable[..., Any], *args: Any, checks: Sequence[Callable[[], Any]] = ()) -> int:
+    """Run each of ``checks`` then ``main(*args)``; returns the exit code (0, or the user error's code after
+    printing ``error: <one line>``). For ``sys.exit(run(...))`` in a tool's ``__main__`` block."""
+    try:
+        for check in checks:
+            check()
+        main(*args)
+    except UserError as e:
+        return report(e)
+    return 0
+
+
+def in_worker(main: Callable[..., Any], *args: Any) -> None:
+    """Entry point of a spawned ``--num-gpus`` worker (``launch(in_worker, ..., args=(main, ...))``): a user error
+    exits the worker with its code after one line, which ``launch`` turns into the same exit code in the parent
+    instead of a traceback of the worker."""
+    try:
+        main(*args)
+    except TrainingInterrupted as e:
+        # Every rank stops with the same line; one copy is enough (other errors may differ by rank: all print).
+        sys.exit(report(e) if _rank() == 0 else e.exit_code)
+    except UserError as e:
+        sys.exit(report(e))
+
+
+def _rank() -> int:
+    """This process's rank in the job (0 without a process group); reads torch only if the job loaded it."""
+    dist = sys.modules.get("torch.distributed")
+    return dist.get_rank() if dist is not None and dist.is_available() and dist.is_initialized() else 0
+
+
+def report(error: UserError) -> int:
+    """Print ``error: <one line>`` (an interruption's own line as is) on stderr; returns the exit code."""
+    message = one_line(error)
+    print(message if isinstance(error, TrainingInterrupted) else f"error: {message}", file=sys.stderr, flush=True)
+    return error.exit_code
+
+
+def resume_command(argv: Optional[Sequence[str]] = None) -> str:
+    """This process's command line with ``--resume`` (right after the script, where argparse always reads it as an
+    option, even before trailing KEY VALUE overrides), quoted for pasting into a shell."""
+    argv = list(sys.argv if argv is None else argv)
+    if "--resume" not in argv:
+        argv.insert(1, "--resume")
+    return " ".join(shlex.quote(a) for a in ["python", *argv])
+
+
+def check_config_path(path: str, flag: str = "--config-file") -> None:
+    """ConfigError with the closest shipped config (difflib over configs/**/*.yaml) when ``path`` is not a file."""
+    if not path or os.path.isfile(path):
+        return
+    hint = closest_config(path)
+    suggestion = f"; did you mean {hint}?" if hint else "; check the path (configs live in configs/<dataset>/<model>/)"
+    raise ConfigError(f"{flag} {path}: config file not found{suggestion}")
+
+
+def closest_config(path: str) -> str:
+    """The shipped config (configs/**/*.yaml) whose path is closest to ``path`` as typed or as seen from the
+    repository, else one with the same file name; '' when none is close. Relative to the working directory when
+    inside it, so the suggestion can be pasted back."""
+    pattern = os.path.join(REPO_ROOT, "configs", "**", "*.yaml")
+    shipped = [os.path.relpath(p, REPO_ROOT) for p in glob.glob(pattern, recursive=True)]
+    typed = {os.path.normpath(path), os.path.relpath(os.path.abspath(path), REPO_ROOT)}
+    scored = [(difflib.SequenceMatcher(None, t, s).ratio(), s) for t in typed for s in shipped]
+    best = max(scored, default=(0.0, ""))
+    if best[0] < 0.6:
+        same_name = sorted(s for s in shipped if os.path.basename(s) == os.path.basename(path))
+        best = (1.0, same_name[0]) if same_name else (0.0, "")
+    if not best[1]:
+        return ""
+    full = os.path.join(REPO_ROOT, best[1])
+    return os.path.relpath(full) if full.startswith(os.getcwd() + os.sep) else full
+
+
+def check_output_folders(folders: Iterable[Tuple[str, str]]) -> None:
+    """OutputNotWritableError for the first ``(what, path)`` that is not a writable (or creatable) folder."""
+    for what, path in folders:
+        if path:
+            check_writable_folder(path, what)
+
+
+def check_datasets(names: Iterable[str], what: str = "DATASETS") -> None:
+    """Load the records of every named dataset now, so an unregistered name or a missing folder is reported before
+    the model is built (about a minute on a busy machine) rather than when the loader first asks for it."""
+    from .data import datasets  # noqa: F401  (importing registers the builtin datasets)
+    from .data.catalog import DatasetCatalog, DatasetNotRegisteredError
+    from .data.errors import DatasetError
+
+    for name in dict.fromkeys(names):
+        if name not in DatasetCatalog:
+            known = ", ".join(sorted(DatasetCatalog.list()))
+            close = difflib.get_close_matches(name, DatasetCatalog.list(), n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"registered datasets: {known}"
+            raise DatasetNotRegisteredError(f"{what}: dataset '{name}' is not registered; {hint}")
+        if not DatasetCatalog.get(name):
+            raise DatasetError(f"{what}: dataset '{name}' has no images; check its folder")
+
+
+def config_datasets(cfg: Any, eval_only: bool = False) -> List[str]:
+    """The datasets a train_net.py run reads: DATASETS.TEST, and DATASETS.TRAIN unless it only evaluates."""
+    return list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))

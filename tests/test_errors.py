@@ -1,0 +1,63 @@
+"""One base class for every user mistake, and its one-line rendering."""
+
+import pytest
+
+from freemask.checkpoint import CheckpointError
+from freemask.config import ConfigError
+from freemask.data.catalog import DatasetNotRegisteredError
+from freemask.data.errors import DatasetError
+from freemask.engine.trainer import LossNotFiniteError
+from freemask.errors import OutputNotWritableError, PathNotFoundError, UserError, check_writable_folder, one_line
+from freemask.modeling.backbone.weights import WeightFileError
+from freemask.synthetic.class_loss import ClassLossError
+from freemask.synthetic.defect_score import DefectScoreError
+from freemask.synthetic.filter_output import OutputStateError
+from freemask.synthetic.toy_pipeline import PipelineError
+
+ERRORS = [
+    ConfigError,
+    DatasetError,
+    DatasetNotRegisteredError,
+    CheckpointError,
+    WeightFileError,
+    ClassLossError,
+    OutputStateError,
+    DefectScoreError,
+    PipelineError,
+    LossNotFiniteError,
+    PathNotFoundError,
+    OutputNotWritableError,
+]
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=lambda e: e.__name__)
+def test_every_tool_error_is_a_user_error_with_its_plain_message(error):
+    assert issubclass(error, UserError)
+    assert str(error("a.yaml: the fix")) == "a.yaml: the fix"  # also for the KeyError one: not quoted
+
+
+def test_old_bases_still_catch_them():
+    assert issubclass(DatasetNotRegisteredError, KeyError) and issubclass(PathNotFoundError, FileNotFoundError)
+    assert issubclass(LossNotFiniteError, FloatingPointError) and issubclass(ConfigError, ValueError)
+
+
+def test_one_line_of_an_error_re_raised_by_a_dataloader_worker():
+    wrapped = DatasetError(
+        "Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nfreemask.data.errors.DatasetError: a.jpg: truncated; remove it\n'
+    )
+    assert one_line(wrapped) == "a.jpg: truncated; remove it"
+    assert one_line(DatasetNotRegisteredError("dataset 'x' is not registered")) == "dataset 'x' is not registered"
+
+
+def test_writable_folder_check(tmp_path, monkeypatch):
+    check_writable_folder(str(tmp_path / "new" / "deeper"), "OUTPUT_DIR")  # creatable: fine, and not created
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputNotWritableError, match=r"OUTPUT_DIR .*file/out: .*file is a file"):
+        check_writable_folder(str(tmp_path / "file" / "out"), "OUTPUT_DIR")
+    # Permission bits do not stop root, who runs these tests in containers: ask os.access as a user would see it.
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    with pytest.raises(OutputNotWritableError, match=r"--output .*/ro/out cannot be created: .*/ro is not writable"):
+        (tmp_path / "ro").mkdir()
+        check_writable_folder(str(tmp_path / "ro" / "out"), "--output")
