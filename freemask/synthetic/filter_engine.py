@@ -38,7 +38,8 @@ class BatchLoss:
     """Per-pixel cross-entropy of a batch of items from :class:`PairReader`, at each image's full resolution.
 
     Images are normalised on the device and padded bottom/right with 0 (the mean) to the batch's largest size,
-    rounded up to the model's size divisibility; labels are padded with the ignore label so padding never counts.
+    rounded up to the model's test-time size divisibility; labels are padded with the ignore label so padding never
+    counts.
     """
 
     def __init__(self, model: torch.nn.Module, amp_dtype: Optional[torch.dtype], bgr: bool = False) -> None:
@@ -52,7 +53,10 @@ class BatchLoss:
         """Loss and labels ``(N, H, W)`` on the device, (H, W) the largest item size; 0 loss at ignored pixels."""
         height = max(x["image"].shape[-2] for x in items)
         width = max(x["image"].shape[-1] for x in items)
-        divisor = max(int(getattr(self.model, "size_divisibility", 1)), 1)
+        # The official filter runs the model as at test time, on the whole image: so the model's test-time padding
+        # (TEST.SIZE_DIVISIBILITY, 0 for SegFormer as MMSegmentation), not the training batches' INPUT.SIZE_DIVISIBILITY
+        # (the 512 crop in most ADE20K configs), which would change every prediction of a 512x683 image.
+        divisor = max(int(self.model.inference.size_divisibility), 1)
         padded_h, padded_w = -(-height // divisor) * divisor, -(-width // divisor) * divisor
         images, labels = [], []
         for item in items:

@@ -121,3 +121,17 @@ def test_pass1_class_means_equal_a_per_image_brute_force_with_padding_ignored(tm
     for c in range(3):
         assert stats.mean_loss[c] == pytest.approx(sums[c] / counts[c], rel=1e-6)
     assert stats.mean_loss[3] is None and stats.dataset == source.description
+
+
+def test_batches_are_padded_as_at_test_time_not_to_the_training_crop(tmp_path):
+    """A model whose training batches pad to 512 (INPUT.SIZE_DIVISIBILITY) but whose test path pads to 8: the filter
+    sees each image as evaluation would, 20x30 -> 24x32, not 512x512."""
+    source = write_pairs(tmp_path, [(20, 30)])
+    model = PixelwiseModel().eval()
+    model.size_divisibility, model.inference = 512, SegmentationInference(size_divisibility=8)
+    seen = []
+    predict = model.predict_log_probs
+    model.predict_log_probs = lambda images: seen.append(tuple(images.shape[-2:])) or predict(images)
+    compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], [[0]], 0, progress=False)
+    assert seen == [(24, 32)]
+
