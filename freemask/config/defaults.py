@@ -177,6 +177,10 @@ _C.INPUT.SIZE_DIVISIBILITY = 512
 _C.INPUT.IMAGE_SIZE = 1024
 _C.INPUT.MIN_SCALE = 0.1
 _C.INPUT.MAX_SCALE = 2.0
+# Which mapper turns records into model inputs (freemask/data/mappers.py, Mask2Former's names): "mask_former_semantic"
+# (SemSegDatasetMapper), "mask_former_panoptic" / "mask_former_instance" (InstanceDatasetMapper, the semantic-style
+# recipe above), "coco_panoptic_lsj" / "coco_instance_lsj" (InstanceDatasetMapper with the large-scale jitter).
+_C.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Datasets
@@ -268,6 +272,9 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # At each evaluation during training, this many image | ground truth | prediction panels of DATASETS.TEST[0] go to
 # TensorBoard (tag val_panels/<stem>; 0 = none).
 _C.TEST.VIS_IMAGES = 4
+# Test images per loader batch. Semantic inference runs image by image whatever this is, so scores do not depend on it;
+# MaskFormer's panoptic / instance path pads a batch to one size (official Mask2Former evaluates with 1).
+_C.TEST.IMS_PER_BATCH = 1
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.
 _C.TEST.AUG.ENABLED = False

@@ -16,7 +16,7 @@ from ..config import CfgNode, ConfigError
 from ..utils import comm
 from .catalog import DatasetCatalog
 from .errors import DatasetError
-from .mapper import SemSegDatasetMapper
+from .mappers import build_mapper
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
 
 __all__ = ["MapDataset", "build_train_loader", "build_test_loader", "trivial_batch_collator"]
@@ -166,7 +166,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             len(sampler.stream),
             global_batch,
         )
-    mapper = SemSegDatasetMapper.from_config(cfg, is_train=True)
+    mapper = build_mapper(cfg, is_train=True)
     dataset = MapDataset(records, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
     num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
@@ -180,14 +180,17 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
 
 
 def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
-    """Loader over ``dataset_name`` in order, batch 1, this rank's contiguous shard of it (every image once overall)."""
+    """Loader over ``dataset_name`` in order, ``TEST.IMS_PER_BATCH`` images per batch (default 1), this rank's
+    contiguous shard of it (every image once overall); ``INPUT.DATASET_MAPPER_NAME`` picks the mapper."""
     records = DatasetCatalog.get(dataset_name)
     if len(records) == 0:
         raise DatasetError(f"dataset '{dataset_name}' in DATASETS.TEST has no images; check its folder")
-    dataset = MapDataset(records, SemSegDatasetMapper.from_config(cfg, is_train=False))
+    if cfg.TEST.IMS_PER_BATCH < 1:
+        raise ConfigError(f"TEST.IMS_PER_BATCH must be at least 1, got {cfg.TEST.IMS_PER_BATCH}")
+    dataset = MapDataset(records, build_mapper(cfg, is_train=False))
     return DataLoader(
         dataset,
-        batch_size=1,
+        batch_size=cfg.TEST.IMS_PER_BATCH,
         sampler=InferenceSampler(len(dataset)),
         collate_fn=trivial_batch_collator,
         num_workers=cfg.DATALOADER.NUM_WORKERS,

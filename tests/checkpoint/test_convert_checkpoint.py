@@ -363,3 +363,50 @@ def test_cli_end_to_end_detectron2_pkl_predicts_like_the_exported_model(tmp_path
 
     image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
     assert torch.equal(_predict(_load_like_train_net(cfg, dst), image), _predict(original, image))
+
+
+@pytest.mark.parametrize(
+    "config, num_classes, thing_ids",
+    [("mask2former_R18_toy_panoptic.yaml", 133, range(80)), ("mask2former_R18_toy_instance.yaml", 80, range(80))],
+)
+def test_cli_converts_official_panoptic_and_instance_checkpoints(tmp_path, repo_root, config, num_classes, thing_ids):
+    """Official COCO panoptic (133 classes) / instance (80) checkpoints have the semantic ones' key table, only a class
+    head of 134 / 81 outputs; converted, they load strictly and give the exported model's panoptic / instance output."""
+    from freemask.modeling.postprocess import UniversalPostprocess
+
+    opts = ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(num_classes)]
+    cfg = get_cfg()
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / config))
+    cfg.merge_from_list(opts + ["MODEL.DEVICE", "cpu"])
+    original = _perturbed_model(cfg, seed=0)
+    source = export({k: v.clone() for k, v in original.state_dict().items()}, D2)
+    assert source["sem_seg_head.predictor.class_embed.weight"].shape[0] == num_classes + 1
+    source = {k: v for k, v in source.items() if "num_batches" not in k}
+    source["criterion.empty_weight"] = torch.ones(num_classes + 1)  # as official files carry it
+    write_detectron2_pkl(tmp_path / "model_final.pkl", source)
+    dst = tmp_path / "converted.pth"
+    cmd = [sys.executable, "tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
+    run = subprocess.run(
+        cmd + ["--config-file", f"configs/toy/{config}", *opts],
+        check=False,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "every model key is filled" in run.stdout
+
+    loaded = _load_like_train_net(cfg, dst)
+    postprocess = UniversalPostprocess.from_config(
+        cfg, {"thing_dataset_id_to_contiguous_id": dict(enumerate(thing_ids))}
+    )
+    batch = [{"image": torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8), "height": 64, "width": 64}]
+    with torch.no_grad():
+        want, got = original(batch, postprocess=postprocess)[0], loaded(batch, postprocess=postprocess)[0]
+    assert set(got) == set(want) and "instances" in got
+    for key in ("pred_masks", "scores", "pred_classes"):
+        assert torch.equal(got["instances"][key], want["instances"][key])
+    if "panoptic_seg" in want:
+        assert torch.equal(got["panoptic_seg"][0], want["panoptic_seg"][0])
+        assert got["panoptic_seg"][1] == want["panoptic_seg"][1]

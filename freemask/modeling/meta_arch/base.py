@@ -1,13 +1,13 @@
 """What every semantic-segmentation meta-architecture shares: normalisation, batching, inference modes."""
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...config import CfgNode
-from ...evaluation.inference import SegmentationInference
+from ..inference import SegmentationInference
 
 
 class SemanticSegmentor(nn.Module):
@@ -69,13 +69,13 @@ class SemanticSegmentor(nn.Module):
     def _normalize(self, image: torch.Tensor) -> torch.Tensor:
         return (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
 
-    def _pad_images(self, images: List[torch.Tensor]) -> torch.Tensor:
+    def _pad_images(self, images: List[torch.Tensor], size_divisibility: Optional[int] = None) -> torch.Tensor:
         """(N, 3, H, W): images padded bottom/right with 0 (= the mean) to a common size divisible by
-        ``size_divisibility``."""
+        ``size_divisibility`` (default: the training one, ``INPUT.SIZE_DIVISIBILITY``)."""
         height = max(x.shape[-2] for x in images)
         width = max(x.shape[-1] for x in images)
-        if self.size_divisibility > 1:
-            d = self.size_divisibility
+        d = self.size_divisibility if size_divisibility is None else size_divisibility
+        if d > 1:
             height, width = -(-height // d) * d, -(-width // d) * d
         return torch.stack([F.pad(x, (0, width - x.shape[-1], 0, height - x.shape[-2])) for x in images])
 

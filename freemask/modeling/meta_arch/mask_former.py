@@ -1,6 +1,6 @@
-"""Mask2Former for semantic segmentation: queries predict (class, mask) pairs, combined into per-pixel scores."""
+"""Mask2Former: queries predict (class, mask) pairs, combined into semantic scores, panoptic segments or instances."""
 
-from typing import Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,7 @@ from ..backbone.base import Backbone
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder, build_transformer_decoder
 from ..criterion import SetCriterion, targets_from_instances, targets_from_semantic
 from ..matcher import HungarianMatcher
+from ..postprocess import UniversalPostprocess, resize_mask_logits
 from .base import SemanticSegmentor
 
 
@@ -24,6 +25,11 @@ class MaskFormer(SemanticSegmentor):
     sum to 1 over classes (a pixel no query covers scores near 0 everywhere), so the inherited
     ``predict_log_probs`` normalises them over classes before the log: the FreeMask filter then sees such a pixel as
     uncertain (high cross-entropy) rather than as an arbitrary logit.
+
+    Panoptic / instance evaluation: ``model(batch, postprocess=UniversalPostprocess.from_config(cfg, metadata))``
+    (the caller builds it, it needs the test dataset's thing classes) returns, per image, the outputs of every task
+    the post-processing has on, from one decoder pass (``universal_outputs``). Without ``postprocess``, or with one
+    that has only semantic on, evaluation is the semantic path of the base class, unchanged.
     """
 
     def __init__(
@@ -87,14 +93,48 @@ class MaskFormer(SemanticSegmentor):
         )
         return torch.einsum("nqk,nqhw->nkhw", classes, masks.sigmoid())
 
-    def forward(self, batched_inputs: List[dict]) -> object:
+    def forward(self, batched_inputs: List[dict], postprocess: Optional[UniversalPostprocess] = None) -> object:
         """As the base class; in training, a batch whose dicts carry ``"instances"`` (the instance / panoptic
-        mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class."""
+        mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class.
+        In evaluation, a ``postprocess`` with panoptic or instance on gives ``universal_outputs``."""
         if self.training and "instances" in batched_inputs[0]:
             images = self._pad_images([self._normalize(x["image"]) for x in batched_inputs])
             targets = targets_from_instances([x["instances"] for x in batched_inputs], images.shape[-2:], self.device)
             return self._set_losses(images, targets)
+        if not self.training and postprocess is not None and (postprocess.panoptic_on or postprocess.instance_on):
+            return self.universal_outputs(batched_inputs, postprocess)
         return super().forward(batched_inputs)
+
+    def universal_outputs(self, batched_inputs: List[dict], postprocess: UniversalPostprocess) -> List[Dict[str, Any]]:
+        """Per image ``{"sem_seg"?: (K, H, W), "panoptic_seg"?: (int32 (H, W), segments_info), "instances"?:
+        {"pred_masks": bool (N, H, W), "scores": (N,), "pred_classes": int64 (N,)}}`` at the original size
+        ``(H, W) = (x["height"], x["width"])``, for the tasks ``postprocess`` has on.
+
+        One decoder pass for the batch (images padded together to ``TEST.SIZE_DIVISIBILITY``). As official
+        Mask2Former with panoptic or instance on (``sem_seg_postprocess_before_inference``, FREESEG_SPEC 2.1): each
+        image's mask logits are upsampled to the padded input, cropped to the image, resized to the original size,
+        and only then post-processed, so ``sem_seg`` here combines classes and masks at the original size (the
+        semantic-only path combines them at the input size first). Whole-image inference only: sliding windows and
+        test-time augmentation average semantic scores, which panoptic segments and instances are not.
+        """
+        inference = self.inference
+        if inference.mode != "whole" or inference.ratios != (1.0,) or inference.flip:
+            raise ValueError(
+                "panoptic / instance inference is whole-image only: turn off TEST.SLIDING_WINDOW.ENABLED and "
+                "TEST.AUG.ENABLED for configs with MODEL.MASK_FORMER.TEST.PANOPTIC_ON or INSTANCE_ON"
+            )
+        images = [self._normalize(x["image"]) for x in batched_inputs]
+        batch = self._pad_images(images, inference.size_divisibility)
+        outputs = self._decode(batch)
+        masks = F.interpolate(
+            outputs["pred_masks"].float(), size=batch.shape[-2:], mode="bilinear", align_corners=False
+        )
+        results = []
+        for mask_cls, mask_pred, image, x in zip(outputs["pred_logits"], masks, images, batched_inputs):
+            height, width = image.shape[-2:]
+            mask_pred = resize_mask_logits(mask_pred[:, :height, :width], (int(x["height"]), int(x["width"])))
+            results.append(postprocess(mask_cls, mask_pred))
+        return results
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self._set_losses(images, targets_from_semantic(targets, self.ignore_value))
