@@ -18,13 +18,14 @@ from ..cli import resume_command
 from ..config import CfgNode, ConfigError
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError
-from ..evaluation import SemSegEvaluator, inference_on_dataset
+from ..evaluation import inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
 from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
+from .evaluation import LOGGED_METRICS, PostprocessedModel, build_evaluator, universal_postprocess
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ class Trainer:
         return build_train_loader(cfg, start_iter=start_iter)
 
     @classmethod
-    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_dir: str) -> SemSegEvaluator:
-        return SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_dir: str):
+        return build_evaluator(cfg, dataset_name, output_dir)
 
     # ------------------------------------------------------------------------------------------------ checkpoint
     def resume_or_load(self, resume: bool = True) -> None:
@@ -294,7 +295,9 @@ class Trainer:
         """Evaluate ``model`` on every dataset of DATASETS.TEST; results per dataset name (single dataset: unnested).
 
         With TEST.AUG.EVAL_BOTH each dataset is evaluated twice, single-scale (results ``sem_seg``, files in
-        ``inference/``) and multi-scale + flip (``sem_seg_ms_flip``, files in ``inference/ms_flip/``).
+        ``inference/``) and multi-scale + flip (``sem_seg_ms_flip``, files in ``inference/ms_flip/``). With
+        MODEL.MASK_FORMER.TEST.PANOPTIC_ON / INSTANCE_ON one pass gives every enabled task's results (``sem_seg``,
+        ``panoptic_seg``, ``segm``).
         """
         results: Dict[str, Dict[str, float]] = OrderedDict()
         passes = _inference_passes(cfg) if cfg.TEST.AUG.EVAL_BOTH else [("sem_seg", "", "", None)]
@@ -309,14 +312,15 @@ class Trainer:
                     if inference is not None:
                         model.inference = inference
                     evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
-                    result = inference_on_dataset(model, build_test_loader(cfg, name), evaluator)
-                    results[name].update(result if key == "sem_seg" else {key: result.get("sem_seg", {})})
-                    logger.info(
-                        "Evaluation on %s%s: %s",
-                        name,
-                        label,
-                        _format(results[name][key], keys=("mIoU", "fwIoU", "mACC", "pACC")),
-                    )
+                    postprocess = universal_postprocess(cfg, name)
+                    runner = model if postprocess is None else PostprocessedModel(model, postprocess)
+                    result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
+                    result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
+                    results[name].update(result)
+                    for task, metrics in result.items():
+                        keys = LOGGED_METRICS.get(task, LOGGED_METRICS["sem_seg"])
+                        shown = "" if task.startswith("sem_seg") else f" ({task})"
+                        logger.info("Evaluation on %s%s%s: %s", name, label, shown, _format(metrics, keys=keys))
         finally:
             if own_inference is not None:
                 model.inference = own_inference

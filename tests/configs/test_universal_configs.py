@@ -2,10 +2,11 @@
 the real test input size that gives panoptic / instance outputs of the right shapes.
 
 Forward cost on this CPU (one thread, random weights, COCO 800x1067 input): R-50 17 s, Swin-L 49 s and 5.5 GB. So
-the R-50 configs, the Swin-T panoptic ones (and the toys) run a real forward with the post-processing (about 2 minutes
-in all); the others build on the meta device (no memory, no init) and are checked by shape: the class head, the
-queries and the parameter count of the published model. Their forward is that of the R-50 / Swin-T config of the same
-task with other widths or a smaller class head (the same code: TimmBackbone, the pixel decoder and decoder).
+two R-50 configs (and the toys) run a real forward with the post-processing here, and every config does in
+``bench/universal_forward.py``; the others build on the meta device (no memory, no init) and are checked by shape:
+the class head, the queries and the parameter count of the published model. Their forward is that of the R-50 config
+of the same task with other widths or a smaller class head (the same code: TimmBackbone, the pixel decoder and
+decoder).
 """
 
 import glob
@@ -56,7 +57,9 @@ TASKS = {
 PARAMS = {"R50": 44, "swin_tiny": 47, "swin_small": 69, "swin_base_IN21k_384": 107, "swin_large_IN21k_384": 216}
 # Test input (image at the test resize) and original size of a typical image of each dataset.
 INPUT = {"coco": ((800, 1067), (480, 640)), "ade20k": ((640, 853), (512, 683))}
-REAL = [c for c in [(d, t, b) for (d, t) in TASKS for b in ("R50", "swin_tiny")] if c[2] == "R50" or c[1] == "panoptic"]
+# A real forward at the real test size for one config per mapper family (COCO LSJ panoptic with all three outputs, ADE
+# instance); `python bench/universal_forward.py` runs it for every shipped config (figures in bench/RESULTS.md).
+REAL = [("coco", "panoptic", "R50"), ("ade20k", "instance", "R50")]
 
 
 def _path(dataset, task, backbone):

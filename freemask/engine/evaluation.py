@@ -1,0 +1,70 @@
+"""Which evaluators a test set gets, and how the model is run for them: the wiring of Mask2Former's three tasks.
+
+Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and the ``MODEL.MASK_FORMER.TEST.*_ON``
+flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
+with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
+set's metadata, thresholds from the config) is a value handed to the model for that pass, not state swapped on it.
+"""
+
+from typing import Dict, List, Optional
+
+from torch import nn
+
+from ..config import CfgNode, ConfigError
+from ..data import DatasetCatalog, MetadataCatalog
+from ..evaluation import COCOPanopticEvaluator, DatasetEvaluators, InstanceSegEvaluator, SemSegEvaluator
+from ..modeling.postprocess import UniversalPostprocess
+
+# Metrics named in the log line of each task (all of them go to metrics.json and inference/).
+LOGGED_METRICS = {
+    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC"),
+    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"),
+    "segm": ("AP", "AP50", "AP75"),
+}
+
+
+def universal_postprocess(cfg: CfgNode, dataset_name: str) -> Optional[UniversalPostprocess]:
+    """The panoptic / instance post-processing for ``dataset_name``, or None for semantic-only evaluation."""
+    flags = cfg.MODEL.MASK_FORMER.TEST
+    if not (flags.PANOPTIC_ON or flags.INSTANCE_ON):
+        return None
+    return UniversalPostprocess.from_config(cfg, MetadataCatalog.get(dataset_name))
+
+
+def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str):
+    """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score."""
+    postprocess = universal_postprocess(cfg, dataset_name)
+    if postprocess is None:
+        return SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
+    evaluators: List = []
+    if postprocess.semantic_on and _has_semantic_maps(dataset_name):
+        evaluators.append(SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE))
+    if postprocess.panoptic_on:
+        evaluators.append(COCOPanopticEvaluator.from_dataset(dataset_name, output_dir))
+    if postprocess.instance_on:
+        evaluators.append(InstanceSegEvaluator.from_dataset(dataset_name, output_dir))
+    if not evaluators:
+        raise ConfigError(
+            f"{dataset_name} has no semantic maps, and MODEL.MASK_FORMER.TEST turns only SEMANTIC_ON on: nothing to "
+            "evaluate — enable PANOPTIC_ON or INSTANCE_ON, or test on a split with sem_seg_file_name"
+        )
+    return DatasetEvaluators(evaluators)
+
+
+def _has_semantic_maps(dataset_name: str) -> bool:
+    """Whether the split's records carry semantic maps (COCO's ``*_panoptic_with_sem_seg``, the toy), as official
+    Mask2Former scores mIoU only on the splits registered with them."""
+    records = DatasetCatalog.get(dataset_name)
+    return bool(records) and "sem_seg_file_name" in records[0]
+
+
+class PostprocessedModel(nn.Module):
+    """``model`` called with a fixed post-processing: what ``inference_on_dataset`` runs for one test set."""
+
+    def __init__(self, model: nn.Module, postprocess: UniversalPostprocess) -> None:
+        super().__init__()
+        self.model = model
+        self.postprocess = postprocess
+
+    def forward(self, batched_inputs: List[dict]) -> List[Dict]:
+        return self.model(batched_inputs, postprocess=self.postprocess)
