@@ -1,11 +1,21 @@
 import logging
+import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker takes its share of the cores for in-process torch work: N workers each
+    running torch on every core oversubscribe the machine (subprocess tests already run with OMP_NUM_THREADS=1)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
 @pytest.fixture(autouse=True)
