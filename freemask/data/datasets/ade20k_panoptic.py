@@ -8,17 +8,14 @@ are things comes from ``meta/ade20k_instance_100.json`` (the instance-class tabl
 ``meta/ade20k_150.json``.
 """
 
-import functools
 import os
 from typing import Dict
 
 from .ade20k import ADE_DIR, ade20k_meta
 from .class_meta import read_meta_file
-from .panoptic import PanopticCategories, load_coco_panoptic_json, register_instance_split, register_panoptic_split
+from .panoptic import PanopticCategories, register_ade_layout_splits
 from .synthetic import datasets_root
 
-# dataset split -> image folder
-ADE20K_PANOPTIC_SPLITS = {"train": "training", "val": "validation"}
 _HINT = (
     "write the panoptic and instance files with `python datasets/prepare_ade20k_panoptic.py` (it needs "
     "ADEChallengeData2016/annotations_instance/, see datasets/README.md)"
@@ -45,36 +42,8 @@ def ade_path(*parts: str) -> str:
     return os.path.join(datasets_root(), ADE_DIR, *parts)
 
 
-def _load_panoptic(split: str) -> list:
-    folder = ADE20K_PANOPTIC_SPLITS[split]
-    return load_coco_panoptic_json(
-        ade_path(f"ade20k_panoptic_{split}.json"),
-        ade_path("images", folder),
-        ade_path(f"ade20k_panoptic_{split}"),
-        ade20k_panoptic_categories(),
-        sem_seg_root=ade_path("annotations_detectron2", folder),
-        hint=_HINT,
-    )
-
-
 def register_ade20k_panoptic() -> None:
     """Register ``ade20k_panoptic_{train,val}`` and ``ade20k_instance_{train,val}`` (no disk access)."""
-    categories = ade20k_panoptic_categories()
-    for split, folder in ADE20K_PANOPTIC_SPLITS.items():
-        paths = {
-            "image_root": functools.partial(ade_path, "images", folder),
-            "panoptic_root": functools.partial(ade_path, f"ade20k_panoptic_{split}"),
-            "panoptic_json": functools.partial(ade_path, f"ade20k_panoptic_{split}.json"),
-            "sem_seg_root": functools.partial(ade_path, "annotations_detectron2", folder),
-            "json_file": functools.partial(ade_path, f"ade20k_instance_{split}.json"),
-        }
-        register_panoptic_split(
-            f"ade20k_panoptic_{split}",
-            functools.partial(_load_panoptic, split),
-            categories,
-            paths,
-            "ade20k_panoptic_seg",
-        )
-        register_instance_split(
-            f"ade20k_instance_{split}", paths["json_file"], paths["image_root"], categories, "coco", _HINT
-        )
+    register_ade_layout_splits(
+        "ade20k", ade_path, ade20k_panoptic_categories(), "annotations_detectron2", "ade20k_panoptic_seg", _HINT
+    )

@@ -25,6 +25,7 @@ instance dataset numbers its thing categories 0..T-1.
 """
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -265,4 +266,50 @@ def register_instance_split(
     DatasetCatalog.register(name, lambda: load_coco_instances_json(json_file(), image_root(), table, hint))
     MetadataCatalog.get(name).set(evaluator_type=evaluator_type, **meta).set_lazy(
         json_file=json_file, image_root=image_root
+    )
+
+
+# ------------------------------------------------------------------------------------------------ ADE20K's layout
+ADE_LAYOUT_SPLITS = {"train": "training", "val": "validation"}
+
+
+def register_ade_layout_splits(
+    prefix: str,
+    root: Callable[..., str],
+    categories: PanopticCategories,
+    sem_seg_dir: str,
+    evaluator_type: str,
+    hint: str,
+    reduce_zero_label: bool = False,
+) -> None:
+    """Register ``<prefix>_panoptic_{train,val}`` and ``<prefix>_instance_{train,val}`` for a tree laid out as
+    Mask2Former prepares ADE20K: ``images/<folder>``, ``ade20k_panoptic_<split>/`` + ``.json``,
+    ``<sem_seg_dir>/<folder>`` and ``ade20k_instance_<split>.json`` under ``root(*parts)``, which resolves the
+    dataset root at each call."""
+    for split, folder in ADE_LAYOUT_SPLITS.items():
+        paths = {
+            "image_root": functools.partial(root, "images", folder),
+            "panoptic_root": functools.partial(root, f"ade20k_panoptic_{split}"),
+            "panoptic_json": functools.partial(root, f"ade20k_panoptic_{split}.json"),
+            "sem_seg_root": functools.partial(root, sem_seg_dir, folder),
+            "json_file": functools.partial(root, f"ade20k_instance_{split}.json"),
+        }
+        load = functools.partial(_load_ade_layout, paths, categories, reduce_zero_label, hint)
+        register_panoptic_split(f"{prefix}_panoptic_{split}", load, categories, paths, evaluator_type)
+        register_instance_split(
+            f"{prefix}_instance_{split}", paths["json_file"], paths["image_root"], categories, "coco", hint
+        )
+
+
+def _load_ade_layout(
+    paths: Mapping[str, PathFn], categories: PanopticCategories, reduce_zero_label: bool, hint: str
+) -> List[dict]:
+    return load_coco_panoptic_json(
+        paths["panoptic_json"](),
+        paths["image_root"](),
+        paths["panoptic_root"](),
+        categories,
+        sem_seg_root=paths["sem_seg_root"](),
+        reduce_zero_label=reduce_zero_label,
+        hint=hint,
     )
