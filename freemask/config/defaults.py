@@ -121,6 +121,49 @@ _C.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
 _C.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0
 _C.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
 
+# FreeSeg (open-vocabulary, META_ARCHITECTURE "OpenVocabulary"; stage 1 "ProposalClipClassifier"): the keys of its
+# config.py that this project reads, with its defaults (FREESEG_SPEC 1.7). The class head projects each query to CLIP's
+# text space: MLP(HIDDEN_DIM -> EMBED_HIDDEN_DIM -> EMBEDDING_DIM, EMBED_LAYERS layers). The text-pixel interaction
+# layer is one cross-attention of EMB_SIZE-d pixels onto PROMPT_DIM-d text features, NUM_HEADS heads, EMBED_DIM wide,
+# with a layer scale (initial 0.1) when USE_LAYER_SCALE.
+_C.MODEL.SEM_SEG_HEAD.EMBEDDING_DIM = 512
+_C.MODEL.SEM_SEG_HEAD.EMBED_HIDDEN_DIM = 1024
+_C.MODEL.SEM_SEG_HEAD.EMBED_LAYERS = 2
+_C.MODEL.SEM_SEG_HEAD.EMB_SIZE = 256
+_C.MODEL.SEM_SEG_HEAD.EMBED_DIM = 2048
+_C.MODEL.SEM_SEG_HEAD.NUM_HEADS = 8
+_C.MODEL.SEM_SEG_HEAD.USE_LAYER_SCALE = True
+_C.MODEL.CLIP_ADAPTER = CN()
+# open_clip architecture name. OpenAI's weights need the QuickGELU variant ("ViT-B-16-quickgelu"): the plain
+# "ViT-B-16" loads them without error but with the wrong activation (FREESEG_SPEC 3.3).
+_C.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = "ViT-B-16-quickgelu"
+# Local file with the CLIP weights (a plain state dict; nothing is downloaded). "" = random CLIP (tests only).
+_C.MODEL.CLIP_ADAPTER.CLIP_WEIGHTS = ""
+# OpenAI's released .pt files are TorchScript archives, which can run code when loaded: read them only with this on
+# (or convert them once with tools/convert_clip.py).
+_C.MODEL.CLIP_ADAPTER.ALLOW_TORCHSCRIPT = False
+# "learnable" (FreeSeg's adaptive prompt) or "predefined" (the average over PREDEFINED_PROMPT_TEMPLATES).
+_C.MODEL.CLIP_ADAPTER.PROMPT_LEARNER = "learnable"
+_C.MODEL.CLIP_ADAPTER.PREDEFINED_PROMPT_TEMPLATES = ["a sculpture of a {}."]
+_C.MODEL.CLIP_ADAPTER.PROMPT_DIM = 512
+# (learnable class-context tokens before the class name, after it): FreeSeg's (16, 0).
+_C.MODEL.CLIP_ADAPTER.PROMPT_SHAPE = [16, 0]
+# Learnable task tokens after the task name.
+_C.MODEL.CLIP_ADAPTER.TASK_PROMPT_SHAPE = 8
+# Stage 1's checkpoint: its prompt parameters are loaded into stage 2 and frozen ("" = prompts train with the model).
+_C.MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT = ""
+# Region classification: a query's mask (sigmoid > MASK_THR) is cut out of the image by its box grown by
+# MASK_EXPAND_RATIO, the pixels outside the mask filled with CLIP's mean ("mean") or 0 ("zero"), resized to
+# REGION_SIZE px and classified by CLIP.
+_C.MODEL.CLIP_ADAPTER.MASK_FILL = "mean"
+_C.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO = 1.0
+_C.MODEL.CLIP_ADAPTER.MASK_THR = 0.5
+_C.MODEL.CLIP_ADAPTER.REGION_SIZE = 224
+# The geometric ensemble of mask-classifier and CLIP probabilities at test time, with weight lambda:
+# seen classes p_mask^l * p_clip^(1-l), unseen classes p_mask^(1-l) * p_clip^l.
+_C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE = True
+_C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT = 0.8
+
 # SegFormer: MODEL.BACKBONE.NAME "MixTransformer" (MiT encoder) + MODEL.SEM_SEG_HEAD.NAME "SegFormerHead" (all-MLP
 # decoder) under META_ARCHITECTURE "EncoderDecoder" (backbone + per-pixel head). Drop-path is
 # MODEL.BACKBONE.DROP_PATH_RATE (0.1 published), the decoder's dropout MODEL.SEM_SEG_HEAD.DROPOUT (0.1) and its norm
@@ -181,6 +224,10 @@ _C.INPUT.MAX_SCALE = 2.0
 # (SemSegDatasetMapper), "mask_former_panoptic" / "mask_former_instance" (InstanceDatasetMapper, the semantic-style
 # recipe above), "coco_panoptic_lsj" / "coco_instance_lsj" (InstanceDatasetMapper with the large-scale jitter).
 _C.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
+# FreeSeg's tasks: each training iteration draws one (the same on every process); at test time each enabled one has
+# its own head pass with its task prompt. Names as FreeSeg's prompts: "semantic segmentation.", "instance
+# segmentation.", "panoptic segmentation.".
+_C.INPUT.TASK_NAME = ["semantic segmentation."]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Datasets
@@ -194,6 +241,10 @@ _C.DATASETS.TRAIN_SYN = []
 # datasets within the real stream and within the synthetic stream. Empty = 1 for all.
 _C.DATASETS.REPEAT_FACTORS = []
 _C.DATASETS.TEST = []
+# FreeSeg's stage 1 (prompt learning): at most this many training samples per class, drawn with SAMPLE_SEED
+# (-1 = all).
+_C.DATASETS.SAMPLE_PER_CLASS = -1
+_C.DATASETS.SAMPLE_SEED = 0
 # A dataset of your own, registered from the config alone as <NAME>_sem_seg_train and <NAME>_sem_seg_val, in the
 # ADE20K layout: ROOT/images/{training,validation}/*IMAGE_EXT with ROOT/annotations/{training,validation}/*MASK_EXT.
 _C.DATASETS.CUSTOM = CN()
