@@ -323,8 +323,9 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # At each evaluation during training, this many image | ground truth | prediction panels of DATASETS.TEST[0] go to
 # TensorBoard (tag val_panels/<stem>; 0 = none).
 _C.TEST.VIS_IMAGES = 4
-# Test images per loader batch. Semantic inference runs image by image whatever this is, so scores do not depend on it;
-# MaskFormer's panoptic / instance path pads a batch to one size (official Mask2Former evaluates with 1).
+# Test images per loader batch. Semantic inference runs the images of one size together and each gets the scores it
+# gets alone, so scores do not depend on this; MaskFormer's panoptic / instance path pads a batch to one size, as
+# official Mask2Former does (it evaluates with 1).
 _C.TEST.IMS_PER_BATCH = 1
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.

@@ -3,7 +3,8 @@
 Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and the ``MODEL.MASK_FORMER.TEST.*_ON``
 flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
 with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
-set's metadata, thresholds from the config) is a value handed to the model for that pass, not state swapped on it.
+set's metadata, thresholds from the config) is a value handed to the model for that pass (``TestTimeModel``), not
+state swapped on it.
 """
 
 from typing import Dict, List, Optional
@@ -58,13 +59,16 @@ def _has_semantic_maps(dataset_name: str) -> bool:
     return bool(records) and "sem_seg_file_name" in records[0]
 
 
-class PostprocessedModel(nn.Module):
-    """``model`` called with a fixed post-processing: what ``inference_on_dataset`` runs for one test set."""
+class TestTimeModel(nn.Module):
+    """``model`` called with fixed keyword options (the post-processing, a test-time inference mode): what
+    ``inference_on_dataset`` runs for one evaluation pass, so nothing is swapped on the model itself. Options that
+    are None are not passed, so a plain pass calls ``model(batch)``."""
 
-    def __init__(self, model: nn.Module, postprocess: UniversalPostprocess) -> None:
+    def __init__(self, model: nn.Module, **options) -> None:
         super().__init__()
         self.model = model
-        self.postprocess = postprocess
+        self.options = {key: value for key, value in options.items() if value is not None}
+        self.train(model.training)  # evaluation restores the wrapper's mode, so it starts as the model's
 
     def forward(self, batched_inputs: List[dict]) -> List[Dict]:
-        return self.model(batched_inputs, postprocess=self.postprocess)
+        return self.model(batched_inputs, **self.options)
