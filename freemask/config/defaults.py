@@ -269,6 +269,10 @@ _C.DATALOADER.SYN_RATIO = 0.0
 # A training sample whose files are missing, unreadable or inconsistent stops training with one line naming the file.
 # True instead replaces it by another sample, and the count of skipped samples is logged.
 _C.DATALOADER.SKIP_BAD_SAMPLES = False
+# Training images whose instance annotations are all crowd (or absent) are dropped from DATASETS.TRAIN, as detectron2
+# does for COCO instances: they would only teach "no object". Records without an "annotations" list (semantic,
+# panoptic) are kept either way.
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Solver

@@ -90,6 +90,20 @@ def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
     return all_records
 
 
+def _drop_images_without_objects(records: List[dict], name: str) -> List[dict]:
+    """``records`` without the instance records whose annotations are all crowd (detectron2's
+    ``filter_images_with_only_crowd_annotations``); an error when none is left."""
+    kept = [r for r in records if "annotations" not in r or any(not a.get("iscrowd", 0) for a in r["annotations"])]
+    if len(kept) < len(records):
+        logger.info("Removed %d images of %s with no non-crowd object", len(records) - len(kept), name)
+    if not kept:
+        raise DatasetError(
+            f"every image of '{name}' has only crowd annotations or none; check its annotation file, or set "
+            "DATALOADER.FILTER_EMPTY_ANNOTATIONS False"
+        )
+    return kept
+
+
 def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     """The infinite training loader of this rank, starting at iteration ``start_iter``.
 
@@ -116,6 +130,8 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             f"{len(train) + len(train_syn)} datasets; give one per dataset or leave it empty"
         )
     real = _load_records(train, "DATASETS.TRAIN")
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        real = [_drop_images_without_objects(records, name) for records, name in zip(real, train)]
     syn = _load_records(train_syn, "DATASETS.TRAIN_SYN")
     real_sizes, syn_sizes = [len(r) for r in real], [len(r) for r in syn]
     records = [record for part in real + syn for record in part]
