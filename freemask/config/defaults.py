@@ -42,6 +42,9 @@ _C.MODEL.BACKBONE.FREEZE_AT = 0
 _C.MODEL.BACKBONE.NORM = "BN"
 _C.MODEL.BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
+# ResNet only: dilations of res5's blocks' 3x3 convolutions (detectron2's DeepLab RES5_MULTI_GRID with RES5_DILATION 1,
+# e.g. [1, 2, 4] for FreeSeg's R101c); [] = none.
+_C.MODEL.BACKBONE.RES5_MULTI_GRID = []
 # Swin attention window (0 = the model's own, e.g. 7 for *_window7_224, 12 for *_window12_384); pre-trained relative
 # position bias tables are resized to it.
 _C.MODEL.BACKBONE.WINDOW_SIZE = 0
