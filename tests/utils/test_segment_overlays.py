@@ -93,7 +93,8 @@ def test_panoptic_figure_enlarges_small_images_and_lists_the_classes_drawn():
     assert is_color(overlay[126:264, 209:211], WHITE).all() and not is_color(overlay[126:264, 206:209], WHITE).any()
     assert is_color(overlay, COLORS[2])[big == 2].mean() > 0.8
     legend = figure[:, 2 * width + 2 * V.PANEL_GAP :]
-    np.testing.assert_array_equal(legend, V.draw_legend(["sky", "car", "person"], [COLORS[c] for c in (0, 2, 3)], height))
+    expected = V.draw_legend(["sky", "car", "person"], [COLORS[c] for c in (0, 2, 3)], height)
+    np.testing.assert_array_equal(legend, expected)
 
 
 def test_instance_overlay_draws_the_best_on_top_and_outlines_every_instance():
