@@ -74,7 +74,7 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--score-threshold", type=float, default=0.5, help="instances drawn: score at least this (0..1, default 0.5)"
-    )
+    )  # 0.5: detectron2's demo default (--confidence-threshold)
     parser.add_argument(
         "--vocabulary",
         metavar="NAMES",

@@ -4,6 +4,7 @@ and the one-line refusals. Every run calls ``main`` in this process (CPU, 64 px 
 
 import importlib.util
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -108,8 +109,10 @@ def panels(figure, image):
 
 def test_panoptic_config_draws_segments_by_default(tool, panoptic_weights, val_images, toy_env, tmp_path, capsys):
     out = tmp_path / "demo"
-    assert run_demo(tool, PANOPTIC, panoptic_weights, "--input", val_images, "--output", out, "--opacity", 1.0) == 0
     names = sorted(os.listdir(val_images))
+    before = {n: (Path(val_images) / n).read_bytes() for n in names}
+    assert run_demo(tool, PANOPTIC, panoptic_weights, "--input", val_images, "--output", out, "--opacity", 1.0) == 0
+    assert {n: (Path(val_images) / n).read_bytes() for n in names} == before  # inputs untouched
     assert "(panoptic)" in capsys.readouterr().out  # the most specific of the three tasks on
     assert sorted(os.listdir(out)) == sorted(n.replace(".jpg", ".png") for n in names)
     drawn = 0
