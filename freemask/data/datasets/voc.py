@@ -17,7 +17,10 @@ from .synthetic import datasets_root
 
 VOC_DIR = "VOC2012"
 VOC_SPLITS = {"train": "train", "test": "val"}  # registered name -> annotation folder
-_HINT = "run `python datasets/prepare_voc_sem_seg.py` (see datasets/README.md, FreeSeg section)"
+_HINT = (
+    "download VOC2012 (JPEGImages, SegmentationClassAug) under $DETECTRON2_DATASETS and run "
+    "`python datasets/prepare_voc_sem_seg.py` (see datasets/README.md, FreeSeg section)"
+)
 
 
 def voc_path(*parts: str) -> str:
