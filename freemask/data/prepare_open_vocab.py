@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -105,7 +105,9 @@ def kind_lut(split: OpenVocabSplit, kind: str, source: np.ndarray) -> Tuple[np.n
     return lut, (source == INVALID).astype(np.uint8)
 
 
-def relabel(mask: np.ndarray, path: str = "", lut: np.ndarray = None, invalid: np.ndarray = None) -> np.ndarray:
+def relabel(
+    mask: np.ndarray, path: str = "", lut: Optional[np.ndarray] = None, invalid: Optional[np.ndarray] = None
+) -> np.ndarray:
     """``lut[mask]`` for an 8-bit label map; DatasetError naming ``path`` when it holds a value the dataset never
     uses (a map of another dataset, or one already converted)."""
     if mask.dtype != np.uint8:

@@ -150,7 +150,7 @@ def coco_root(tmp_path):
 
 
 def test_coco_full_task_files_and_registration(coco_root, monkeypatch):
-    assert script("prepare_coco_full_task")(["--root", str(coco_root), "--workers", "1"]) == 0
+    assert script("prepare_coco_full_task")(["--root", str(coco_root), "--workers", "2"]) == 0  # a pool returns results
     out = coco_root / "coco" / "panoptic_detectron2"
     full = json.loads((out / "panoptic_val2017.json").read_text())
     assert len(full["categories"]) == 171
