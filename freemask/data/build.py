@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import CfgNode, ConfigError
 from ..utils import comm
 from .catalog import DatasetCatalog
+from .datasets.classification import sample_per_class
 from .errors import DatasetError
 from .mappers import build_mapper
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
@@ -104,6 +105,23 @@ def _drop_images_without_objects(records: List[dict], name: str) -> List[dict]:
     return kept
 
 
+def _sample_stage1(records: List[dict], name: str, cfg: CfgNode) -> List[dict]:
+    """At most DATASETS.SAMPLE_PER_CLASS records per class of a stage-1 dataset (FreeSeg's prompt learning), the
+    same on every rank (seeded by DATASETS.SAMPLE_SEED alone); -1 keeps them all."""
+    per_class = int(cfg.DATASETS.SAMPLE_PER_CLASS)
+    if per_class <= 0:
+        return records
+    if "category_id" not in records[0]:
+        raise ConfigError(
+            f"DATASETS.SAMPLE_PER_CLASS {per_class} samples stage-1 records (one per image and class), but dataset "
+            f"'{name}' in DATASETS.TRAIN has none; train on its '_classification' twin or set SAMPLE_PER_CLASS -1"
+        )
+    kept = sample_per_class(records, per_class, int(cfg.DATASETS.SAMPLE_SEED))
+    logger.info("Training dataset %s: %d of %d (image, class) records kept, at most %d per class", name, len(kept),
+                len(records), per_class)  # fmt: skip
+    return kept
+
+
 def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     """The infinite training loader of this rank, starting at iteration ``start_iter``.
 
@@ -129,7 +147,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             f"DATASETS.REPEAT_FACTORS has {len(repeats)} values but DATASETS.TRAIN + DATASETS.TRAIN_SYN name "
             f"{len(train) + len(train_syn)} datasets; give one per dataset or leave it empty"
         )
-    real = _load_records(train, "DATASETS.TRAIN")
+    real = [_sample_stage1(r, n, cfg) for r, n in zip(_load_records(train, "DATASETS.TRAIN"), train)]
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         real = [_drop_images_without_objects(records, name) for records, name in zip(real, train)]
     syn = _load_records(train_syn, "DATASETS.TRAIN_SYN")

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..config import CfgNode, ConfigError
+from .binary_mapper import BinarySemanticMapper
 from .instance_mapper import InstanceDatasetMapper
 from .mapper import SemSegDatasetMapper
 
@@ -32,6 +33,8 @@ MAPPERS: Dict[str, Callable[[CfgNode, bool], Mapper]] = {
     "mask_former_instance": functools.partial(InstanceDatasetMapper.from_config, recipe="semantic"),
     "coco_panoptic_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
     "coco_instance_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
+    # FreeSeg's stage 1: one class mask per record, cropped around it (binary_mapper.py)
+    "mask_former_binary_semantic": BinarySemanticMapper.from_config,
 }
 
 
