@@ -63,7 +63,7 @@ def read_state_dict(path: str, allow_torchscript: bool = False) -> Dict[str, tor
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" in str(e):
+        if "Unsupported global" in str(e):  # a pickled object; garbage bytes give "Unsupported operand"
             raise ClipError(
                 f"{path}: holds Python objects beyond tensors; save the CLIP weights as a plain state dict "
                 "(torch.save(model.state_dict(), path))"
