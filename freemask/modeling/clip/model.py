@@ -93,8 +93,8 @@ def _model_config(model_name: str) -> Dict[str, Any]:
         hint = model_name.replace("/", "-")
         suggestion = f"{hint}-quickgelu" if f"{hint}-quickgelu" in list_models() else "ViT-B-16-quickgelu"
         raise ClipError(
-            f"{_NAME_KEY} {model_name}: not an open_clip architecture; FreeSeg's ViT-B/16 is {suggestion} "
-            f"(open_clip spells names with dashes; {TINY_CLIP_NAME} is the tiny test model)"
+            f"{_NAME_KEY} {model_name}: not an open_clip architecture; did you mean {suggestion}? (open_clip spells "
+            f"names with dashes, OpenAI's weights need the -quickgelu variant, {TINY_CLIP_NAME} is the tiny test model)"
         )
     config = get_model_config(model_name)
     text, vision = config.get("text_cfg", {}), config.get("vision_cfg", {})

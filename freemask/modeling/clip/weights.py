@@ -15,6 +15,7 @@ open_clip's ``CLIP`` uses OpenAI's parameter names.
 
 import os
 import pickle
+import warnings
 import zipfile
 from typing import Dict, Optional, Tuple
 
@@ -41,8 +42,9 @@ def is_torchscript_archive(path: str) -> bool:
 def read_state_dict(path: str, allow_torchscript: bool = False) -> Dict[str, torch.Tensor]:
     """The tensors of a CLIP weight file, as stored (OpenAI's marker entries included).
 
-    Accepts a plain state dict, one wrapped as ``{"state_dict": ...}`` or ``{"model": ...}`` (training checkpoints)
-    with or without DDP's ``module.`` prefix, and, with ``allow_torchscript``, a TorchScript archive.
+    Accepts a plain state dict (also ``.safetensors``, as open_clip's own releases), one wrapped as
+    ``{"state_dict": ...}`` or ``{"model": ...}`` (training checkpoints) with or without DDP's ``module.`` prefix,
+    and, with ``allow_torchscript``, a TorchScript archive.
     """
     if not os.path.isfile(path):
         raise ClipError(
@@ -56,10 +58,20 @@ def read_state_dict(path: str, allow_torchscript: bool = False) -> Dict[str, tor
                 "if you trust the file, set MODEL.CLIP_ADAPTER.ALLOW_TORCHSCRIPT True"
             )
         try:
-            state = torch.jit.load(path, map_location="cpu").state_dict()
+            with warnings.catch_warnings():  # torch deprecates jit.load; reading OpenAI's archive is why we call it
+                warnings.simplefilter("ignore", FutureWarning)
+                state = torch.jit.load(path, map_location="cpu").state_dict()
         except (RuntimeError, ValueError) as e:
             raise ClipError(f"{path}: corrupt TorchScript archive ({_short(e)}); re-download it") from None
         return dict(state)
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return _unwrap(load_file(path, device="cpu"), path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ClipError(f"{path}: corrupt safetensors file ({_short(e)}); re-download it") from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -68,7 +80,9 @@ def read_state_dict(path: str, allow_torchscript: bool = False) -> Dict[str, tor
                 f"{path}: holds Python objects beyond tensors; save the CLIP weights as a plain state dict "
                 "(torch.save(model.state_dict(), path))"
             ) from None
-        raise ClipError(f"{path}: corrupt or not a PyTorch file ({_short(e)}); re-download or re-save it") from None
+        raise ClipError(
+            f"{path}: corrupt or not a PyTorch file (unreadable pickle data); re-download or re-save it"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
         raise ClipError(f"{path}: corrupt or truncated file ({_short(e)}); re-download or re-save it") from None
     return _unwrap(loaded, path)

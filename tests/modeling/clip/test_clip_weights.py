@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 from open_clip.model import CLIP
+from safetensors.torch import save_file
 
 from freemask.modeling.clip import TINY_CLIP_NAME, ClipError, build_clip
 from freemask.modeling.clip.weights import OPENAI_MARKER_KEYS, is_torchscript_archive
@@ -57,6 +58,12 @@ def test_plain_and_wrapped_state_dicts_load_exactly(tmp_path, tiny_state):
     loaded = build_clip(TINY_CLIP_NAME, str(wrapped))
     assert _same_weights(loaded, {k: v.half() for k, v in tiny_state.items()})
     assert next(loaded.parameters()).dtype == torch.float32  # fp16 files load into the fp32 model
+    safetensors = tmp_path / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in tiny_state.items()}, str(safetensors))
+    assert _same_weights(build_clip(TINY_CLIP_NAME, str(safetensors)), tiny_state)
+    safetensors.write_bytes(b"garbage")
+    with pytest.raises(ClipError, match="corrupt safetensors file"):
+        build_clip(TINY_CLIP_NAME, str(safetensors))
 
 
 def test_missing_and_corrupt_files(tmp_path):
