@@ -15,11 +15,13 @@ from ..data import DatasetCatalog, MetadataCatalog
 from ..evaluation import COCOPanopticEvaluator, DatasetEvaluators, InstanceSegEvaluator, SemSegEvaluator
 from ..modeling.postprocess import UniversalPostprocess
 
-# Metrics named in the log line of each task (all of them go to metrics.json and inference/).
+_PQ = ("PQ", "SQ", "RQ")
+# Metrics named in the log line of each task (all of them go to metrics.json and inference/); the seen / unseen ones
+# exist on open-vocabulary test sets only (metadata trainable_flag) and are skipped elsewhere.
 LOGGED_METRICS = {
-    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC"),
-    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"),
-    "segm": ("AP", "AP50", "AP75"),
+    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC", "mIoU_seen", "mIoU_unseen", "hIoU", "pAcc_seen", "pAcc_unseen"),
+    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", *(f"{k}_{g}" for g in ("seen", "unseen") for k in _PQ)),
+    "segm": ("AP", "AP50", "AP75", "AP_seen", "AP_unseen"),
 }
 
 
