@@ -8,8 +8,8 @@ averaging is the one of the metric they summarise: ``mIoU_seen`` is the mean of 
 entry X the semantic evaluator reports FreeSeg's own keys ``mIoU-X`` / ``mIoU-unX`` / ``hIoU-X`` / ``pAcc-X`` /
 ``pAcc-unX`` with FreeSeg's averaging, so they compare with FreeSeg's published numbers.
 
-Nothing is added when the flag is absent or names only one kind (a closed-vocabulary or a training split): those
-results keep exactly their former keys.
+Nothing is added when the flag is absent or names only one kind (a closed-vocabulary or a training split), even
+with an ``evaluation_set``: those results keep exactly their former keys.
 """
 
 import math
@@ -122,6 +122,9 @@ def semantic_seen_unseen(
     predictions, so a class predicted but absent from the evaluated images counts as an IoU of 0 there (not in
     ``mIoU_seen``, which leaves it out, as ``mIoU`` does). ``hIoU-X`` is their harmonic mean and ``pAcc-X`` /
     ``pAcc-unX`` the pixel accuracies over the subset and its complement.
+
+    Nothing without ``seen_unseen`` (no flag naming both kinds), ``evaluation_set`` or not: the interface contract
+    ties every open-vocabulary key to ``trainable_flag`` (FreeSeg reports ``evaluation_set`` keys on their own).
     """
     conf = conf.double()
     tp = conf.diagonal()
@@ -130,14 +133,14 @@ def semantic_seen_unseen(
     has_gt = pos_gt > 0
     iou = torch.where(has_gt, tp / (pos_gt + pos_pred - tp).clamp(min=1), torch.zeros_like(tp))
     results: "OrderedDict[str, float]" = OrderedDict()
-    if seen_unseen is not None:
-        for suffix, ids in zip(("_seen", "_unseen"), seen_unseen):
-            member = _member_mask(ids, len(tp))
-            counted = member & has_gt
-            results["mIoU" + suffix] = 100.0 * float(iou[counted].mean()) if bool(counted.any()) else math.nan
-        results["hIoU"] = harmonic_mean(results["mIoU_seen"], results["mIoU_unseen"])
-        for suffix, ids in zip(("_seen", "_unseen"), seen_unseen):
-            results["pAcc" + suffix] = _pixel_accuracy(tp, pos_gt, _member_mask(ids, len(tp)))
+    if seen_unseen is None:
+        return results
+    for suffix, ids in zip(("_seen", "_unseen"), seen_unseen):
+        counted = _member_mask(ids, len(tp)) & has_gt
+        results["mIoU" + suffix] = 100.0 * float(iou[counted].mean()) if bool(counted.any()) else math.nan
+    results["hIoU"] = harmonic_mean(results["mIoU_seen"], results["mIoU_unseen"])
+    for suffix, ids in zip(("_seen", "_unseen"), seen_unseen):
+        results["pAcc" + suffix] = _pixel_accuracy(tp, pos_gt, _member_mask(ids, len(tp)))
     for name, ids in (evaluation_set or {}).items():
         member = _member_mask(ids, len(tp))
         for prefix, subset in ((name, member), (f"un{name}", ~member)):

@@ -45,8 +45,8 @@ class SemSegEvaluator:
         device: where argmax and the confusion matrix live (the model's device).
         trainable_flag: 0/1 per class (1 = seen in training); with both kinds, ``mIoU_seen``, ``mIoU_unseen``,
             ``hIoU``, ``pAcc_seen``, ``pAcc_unseen`` join the results.
-        evaluation_set: ``{name X: [class ids]}``; FreeSeg's ``mIoU-X``, ``mIoU-unX``, ``hIoU-X``, ``pAcc-X``,
-            ``pAcc-unX`` join the results for each entry.
+        evaluation_set: ``{name X: [class ids]}``; with such a ``trainable_flag``, FreeSeg's ``mIoU-X``,
+            ``mIoU-unX``, ``hIoU-X``, ``pAcc-X``, ``pAcc-unX`` also join the results for each entry.
     """
 
     def __init__(

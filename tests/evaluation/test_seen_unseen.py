@@ -104,13 +104,15 @@ def test_harmonic_mean_is_zero_when_one_side_is_zero_and_nan_without_unseen_grou
 
 
 def test_two_evaluation_sets_each_get_their_keys():
-    evaluator = SemSegEvaluator(4, 255, NAMES, evaluation_set={"base": [0, 1], "novel_stuff": [3]})
-    result = evaluate(evaluator)
-    assert "mIoU_seen" not in result  # no trainable_flag: only FreeSeg's per-set keys
-    check(result, {k: v for k, v in EXPECTED.items() if "base" in k})
+    sets = {"base": [0, 1], "novel_stuff": [3]}
+    result = evaluate(SemSegEvaluator(4, 255, NAMES, trainable_flag=FLAG, evaluation_set=sets))
+    check(result, EXPECTED)
     # novel_stuff = {d}: d predicted once, no GT -> IoU 0 over 1 class; complement a, b, c all have GT.
     check(result, {"mIoU-novel_stuff": 0.0, "mIoU-unnovel_stuff": 100 * (3 / 5 + 1 / 3 + 1 / 2) / 3})
     check(result, {"hIoU-novel_stuff": 0.0, "pAcc-novel_stuff": math.nan})
+    # Without trainable_flag an evaluation_set adds nothing: every open-vocabulary key needs the flag.
+    plain = compute_metrics(CONF.double(), NAMES)
+    assert list(evaluate(SemSegEvaluator(4, 255, NAMES, evaluation_set=sets))) == list(plain)
 
 
 def test_bad_metadata_is_one_line_naming_the_dataset(dataset):
