@@ -22,11 +22,13 @@ from ..evaluation import (
 )
 from ..modeling.postprocess import UniversalPostprocess
 
-# Metrics named in the log line of each task (all of them go to metrics.json and inference/).
+_PQ = ("PQ", "SQ", "RQ")
+# Metrics named in the log line of each task (all of them go to metrics.json and inference/); the seen / unseen ones
+# exist on open-vocabulary test sets only (metadata trainable_flag) and are skipped elsewhere.
 LOGGED_METRICS = {
-    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC"),
-    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"),
-    "segm": ("AP", "AP50", "AP75"),
+    "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC", "mIoU_seen", "mIoU_unseen", "hIoU", "pAcc_seen", "pAcc_unseen"),
+    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", *(f"{k}_{g}" for g in ("seen", "unseen") for k in _PQ)),
+    "segm": ("AP", "AP50", "AP75", "AP_seen", "AP_unseen"),
     "classification": ("ACC1", "ACC5", "mACC1"),
 }
 

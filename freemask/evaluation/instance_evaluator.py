@@ -9,6 +9,10 @@ rank 0, which runs COCOeval over the processed images only, and every rank retur
 The ground truth is a COCO instances JSON (``json_file`` in the metadata, dataset category ids) or, without one,
 the records' ``annotations`` (detectron2's dataset dicts: contiguous ``category_id``, polygon or RLE
 ``segmentation``, ``iscrowd``), converted to the same COCO structure in memory.
+
+Seen / unseen (metadata ``trainable_flag``, FREESEG_SPEC 1.9): ``AP_seen`` / ``AP_unseen`` are the means of
+``AP-<class>`` over the seen / unseen thing classes, skipping classes without ground truth in the evaluated images
+(COCOeval leaves their AP undefined, -1), so neither is NaN while one class of its group has ground truth.
 """
 
 import contextlib
@@ -29,6 +33,7 @@ from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.errors import DatasetError
 from ..utils import comm
 from .panoptic_evaluator import gather_to_main, panoptic_categories, write_json_atomic
+from .seen_unseen import dataset_open_vocab_metadata, mean_of_defined, split_by_flag
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class InstanceSegEvaluator:
             and to find an input's ``image_id`` from its ``file_name``.
         output_dir: where rank 0 writes ``instance_results.json`` (and, with ``save_predictions``, detectron2's
             ``coco_instances_results.json``); None writes nothing.
+        trainable_flag: 0/1 per contiguous class (1 = seen in training), indexed like ``contiguous_id``; with both
+            kinds, ``AP_seen`` and ``AP_unseen`` join the results.
     """
 
     def __init__(
@@ -56,6 +63,7 @@ class InstanceSegEvaluator:
         records: Union[None, Sequence[dict], Callable[[], Sequence[dict]]] = None,
         output_dir: Optional[str] = None,
         save_predictions: bool = False,
+        trainable_flag: Optional[Sequence[int]] = None,
     ) -> None:
         if json_file is None and records is None:
             raise ValueError("instance ground truth needs json_file (COCO instances JSON) or records with annotations")
@@ -69,6 +77,7 @@ class InstanceSegEvaluator:
         self._ids_by_file: Optional[Dict[str, object]] = None
         self.output_dir = output_dir
         self.save_predictions = save_predictions
+        self.seen_unseen = split_by_flag(trainable_flag, self._to_dataset_id)
         self.reset()
 
     @classmethod
@@ -88,6 +97,7 @@ class InstanceSegEvaluator:
             records=lambda: DatasetCatalog.get(dataset_name),
             output_dir=output_dir,
             save_predictions=save_predictions,
+            trainable_flag=dataset_open_vocab_metadata(dataset_name)[0],
         )
 
     def reset(self) -> None:
@@ -186,6 +196,8 @@ class InstanceSegEvaluator:
         nan = float("nan")
         metrics: "OrderedDict[str, float]" = OrderedDict((k, nan) for k in SUMMARY_KEYS)
         metrics.update((f"AP-{c['name']}", nan) for c in self.categories)
+        if self.seen_unseen is not None:
+            metrics.update((("AP_seen", nan), ("AP_unseen", nan)))
         if not predictions:
             logger.warning("No instance predicted on %d images: every AP is NaN", len(image_ids))
             return metrics
@@ -213,6 +225,11 @@ class InstanceSegEvaluator:
             rows.append([c["name"], metrics[f"AP-{c['name']}"]])
         table = tabulate(rows, headers=["class", "AP"], tablefmt="pipe", floatfmt=".2f")
         logger.info("Per-class mask AP (%%):\n%s", table)
+        if self.seen_unseen is not None:
+            name = {c["contiguous_id"]: c["name"] for c in self.categories}
+            for key, ids in zip(("AP_seen", "AP_unseen"), self.seen_unseen):
+                metrics[key] = mean_of_defined(metrics[f"AP-{name[i]}"] for i in ids)
+            logger.info("Mask AP seen %.2f, unseen %.2f (%%)", metrics["AP_seen"], metrics["AP_unseen"])
         return metrics
 
 

@@ -11,6 +11,12 @@ Category ids: predictions carry contiguous ids (the model's class indices), the 
 converts them when loading the JSON); both are mapped to dataset ids through the metadata's
 ``thing_dataset_id_to_contiguous_id`` / ``stuff_dataset_id_to_contiguous_id`` (Mask2Former's single contiguous space:
 the stuff map lists every category, things included), and the saved predictions use dataset ids like COCO's files.
+
+Seen / unseen (metadata ``trainable_flag``, FREESEG_SPEC 1.9): ``PQ_seen`` etc. are the means of the per-class
+values over the seen / unseen categories, like ``PQ`` over classes with TP + FP + FN > 0 (panopticapi's averaging).
+FreeSeg instead averages panopticapi's ``per_class`` values, where an absent class is 0, over every seen / unseen
+category; we deliberately do not, so that a class missing from the evaluated images does not lower the mean (and
+``PQ_seen`` / ``PQ_unseen`` split ``PQ``'s classes exactly).
 """
 
 import contextlib
@@ -32,6 +38,7 @@ from ..data.errors import DatasetError
 from ..data.panoptic_png import id2rgb, read_panoptic_png
 from ..utils import comm
 from .panoptic_quality import PQStat, pq_metrics, pq_stat_single_image
+from .seen_unseen import dataset_open_vocab_metadata, split_by_flag
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ class COCOPanopticEvaluator:
         save_predictions: also write the predictions in COCO panoptic format under ``output_dir/panoptic/``
             (one RGB PNG per image + ``panoptic_predictions.json``), gathered to rank 0.
         annotation_file: the panoptic JSON the records were read from, named in error messages.
+        trainable_flag: 0/1 per contiguous class (1 = seen in training); with both kinds, ``PQ_seen``, ``SQ_seen``,
+            ``RQ_seen``, ``PQ_unseen``, ``SQ_unseen``, ``RQ_unseen`` join the results.
     """
 
     def __init__(
@@ -65,6 +74,7 @@ class COCOPanopticEvaluator:
         output_dir: Optional[str] = None,
         save_predictions: bool = False,
         annotation_file: Optional[str] = None,
+        trainable_flag: Optional[Sequence[int]] = None,
     ) -> None:
         self.categories = [dict(c) for c in categories]
         ids = [c["id"] for c in self.categories]
@@ -81,6 +91,10 @@ class COCOPanopticEvaluator:
         self.output_dir = output_dir
         self.save_predictions = save_predictions
         self.annotation_file = annotation_file
+        split = split_by_flag(trainable_flag, contiguous)
+        self._subsets = None
+        if split is not None:  # as dataset ids, the space of the statistics
+            self._subsets = {k: [self._to_dataset_id[c] for c in ids] for k, ids in zip(("_seen", "_unseen"), split)}
         self.reset()
 
     @classmethod
@@ -104,6 +118,7 @@ class COCOPanopticEvaluator:
             output_dir=output_dir,
             save_predictions=save_predictions,
             annotation_file=meta.get("panoptic_json"),
+            trainable_flag=dataset_open_vocab_metadata(dataset_name)[0],
         )
 
     def reset(self) -> None:
@@ -220,7 +235,7 @@ class COCOPanopticEvaluator:
         for stat in comm.all_gather(self._stat):
             total += stat
         num_images = sum(comm.all_gather(self._num_images))
-        metrics = pq_metrics(total, self.categories)
+        metrics = pq_metrics(total, self.categories, subsets=self._subsets)
         if num_images == 0:
             logger.warning("No image was evaluated: every panoptic metric is NaN")
         self._log_tables(metrics, num_images)
@@ -234,8 +249,11 @@ class COCOPanopticEvaluator:
 
     def _log_tables(self, metrics: Mapping[str, float], num_images: int) -> None:
         rows = []
-        for label, suffix, isthing in (("All", "", None), ("Things", "_th", True), ("Stuff", "_st", False)):
-            group = [c for c in self.categories if isthing is None or bool(c["isthing"]) == isthing]
+        groups = [("All", "", None), ("Things", "_th", True), ("Stuff", "_st", False)]
+        for label, suffix in (("Seen", "_seen"), ("Unseen", "_unseen")) if self._subsets else ():
+            groups.append((label, suffix, set(self._subsets[suffix])))
+        for label, suffix, member in groups:
+            group = [c for c in self.categories if _in_group(c, member)]
             counted = sum(not math.isnan(metrics[f"PQ-{c['name']}"]) for c in group)
             rows.append([label] + [metrics[k + suffix] for k in ("PQ", "SQ", "RQ")] + [counted])
         summary = tabulate(rows, headers=["", "PQ", "SQ", "RQ", "#classes"], tablefmt="pipe", floatfmt=".3f")
@@ -267,6 +285,15 @@ class COCOPanopticEvaluator:
         write_json_atomic(
             os.path.join(folder, PREDICTIONS_JSON), {"annotations": annotations, "categories": categories}
         )
+
+
+def _in_group(category: Mapping, member: Union[None, bool, set]) -> bool:
+    """Whether ``category`` belongs to a row of the summary: every class (None), things / stuff (a bool), ids."""
+    if member is None:
+        return True
+    if isinstance(member, bool):
+        return bool(category["isthing"]) == member
+    return category["id"] in member
 
 
 def panoptic_categories(dataset_name: str) -> List[dict]:

@@ -176,7 +176,10 @@ def _index_ids(ids: np.ndarray, info: Mapping[int, Mapping], kind: str):
 
 
 def pq_metrics(
-    stat: PQStat, categories: Iterable[Mapping], names: Optional[Mapping[int, str]] = None
+    stat: PQStat,
+    categories: Iterable[Mapping],
+    names: Optional[Mapping[int, str]] = None,
+    subsets: Optional[Mapping[str, Iterable[int]]] = None,
 ) -> "OrderedDict[str, float]":
     """PQ / SQ / RQ in percent for All, Things (``_th``) and Stuff (``_st``), then ``PQ-<name>`` etc. per class.
 
@@ -184,6 +187,8 @@ def pq_metrics(
         stat: merged statistics.
         categories: ``{"id", "isthing"}`` (and ``"name"``) of every category of the dataset.
         names: optional id -> name for the per-class keys (default: the category's ``name``, else its id).
+        subsets: more groups, ``{key suffix: category ids}`` (``{"_seen": ..., "_unseen": ...}``), averaged as
+            the three above and reported after them (``PQ_seen``, ``SQ_seen``, ``RQ_seen``, ...).
 
     A class with ``TP + FP + FN = 0`` is left out of the means and its per-class values are NaN (panopticapi
     reports 0 for it, which reads like a failure); a group with no such class is NaN (panopticapi divides by zero).
@@ -201,10 +206,18 @@ def pq_metrics(
         sq = iou / s.tp if s.tp else 0.0
         per_class[cat["id"]] = (iou / denominator, sq, s.tp / denominator)
 
+    groups = [
+        (suffix, [c["id"] for c in cats if isthing is None or bool(c["isthing"]) == isthing])
+        for suffix, isthing in _GROUPS
+    ]
+    for suffix, ids in (subsets or {}).items():
+        unknown = sorted(set(ids) - set(per_class))
+        if unknown:
+            raise ValueError(f"group '{suffix}' names category ids {unknown} that are not among the categories")
+        groups.append((suffix, list(ids)))
     results: "OrderedDict[str, float]" = OrderedDict()
-    for suffix, isthing in _GROUPS:
-        values = [per_class[c["id"]] for c in cats if isthing is None or bool(c["isthing"]) == isthing]
-        values = [v for v in values if v is not None]
+    for suffix, ids in groups:
+        values = [per_class[c] for c in ids if per_class[c] is not None]
         for i, key in enumerate(("PQ", "SQ", "RQ")):
             results[key + suffix] = 100.0 * sum(v[i] for v in values) / len(values) if values else float("nan")
     for cat in cats:

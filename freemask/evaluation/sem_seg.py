@@ -9,6 +9,9 @@ protocol of the published ADE20K / Cityscapes / COCO-Stuff numbers.
 Classes absent from the ground truth get NaN and are left out of the means, as in detectron2: a class's accuracy is
 defined iff it has ground-truth pixels, its IoU iff it has ground-truth pixels and a non-empty union. (MMSegmentation
 instead skips classes with an empty union only; the two agree unless a class is predicted but never present.)
+
+On an open-vocabulary test set (metadata ``trainable_flag``, ``evaluation_set``) the seen / unseen means of
+:mod:`.seen_unseen` join the results, from the same matrix.
 """
 
 import json
@@ -16,13 +19,14 @@ import logging
 import math
 import os
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 from tabulate import tabulate
 
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
+from .seen_unseen import check_evaluation_set, dataset_open_vocab_metadata, semantic_seen_unseen, split_by_flag
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +43,10 @@ class SemSegEvaluator:
         output_dir: where rank 0 writes ``sem_seg_results.json`` (the trainer passes ``OUTPUT_DIR/inference``);
             None writes nothing.
         device: where argmax and the confusion matrix live (the model's device).
+        trainable_flag: 0/1 per class (1 = seen in training); with both kinds, ``mIoU_seen``, ``mIoU_unseen``,
+            ``hIoU``, ``pAcc_seen``, ``pAcc_unseen`` join the results.
+        evaluation_set: ``{name X: [class ids]}``; with such a ``trainable_flag``, FreeSeg's ``mIoU-X``,
+            ``mIoU-unX``, ``hIoU-X``, ``pAcc-X``, ``pAcc-unX`` also join the results for each entry.
     """
 
     def __init__(
@@ -48,6 +56,8 @@ class SemSegEvaluator:
         class_names: Sequence[str],
         output_dir: Optional[str] = None,
         device: Union[str, torch.device] = "cpu",
+        trainable_flag: Optional[Sequence[int]] = None,
+        evaluation_set: Optional[Mapping[str, Sequence[int]]] = None,
     ) -> None:
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
@@ -58,6 +68,10 @@ class SemSegEvaluator:
         self.class_names = list(class_names)
         self.output_dir = output_dir
         self.device = torch.device(device)
+        if trainable_flag is not None and len(trainable_flag) != num_classes:
+            raise ValueError(f"trainable_flag has {len(trainable_flag)} entries for {num_classes} classes")
+        self.seen_unseen = split_by_flag(trainable_flag, range(num_classes))
+        self.evaluation_set = check_evaluation_set(evaluation_set, num_classes)
         self.reset()
 
     @classmethod
@@ -78,7 +92,16 @@ class SemSegEvaluator:
                 f"dataset '{dataset_name}' has no metadata 'ignore_label'; set it where the dataset is registered: "
                 f"MetadataCatalog.get('{dataset_name}').set(ignore_label=255)"
             )
-        return cls(len(classes), ignore_label, classes, output_dir=output_dir, device=device)
+        trainable_flag, evaluation_set = dataset_open_vocab_metadata(dataset_name)
+        return cls(
+            len(classes),
+            ignore_label,
+            classes,
+            output_dir=output_dir,
+            device=device,
+            trainable_flag=trainable_flag,
+            evaluation_set=evaluation_set,
+        )
 
     def reset(self) -> None:
         """Forget every processed image (call before a new evaluation)."""
@@ -123,6 +146,7 @@ class SemSegEvaluator:
         """
         conf = comm.all_reduce_sum(self.conf_matrix.clone()).cpu().double()
         metrics = compute_metrics(conf, self.class_names)
+        metrics.update(semantic_seen_unseen(conf, self.seen_unseen, self.evaluation_set))
         if conf.sum() == 0:
             logger.warning("No ground-truth pixel was evaluated: every metric is NaN")
         self._log_table(metrics)
@@ -142,6 +166,9 @@ class SemSegEvaluator:
             metrics["mACC"],
             metrics["pACC"],
         )
+        open_vocab = [k for k in metrics if k.startswith(("mIoU_", "mIoU-", "hIoU", "pAcc"))]
+        if open_vocab:
+            logger.info("Seen / unseen (%%): %s", "  ".join(f"{k} {metrics[k]:.2f}" for k in open_vocab))
 
     def _write_json(self, metrics: Dict[str, float]) -> None:
         """Write ``output_dir/sem_seg_results.json`` atomically, so a killed job never leaves half a file."""

@@ -210,6 +210,48 @@ def test_bad_input_is_clear(tmp_path):
         )
 
 
+def test_seen_unseen_ap_is_the_mean_over_each_group(tmp_path):
+    json_file = write_json(tmp_path / "instances.json")
+    # car seen, person unseen: each group's AP is its one class's.
+    evaluator = InstanceSegEvaluator(CATEGORIES, json_file=json_file, trainable_flag=[1, 0])
+    check(run(evaluator, DUPLICATES), {**EXPECTED_DUP, "AP_seen": AP_CAR_DUP, "AP_unseen": 100.0})
+    # Both things seen, the unseen class (2) a stuff class: AP_seen = (83.498 + 100) / 2, no unseen thing -> NaN.
+    evaluator = InstanceSegEvaluator(CATEGORIES, json_file=json_file, trainable_flag=[1, 1, 0])
+    check(run(evaluator, DUPLICATES), {"AP_seen": (AP_CAR_DUP + 100) / 2, "AP_unseen": math.nan})
+    # Only image 2 (no person in its ground truth): COCOeval leaves AP-person undefined, so it is skipped and
+    # AP_seen is car's alone, not NaN and not pulled down by a 0.
+    result = run(evaluator, {2: [(CAR_B, 0, 0.7), (PERSON_P, 1, 0.6)]})
+    check(result, {"AP-car": 100.0, "AP-person": math.nan, "AP_seen": 100.0})
+    # No prediction at all: every AP, the group means included, is NaN.
+    result = run(evaluator, {1: [], 2: []})
+    assert math.isnan(result["AP_seen"]) and math.isnan(result["AP_unseen"])
+    # Without a flag, or with only seen classes, the keys are as before.
+    for flag in (None, [1, 1]):
+        result = run(InstanceSegEvaluator(CATEGORIES, json_file=json_file, trainable_flag=flag), DUPLICATES)
+        assert list(result) == ["AP", "AP50", "AP75", "APs", "APm", "APl", "AP-car", "AP-person"]
+
+
+def test_seen_unseen_from_the_metadata(tmp_path):
+    name = "_test_instance_seen_unseen"
+    MetadataCatalog.get(name).set(
+        thing_classes=["car", "person"],
+        thing_dataset_id_to_contiguous_id={11: 0, 12: 1},
+        json_file=write_json(tmp_path / "instances.json"),
+        trainable_flag=[0, 1],
+    )
+    try:
+        result = run(InstanceSegEvaluator.from_dataset(name), DUPLICATES)
+        check(result, {"AP_seen": 100.0, "AP_unseen": AP_CAR_DUP})
+        MetadataCatalog.remove(name)
+        MetadataCatalog.get(name).set(
+            thing_classes=["car", "person"], thing_dataset_id_to_contiguous_id={11: 0, 12: 1}, trainable_flag=[0]
+        )
+        with pytest.raises(DatasetError, match=f"dataset '{name}'.*trainable_flag has 1 entries for 2 classes"):
+            InstanceSegEvaluator.from_dataset(name)
+    finally:
+        MetadataCatalog.remove(name)
+
+
 def test_records_without_annotations_are_refused():
     records = [{"file_name": "img_1.jpg", "image_id": 1, "height": 8, "width": 8, "pan_seg_file_name": "p.png"}]
     with pytest.raises(DatasetError, match="no 'annotations'.*json_file"):

@@ -140,6 +140,35 @@ def test_hand_computed_metrics_and_results_file(dataset, tmp_path):
     assert math.isnan(evaluator.evaluate()["panoptic_seg"]["PQ"])
 
 
+def test_seen_unseen_from_the_trainable_flag(dataset, tmp_path, caplog):
+    name, _ = dataset
+    MetadataCatalog.get(name).set(trainable_flag=[1, 0, 1, 0])  # car, sky seen; person, road unseen
+    evaluator = COCOPanopticEvaluator.from_dataset(name, str(tmp_path))
+    with caplog.at_level("INFO", logger="freemask"):
+        result = run(evaluator, [0, 1])
+    # Seen: car 90 / 90 / 100 and sky 100. Unseen: road 100; person has no TP/FP/FN and is left out (not a 0).
+    seen = {"PQ_seen": 95.0, "SQ_seen": 95.0, "RQ_seen": 100.0}
+    check(result, {**seen, "PQ_unseen": 100.0, "SQ_unseen": 100.0, "RQ_unseen": 100.0, **EXPECTED})
+    saved = json.loads((tmp_path / "panoptic_results.json").read_text())
+    assert saved["PQ_seen"] == pytest.approx(95.0) and saved["RQ_unseen"] == pytest.approx(100.0)
+    assert "| Seen   |" in caplog.text and "| Unseen |" in caplog.text
+    # A wrong flag is a one-line DatasetError naming the dataset.
+    MetadataCatalog.remove(name)
+    MetadataCatalog.get(name).set(
+        stuff_classes=CLASSES,
+        stuff_dataset_id_to_contiguous_id=DATASET_IDS,
+        thing_dataset_id_to_contiguous_id=THINGS,
+        trainable_flag=[1, 0],
+    )
+    with pytest.raises(DatasetError, match=f"dataset '{name}'.*trainable_flag has 2 entries for 4 classes"):
+        COCOPanopticEvaluator.from_dataset(name)
+
+
+def test_no_seen_unseen_keys_without_a_flag(dataset):
+    result = run(COCOPanopticEvaluator.from_dataset(dataset[0]), [0, 1])
+    assert not [k for k in result if "seen" in k]
+
+
 def test_ground_truth_from_the_inputs(dataset):
     name, records = dataset
     evaluator = COCOPanopticEvaluator(panoptic_categories(name))  # no records: the inputs carry the GT

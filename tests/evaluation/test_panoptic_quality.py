@@ -197,6 +197,28 @@ def test_class_average_skips_empty_classes_and_splits_things_and_stuff():
     assert list(result)[:9] == ["PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"]
 
 
+def test_seen_and_unseen_groups_average_like_the_others():
+    # The scene above: car 75 / 75 / 100, sky 100, road 0, person absent (no TP, FP or FN).
+    # Seen car + road: PQ = SQ = (75 + 0) / 2, RQ = (100 + 0) / 2. Unseen person + sky: person is left out, as in
+    # PQ (panopticapi's averaging), so 100 — FreeSeg, averaging panopticapi's per_class with person as 0, says 50.
+    image = (
+        [5, 5, 5, 5, 9, 9, 9, 9, 10, 10],
+        [seg(5, 1), seg(9, 3), seg(10, 4)],
+        [7, 7, 7, 0, 8, 8, 8, 8, 6, 0],
+        [seg(7, 1), seg(8, 3), seg(6, 4)],
+    )
+    subsets = {"_seen": [1, 4], "_unseen": [2, 3]}
+    result = pq_metrics(stat(*image), CATEGORIES, subsets=subsets)
+    expected = {"PQ_seen": 37.5, "SQ_seen": 37.5, "RQ_seen": 50.0, "PQ_unseen": 100.0, "SQ_unseen": 100.0}
+    check(result, {**expected, "RQ_unseen": 100.0, "PQ": 175 / 3})
+    assert list(result)[9:15] == ["PQ_seen", "SQ_seen", "RQ_seen", "PQ_unseen", "SQ_unseen", "RQ_unseen"]
+    assert list(pq_metrics(stat(*image), CATEGORIES)) == [k for k in result if not k.endswith("seen")]
+    # A group none of whose classes occurs is undefined; an id outside the categories is refused.
+    check(pq_metrics(stat(*image), CATEGORIES, subsets={"_unseen": [2]}), {"PQ_unseen": math.nan})
+    with pytest.raises(ValueError, match="category ids \\[7\\]"):
+        pq_metrics(stat(*image), CATEGORIES, subsets={"_seen": [1, 7]})
+
+
 def test_statistics_add_over_images():
     perfect = ([5, 5, 9, 9], [seg(5, 1), seg(9, 3)], [7, 7, 8, 8], [seg(7, 1), seg(8, 3)])
     half = ([5, 5, 5, 5, 9, 9], [seg(5, 1), seg(9, 3)], [7, 7, 0, 0, 8, 8], [seg(7, 1), seg(8, 3)])
