@@ -4,6 +4,8 @@ Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and th
 flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
 with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
 set's metadata, thresholds from the config) is a value handed to the model for that pass, not state swapped on it.
+An open-vocabulary model (``OpenVocabulary``) is also handed the test set's vocabulary (``Vocabulary.from_metadata``:
+its class names, seen flags and thing classes), and its post-processing takes the thing ids from that vocabulary.
 """
 
 from typing import Dict, List, Optional
@@ -13,6 +15,8 @@ from torch import nn
 from ..config import CfgNode, ConfigError
 from ..data import DatasetCatalog, MetadataCatalog
 from ..evaluation import COCOPanopticEvaluator, DatasetEvaluators, InstanceSegEvaluator, SemSegEvaluator
+from ..modeling.meta_arch.open_vocabulary import OpenVocabulary
+from ..modeling.open_vocab import Vocabulary
 from ..modeling.postprocess import UniversalPostprocess
 
 # Metrics named in the log line of each task (all of them go to metrics.json and inference/).
@@ -58,13 +62,30 @@ def _has_semantic_maps(dataset_name: str) -> bool:
     return bool(records) and "sem_seg_file_name" in records[0]
 
 
-class PostprocessedModel(nn.Module):
-    """``model`` called with a fixed post-processing: what ``inference_on_dataset`` runs for one test set."""
+def evaluation_runner(cfg: CfgNode, model: nn.Module, dataset_name: str) -> nn.Module:
+    """What ``inference_on_dataset`` runs for ``dataset_name``: ``model`` itself for a semantic-only config, else
+    the model with the test set's post-processing (and, for an open-vocabulary model, its vocabulary)."""
+    if isinstance(model, OpenVocabulary):
+        vocabulary = Vocabulary.from_metadata(MetadataCatalog.get(dataset_name))
+        postprocess = UniversalPostprocess.from_config(cfg, thing_ids=vocabulary.thing_ids)
+        return PostprocessedModel(model, postprocess, vocabulary)
+    postprocess = universal_postprocess(cfg, dataset_name)
+    return model if postprocess is None else PostprocessedModel(model, postprocess)
 
-    def __init__(self, model: nn.Module, postprocess: UniversalPostprocess) -> None:
+
+class PostprocessedModel(nn.Module):
+    """``model`` called with a fixed post-processing (and vocabulary, for an open-vocabulary model): what
+    ``inference_on_dataset`` runs for one test set."""
+
+    def __init__(
+        self, model: nn.Module, postprocess: UniversalPostprocess, vocabulary: Optional[Vocabulary] = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.postprocess = postprocess
+        self.vocabulary = vocabulary
 
     def forward(self, batched_inputs: List[dict]) -> List[Dict]:
-        return self.model(batched_inputs, postprocess=self.postprocess)
+        if self.vocabulary is None:
+            return self.model(batched_inputs, postprocess=self.postprocess)
+        return self.model(batched_inputs, postprocess=self.postprocess, vocabulary=self.vocabulary)

@@ -25,7 +25,7 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, PostprocessedModel, build_evaluator, universal_postprocess
+from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_runner
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -312,8 +312,7 @@ class Trainer:
                     if inference is not None:
                         model.inference = inference
                     evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
-                    postprocess = universal_postprocess(cfg, name)
-                    runner = model if postprocess is None else PostprocessedModel(model, postprocess)
+                    runner = evaluation_runner(cfg, model, name)
                     result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
                     result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
                     results[name].update(result)
