@@ -14,7 +14,13 @@ from torch import nn
 
 from ..config import CfgNode, ConfigError
 from ..data import DatasetCatalog, MetadataCatalog
-from ..evaluation import COCOPanopticEvaluator, DatasetEvaluators, InstanceSegEvaluator, SemSegEvaluator
+from ..evaluation import (
+    ClassificationEvaluator,
+    COCOPanopticEvaluator,
+    DatasetEvaluators,
+    InstanceSegEvaluator,
+    SemSegEvaluator,
+)
 from ..modeling.meta_arch.open_vocabulary import OpenVocabulary
 from ..modeling.open_vocab import Vocabulary
 from ..modeling.postprocess import UniversalPostprocess
@@ -24,6 +30,7 @@ LOGGED_METRICS = {
     "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC"),
     "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"),
     "segm": ("AP", "AP50", "AP75"),
+    "classification": ("ACC1", "ACC5", "mACC1"),
 }
 
 
@@ -36,7 +43,10 @@ def universal_postprocess(cfg: CfgNode, dataset_name: str) -> Optional[Universal
 
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str):
-    """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score."""
+    """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score.
+    A split of ``evaluator_type`` "classification" (FreeSeg's stage-1 region crops) gets top-1 / top-5 accuracy."""
+    if MetadataCatalog.get(dataset_name).get("evaluator_type") == "classification":
+        return ClassificationEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
     postprocess = universal_postprocess(cfg, dataset_name)
     if postprocess is None:
         return SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)

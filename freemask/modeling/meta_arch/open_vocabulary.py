@@ -41,7 +41,6 @@ Choices, kept from FreeSeg (F) or changed on purpose (C):
   prompt, no CLIP ensemble.
 """
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -51,8 +50,7 @@ from torch import nn
 from ...config import CfgNode, ConfigError
 from ...data import MetadataCatalog
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder
-from ..clip import FrozenClip, build_prompt_learner, load_prompt_checkpoint
-from ..clip.regions import region_logits
+from ..clip import FrozenClip, RegionClassifier, build_prompt_learner
 from ..criterion import targets_from_instances, targets_from_semantic
 from ..heads.text_interaction import TextPixelInteraction
 from ..open_vocab import TaskSampler, Vocabulary
@@ -69,17 +67,6 @@ from .mask_former import MaskFormer
 
 SEMANTIC, INSTANCE, PANOPTIC = "semantic segmentation.", "instance segmentation.", "panoptic segmentation."
 LOGIT_SCALE = 100.0  # FreeSeg's fixed temperature of the cosine logits (not CLIP's learned one), FREESEG_SPEC 1.2
-
-
-@dataclass(frozen=True)
-class RegionSettings:
-    """How a query's mask is cut out for CLIP (MODEL.CLIP_ADAPTER.{MASK_THR, MASK_FILL, MASK_EXPAND_RATIO,
-    REGION_SIZE}); the keyword arguments of ``region_logits``."""
-
-    mask_threshold: float = 0.5
-    fill: str = "mean"
-    expand_ratio: float = 1.0
-    size: int = 224
 
 
 def training_vocabulary(cfg: CfgNode) -> Vocabulary:
@@ -130,7 +117,8 @@ class OpenVocabulary(MaskFormer):
         vocabulary: the training vocabulary (its size is the criterion's class count).
         task_sampler: the task of each training step.
         clip_ensemble, ensemble_weight: whether and how CLIP's region classification joins at test time.
-        region: how regions are cut for CLIP.
+        region_classifier: how CLIP classifies each query's region (MODEL.CLIP_ADAPTER.{MASK_THR, MASK_FILL,
+            MASK_EXPAND_RATIO, REGION_SIZE}).
         test_postprocess: the post-processing used when the caller gives none.
         input_format: channel order of ``x["image"]`` ("RGB" / "BGR"); CLIP sees RGB.
         kwargs: MaskFormer's (backbone, pixel decoder, an :class:`OpenVocabMaskedTransformerDecoder`, criterion ...).
@@ -146,7 +134,7 @@ class OpenVocabulary(MaskFormer):
         task_sampler: TaskSampler,
         clip_ensemble: bool = True,
         ensemble_weight: float = 0.8,
-        region: RegionSettings = RegionSettings(),
+        region_classifier: RegionClassifier = RegionClassifier(),
         test_postprocess: Optional[UniversalPostprocess] = None,
         input_format: str = "RGB",
         **kwargs,
@@ -166,7 +154,7 @@ class OpenVocabulary(MaskFormer):
         self.task_sampler = task_sampler
         self.clip_ensemble = clip_ensemble
         self.ensemble_weight = float(ensemble_weight)
-        self.region = region
+        self.region_classifier = region_classifier
         self.test_postprocess = test_postprocess or UniversalPostprocess(thing_ids=vocabulary.thing_ids)
         self.input_format = input_format
         # FreeSeg's non_object_embedding (FREESEG_SPEC 1.2): appended, normalised, after the K class features.
@@ -188,9 +176,7 @@ class OpenVocabulary(MaskFormer):
                 f"MODEL.SEM_SEG_HEAD.EMB_SIZE {head.EMB_SIZE} (the interaction's pixel width) must equal CONVS_DIM "
                 f"{head.CONVS_DIM} and MASK_DIM {head.MASK_DIM} (the pixel decoder's outputs); set them equal"
             )
-        prompt_learner = build_prompt_learner(cfg, clip)
-        if adapter.PROMPT_CHECKPOINT:
-            load_prompt_checkpoint(prompt_learner, adapter.PROMPT_CHECKPOINT)
+        prompt_learner = build_prompt_learner(cfg, clip)  # loads and freezes PROMPT_CHECKPOINT when set
         backbone = build_backbone(cfg)
         decoder_args = OpenVocabMaskedTransformerDecoder.from_config(cfg, head.CONVS_DIM)
         return {
@@ -208,9 +194,7 @@ class OpenVocabulary(MaskFormer):
             "task_sampler": TaskSampler(cfg.INPUT.TASK_NAME, cfg.SEED),
             "clip_ensemble": adapter.CLIP_ENSEMBLE,
             "ensemble_weight": adapter.CLIP_ENSEMBLE_WEIGHT,
-            "region": RegionSettings(
-                adapter.MASK_THR, adapter.MASK_FILL, adapter.MASK_EXPAND_RATIO, adapter.REGION_SIZE
-            ),
+            "region_classifier": RegionClassifier.from_config(cfg),
             "test_postprocess": UniversalPostprocess.from_config(cfg, thing_ids=vocabulary.thing_ids),
             "input_format": cfg.INPUT.FORMAT,
             **cls.base_config(cfg),
@@ -358,10 +342,7 @@ class OpenVocabulary(MaskFormer):
         rgb = image.to(self.device).float()
         if self.input_format == "BGR":
             rgb = rgb.flip(0)
-        r = self.region
-        clip_logits, valid = region_logits(
-            self.clip, rgb, mask_pred.sigmoid(), class_text, r.mask_threshold, r.fill, r.expand_ratio, r.size
-        )
+        clip_logits, valid = self.region_classifier(self.clip, rgb, mask_pred.sigmoid(), class_text)
         seen = torch.tensor(vocabulary.seen, dtype=torch.bool)
         return ensemble_probabilities(mask_cls, clip_logits, valid, seen, self.ensemble_weight)
 

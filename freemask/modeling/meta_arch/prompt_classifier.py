@@ -1,0 +1,126 @@
+"""FreeSeg's stage 1, prompt learning: frozen CLIP classifies masked ground-truth crops, only the prompt trains.
+
+Each sample is one ground-truth mask of one image, already cut out around the mask by the stage-1 mapper
+(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The pixels
+outside the mask take CLIP's mean colour (MODEL.CLIP_ADAPTER.MASK_FILL, as the region classifier of stage 2; FreeSeg's
+stage 1 instead writes the mean's 0..1 values into the already normalised image, a slightly brighter grey, FREESEG_SPEC
+1.1 ``proposal_classification.py``), the crop is CLIP-normalised and resized to CLIP's input, and its CLIP features
+are scored as 100 x cosine against the prompt's text features of the training vocabulary for the task of this step.
+The loss is the cross-entropy over the training (seen) classes.
+
+The task of training step i is ``TaskSampler(INPUT.TASK_NAME, SEED).task_at(i)``, with i counted in a buffer saved
+with the weights, so every rank uses the same task and a resumed run continues the sequence (FreeSeg's stage-1
+mapper names the task per sample instead). Evaluation uses the semantic task when it is among INPUT.TASK_NAME (what
+FreeSeg's stage 1 falls back to when a sample names none), else the first task.
+"""
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import CfgNode, ConfigError
+from ...data.catalog import MetadataCatalog
+from ..build import META_ARCH_REGISTRY
+from ..clip import FrozenClip, PromptLearner, build_prompt_learner
+from ..clip.regions import LOGIT_SCALE, fill_color
+from ..open_vocab import TaskSampler, Vocabulary
+
+SEMANTIC_TASK = "semantic segmentation."
+
+
+@META_ARCH_REGISTRY.register()
+class ProposalClipClassifier(nn.Module):
+    """Training: ``{"loss_cls"}``. Evaluation: per sample ``{"classification": (K,) logits}`` over the evaluation
+    vocabulary (``vocabulary`` if given, else DATASETS.TEST[0]'s at build time, else the training one)."""
+
+    def __init__(
+        self,
+        *,
+        clip: FrozenClip,
+        prompt_learner: PromptLearner,
+        train_vocabulary: Vocabulary,
+        test_vocabulary: Vocabulary,
+        task_names: Sequence[str],
+        seed: int,
+        mask_fill: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.clip = clip
+        self.prompt_learner = prompt_learner
+        self.train_vocabulary = train_vocabulary
+        self.test_vocabulary = test_vocabulary
+        self.task_sampler = TaskSampler(task_names, seed)
+        self.eval_task = SEMANTIC_TASK if SEMANTIC_TASK in task_names else task_names[0]
+        self.fill = fill_color(clip, mask_fill)
+        # Training steps done: the index of the next step's task (saved, so a resumed run continues the sequence).
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
+        if not cfg.DATASETS.TRAIN:
+            raise ConfigError("DATASETS.TRAIN is empty: stage 1 learns the prompt of its first dataset's classes")
+        clip = FrozenClip.from_config(cfg)
+        train_vocabulary = vocabulary_of(cfg.DATASETS.TRAIN[0])
+        return {
+            "clip": clip,
+            "prompt_learner": build_prompt_learner(cfg, clip),
+            "train_vocabulary": train_vocabulary,
+            "test_vocabulary": vocabulary_of(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else train_vocabulary,
+            "task_names": list(cfg.INPUT.TASK_NAME),
+            "seed": cfg.SEED,
+            "mask_fill": cfg.MODEL.CLIP_ADAPTER.MASK_FILL,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.device
+
+    def forward(
+        self, batched_inputs: List[dict], vocabulary: Optional[Vocabulary] = None
+    ) -> Union[Dict[str, torch.Tensor], List[Dict[str, torch.Tensor]]]:
+        features = F.normalize(self.clip.encode_image(self.masked_crops(batched_inputs)), dim=-1)
+        if self.training:
+            task = self.task_sampler.task_at(int(self.steps_done))
+            self.steps_done += 1
+            text = self.prompt_learner(self.train_vocabulary.names, task)
+            targets = torch.cat([_field(x["instances"], "gt_classes") for x in batched_inputs]).to(self.device)
+            return {"loss_cls": F.cross_entropy(LOGIT_SCALE * features @ text.t(), self._checked(targets.long()))}
+        vocab = vocabulary if vocabulary is not None else self.test_vocabulary
+        logits = LOGIT_SCALE * features @ self.prompt_learner(vocab.names, self.eval_task).t()
+        return [{"classification": row} for row in logits]
+
+    def masked_crops(self, batched_inputs: List[dict]) -> torch.Tensor:
+        """(N, 3, S_clip, S_clip) CLIP-normalised images with the pixels outside each sample's mask filled."""
+        images = torch.stack([x["image"] for x in batched_inputs]).to(self.device).float()
+        masks = torch.stack([_field(x["instances"], "gt_masks")[0] for x in batched_inputs]).to(self.device)
+        inside = masks[:, None].to(images.dtype)
+        color = images.new_tensor(self.fill).view(1, 3, 1, 1)
+        return self.clip.resize_image(self.clip.normalize_image(images * inside + (1 - inside) * color))
+
+    def _checked(self, targets: torch.Tensor) -> torch.Tensor:
+        k = len(self.train_vocabulary)
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= k:
+            raise ConfigError(
+                f"a training sample has class {high if high >= k else low}, outside the {k} classes of DATASETS.TRAIN"
+                "[0]'s stuff_classes; the stage-1 records must use the split's contiguous ids"
+            )
+        return targets
+
+
+def vocabulary_of(dataset_name: str) -> Vocabulary:
+    """The vocabulary of a registered split's metadata (``stuff_classes``, ``trainable_flag``, ``thing_classes``)."""
+    meta = MetadataCatalog.get(dataset_name)
+    if not meta.get("stuff_classes"):
+        raise ConfigError(
+            f"dataset '{dataset_name}' has no metadata 'stuff_classes' (the class names CLIP's prompts are built "
+            "from); register it with them or use an open-vocabulary split"
+        )
+    return Vocabulary.from_metadata(meta)
+
+
+def _field(instances: Any, key: str) -> torch.Tensor:
+    """``instances[key]`` for the mappers' dicts, ``instances.key`` for detectron2-style objects."""
+    return instances[key] if isinstance(instances, dict) else getattr(instances, key)
