@@ -76,11 +76,30 @@ def evaluation_runner(cfg: CfgNode, model: nn.Module, dataset_name: str) -> nn.M
     """What ``inference_on_dataset`` runs for ``dataset_name``: ``model`` itself for a semantic-only config, else
     the model with the test set's post-processing (and, for an open-vocabulary model, its vocabulary)."""
     if isinstance(model, OpenVocabulary):
-        vocabulary = Vocabulary.from_metadata(MetadataCatalog.get(dataset_name))
+        vocabulary = _test_vocabulary(dataset_name)
         postprocess = UniversalPostprocess.from_config(cfg, thing_ids=vocabulary.thing_ids)
         return PostprocessedModel(model, postprocess, vocabulary)
     postprocess = universal_postprocess(cfg, dataset_name)
     return model if postprocess is None else PostprocessedModel(model, postprocess)
+
+
+def panel_runner(cfg: CfgNode, model: nn.Module) -> nn.Module:
+    """What the TensorBoard panels of DATASETS.TEST[0] run: an open-vocabulary model with that set's vocabulary and
+    the semantic pass alone (the panels draw ``sem_seg`` with that set's class names), any other model as it is."""
+    if not isinstance(model, OpenVocabulary) or not cfg.DATASETS.TEST:
+        return model
+    vocabulary = _test_vocabulary(cfg.DATASETS.TEST[0])
+    return PostprocessedModel(model, UniversalPostprocess(thing_ids=vocabulary.thing_ids), vocabulary)
+
+
+def _test_vocabulary(dataset_name: str) -> Vocabulary:
+    metadata = MetadataCatalog.get(dataset_name)
+    if metadata.get("stuff_classes") is None:
+        raise ConfigError(
+            f"{dataset_name}: an OpenVocabulary model segments the classes a test set names, but its metadata has no "
+            f"'stuff_classes'; register the split with its class names"
+        )
+    return Vocabulary.from_metadata(metadata)
 
 
 class PostprocessedModel(nn.Module):

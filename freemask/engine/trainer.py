@@ -25,7 +25,7 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_runner
+from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_runner, panel_runner
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Trainer:
         if not cfg.DATASETS.TEST or not (last or (period > 0 and (iteration + 1) % period == 0)):
             return {}
         results = self.test(cfg, self.model_without_ddp)
-        log_prediction_panels(storage, self.model_without_ddp, cfg)
+        log_prediction_panels(storage, panel_runner(cfg, self.model_without_ddp), cfg)
         storage.put_scalars(**_flatten_results(results))
         self.model.train()
         return results

@@ -16,10 +16,10 @@ from open_vocab_tiny import (
 )
 
 from freemask.config import ConfigError
-from freemask.data import build_train_loader
+from freemask.data import DatasetCatalog, build_train_loader
 from freemask.data.all_task_mapper import AllTaskDatasetMapper
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.engine.evaluation import PostprocessedModel, evaluation_runner
+from freemask.engine.evaluation import PostprocessedModel, evaluation_runner, panel_runner
 from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 
 SEMANTIC, INSTANCE, PANOPTIC = TASK_NAMES
@@ -187,7 +187,13 @@ def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
     assert runner.postprocess.thing_ids == (1, 3) and runner.postprocess.panoptic_on
     with torch.no_grad():
         outputs = runner(_test_batch())
+        panels = panel_runner(cfg, model)(_test_batch())
     assert outputs[0]["sem_seg"].shape[0] == 4 and "panoptic_seg" in outputs[0]
+    assert set(panels[0]) == {"sem_seg"} and panels[0]["sem_seg"].shape[0] == 4, "panels name the test classes"
+    if "test_open_vocab_unnamed" not in DatasetCatalog:
+        DatasetCatalog.register("test_open_vocab_unnamed", list)
+    with pytest.raises(ConfigError, match="test_open_vocab_unnamed.*stuff_classes"):
+        evaluation_runner(cfg, model, "test_open_vocab_unnamed")
 
 
 def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path):
