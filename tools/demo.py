@@ -5,19 +5,32 @@
       MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
   python tools/demo.py --config-file X.yaml --input 'shots/*.jpg' --input a.png --output vis/ --opacity 0.6 \\
       --save-labels MODEL.WEIGHTS ckpt.pth MODEL.DEVICE cpu
+  python tools/demo.py --config-file configs/toy/mask2former_R18_toy_panoptic.yaml --input photos/ --output vis/ \\
+      --task instance --score-threshold 0.3 MODEL.WEIGHTS output/toy_mask2former_R18_panoptic/model_final.pth
+  python tools/demo.py --config-file OPEN_VOCABULARY.yaml --input photos/ --output vis/ \\
+      --vocabulary "cat,dog,traffic cone" MODEL.WEIGHTS ckpt.pth
 
 --input takes image files, folders (their image files, not recursive) and glob patterns. Each image is predicted as
 evaluation does: resized to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, the config's TEST.* inference mode (whole image
-unless TEST.SLIDING_WINDOW / TEST.AUG are enabled), scores resized back to the original size. Colours and class names
-come from the metadata of DATASETS.TEST[0]. Writes <output>/<stem>.png: the image and the prediction overlay side by
-side (enlarged by an integer factor when the shorter side is under 256 pixels) with a legend of the predicted
-classes; with --save-labels also <output>/labels/<stem>.png, the predicted class ids at the original size (uint8, or
-uint16 beyond 256 classes). Files are written atomically; existing outputs are skipped, so an interrupted run resumes
-(--overwrite redoes them). Works on CPU: the device is MODEL.DEVICE (cuda when available).
+unless TEST.SLIDING_WINDOW / TEST.AUG are enabled), outputs resized back to the original size. Colours and class names
+come from the metadata of DATASETS.TEST[0], or from --vocabulary for an open-vocabulary model (one whose forward takes
+a vocabulary: every typed name is a thing class). Writes <output>/<stem>.png: the image and the prediction overlay
+side by side (enlarged by an integer factor when the shorter side is under 256 pixels) with a legend of the predicted
+classes.
+
+--task picks the output drawn when MODEL.MASK_FORMER.TEST turns on several (SEMANTIC_ON, PANOPTIC_ON, INSTANCE_ON);
+the default is the most specific one on: panoptic, else instance, else semantic. semantic colours each pixel by
+its class; panoptic fills each segment with its class colour, outlines it in white and writes its class on it;
+instance does the same for each instance above --score-threshold, with its score ("car 0.87"), a higher score drawn
+over a lower one; --task all stacks the rows of every task on, each titled. With --save-labels also
+<output>/labels/<stem>.png, the semantic class ids at the original size (uint8, or uint16 beyond 256 classes).
+Files are written atomically and inputs are never written; existing outputs are skipped, so an interrupted run
+resumes (--overwrite redoes them, also after changing --task). Works on CPU: the device is MODEL.DEVICE.
 """
 
 import argparse
 import glob
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -28,16 +41,14 @@ from tqdm import tqdm
 
 from freemask import cli
 from freemask.checkpoint import load_trained_model
-from freemask.config import CfgNode
 from freemask.data import transforms as T
-from freemask.data.catalog import DatasetNotRegisteredError, MetadataCatalog
-from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.engine import demo
 from freemask.engine.defaults import register_custom_dataset, setup_cfg
-from freemask.errors import PathNotFoundError, UserError
+from freemask.errors import ArgumentError, PathNotFoundError, UserError
 from freemask.utils.logger import setup_logger
-from freemask.utils.visualizer import blend, colorize, labelled_panels, save_image
+from freemask.utils.visualizer import save_image
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABELS_DIR = "labels"
@@ -55,6 +66,20 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="folder for the overlays")
     parser.add_argument("--opacity", type=float, default=0.5, help="weight of the class colours (0..1, default 0.5)")
+    parser.add_argument(
+        "--task",
+        choices=(*demo.TASKS, "all"),
+        help="output to draw when the config turns on several (default: the most specific on: panoptic, instance, "
+        "semantic); all = one row per task on",
+    )
+    parser.add_argument(
+        "--score-threshold", type=float, default=0.5, help="instances drawn: score at least this (0..1, default 0.5)"
+    )  # 0.5: detectron2's demo default (--confidence-threshold)
+    parser.add_argument(
+        "--vocabulary",
+        metavar="NAMES",
+        help='comma-separated class names for an open-vocabulary model, e.g. "cat,dog,traffic cone"',
+    )
     parser.add_argument("--save-labels", action="store_true", help=f"also write class-id PNGs to <output>/{LABELS_DIR}")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
@@ -102,24 +127,6 @@ def check_output(output: str, paths: Sequence[str]) -> None:
             raise DatasetError(f"--output {output} holds input images; inputs are never overwritten: choose another")
 
 
-def class_palette(cfg: CfgNode) -> tuple[list[str], list[list[int]]]:
-    """Class names and colours of DATASETS.TEST[0] (``class_<i>`` and a generated palette without a test set)."""
-    num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
-    if not cfg.DATASETS.TEST:
-        return [f"class_{i}" for i in range(num_classes)], default_palette(num_classes)
-    name = cfg.DATASETS.TEST[0]
-    meta = MetadataCatalog.get(name)
-    names = meta.get("stuff_classes")
-    if names is None:
-        raise DatasetNotRegisteredError(f"DATASETS.TEST[0] '{name}' has no class metadata; is it registered?")
-    if len(names) != num_classes:
-        raise DatasetError(
-            f"the model has {num_classes} classes (MODEL.SEM_SEG_HEAD.NUM_CLASSES) but DATASETS.TEST[0] '{name}' has "
-            f"{len(names)}; use the config the model was trained with"
-        )
-    return list(names), [list(c) for c in meta.get("stuff_colors") or default_palette(num_classes)]
-
-
 def model_input(image: np.ndarray, mapper: SemSegDatasetMapper) -> dict:
     """The evaluation input of an RGB image, as the test mapper builds it: resized to the test size, CHW uint8 in
     INPUT.FORMAT, with the original size the scores are resized back to."""
@@ -128,20 +135,6 @@ def model_input(image: np.ndarray, mapper: SemSegDatasetMapper) -> dict:
         resized = resized[:, :, ::-1]
     chw = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))
     return {"image": chw, "height": image.shape[0], "width": image.shape[1]}
-
-
-@torch.no_grad()
-def predict_labels(model: torch.nn.Module, image: np.ndarray, mapper: SemSegDatasetMapper) -> np.ndarray:
-    """Class ids ``(H, W)`` of an RGB image at its original size."""
-    scores = model([model_input(image, mapper)])[0]["sem_seg"]
-    return scores.argmax(dim=0).cpu().numpy()
-
-
-def render_overlay(
-    image: np.ndarray, labels: np.ndarray, names: Sequence[str], colors: Sequence[Sequence[int]], opacity: float
-) -> np.ndarray:
-    """image | prediction blended over it, then a legend of the classes present in ``labels``."""
-    return labelled_panels([image, blend(image, colorize(labels, colors), opacity)], [labels], names, colors)
 
 
 def read_input(path: str) -> np.ndarray:
@@ -153,12 +146,20 @@ def read_input(path: str) -> np.ndarray:
         ) from None
 
 
-def run(args: argparse.Namespace) -> tuple[int, int]:
-    """Returns (written, skipped)."""
+def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
+    """Returns (written, skipped, tasks drawn)."""
     cfg = setup_cfg(args.config_file, args.opts)
     paths = find_inputs(args.input)
     register_custom_dataset(cfg)
-    names, colors = class_palette(cfg)
+    typed = demo.parse_vocabulary(args.vocabulary, cfg) if args.vocabulary is not None else None
+    classes = demo.demo_classes(cfg, typed)
+    tasks = demo.choose_tasks(cfg, args.task)
+    if args.save_labels and "semantic" not in demo.tasks_on(cfg):
+        raise ArgumentError(
+            "--save-labels writes semantic class ids, but the config has MODEL.MASK_FORMER.TEST.SEMANTIC_ON off; "
+            "drop --save-labels or append MODEL.MASK_FORMER.TEST.SEMANTIC_ON True"
+        )
+    postprocess = demo.demo_postprocess(cfg, classes)
     mapper = SemSegDatasetMapper.from_config(cfg, is_train=False)
     check_output(args.output, paths)
     outputs = {p: os.path.join(args.output, os.path.splitext(os.path.basename(p))[0] + ".png") for p in paths}
@@ -172,17 +173,19 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
 
     todo = paths if args.overwrite else [p for p in paths if not done(p)]
     if not todo:
-        return 0, len(paths)
+        return 0, len(paths), tasks
+    logging.getLogger("freemask").info("demo: drawing %s (--task to choose)", ", ".join(tasks))
     model = load_trained_model(cfg, "no MODEL.WEIGHTS given")
     os.makedirs(os.path.join(args.output, LABELS_DIR) if args.save_labels else args.output, exist_ok=True)
-    dtype = np.uint8 if len(names) <= 256 else np.uint16
+    dtype = np.uint8 if len(classes.names) <= 256 else np.uint16
     for path in tqdm(todo, desc="demo", unit="img", disable=args.no_progress):
         image = read_input(path)
-        labels = predict_labels(model, image, mapper)
+        prediction = demo.predict(model, model_input(image, mapper), postprocess, classes.vocabulary)
         if args.save_labels:
-            save_image(labels_path(outputs[path]), labels.astype(dtype))
-        save_image(outputs[path], render_overlay(image, labels, names, colors, args.opacity))
-    return len(todo), len(paths) - len(todo)
+            save_image(labels_path(outputs[path]), demo.semantic_labels(prediction).astype(dtype))
+        figure = demo.render(tasks, image, prediction, classes, args.opacity, args.score_threshold)
+        save_image(outputs[path], figure)
+    return len(todo), len(paths) - len(todo), tasks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,14 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
         parser.error(f"--opacity must be in [0, 1], got {args.opacity}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     try:
         cli.check_config_path(args.config_file)
         cli.check_output_folders([("--output", args.output)])
-        written, skipped = run(args)
+        written, skipped, tasks = run(args)
     except UserError as e:
         return cli.report(e)
     note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
-    print(f"wrote {written} overlays to {args.output}{note}")
+    print(f"wrote {written} overlays to {args.output} ({', '.join(tasks)}){note}")
     return 0
 
 

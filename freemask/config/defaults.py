@@ -42,6 +42,9 @@ _C.MODEL.BACKBONE.FREEZE_AT = 0
 _C.MODEL.BACKBONE.NORM = "BN"
 _C.MODEL.BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
+# ResNet only: dilations of res5's blocks' 3x3 convolutions (detectron2's DeepLab RES5_MULTI_GRID with RES5_DILATION 1,
+# e.g. [1, 2, 4] for FreeSeg's R101c); [] = none.
+_C.MODEL.BACKBONE.RES5_MULTI_GRID = []
 # Swin attention window (0 = the model's own, e.g. 7 for *_window7_224, 12 for *_window12_384); pre-trained relative
 # position bias tables are resized to it.
 _C.MODEL.BACKBONE.WINDOW_SIZE = 0
@@ -269,6 +272,10 @@ _C.DATALOADER.SYN_RATIO = 0.0
 # A training sample whose files are missing, unreadable or inconsistent stops training with one line naming the file.
 # True instead replaces it by another sample, and the count of skipped samples is logged.
 _C.DATALOADER.SKIP_BAD_SAMPLES = False
+# Training images whose instance annotations are all crowd (or absent) are dropped from DATASETS.TRAIN, as detectron2
+# does for COCO instances: they would only teach "no object". Records without an "annotations" list (semantic,
+# panoptic) are kept either way.
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Solver
@@ -323,8 +330,9 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # At each evaluation during training, this many image | ground truth | prediction panels of DATASETS.TEST[0] go to
 # TensorBoard (tag val_panels/<stem>; 0 = none).
 _C.TEST.VIS_IMAGES = 4
-# Test images per loader batch. Semantic inference runs image by image whatever this is, so scores do not depend on it;
-# MaskFormer's panoptic / instance path pads a batch to one size (official Mask2Former evaluates with 1).
+# Test images per loader batch. Semantic inference runs the images of one size together and each gets the scores it
+# gets alone, so scores do not depend on this; MaskFormer's panoptic / instance path pads a batch to one size, as
+# official Mask2Former does (it evaluates with 1).
 _C.TEST.IMS_PER_BATCH = 1
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.

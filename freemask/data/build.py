@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import CfgNode, ConfigError
 from ..utils import comm
 from .catalog import DatasetCatalog
+from .datasets.classification import sample_per_class
 from .errors import DatasetError
 from .mappers import build_mapper
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
@@ -90,6 +91,37 @@ def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
     return all_records
 
 
+def _drop_images_without_objects(records: List[dict], name: str) -> List[dict]:
+    """``records`` without the instance records whose annotations are all crowd (detectron2's
+    ``filter_images_with_only_crowd_annotations``); an error when none is left."""
+    kept = [r for r in records if "annotations" not in r or any(not a.get("iscrowd", 0) for a in r["annotations"])]
+    if len(kept) < len(records):
+        logger.info("Removed %d images of %s with no non-crowd object", len(records) - len(kept), name)
+    if not kept:
+        raise DatasetError(
+            f"every image of '{name}' has only crowd annotations or none; check its annotation file, or set "
+            "DATALOADER.FILTER_EMPTY_ANNOTATIONS False"
+        )
+    return kept
+
+
+def _sample_stage1(records: List[dict], name: str, cfg: CfgNode) -> List[dict]:
+    """At most DATASETS.SAMPLE_PER_CLASS records per class of a stage-1 dataset (FreeSeg's prompt learning), the
+    same on every rank (seeded by DATASETS.SAMPLE_SEED alone); -1 keeps them all."""
+    per_class = int(cfg.DATASETS.SAMPLE_PER_CLASS)
+    if per_class <= 0:
+        return records
+    if "category_id" not in records[0]:
+        raise ConfigError(
+            f"DATASETS.SAMPLE_PER_CLASS {per_class} samples stage-1 records (one per image and class), but dataset "
+            f"'{name}' in DATASETS.TRAIN has none; train on its '_classification' twin or set SAMPLE_PER_CLASS -1"
+        )
+    kept = sample_per_class(records, per_class, int(cfg.DATASETS.SAMPLE_SEED))
+    logger.info("Training dataset %s: %d of %d (image, class) records kept, at most %d per class", name, len(kept),
+                len(records), per_class)  # fmt: skip
+    return kept
+
+
 def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     """The infinite training loader of this rank, starting at iteration ``start_iter``.
 
@@ -115,7 +147,9 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             f"DATASETS.REPEAT_FACTORS has {len(repeats)} values but DATASETS.TRAIN + DATASETS.TRAIN_SYN name "
             f"{len(train) + len(train_syn)} datasets; give one per dataset or leave it empty"
         )
-    real = _load_records(train, "DATASETS.TRAIN")
+    real = [_sample_stage1(r, n, cfg) for r, n in zip(_load_records(train, "DATASETS.TRAIN"), train)]
+    if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+        real = [_drop_images_without_objects(records, name) for records, name in zip(real, train)]
     syn = _load_records(train_syn, "DATASETS.TRAIN_SYN")
     real_sizes, syn_sizes = [len(r) for r in real], [len(r) for r in syn]
     records = [record for part in real + syn for record in part]

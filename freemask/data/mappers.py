@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config import CfgNode, ConfigError
 from .all_task_mapper import AllTaskDatasetMapper
+from .binary_mapper import BinarySemanticMapper
 from .instance_mapper import InstanceDatasetMapper
 from .mapper import SemSegDatasetMapper
 
@@ -34,7 +35,10 @@ MAPPERS: Dict[str, Callable[[CfgNode, bool], Mapper]] = {
     "mask_former_instance": functools.partial(InstanceDatasetMapper.from_config, recipe="semantic"),
     "coco_panoptic_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
     "coco_instance_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
+    # FreeSeg's stage 2: the semantic map and the segments with thing flags (all_task_mapper.py)
     "open_vocab_all_task": AllTaskDatasetMapper.from_config,
+    # FreeSeg's stage 1: one class mask per record, cropped around it (binary_mapper.py)
+    "mask_former_binary_semantic": BinarySemanticMapper.from_config,
 }
 
 

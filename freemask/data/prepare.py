@@ -13,11 +13,12 @@ Shared by ``datasets/prepare_*.py``. Every conversion here is:
 """
 
 import functools
+import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -80,8 +81,9 @@ def _png_header(path: str) -> Optional[Tuple[int, int, int, int, bool]]:
     return width, height, head[24], head[25], tail == _PNG_IEND
 
 
-def output_is_current(src: str, dst: str) -> bool:
-    """True when ``dst`` is a complete 8-bit single-channel PNG with the same width and height as ``src``.
+def output_is_current(src: str, dst: str, colour_type: int = 0) -> bool:
+    """True when ``dst`` is a complete 8-bit PNG of ``colour_type`` (0 grey, 2 RGB: a panoptic PNG) with the same
+    width and height as ``src``.
 
     Cheap on purpose (two small reads per file, no decoding), so a re-run over 160k masks takes seconds. It catches
     what an interrupted or crashed run can leave (a missing file, or a truncated one without its closing IEND chunk)
@@ -91,8 +93,8 @@ def output_is_current(src: str, dst: str) -> bool:
     out = _png_header(dst)
     if out is None:
         return False
-    width, height, depth, colour_type, complete = out
-    if not (complete and depth == 8 and colour_type == 0):
+    width, height, depth, _, complete = out
+    if not (complete and depth == 8 and out[3] == colour_type):
         return False
     if not src.lower().endswith(".png"):
         return os.path.getmtime(dst) >= os.path.getmtime(src)
@@ -100,7 +102,9 @@ def output_is_current(src: str, dst: str) -> bool:
     return inp is not None and inp[:2] == (width, height)
 
 
-def _write_png_atomic(path: str, mask: np.ndarray) -> None:
+def write_png_atomic(path: str, mask: np.ndarray) -> None:
+    """Encode ``mask`` (an (H, W) label map, or (H, W, 3) BGR) as PNG into ``path`` through a hidden temporary file
+    and a rename, so an interrupted run never leaves a half-written file under the final name."""
     ok, data = cv2.imencode(".png", mask)
     if not ok:
         raise DatasetError(f"{path}: could not encode the converted mask as PNG; check free disk space and retry")
@@ -113,6 +117,14 @@ def _write_png_atomic(path: str, mask: np.ndarray) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """``json.dump`` through a temporary file and a rename (a reader never sees half a JSON file)."""
+    tmp = f"{path}.{os.getpid()}{_TMP_SUFFIX}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
 
 
 def _init_worker(
@@ -128,7 +140,7 @@ def _convert_one(pair: Tuple[str, str], force: bool) -> Tuple[str, str]:
     if not force and output_is_current(src, dst):
         return "skipped", ""
     try:
-        _write_png_atomic(dst, _CONVERTER(_READER(src), src))
+        write_png_atomic(dst, _CONVERTER(_READER(src), src))
     except (DatasetError, OSError) as e:
         return "error", str(e) if isinstance(e, DatasetError) else f"{dst}: cannot write ({e}); check permissions"
     return "converted", ""

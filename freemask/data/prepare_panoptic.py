@@ -32,7 +32,7 @@ from .datasets.coco_panoptic import coco_panoptic_categories
 from .datasets.panoptic import segment_bbox
 from .errors import DatasetError
 from .panoptic_png import id2rgb, read_panoptic_png
-from .prepare import IGNORE_LABEL, PrepareResult, convert_masks
+from .prepare import IGNORE_LABEL, PrepareResult, convert_masks, write_json_atomic
 
 COCO_PANOPTIC_SPLITS = ("train2017", "val2017")
 ADE20K_PANOPTIC_SPLITS = (("training", "train"), ("validation", "val"))
@@ -206,13 +206,6 @@ def _ade20k_one(job: Tuple[str, str, str, str], isthing: Tuple[bool, ...], ins_t
     return (image, {"image_id": stem, "file_name": stem + ".png", "segments_info": info}, instances), ""
 
 
-def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.prepare-tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
-
-
 def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, progress: bool = True) -> PrepareResult:
     """``<root>/ADEChallengeData2016/{images,annotations,annotations_instance}/<split>`` -> the panoptic PNGs and
     JSON and the instance JSON of Mask2Former (module docstring), for training and validation."""
@@ -277,6 +270,6 @@ def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, pr
         for ann_id, ann in enumerate(instances, start=1):
             ann["id"] = ann_id
         thing_categories = [{"id": c["id"], "name": c["name"]} for c in json_categories if c["isthing"]]
-        _write_json(ins_json, {"images": images, "annotations": instances, "categories": thing_categories})
-        _write_json(pan_json, {"images": images, "annotations": annotations, "categories": json_categories})
+        write_json_atomic(ins_json, {"images": images, "annotations": instances, "categories": thing_categories})
+        write_json_atomic(pan_json, {"images": images, "annotations": annotations, "categories": json_categories})
     return result

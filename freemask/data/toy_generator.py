@@ -15,7 +15,8 @@ Layout written under ``<root>/toy/``::
     ADE20K_Synthetic/defects/toy_train_00000_seed_42.png         uint8 1 where the image disagrees with the mask
     meta.json                                                      the parameters, written last (= complete)
 
-then, beside them, the panoptic PNGs + JSON and the instance JSON (see ``toy_generator_panoptic``).
+then, beside them, the panoptic PNGs + JSON and the instance JSON (see ``toy_generator_panoptic``) and the
+open-vocabulary splits (``toy_generator_open_vocab``).
 """
 
 import json
@@ -273,8 +274,9 @@ def _make_folders(toy: str) -> Dict[str, str]:
 
 def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
     """Write the toy dataset under ``<root>/toy``, with its panoptic and instance files
-    (``toy_generator_panoptic``); False (and nothing written) if an identical one is complete. A complete semantic
-    tree without the panoptic files (written before they existed) only gains them.
+    (``toy_generator_panoptic``) and open-vocabulary files (``toy_generator_open_vocab``); False (and nothing
+    written) if an identical one is complete. A complete semantic tree without the later files (written before they
+    existed) only gains them.
 
     Deterministic given ``params``: every image draws from its own generator seeded by (seed, split, index,
     texture seed), so one image does not depend on how many others are generated.
@@ -285,7 +287,7 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
     if not force and os.path.isfile(meta_path):
         with open(meta_path) as f:
             if json.load(f) == meta:
-                return _generate_panoptic(root, params, force=False)  # a tree written before panoptic output
+                return _generate_annotations(root, params, force=False)  # a tree written before the later files
     if os.path.exists(meta_path):
         os.remove(meta_path)  # first, so an interrupted run is never taken for a complete one
     for sub in (REAL_DIR, SYN_DIR):
@@ -312,11 +314,14 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
                 _write(os.path.join(folders["syn/defects"], syn_stem + ".png"), ".png", defects)
 
     _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
-    _generate_panoptic(root, params, force=True)
+    _generate_annotations(root, params, force=True)
     return True
 
 
-def _generate_panoptic(root: str, params: ToyParams, force: bool) -> bool:
-    from .toy_generator_panoptic import generate_toy_panoptic  # it imports this module
+def _generate_annotations(root: str, params: ToyParams, force: bool) -> bool:
+    """The panoptic files, then the open-vocabulary files made from them (redone whenever the panoptic ones are)."""
+    from .toy_generator_open_vocab import generate_toy_open_vocab  # both import this module
+    from .toy_generator_panoptic import generate_toy_panoptic
 
-    return generate_toy_panoptic(root, params, force)
+    wrote = generate_toy_panoptic(root, params, force)
+    return generate_toy_open_vocab(root, params, force=force or wrote) or wrote

@@ -25,7 +25,7 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_runner, panel_runner
+from .evaluation import LOGGED_METRICS, build_evaluator, panel_model, test_time_model
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Trainer:
         if not cfg.DATASETS.TEST or not (last or (period > 0 and (iteration + 1) % period == 0)):
             return {}
         results = self.test(cfg, self.model_without_ddp)
-        log_prediction_panels(storage, panel_runner(cfg, self.model_without_ddp), cfg)
+        log_prediction_panels(storage, panel_model(cfg, self.model_without_ddp), cfg)
         storage.put_scalars(**_flatten_results(results))
         self.model.train()
         return results
@@ -301,28 +301,21 @@ class Trainer:
         """
         results: Dict[str, Dict[str, float]] = OrderedDict()
         passes = _inference_passes(cfg) if cfg.TEST.AUG.EVAL_BOTH else [("sem_seg", "", "", None)]
-        own_inference = getattr(model, "inference", None)
-        try:
-            for name in cfg.DATASETS.TEST:
-                results[name] = {}
-                for key, subdir, label, inference in passes:
-                    output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
-                    if len(cfg.DATASETS.TEST) > 1:
-                        output_dir = os.path.join(output_dir, name)
-                    if inference is not None:
-                        model.inference = inference
-                    evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
-                    runner = evaluation_runner(cfg, model, name)
-                    result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
-                    result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
-                    results[name].update(result)
-                    for task, metrics in result.items():
-                        keys = LOGGED_METRICS.get(task, LOGGED_METRICS["sem_seg"])
-                        shown = "" if task.startswith("sem_seg") else f" ({task})"
-                        logger.info("Evaluation on %s%s%s: %s", name, label, shown, _format(metrics, keys=keys))
-        finally:
-            if own_inference is not None:
-                model.inference = own_inference
+        for name in cfg.DATASETS.TEST:
+            results[name] = {}
+            for key, subdir, label, inference in passes:
+                output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
+                if len(cfg.DATASETS.TEST) > 1:
+                    output_dir = os.path.join(output_dir, name)
+                evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
+                runner = test_time_model(cfg, model, name, inference)
+                result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
+                result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
+                results[name].update(result)
+                for task, metrics in result.items():
+                    keys = LOGGED_METRICS.get(task, LOGGED_METRICS["sem_seg"])
+                    shown = "" if task.startswith("sem_seg") else f" ({task})"
+                    logger.info("Evaluation on %s%s%s: %s", name, label, shown, _format(metrics, keys=keys))
         return results[cfg.DATASETS.TEST[0]] if len(results) == 1 else results
 
 

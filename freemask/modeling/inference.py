@@ -141,28 +141,52 @@ class SegmentationInference:
         """
         if image.dim() != 4 or image.shape[0] != 1:
             raise ValueError(f"inference takes one image of shape (1, 3, h, w), got {tuple(image.shape)}")
-        height, width = image.shape[-2:]
-        total = None
+        return self.batch(predict, image, [output_size], activation)[0]
+
+    def batch(
+        self,
+        predict: PredictFn,
+        images: torch.Tensor,
+        output_sizes: Sequence[Tuple[int, int]],
+        activation: PredictFn = _identity,
+    ) -> List[torch.Tensor]:
+        """Scores ``(C, H0_i, W0_i)`` of each of ``images`` ``(N, 3, h, w)``, one size for all, sharing the forwards.
+
+        Each image gets the scores ``__call__`` gives it alone: the same padding, the same windows, its own output
+        size; only ``predict`` sees the N images (or their windows) together. So batched evaluation
+        (``TEST.IMS_PER_BATCH``) changes the speed, not the numbers, unlike padding images of different sizes to one.
+        """
+        if images.dim() != 4 or images.shape[0] != len(output_sizes):
+            raise ValueError(
+                f"batch takes images (N, 3, h, w) and N output sizes, got {tuple(images.shape)} and "
+                f"{len(output_sizes)} sizes"
+            )
+        height, width = images.shape[-2:]
+        totals: List[torch.Tensor] = []
         count = 0
         for ratio in self.ratios:
-            scaled = image
+            scaled = images
             if ratio != 1.0:
                 size = (int(height * ratio + 0.5), int(width * ratio + 0.5))
-                scaled = F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+                scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
             for flipped in (False, True) if self.flip else (False,):
-                logits = self._single(predict, scaled.flip(-1) if flipped else scaled)
+                logits = self._logits(predict, scaled.flip(-1) if flipped else scaled)
                 if flipped:
                     logits = logits.flip(-1)
-                scores = activation(_resize(logits, output_size)[None])[0]
-                total = scores if total is None else total + scores
+                for index, output_size in enumerate(output_sizes):
+                    scores = activation(_resize(logits[index], output_size)[None])[0]
+                    if count == 0:
+                        totals.append(scores)
+                    else:
+                        totals[index] = totals[index] + scores
                 count += 1
-        return total if count == 1 else total / count
+        return totals if count == 1 else [total / count for total in totals]
 
-    def _single(self, predict: PredictFn, image: torch.Tensor) -> torch.Tensor:
-        """Logits ``(C, h, w)`` of ``image`` ``(1, 3, h, w)`` at its own resolution, in the configured mode."""
+    def _logits(self, predict: PredictFn, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C, h, w)`` of ``images`` ``(N, 3, h, w)`` at their own resolution, in the configured mode."""
         if self.mode == "slide":
-            return self._slide(predict, image)
-        return self._predict_padded(predict, image)[0].float()
+            return torch.stack([self._slide(predict, images[i : i + 1]) for i in range(images.shape[0])])
+        return self._predict_padded(predict, images).float()
 
     def _predict_padded(self, predict: PredictFn, images: torch.Tensor) -> torch.Tensor:
         """``predict`` on ``images`` ``(N, 3, h, w)`` padded to ``size_divisibility``; logits ``(N, C, h, w)``.

@@ -27,8 +27,8 @@ PANEL_GAP = 4
 SWATCH = 12
 LEGEND_ROW = 16
 LEGEND_PAD = 4
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_LEGEND_SCALE = 0.4
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LEGEND_SCALE = 0.4
 _TITLE_SCALE = 0.45
 _MIN_TITLE_SCALE = 0.3
 # Panels whose shorter side is below this are enlarged (nearest neighbour, integer factor) so small images such as
@@ -62,11 +62,17 @@ def classes_present(labels: np.ndarray, num_classes: int) -> list[int]:
     return np.flatnonzero(np.bincount(values.ravel().astype(np.int64), minlength=num_classes)).tolist()
 
 
+def upscale_factor(size: Sequence[int], min_side: int = MIN_PANEL_SIDE) -> int:
+    """The integer factor ``upscale_small`` enlarges an image of ``size`` (H, W) by (1 when it is large enough), for
+    drawings that must enlarge several arrays (an image and its instance masks) alike."""
+    return max(1, -(-min_side // max(1, min(size[:2]))))
+
+
 def upscale_small(image: np.ndarray, min_side: int = MIN_PANEL_SIDE) -> np.ndarray:
     """``image`` (RGB or a label map) enlarged by the smallest integer factor that brings its shorter side to at least
     ``min_side``; unchanged when it already is. Pixel repetition, not interpolation: every output colour is an input
     colour, so class colours stay exact and label edges crisp."""
-    factor = -(-min_side // max(1, min(image.shape[:2])))
+    factor = upscale_factor(image.shape[:2], min_side)
     if factor <= 1:
         return image
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
@@ -110,7 +116,7 @@ def prediction_panel(
 
 
 def _text_width(text: str, scale: float) -> int:
-    (width, _), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    (width, _), _ = cv2.getTextSize(text, FONT, scale, 1)
     return width
 
 
@@ -125,7 +131,7 @@ def draw_legend(names: Sequence[str], colors: Sequence[Sequence[int]], height: i
         raise ValueError(f"{len(names)} legend names for {len(colors)} colours")
     per_column = max(1, (height - LEGEND_PAD) // LEGEND_ROW)
     columns = [range(i, min(i + per_column, len(names))) for i in range(0, len(names), per_column)]
-    widths = [LEGEND_PAD + SWATCH + LEGEND_PAD + max(_text_width(names[i], _LEGEND_SCALE) for i in c) for c in columns]
+    widths = [LEGEND_PAD + SWATCH + LEGEND_PAD + max(_text_width(names[i], LEGEND_SCALE) for i in c) for c in columns]
     total_height = max(height, LEGEND_PAD + LEGEND_ROW * min(per_column, len(names)))
     legend = _canvas(total_height, sum(widths) + LEGEND_PAD * bool(columns))
     x = 0
@@ -135,7 +141,7 @@ def draw_legend(names: Sequence[str], colors: Sequence[Sequence[int]], height: i
             left = x + LEGEND_PAD
             legend[top : top + SWATCH, left : left + SWATCH] = colors[index]
             baseline = top + SWATCH - 2
-            cv2.putText(legend, names[index], (left + SWATCH + LEGEND_PAD, baseline), _FONT, _LEGEND_SCALE,
+            cv2.putText(legend, names[index], (left + SWATCH + LEGEND_PAD, baseline), FONT, LEGEND_SCALE,
                         TEXT_COLOR, 1, cv2.LINE_AA)  # fmt: skip
         x += width
     return legend
@@ -150,7 +156,7 @@ def title_strip(lines: Sequence[str], width: int) -> np.ndarray:
         scale = _TITLE_SCALE
         while scale > _MIN_TITLE_SCALE and _text_width(text, scale) > width - 2 * LEGEND_PAD:
             scale -= 0.05
-        cv2.putText(strip, text, (LEGEND_PAD, row * (i + 1) - 4), _FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
+        cv2.putText(strip, text, (LEGEND_PAD, row * (i + 1) - 4), FONT, scale, TEXT_COLOR, 1, cv2.LINE_AA)
     return strip
 
 

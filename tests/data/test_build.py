@@ -162,3 +162,23 @@ def test_test_loader_yields_every_image_once_at_original_resolution(datasets):
         assert min(d["image"].shape[1:]) == 32
     with pytest.raises(DatasetError, match="fmtest_empty"):
         build_test_loader(_cfg(), "fmtest_empty")
+
+
+def test_training_drops_instance_images_with_only_crowd_objects(caplog):
+    """DATALOADER.FILTER_EMPTY_ANNOTATIONS (detectron2's rule): an instance record whose annotations are all crowd,
+    or empty, never reaches training; semantic / panoptic records (no "annotations") always do."""
+    from freemask.data.build import _drop_images_without_objects
+
+    records = [
+        {"file_name": "a.jpg", "annotations": [{"iscrowd": 1}, {"iscrowd": 0}]},
+        {"file_name": "b.jpg", "annotations": [{"iscrowd": 1}]},
+        {"file_name": "c.jpg", "annotations": []},
+        {"file_name": "d.jpg", "sem_seg_file_name": "d.png"},
+        {"file_name": "e.jpg", "segments_info": []},
+    ]
+    with caplog.at_level(logging.INFO, logger="freemask"):
+        kept = _drop_images_without_objects(records, "my_instances")
+    assert [r["file_name"] for r in kept] == ["a.jpg", "d.jpg", "e.jpg"]
+    assert "Removed 2 images of my_instances" in caplog.text
+    with pytest.raises(DatasetError, match="FILTER_EMPTY_ANNOTATIONS False"):
+        _drop_images_without_objects(records[1:3], "my_instances")

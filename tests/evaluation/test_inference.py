@@ -181,3 +181,70 @@ def test_inference_on_dataset_runs_eval_no_grad_and_restores_mode():
     # Stale state was reset; pixels (gt, pred): a: 3 of 3 right, b: 3 of 4 right (one predicted a).
     assert results["sem_seg"]["pACC"] == pytest.approx(600 / 7)
     assert results["sem_seg"]["IoU-a"] == pytest.approx(75.0) and results["sem_seg"]["IoU-b"] == pytest.approx(75.0)
+
+
+def convolutional_predict():
+    """A 3x3 convolution: each pixel depends on its neighbours, so padding and windows change it."""
+    weight = torch.randn(NUM_CLASSES, 3, 3, 3, generator=torch.Generator().manual_seed(2))
+    return lambda x: F.conv2d(x, weight, padding=1)
+
+
+@pytest.mark.parametrize(
+    "inference",
+    [
+        SegmentationInference("whole", size_divisibility=16),
+        SegmentationInference("slide", crop_size=(16, 16), stride=(11, 11), size_divisibility=8),
+        SegmentationInference("whole", ratios=(0.5, 1.25), flip=True, size_divisibility=4),
+    ],
+    ids=["whole-padded", "slide", "multi-scale-flip"],
+)
+def test_batched_images_get_the_scores_they_get_alone(inference):
+    """Images of one size share their forwards but not their numbers: each gets the scores of a batch of one,
+    at its own output size."""
+    predict = convolutional_predict()
+    images = torch.cat([image(21, 35, seed=s) for s in (1, 2, 3)])
+    sizes = [(42, 70), (21, 35), (30, 50)]
+    batched = inference.batch(predict, images, sizes, activation=lambda x: x.softmax(1))
+    for one, size, scores in zip(images, sizes, batched):
+        alone = inference(predict, one[None], size, activation=lambda x: x.softmax(1))
+        assert scores.shape == (NUM_CLASSES, *size)
+        assert torch.allclose(scores, alone, atol=1e-6)
+
+
+def test_model_evaluates_a_mixed_size_batch_as_single_images():
+    """A test batch of several images (TEST.IMS_PER_BATCH > 1), two of one size and one of another, gives every
+    image the scores it gets in a batch of one; an ``inference`` passed to the call is used for that call only."""
+    from freemask.modeling.meta_arch.encoder_decoder import EncoderDecoder
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, NUM_CLASSES, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class Backbone(nn.Module):
+        def forward(self, x):
+            return x
+
+    torch.manual_seed(0)
+    model = EncoderDecoder(
+        backbone=Backbone(), sem_seg_head=Head(), pixel_mean=[127.0] * 3, pixel_std=[64.0] * 3, size_divisibility=0,
+        ignore_value=255, inference=SegmentationInference("whole", size_divisibility=8),
+    ).eval()  # fmt: skip
+    inputs = [
+        {"image": (torch.rand(3, h, w, generator=torch.Generator().manual_seed(s)) * 255), "height": oh, "width": ow}
+        for s, (h, w, oh, ow) in enumerate([(20, 28, 40, 56), (13, 17, 13, 17), (20, 28, 20, 28)])
+    ]
+    with torch.no_grad():
+        batched = model(inputs)
+        alone = [model([x])[0] for x in inputs]
+        flipped = SegmentationInference("whole", ratios=(1.0,), flip=True)
+        with_aug = model(inputs, inference=flipped)
+        aug_alone = model(inputs[:1], inference=flipped)
+    for got, want in zip(batched, alone):
+        assert torch.allclose(got["sem_seg"], want["sem_seg"], atol=1e-6)
+    assert model.inference.flip is False  # the call's inference was not left on the model
+    assert torch.allclose(with_aug[0]["sem_seg"], aug_alone[0]["sem_seg"], atol=1e-6)
+    assert not torch.allclose(with_aug[0]["sem_seg"], batched[0]["sem_seg"], atol=1e-4)

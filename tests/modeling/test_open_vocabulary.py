@@ -19,7 +19,8 @@ from freemask.config import ConfigError
 from freemask.data import DatasetCatalog, build_train_loader
 from freemask.data.all_task_mapper import AllTaskDatasetMapper
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.engine.evaluation import PostprocessedModel, evaluation_runner, panel_runner
+from freemask.engine.evaluation import TestTimeModel, panel_model, test_time_model
+from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 
 SEMANTIC, INSTANCE, PANOPTIC = TASK_NAMES
@@ -173,27 +174,30 @@ def test_semantic_only_inference_defaults_to_the_training_vocabulary(repo_root):
         outputs = model(_test_batch())
     assert tasks == [SEMANTIC] and [set(o) for o in outputs] == [{"sem_seg"}] * 2
     assert outputs[0]["sem_seg"].shape == (3, 48, 60)
-    model.inference.flip = True
+    with torch.no_grad():  # the FreeMask filter's entry: the mask classifier over the training vocabulary
+        assert model.predict_log_probs(torch.zeros(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+    flipped = SegmentationInference(flip=True)
     with pytest.raises(ConfigError, match="whole-image only"):
-        model(_test_batch())
+        model(_test_batch(), inference=flipped)
 
 
 def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
     cfg = tiny_cfg(repo_root, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
     model = tiny_model(cfg).eval()
-    runner = evaluation_runner(cfg, model, TEST)
-    assert isinstance(runner, PostprocessedModel)
-    assert runner.vocabulary.names == TEST_NAMES and runner.vocabulary.seen == (True, True, True, False)
-    assert runner.postprocess.thing_ids == (1, 3) and runner.postprocess.panoptic_on
+    runner = test_time_model(cfg, model, TEST)
+    assert isinstance(runner, TestTimeModel)
+    vocabulary, postprocess = runner.options["vocabulary"], runner.options["postprocess"]
+    assert vocabulary.names == TEST_NAMES and vocabulary.seen == (True, True, True, False)
+    assert postprocess.thing_ids == (1, 3) and postprocess.panoptic_on
     with torch.no_grad():
         outputs = runner(_test_batch())
-        panels = panel_runner(cfg, model)(_test_batch())
+        panels = panel_model(cfg, model)(_test_batch())
     assert outputs[0]["sem_seg"].shape[0] == 4 and "panoptic_seg" in outputs[0]
     assert set(panels[0]) == {"sem_seg"} and panels[0]["sem_seg"].shape[0] == 4, "panels name the test classes"
     if "test_open_vocab_unnamed" not in DatasetCatalog:
         DatasetCatalog.register("test_open_vocab_unnamed", list)
     with pytest.raises(ConfigError, match="test_open_vocab_unnamed.*stuff_classes"):
-        evaluation_runner(cfg, model, "test_open_vocab_unnamed")
+        test_time_model(cfg, model, "test_open_vocab_unnamed")
 
 
 def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path):

@@ -294,16 +294,18 @@ def register_ade_layout_splits(
             "sem_seg_root": functools.partial(root, sem_seg_dir, folder),
             "json_file": functools.partial(root, f"ade20k_instance_{split}.json"),
         }
-        load = functools.partial(_load_ade_layout, paths, categories, reduce_zero_label, hint)
+        load = functools.partial(load_ade_layout, paths, categories, reduce_zero_label, hint)
         register_panoptic_split(f"{prefix}_panoptic_{split}", load, categories, paths, evaluator_type)
         register_instance_split(
             f"{prefix}_instance_{split}", paths["json_file"], paths["image_root"], categories, "coco", hint
         )
 
 
-def _load_ade_layout(
+def load_ade_layout(
     paths: Mapping[str, PathFn], categories: PanopticCategories, reduce_zero_label: bool, hint: str
 ) -> List[dict]:
+    """Panoptic records with semantic maps of one split of an ADE-layout tree (``paths``: callables giving
+    panoptic_json, image_root, panoptic_root, sem_seg_root)."""
     return load_coco_panoptic_json(
         paths["panoptic_json"](),
         paths["image_root"](),

@@ -61,6 +61,22 @@ class _PadThenShiftSwinBlock(SwinTransformerBlock):
         return x[:, :H, :W, :].contiguous()
 
 
+def _dilate_res5(body: nn.Module, model_name: str, multi_grid: Sequence[int]) -> None:
+    """Give res5's i-th block a 3x3 convolution of dilation ``multi_grid[i]`` (padding alike, so sizes stay), as
+    detectron2's DeepLab ResNet with RES5_MULTI_GRID and RES5_DILATION 1 (the stride stays 2)."""
+    blocks = list(getattr(body, "layer4", ()))
+    if not blocks or not all(hasattr(b, "conv2") for b in blocks):
+        raise ValueError(f"MODEL.BACKBONE.RES5_MULTI_GRID applies to ResNets; {model_name} has no ResNet res5 stage")
+    if len(multi_grid) != len(blocks):
+        raise ValueError(
+            f"MODEL.BACKBONE.RES5_MULTI_GRID has {len(multi_grid)} values but {model_name}'s res5 has {len(blocks)} "
+            "blocks; give one dilation per block"
+        )
+    for block, dilation in zip(blocks, multi_grid):
+        block.conv2.dilation = (int(dilation), int(dilation))
+        block.conv2.padding = (int(dilation), int(dilation))
+
+
 @BACKBONE_REGISTRY.register()
 class TimmBackbone(Backbone):
     """A timm feature extractor whose outputs are named by stride (``res2`` = stride 4 ... ``res5`` = stride 32).
@@ -82,6 +98,7 @@ class TimmBackbone(Backbone):
         drop_path_rate: float = 0.0,
         window_size: int = 0,
         swin_size: Sequence[Any] = (),
+        res5_multi_grid: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if pretrained:
@@ -91,6 +108,8 @@ class TimmBackbone(Backbone):
         for block in self.body.modules():
             if type(block) is SwinTransformerBlock:
                 block.__class__ = _PadThenShiftSwinBlock  # same parameters, official padding order
+        if res5_multi_grid:
+            _dilate_res5(self.body, model_name, res5_multi_grid)
         if kwargs.get("dynamic_img_size"):
             # Swin: as the official PatchEmbed, pad H and W bottom/right to the patch size (timm refuses such sizes)
             self.body.patch_embed.dynamic_img_pad = True
@@ -155,6 +174,7 @@ class TimmBackbone(Backbone):
             "drop_path_rate": b.DROP_PATH_RATE,
             "window_size": b.WINDOW_SIZE,
             "swin_size": b.SWIN_SIZE,
+            "res5_multi_grid": b.RES5_MULTI_GRID,
         }
 
     def _freeze(self, freeze_at: int, module_of: Dict[str, str]) -> None:

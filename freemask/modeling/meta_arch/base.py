@@ -1,6 +1,6 @@
 """What every semantic-segmentation meta-architecture shares: normalisation, batching, inference modes."""
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,19 +52,29 @@ class SemanticSegmentor(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def forward(self, batched_inputs: List[dict]) -> object:
+    def forward(self, batched_inputs: List[dict], inference: Optional[SegmentationInference] = None) -> object:
+        """Losses in training; in evaluation ``[{"sem_seg": (K, H, W) scores at the original size}]``.
+
+        ``inference`` overrides the model's own test-time mode for this call (``Trainer.test`` passes the
+        multi-scale + flip one for TEST.AUG.EVAL_BOTH's second pass) instead of being swapped on the model. Images of
+        one size share their forwards (``SegmentationInference.batch``); each image's scores are those it gets alone.
+        """
         images = [self._normalize(x["image"]) for x in batched_inputs]
         if self.training:
             targets = [x["sem_seg"].to(self.device) for x in batched_inputs]
             return self.losses(*self._batch(images, targets))
-        return [
-            {
-                "sem_seg": self.inference(
-                    self.predict_logits, image[None], (x["height"], x["width"]), activation=self.scores_from_logits
-                )
-            }
-            for image, x in zip(images, batched_inputs)
-        ]
+        inference = self.inference if inference is None else inference
+        by_shape: Dict[Tuple[int, ...], List[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(tuple(image.shape), []).append(index)
+        outputs: List[dict] = [{} for _ in images]
+        for indices in by_shape.values():
+            sizes = [(batched_inputs[i]["height"], batched_inputs[i]["width"]) for i in indices]
+            group = torch.stack([images[i] for i in indices])
+            scores = inference.batch(self.predict_logits, group, sizes, activation=self.scores_from_logits)
+            for index, image_scores in zip(indices, scores):
+                outputs[index]["sem_seg"] = image_scores
+        return outputs
 
     def _normalize(self, image: torch.Tensor) -> torch.Tensor:
         return (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std

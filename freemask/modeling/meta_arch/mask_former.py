@@ -10,6 +10,7 @@ from ...config import CfgNode
 from ..backbone.base import Backbone
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder, build_transformer_decoder
 from ..criterion import SetCriterion, targets_from_instances, targets_from_semantic
+from ..inference import SegmentationInference
 from ..matcher import HungarianMatcher
 from ..postprocess import UniversalPostprocess, resize_mask_logits
 from .base import SemanticSegmentor
@@ -97,19 +98,30 @@ class MaskFormer(SemanticSegmentor):
         )
         return torch.einsum("nqk,nqhw->nkhw", classes, masks.sigmoid())
 
-    def forward(self, batched_inputs: List[dict], postprocess: Optional[UniversalPostprocess] = None) -> object:
+    def forward(
+        self,
+        batched_inputs: List[dict],
+        postprocess: Optional[UniversalPostprocess] = None,
+        inference: Optional[SegmentationInference] = None,
+    ) -> object:
         """As the base class; in training, a batch whose dicts carry ``"instances"`` (the instance / panoptic
         mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class.
-        In evaluation, a ``postprocess`` with panoptic or instance on gives ``universal_outputs``."""
+        In evaluation, a ``postprocess`` with panoptic or instance on gives ``universal_outputs``; ``inference``
+        overrides the test-time mode for this call, as in the base class."""
         if self.training and "instances" in batched_inputs[0]:
             images = self._pad_images([self._normalize(x["image"]) for x in batched_inputs])
             targets = targets_from_instances([x["instances"] for x in batched_inputs], images.shape[-2:], self.device)
             return self._set_losses(images, targets)
         if not self.training and postprocess is not None and (postprocess.panoptic_on or postprocess.instance_on):
-            return self.universal_outputs(batched_inputs, postprocess)
-        return super().forward(batched_inputs)
+            return self.universal_outputs(batched_inputs, postprocess, inference)
+        return super().forward(batched_inputs, inference)
 
-    def universal_outputs(self, batched_inputs: List[dict], postprocess: UniversalPostprocess) -> List[Dict[str, Any]]:
+    def universal_outputs(
+        self,
+        batched_inputs: List[dict],
+        postprocess: UniversalPostprocess,
+        inference: Optional[SegmentationInference] = None,
+    ) -> List[Dict[str, Any]]:
         """Per image ``{"sem_seg"?: (K, H, W), "panoptic_seg"?: (int32 (H, W), segments_info), "instances"?:
         {"pred_masks": bool (N, H, W), "scores": (N,), "pred_classes": int64 (N,)}}`` at the original size
         ``(H, W) = (x["height"], x["width"])``, for the tasks ``postprocess`` has on.
@@ -121,7 +133,7 @@ class MaskFormer(SemanticSegmentor):
         semantic-only path combines them at the input size first). Whole-image inference only: sliding windows and
         test-time augmentation average semantic scores, which panoptic segments and instances are not.
         """
-        inference = self.inference
+        inference = self.inference if inference is None else inference
         if inference.mode != "whole" or inference.ratios != (1.0,) or inference.flip:
             raise ValueError(
                 "panoptic / instance inference is whole-image only: turn off TEST.SLIDING_WINDOW.ENABLED and "

@@ -53,6 +53,7 @@ from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder
 from ..clip import FrozenClip, RegionClassifier, build_prompt_learner
 from ..criterion import targets_from_instances, targets_from_semantic
 from ..heads.text_interaction import TextPixelInteraction
+from ..inference import SegmentationInference
 from ..open_vocab import TaskSampler, Vocabulary
 from ..open_vocab.ensemble import ensemble_probabilities, sharpen
 from ..postprocess import (
@@ -229,11 +230,16 @@ class OpenVocabulary(MaskFormer):
         batched_inputs: List[dict],
         postprocess: Optional[UniversalPostprocess] = None,
         vocabulary: Optional[Vocabulary] = None,
+        inference: Optional[SegmentationInference] = None,
     ) -> Any:
+        """``inference`` overrides the model's test-time mode for this call, as in MaskFormer (whole-image only)."""
         if self.training:
             return self.training_losses(batched_inputs)
         return self.inference_outputs(
-            batched_inputs, postprocess or self.test_postprocess, vocabulary or self.vocabulary
+            batched_inputs,
+            postprocess or self.test_postprocess,
+            vocabulary or self.vocabulary,
+            self.inference if inference is None else inference,
         )
 
     # --------------------------------------------------------------------------------------------------- training
@@ -282,10 +288,13 @@ class OpenVocabulary(MaskFormer):
 
     # -------------------------------------------------------------------------------------------------- inference
     def inference_outputs(
-        self, batched_inputs: List[dict], postprocess: UniversalPostprocess, vocabulary: Vocabulary
+        self,
+        batched_inputs: List[dict],
+        postprocess: UniversalPostprocess,
+        vocabulary: Vocabulary,
+        inference: SegmentationInference,
     ) -> List[Dict[str, Any]]:
         """Per image the outputs of every task ``postprocess`` has on, at ``(x["height"], x["width"])``."""
-        inference = self.inference
         if inference.mode != "whole" or inference.ratios != (1.0,) or inference.flip:
             raise ConfigError(
                 "OpenVocabulary's inference is whole-image only: turn off TEST.SLIDING_WINDOW.ENABLED and "

@@ -1,0 +1,157 @@
+"""FreeSeg's stage-1 mapper (``INPUT.DATASET_MAPPER_NAME "mask_former_binary_semantic"``): one class mask of one image,
+cut out around the mask, as a square crop for CLIP.
+
+Follows FreeSeg's ``MaskFormerBinarySemanticDatasetMapper`` (FREESEG_SPEC 1.1, mappers): crop the image to the
+class mask's box grown by ``MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO`` (``CropImageWithMask``); at training, a
+``RandomResizedCrop`` of that crop (area 8..100 %, aspect 3/4..4/3, resized to S x S) and a horizontal flip. Where we
+differ, on purpose:
+
+- training: a window that would hold none of the mask is drawn again (up to 10 times, then the whole crop), where
+  FreeSeg returns ``None`` and detectron2 silently takes another sample;
+- test: the box crop is resized to S x S (deterministic, the whole mask in view, the same geometry as stage 2's
+  region crops, ``freemask/modeling/clip/regions.py``); FreeSeg's ``CenterCrop(MIN_SIZE_TEST)`` keeps the crop's
+  native resolution and shows a large mask through its central 224 px only;
+- the box end is exclusive (FreeSeg clamps it to width - 1, dropping the last column of a mask touching the border).
+
+S is ``INPUT.MIN_SIZE_TRAIN[0]`` at training (FreeSeg's RandomResizedCrop size; a second value, as in FreeSeg's
+COCO config ``(224, 244)``, is not used: crops are square) and ``INPUT.MIN_SIZE_TEST`` at test; FreeSeg's stage-1
+configs set both to 224. The mask is resized nearest-neighbour, falling back to "any coverage" when that loses a
+thin mask entirely, so ``gt_masks`` is never empty.
+"""
+
+import math
+from typing import Dict, Optional, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from ..config import CfgNode, ConfigError
+from . import transforms as T
+from .errors import DatasetError
+from .mapper import SemSegDatasetMapper
+
+RRC_SCALE = (0.08, 1.0)
+RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+RRC_TRIES = 10
+
+
+def mask_box(mask: np.ndarray, expand_ratio: float = 1.0) -> T.Box:
+    """(y0, x0, y1, x1), end exclusive, of the True pixels of a bool (H, W) mask, grown about its centre by
+    ``expand_ratio`` and clipped to the image; at least one pixel each way."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    cy, cx, half_h, half_w = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) * expand_ratio / 2, (x1 - x0) * expand_ratio / 2
+    height, width = mask.shape
+    top, left = max(0, int(math.floor(cy - half_h))), max(0, int(math.floor(cx - half_w)))
+    bottom, right = min(height, int(math.ceil(cy + half_h))), min(width, int(math.ceil(cx + half_w)))
+    return top, left, max(bottom, top + 1), max(right, left + 1)
+
+
+def random_resized_box(mask: np.ndarray, rng: np.random.Generator) -> T.Box:
+    """A RandomResizedCrop window of ``mask``'s frame (torchvision's rule: area fraction U(RRC_SCALE), log-uniform
+    aspect in RRC_RATIO, up to RRC_TRIES draws) that holds some of the mask; the whole frame if no draw does."""
+    height, width = mask.shape
+    log_ratio = np.log(RRC_RATIO)
+    for _ in range(RRC_TRIES):
+        area = height * width * rng.uniform(*RRC_SCALE)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w, h = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            y0, x0 = int(rng.integers(height - h + 1)), int(rng.integers(width - w + 1))
+            if mask[y0 : y0 + h, x0 : x0 + w].any():
+                return y0, x0, y0 + h, x0 + w
+    return 0, 0, height, width
+
+
+def resize_binary(mask: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask to (size, size); if that drops every True pixel (a thin mask shrunk),
+    the pixels the mask covers at all (area interpolation > 0) instead."""
+    out = T.resize_mask(mask.astype(np.uint8), (size, size)).astype(bool)
+    if out.any() or not mask.any():
+        return out
+    return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
+
+
+class BinarySemanticMapper:
+    """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` to
+    ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S), "instances": {"gt_masks": bool
+    (1, S, S), "gt_classes": int64 (1,)}}`` (contract B of the FreeSeg port)."""
+
+    def __init__(
+        self,
+        is_train: bool,
+        size_train: int = 224,
+        size_test: int = 224,
+        expand_ratio: float = 1.0,
+        flip: bool = True,
+        ignore_label: int = 255,
+        image_format: str = "RGB",
+    ) -> None:
+        if min(size_train, size_test) < 1 or expand_ratio <= 0:
+            raise ConfigError(
+                f"the stage-1 crop needs positive sizes and expand ratio, got INPUT.MIN_SIZE_TRAIN[0] {size_train}, "
+                f"INPUT.MIN_SIZE_TEST {size_test}, MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO {expand_ratio}"
+            )
+        self.is_train = is_train
+        self.size = size_train if is_train else size_test
+        self.expand_ratio = expand_ratio
+        self.flip = flip
+        self.bgr = image_format == "BGR"
+        # reading, size and label checks are the semantic mapper's (no class-count check: ids are the split's)
+        self._reader = SemSegDatasetMapper(False, ignore_label=ignore_label, image_format=image_format)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> "BinarySemanticMapper":
+        flip = cfg.INPUT.RANDOM_FLIP
+        if flip not in ("horizontal", "none"):
+            raise ConfigError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
+        return cls(
+            is_train,
+            size_train=int(cfg.INPUT.MIN_SIZE_TRAIN[0]),
+            size_test=int(cfg.INPUT.MIN_SIZE_TEST),
+            expand_ratio=float(cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO),
+            flip=flip == "horizontal",
+            ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            image_format=cfg.INPUT.FORMAT,
+        )
+
+    def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
+        if self.is_train and rng is None:
+            raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
+        image, labels = self._reader.read(record)
+        category = int(record["category_id"])
+        binary = labels == category
+        if not binary.any():
+            raise DatasetError(
+                f"{record['sem_seg_file_name']}: class {category} is not in the mask, but the split's label counts "
+                "list it; the label counts are stale — run the dataset's preparation script again with --force"
+            )
+        image, binary = self.crop(image, binary, rng)
+        if self.bgr:  # crops are made in RGB; the model gets INPUT.FORMAT
+            image = image[:, :, ::-1]
+        return {
+            "file_name": record["file_name"],
+            "height": labels.shape[0],
+            "width": labels.shape[1],
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "instances": {
+                "gt_masks": torch.from_numpy(np.ascontiguousarray(binary))[None],
+                "gt_classes": torch.tensor([category], dtype=torch.int64),
+            },
+        }
+
+    def crop(
+        self, image: np.ndarray, binary: np.ndarray, rng: Optional[np.random.Generator]
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """(uint8 (S, S, 3) image, bool (S, S) mask) around the mask (module docstring)."""
+        box = mask_box(binary, self.expand_ratio)
+        image, binary = T.crop(image, box), T.crop(binary, box)
+        if self.is_train:
+            window = random_resized_box(binary, rng)
+            image, binary = T.crop(image, window), T.crop(binary, window)
+        image = T.resize_image(np.ascontiguousarray(image), (self.size, self.size))
+        binary = resize_binary(binary, self.size)
+        if self.is_train and self.flip and rng.random() < 0.5:
+            image, binary = T.hflip(image), T.hflip(binary.astype(np.uint8)).astype(bool)
+        return image, binary

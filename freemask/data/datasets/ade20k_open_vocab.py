@@ -1,0 +1,19 @@
+"""ADE20K-150 with FreeSeg's seen/unseen split (135 seen / 15 unseen): ``ade20k_all_{train,val}[_base|_novel]``
+(panoptic + semantic + instance, FreeSeg's ``register_ade20k_all_data.py`` names, which FreeSeg itself never
+imports, FREESEG_SPEC 1.10) and their ``_classification`` twins.
+
+``datasets/prepare_ade20k_open_vocab.py`` writes the files under ``ADEChallengeData2016/`` (layout in
+``open_vocab_register.ade_layout_paths``); the full splits read Mask2Former's panoptic / instance files
+(``prepare_ade20k_panoptic.py``) and ``annotations_detectron2/``.
+"""
+
+from .ade20k_panoptic import ade_path
+from .open_vocab import open_vocab_split
+from .open_vocab_register import register_open_vocab_ade_layout
+
+_HINT = "run `python datasets/prepare_ade20k_open_vocab.py` (see datasets/README.md, FreeSeg section)"
+
+
+def register_ade20k_open_vocab() -> None:
+    """Register the ADE20K open-vocabulary splits (no disk access)."""
+    register_open_vocab_ade_layout("ade20k_all", ade_path, open_vocab_split("ade20k_150"), "ade20k_panoptic_seg", _HINT)

@@ -1,0 +1,100 @@
+"""Stage-1 (prompt learning) records: one per (image, class present), from a label-count file; and their sampling.
+
+FreeSeg's stage 1 classifies one ground-truth class mask at a time (FREESEG_SPEC 1.1, ``utils.load_binary_mask``),
+so its datasets list every (image, class) pair of a semantic split. Reading every mask to find its classes would
+take minutes on COCO at each start; the preparation scripts write ``<mask folder>_label_count.json`` once
+(``{mask file name: [class ids present]}``, freemask/data/prepare_open_vocab.py) and the records come from it.
+
+Record::
+
+    {"file_name": str, "sem_seg_file_name": str, "category_id": int (contiguous in the split),
+     "reduce_zero_label": False}
+"""
+
+import json
+import os
+from collections import defaultdict
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from ..errors import DatasetError
+
+
+def label_count_path(mask_dir: str) -> str:
+    """``<mask_dir>_label_count.json`` (FreeSeg's name, beside the mask folder)."""
+    return os.path.normpath(mask_dir) + "_label_count.json"
+
+
+def _stems(folder: str, ext: str, what: str, hint: str) -> Dict[str, str]:
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{what} folder not found: {folder}; {hint}")
+    with os.scandir(folder) as entries:
+        return {e.name[: -len(ext)]: e.path for e in entries if e.name.endswith(ext)}
+
+
+def load_classification_records(
+    image_root: str, sem_seg_root: str, num_classes: int, image_ext: str = ".jpg", hint: str = ""
+) -> List[dict]:
+    """Records (module docstring) of every (mask, class) in ``<sem_seg_root>_label_count.json``, sorted by mask name
+    then class. DatasetError naming the file and ``hint`` (the command that writes it) when the label counts, a
+    mask or its image are missing, or a class id is outside ``0..num_classes-1``."""
+    hint = hint or "see datasets/README.md"
+    path = label_count_path(sem_seg_root)
+    if not os.path.isfile(path):
+        raise DatasetError(f"label counts not found: {path}; write them with {hint}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            counts = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path}: not a readable JSON file ({e}); write it again with {hint}") from None
+    images = _stems(image_root, image_ext, "image", hint)
+    masks = _stems(sem_seg_root, ".png", "mask", hint)
+    records = []
+    for name in sorted(counts):
+        stem = os.path.splitext(name)[0]
+        if stem not in masks or stem not in images:
+            missing = os.path.join(sem_seg_root, name)
+            if stem in masks:
+                missing = os.path.join(image_root, stem + image_ext)
+            raise DatasetError(f"{path} lists {name}, but {missing} does not exist; prepare the split again ({hint})")
+        for category in counts[name]:
+            if not 0 <= int(category) < num_classes:
+                raise DatasetError(
+                    f"{path}: {name} lists class {category}, not one of the split's {num_classes} classes; the label "
+                    f"counts belong to another split — write them again ({hint})"
+                )
+            records.append(
+                {
+                    "file_name": images[stem],
+                    "sem_seg_file_name": masks[stem],
+                    "category_id": int(category),
+                    "reduce_zero_label": False,
+                }
+            )
+    if not records:
+        raise DatasetError(f"{path}: no class is present in any mask; the split is empty — {hint}")
+    return records
+
+
+def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List[dict]:
+    """At most ``per_class`` records of each ``category_id``, drawn without replacement by
+    ``np.random.default_rng(seed)`` class by class in increasing id order; the kept records stay in dataset order.
+
+    FreeSeg's ``dataset_sample_per_class`` (``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``, FREESEG_SPEC 1.1) draws
+    *with* replacement, so a class can repeat a sample while others of its samples go unused; we draw without. The
+    result depends only on (records, per_class, seed), so every process of a distributed run selects the same set.
+    """
+    if per_class <= 0:
+        return list(records)
+    by_class: Dict[int, List[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_class[int(record["category_id"])].append(index)
+    rng = np.random.default_rng(seed)
+    chosen: List[int] = []
+    for category in sorted(by_class):
+        indices = by_class[category]
+        if len(indices) > per_class:
+            indices = rng.choice(indices, size=per_class, replace=False).tolist()
+        chosen.extend(indices)
+    return [records[i] for i in sorted(chosen)]

@@ -1,0 +1,150 @@
+"""Seen/unseen class splits of the open-vocabulary datasets, and the metadata of their ``all`` / ``base`` / ``novel``
+variants (FreeSeg's three-way split, FREESEG_SPEC 4.5).
+
+Why a class: the preparation scripts (label maps and panoptic files re-indexed to a split), the registrations
+(metadata) and the toy generator all need the same three facts — the full vocabulary in contiguous order, which of
+its classes are unseen, and how a full contiguous id maps into a split — so they are derived here once from
+``meta/open_vocab_splits.json`` (the lists) and the vocabulary's own class table.
+
+Kinds: ``all`` is the full vocabulary (test sets; they carry ``trainable_flag`` and ``evaluation_set``), ``base``
+the seen classes re-indexed 0..S-1 in vocabulary order (training), ``novel`` the unseen ones re-indexed 0..U-1.
+"""
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+from .ade20k_panoptic import ade20k_panoptic_categories
+from .class_meta import read_meta_file
+from .panoptic import PanopticCategories
+from .toy_panoptic import toy_panoptic_categories
+
+KINDS = ("all", "base", "novel")
+IGNORE_LABEL = 255
+
+
+def kind_suffix(kind: str) -> str:
+    """The folder / dataset-name suffix of a kind: "" for all, "_base", "_novel" (FreeSeg's names)."""
+    if kind not in KINDS:
+        raise ValueError(f"split kind must be one of {KINDS}, got {kind!r}")
+    return "" if kind == "all" else f"_{kind}"
+
+
+@dataclass(frozen=True)
+class OpenVocabSplit:
+    """A vocabulary (``categories``, contiguous order) with the contiguous ids of its ``unseen`` classes."""
+
+    name: str
+    categories: PanopticCategories
+    unseen: Tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.categories.ids)
+        if len(set(self.unseen)) != len(self.unseen) or not all(0 <= i < n for i in self.unseen):
+            raise ValueError(f"split {self.name}: unseen ids {self.unseen} must be distinct ids in 0..{n - 1}")
+        if not 0 < len(self.unseen) < n:
+            raise ValueError(f"split {self.name}: needs both seen and unseen classes, got {len(self.unseen)} of {n}")
+
+    @property
+    def seen(self) -> Tuple[int, ...]:
+        unseen = set(self.unseen)
+        return tuple(i for i in range(len(self.categories.ids)) if i not in unseen)
+
+    def members(self, kind: str) -> Tuple[int, ...]:
+        """Full contiguous ids of a kind's classes, in vocabulary order (position = contiguous id in the kind)."""
+        kind_suffix(kind)
+        if kind == "all":
+            return tuple(range(len(self.categories.ids)))
+        return self.seen if kind == "base" else tuple(sorted(self.unseen))
+
+    def categories_of(self, kind: str) -> PanopticCategories:
+        """The kind's categories (dataset ids, names, thing flags, colours), re-indexed by position."""
+        c, keep = self.categories, self.members(kind)
+        return PanopticCategories(
+            tuple(c.ids[i] for i in keep),
+            tuple(c.names[i] for i in keep),
+            tuple(c.isthing[i] for i in keep),
+            tuple(c.colors[i] for i in keep),
+        )
+
+    def to_kind(self, kind: str) -> np.ndarray:
+        """int64 (K,): full contiguous id -> the kind's contiguous id, IGNORE_LABEL for classes outside it."""
+        table = np.full(len(self.categories.ids), IGNORE_LABEL, np.int64)
+        keep = self.members(kind)
+        table[list(keep)] = np.arange(len(keep))
+        return table
+
+    @property
+    def trainable_flag(self) -> List[int]:
+        """1 per seen class, 0 per unseen one, over the full vocabulary (FreeSeg's metadata key)."""
+        unseen = set(self.unseen)
+        return [0 if i in unseen else 1 for i in range(len(self.categories.ids))]
+
+    @property
+    def evaluation_set(self) -> Dict[str, List[int]]:
+        """FreeSeg's ``evaluation_set``: ``base`` (the seen ids) and, for a vocabulary with things and stuff,
+        ``novel_thing`` / ``novel_stuff`` (the unseen ids of each kind; FreeSeg's COCO sets, and what its ADE sets
+        meant to hold — its ADE lists index the wrong table, FREESEG_SPEC 1.10)."""
+        out = {"base": list(self.seen)}
+        isthing = self.categories.isthing
+        if any(isthing) and not all(isthing):
+            out["novel_thing"] = [i for i in sorted(self.unseen) if isthing[i]]
+            out["novel_stuff"] = [i for i in sorted(self.unseen) if not isthing[i]]
+        return out
+
+    def metadata(self, kind: str) -> Dict[str, Any]:
+        """The metadata every registered split of this kind carries (contract B of the FreeSeg port):
+        ``stuff_classes`` (all names of the kind), ``thing_classes``, ``stuff_colors``, ``thing_colors``,
+        ``*_dataset_id_to_contiguous_id``, ``ignore_label``; ``all`` adds ``trainable_flag`` and
+        ``evaluation_set``, ``novel`` a ``trainable_flag`` of zeros (every class unseen, for the CLIP ensemble)."""
+        meta = self.categories_of(kind).panoptic_metadata()
+        if kind == "all":
+            meta.update(trainable_flag=self.trainable_flag, evaluation_set=self.evaluation_set)
+        elif kind == "novel":
+            meta["trainable_flag"] = [0] * len(self.unseen)
+        return meta
+
+
+# ------------------------------------------------------------------------------------------------ vocabularies
+def coco_stuff_categories() -> PanopticCategories:
+    """COCO-Stuff's 171 classes (80 things with COCO ids 1..90, 91 stuff 92..182), ``meta/coco_stuff_171.json``."""
+    data = read_meta_file("coco_stuff_171.json")
+    ids = tuple(int(i) for i in data["coco_ids"])
+    return PanopticCategories(
+        ids, tuple(data["classes"]), tuple(i <= 90 for i in ids), tuple(tuple(c) for c in data["colors"])
+    )
+
+
+def voc_categories() -> PanopticCategories:
+    """PASCAL VOC's 20 object classes (dataset ids = stored labels 1..20, all things), ``meta/voc_20.json``."""
+    data = read_meta_file("voc_20.json")
+    names = tuple(data["classes"])
+    return PanopticCategories(
+        tuple(range(1, len(names) + 1)), names, (True,) * len(names), tuple(tuple(c) for c in data["colors"])
+    )
+
+
+VOCABULARIES: Dict[str, Callable[[], PanopticCategories]] = {
+    "coco_stuff_171": coco_stuff_categories,
+    "ade20k_150": ade20k_panoptic_categories,
+    "voc_20": voc_categories,
+    "toy_6": toy_panoptic_categories,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def open_vocab_split(name: str) -> OpenVocabSplit:
+    """The split ``name`` of ``meta/open_vocab_splits.json`` (coco_stuff_171, ade20k_150, voc_20, toy_6), its
+    ``unseen_names`` checked against the vocabulary so the lists and the class tables cannot drift apart."""
+    entry = read_meta_file("open_vocab_splits.json")[name]
+    categories = VOCABULARIES[name]()
+    unseen = tuple(int(i) for i in entry["unseen"])
+    names = [categories.names[i] if 0 <= i < len(categories.names) else None for i in unseen]
+    if names != list(entry["unseen_names"]):
+        raise ValueError(
+            f"meta/open_vocab_splits.json: the unseen ids of {name} name {names}, not {entry['unseen_names']}; "
+            "reinstall freemask"
+        )
+    return OpenVocabSplit(name, categories, unseen)

@@ -1,0 +1,42 @@
+"""The toy dataset's open-vocabulary files: ADE20K's open-vocabulary preparation run on the toy's ADE-layout tree.
+
+Why the same code as ADE20K: the toy is a small ADE-layout dataset (raw masks with 0 = unlabeled, Mask2Former's
+panoptic and instance files from ``toy_generator_panoptic``), so running the real preparation on it tests that
+preparation end to end and gives the open-vocabulary toy runs the files a real dataset has. Unseen classes: person
+(a thing) and road (a stuff class), ``meta/open_vocab_splits.json``. Only adds files under
+``<root>/toy/ADEChallengeData2016/`` (``annotations_detectron2/``, ``*_base`` / ``*_novel`` panoptic, instance and
+semantic files, label counts), then ``open_vocab_meta.json`` last (= complete).
+"""
+
+import json
+import os
+from dataclasses import asdict
+
+from .datasets.open_vocab import open_vocab_split
+from .datasets.toy import REAL_DIR
+from .errors import DatasetError
+from .prepare import write_json_atomic
+from .prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
+from .toy_generator import ToyParams
+
+OPEN_VOCAB_FORMAT = 1
+
+
+def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
+    """Write the open-vocabulary files of the toy under ``<root>/toy`` (its panoptic files must exist); False
+    (nothing written) when they are complete for ``params``."""
+    base = os.path.join(root, "toy", REAL_DIR)
+    marker = os.path.join(base, "open_vocab_meta.json")
+    meta = {"open_vocab_format": OPEN_VOCAB_FORMAT, **asdict(params)}
+    if not force and os.path.isfile(marker):
+        with open(marker) as f:
+            if json.load(f) == meta:
+                return False
+    if os.path.exists(marker):
+        os.remove(marker)
+    hint = "regenerate the toy with `python tools/make_toy_dataset.py --force`"
+    result = prepare_ade_layout_open_vocab(base, open_vocab_split("toy_6"), force=True, progress=False, hint=hint)
+    if result.errors:
+        raise DatasetError(f"{result.errors[0]} ({hint})")
+    write_json_atomic(marker, meta)
+    return True
