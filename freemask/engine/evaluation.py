@@ -74,7 +74,7 @@ def _has_semantic_maps(dataset_name: str) -> bool:
     return bool(records) and "sem_seg_file_name" in records[0]
 
 
-def test_time_model(
+def evaluation_model(
     cfg: CfgNode, model: nn.Module, dataset_name: str, inference: Optional[SegmentationInference] = None
 ) -> "TestTimeModel":
     """What ``inference_on_dataset`` runs for ``dataset_name``: ``model`` with that set's post-processing (None for

@@ -25,7 +25,7 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, build_evaluator, panel_model, test_time_model
+from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_model, panel_model
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -308,7 +308,7 @@ class Trainer:
                 if len(cfg.DATASETS.TEST) > 1:
                     output_dir = os.path.join(output_dir, name)
                 evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
-                runner = test_time_model(cfg, model, name, inference)
+                runner = evaluation_model(cfg, model, name, inference)
                 result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
                 result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
                 results[name].update(result)

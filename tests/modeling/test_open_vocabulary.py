@@ -19,7 +19,7 @@ from freemask.config import ConfigError
 from freemask.data import DatasetCatalog, build_train_loader
 from freemask.data.all_task_mapper import AllTaskDatasetMapper
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.engine.evaluation import TestTimeModel, panel_model, test_time_model
+from freemask.engine.evaluation import TestTimeModel, evaluation_model, panel_model
 from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 
@@ -184,7 +184,7 @@ def test_semantic_only_inference_defaults_to_the_training_vocabulary(repo_root):
 def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
     cfg = tiny_cfg(repo_root, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
     model = tiny_model(cfg).eval()
-    runner = test_time_model(cfg, model, TEST)
+    runner = evaluation_model(cfg, model, TEST)
     assert isinstance(runner, TestTimeModel)
     vocabulary, postprocess = runner.options["vocabulary"], runner.options["postprocess"]
     assert vocabulary.names == TEST_NAMES and vocabulary.seen == (True, True, True, False)
@@ -197,7 +197,7 @@ def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
     if "test_open_vocab_unnamed" not in DatasetCatalog:
         DatasetCatalog.register("test_open_vocab_unnamed", list)
     with pytest.raises(ConfigError, match="test_open_vocab_unnamed.*stuff_classes"):
-        test_time_model(cfg, model, "test_open_vocab_unnamed")
+        evaluation_model(cfg, model, "test_open_vocab_unnamed")
 
 
 def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path):
