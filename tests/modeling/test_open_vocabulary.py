@@ -2,6 +2,7 @@
 the persistent task sequence, config errors, inference of all three tasks over a larger vocabulary, and the
 engine's hand-over of the test set's vocabulary."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,6 +21,7 @@ from freemask.data import DatasetCatalog, build_train_loader
 from freemask.data.all_task_mapper import AllTaskDatasetMapper
 from freemask.data.mapper import SemSegDatasetMapper
 from freemask.engine.evaluation import TestTimeModel, evaluation_model, panel_model
+from freemask.evaluation.panels import prediction_panels
 from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 
@@ -225,3 +227,15 @@ def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path)
     tasks = _spy_tasks(model)
     losses = model(batch)
     assert sorted(tasks) == sorted([PANOPTIC, SEMANTIC]) and torch.isfinite(sum(losses.values()))
+
+
+def test_tensorboard_panels_draw_the_test_vocabulary(repo_root, tmp_path):
+    record = write_all_task_record(tmp_path)
+    sem = cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
+    sem[:4] = 3  # a "person" row: a class of the test vocabulary beyond the training one
+    cv2.imwrite(record["sem_seg_file_name"], sem)
+    register("test_open_vocab_panels", TEST_NAMES, {"car", "person"}, [record], trainable_flag=[1, 1, 1, 0])
+    cfg = tiny_cfg(repo_root, "DATASETS.TEST", ("test_open_vocab_panels",))
+    model = tiny_model(cfg)
+    panels = prediction_panels(panel_model(cfg, model), cfg, "test_open_vocab_panels", 1)
+    assert len(panels) == 1 and panels[0][1].ndim == 3 and model.training, "the model's mode is restored"
