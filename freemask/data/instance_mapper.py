@@ -183,13 +183,7 @@ class InstanceDatasetMapper:
         image = geometry.apply(image, True, image_pad)
         if self.recipe == "semantic" and self.semantic.color_aug:
             image = T.photometric_distortion(image, rng)
-        if ids is not None:
-            ids = geometry.apply(ids, False, 0)
-            gt_masks = ids[None] == np.asarray(seg_ids, dtype=np.int32).reshape(-1, 1, 1)
-        else:
-            gt_masks = np.stack([geometry.apply(m, False, 0) for m in masks]).astype(bool) if masks else None
-        if gt_masks is None:
-            gt_masks = np.zeros((0, *image.shape[:2]), dtype=bool)
+        gt_masks = self._transform_targets(geometry, ids, seg_ids, masks, image.shape[:2])
         keep = gt_masks.reshape(len(gt_masks), -1).any(1)
         out["image"] = self.semantic._to_chw(image)
         out["instances"] = {
@@ -200,6 +194,23 @@ class InstanceDatasetMapper:
         if sem is not None:
             out["sem_seg"] = torch.from_numpy(geometry.apply(sem, False, self.semantic.ignore_label).astype(np.int64))
         return out
+
+    @staticmethod
+    def _transform_targets(
+        geometry: Geometry,
+        ids: Optional[np.ndarray],
+        seg_ids: Optional[Sequence[int]],
+        masks: Optional[List[np.ndarray]],
+        out_shape: Tuple[int, ...],
+    ) -> np.ndarray:
+        """bool (T, H, W) target masks after ``geometry``, from a panoptic id map (``ids``, ``seg_ids``) or from
+        instance bit ``masks``; empty ones are kept (the caller drops them with their classes)."""
+        if ids is not None:
+            ids = geometry.apply(ids, False, 0)
+            return ids[None] == np.asarray(seg_ids, dtype=np.int32).reshape(-1, 1, 1)
+        if masks:
+            return np.stack([geometry.apply(m, False, 0) for m in masks]).astype(bool)
+        return np.zeros((0, *out_shape), dtype=bool)
 
     # ------------------------------------------------------------------------------------------------- reading
     def _read_sem_seg(self, record: Dict, shape: Tuple[int, int]) -> Optional[np.ndarray]:

@@ -6,7 +6,8 @@ The panoptic / instance names differ only in the augmentation recipe (FREESEG_SP
 ``MaskFormerPanopticDatasetMapper`` / ``MaskFormerInstanceDatasetMapper`` (ADE: the semantic-style recipe) and
 ``COCO{Panoptic,Instance}NewBaselineDatasetMapper`` (COCO: large-scale jitter). Our ``InstanceDatasetMapper`` reads
 either record kind, so the panoptic and instance names of one recipe build the same mapper; the name still says
-which records the config expects.
+which records the config expects. ``open_vocab_all_task`` is FreeSeg's all-task mapper (``AllTaskDatasetMapper``:
+the semantic map and the segments with thing flags, after its semantic-style recipe, FREESEG_SPEC 1.6).
 
 At test time every mapper returns ``file_name``, ``height``, ``width`` (the original size), the image at the test
 resize, ``image_id`` when the record has one, and ``sem_seg`` at the original size when the record names a semantic
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from ..config import CfgNode, ConfigError
+from .all_task_mapper import AllTaskDatasetMapper
 from .binary_mapper import BinarySemanticMapper
 from .instance_mapper import InstanceDatasetMapper
 from .mapper import SemSegDatasetMapper
@@ -33,6 +35,8 @@ MAPPERS: Dict[str, Callable[[CfgNode, bool], Mapper]] = {
     "mask_former_instance": functools.partial(InstanceDatasetMapper.from_config, recipe="semantic"),
     "coco_panoptic_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
     "coco_instance_lsj": functools.partial(InstanceDatasetMapper.from_config, recipe="lsj"),
+    # FreeSeg's stage 2: the semantic map and the segments with thing flags (all_task_mapper.py)
+    "open_vocab_all_task": AllTaskDatasetMapper.from_config,
     # FreeSeg's stage 1: one class mask per record, cropped around it (binary_mapper.py)
     "mask_former_binary_semantic": BinarySemanticMapper.from_config,
 }

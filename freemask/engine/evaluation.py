@@ -4,7 +4,9 @@ Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and th
 flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
 with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
 set's metadata, thresholds from the config) is a value handed to the model for that pass (``TestTimeModel``), not
-state swapped on it.
+state swapped on it. An open-vocabulary model (``OpenVocabulary``) is also handed the test set's vocabulary
+(``Vocabulary.from_metadata``: its class names, seen flags and thing classes), and its post-processing takes the thing
+ids from that vocabulary.
 """
 
 from typing import Dict, List, Optional
@@ -20,6 +22,9 @@ from ..evaluation import (
     InstanceSegEvaluator,
     SemSegEvaluator,
 )
+from ..modeling.inference import SegmentationInference
+from ..modeling.meta_arch.open_vocabulary import OpenVocabulary
+from ..modeling.open_vocab import Vocabulary
 from ..modeling.postprocess import UniversalPostprocess
 
 _PQ = ("PQ", "SQ", "RQ")
@@ -71,10 +76,42 @@ def _has_semantic_maps(dataset_name: str) -> bool:
     return bool(records) and "sem_seg_file_name" in records[0]
 
 
+def evaluation_model(
+    cfg: CfgNode, model: nn.Module, dataset_name: str, inference: Optional[SegmentationInference] = None
+) -> "TestTimeModel":
+    """What ``inference_on_dataset`` runs for ``dataset_name``: ``model`` with that set's post-processing (None for
+    a semantic-only config) and ``inference`` mode; an open-vocabulary model also gets the set's vocabulary and a
+    post-processing whose thing ids are the vocabulary's."""
+    if isinstance(model, OpenVocabulary):
+        vocabulary = _test_vocabulary(dataset_name)
+        postprocess = UniversalPostprocess.from_config(cfg, thing_ids=vocabulary.thing_ids)
+        return TestTimeModel(model, postprocess=postprocess, vocabulary=vocabulary, inference=inference)
+    return TestTimeModel(model, postprocess=universal_postprocess(cfg, dataset_name), inference=inference)
+
+
+def panel_model(cfg: CfgNode, model: nn.Module) -> nn.Module:
+    """What the TensorBoard panels of DATASETS.TEST[0] run: an open-vocabulary model with that set's vocabulary and
+    the semantic pass alone (the panels draw ``sem_seg`` with that set's class names), any other model as it is."""
+    if not isinstance(model, OpenVocabulary) or not cfg.DATASETS.TEST:
+        return model
+    vocabulary = _test_vocabulary(cfg.DATASETS.TEST[0])
+    return TestTimeModel(model, postprocess=UniversalPostprocess(thing_ids=vocabulary.thing_ids), vocabulary=vocabulary)
+
+
+def _test_vocabulary(dataset_name: str) -> Vocabulary:
+    metadata = MetadataCatalog.get(dataset_name)
+    if metadata.get("stuff_classes") is None:
+        raise ConfigError(
+            f"{dataset_name}: an OpenVocabulary model segments the classes a test set names, but its metadata has no "
+            f"'stuff_classes'; register the split with its class names"
+        )
+    return Vocabulary.from_metadata(metadata)
+
+
 class TestTimeModel(nn.Module):
-    """``model`` called with fixed keyword options (the post-processing, a test-time inference mode): what
-    ``inference_on_dataset`` runs for one evaluation pass, so nothing is swapped on the model itself. Options that
-    are None are not passed, so a plain pass calls ``model(batch)``."""
+    """``model`` called with fixed keyword options (the post-processing, a test-time inference mode, an
+    open-vocabulary model's vocabulary): what ``inference_on_dataset`` runs for one evaluation pass, so nothing is
+    swapped on the model itself. Options that are None are not passed, so a plain pass calls ``model(batch)``."""
 
     def __init__(self, model: nn.Module, **options) -> None:
         super().__init__()

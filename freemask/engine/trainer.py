@@ -25,7 +25,7 @@ from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, TestTimeModel, build_evaluator, universal_postprocess
+from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_model, panel_model
 from .interrupt import StopRequest
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Trainer:
         if not cfg.DATASETS.TEST or not (last or (period > 0 and (iteration + 1) % period == 0)):
             return {}
         results = self.test(cfg, self.model_without_ddp)
-        log_prediction_panels(storage, self.model_without_ddp, cfg)
+        log_prediction_panels(storage, panel_model(cfg, self.model_without_ddp), cfg)
         storage.put_scalars(**_flatten_results(results))
         self.model.train()
         return results
@@ -308,7 +308,7 @@ class Trainer:
                 if len(cfg.DATASETS.TEST) > 1:
                     output_dir = os.path.join(output_dir, name)
                 evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
-                runner = TestTimeModel(model, postprocess=universal_postprocess(cfg, name), inference=inference)
+                runner = evaluation_model(cfg, model, name, inference)
                 result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
                 result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
                 results[name].update(result)

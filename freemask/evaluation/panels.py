@@ -36,7 +36,12 @@ def prediction_panels(model: nn.Module, cfg: CfgNode, dataset_name: str, count: 
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     names = list(meta.get("stuff_classes") or [f"class_{i}" for i in range(num_classes)])
     colors = [list(c) for c in meta.get("stuff_colors") or default_palette(len(names))]
-    mapper = SemSegDatasetMapper.from_config(cfg, is_train=False)
+    # Labels are checked against the test set's own classes: an open-vocabulary model's test set names more classes
+    # than its training one (MODEL.SEM_SEG_HEAD.NUM_CLASSES); for any other model the two counts are the same.
+    mapper_cfg = cfg.clone()
+    mapper_cfg.defrost()
+    mapper_cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = len(names)
+    mapper = SemSegDatasetMapper.from_config(mapper_cfg, is_train=False)
     was_training = model.training
     model.eval()
     panels = []

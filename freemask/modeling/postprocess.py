@@ -8,7 +8,7 @@ instance (``pred_masks``, ``scores``, ``pred_classes``).
 """
 
 from dataclasses import dataclass
-from typing import Any, Collection, Dict, List, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,14 @@ SegmentsInfo = List[Dict[str, Any]]
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
     """Class scores (K, H, W): ``sum_q softmax(mask_cls)[q, c] * sigmoid(mask_pred[q])``, no-object dropped."""
-    probs = mask_cls.float().softmax(-1)[..., :-1]
-    return torch.einsum("qc,qhw->chw", probs, mask_pred.float().sigmoid())
+    return semantic_from_probs(mask_cls.float().softmax(-1)[..., :-1], mask_pred)
+
+
+def semantic_from_probs(probs: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
+    """Class scores (K, H, W) from per-query class probabilities ``probs`` (Q, K): ``sum_q probs[q, c] *
+    sigmoid(mask_pred[q])``. The entry point for a model whose probabilities are not one softmax of logits
+    (FreeSeg's CLIP ensemble)."""
+    return torch.einsum("qc,qhw->chw", probs.float(), mask_pred.float().sigmoid())
 
 
 def panoptic_inference(
@@ -43,8 +49,23 @@ def panoptic_inference(
     """
     num_classes = mask_cls.shape[-1] - 1
     scores, labels = mask_cls.float().softmax(-1).max(-1)
-    masks = mask_pred.float().sigmoid()
     keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+    return panoptic_segments(scores, labels, keep, mask_pred, thing_ids, overlap_threshold)
+
+
+def panoptic_segments(
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    keep: torch.Tensor,
+    mask_pred: torch.Tensor,
+    thing_ids: Collection[int],
+    overlap_threshold: float = 0.0,
+) -> Tuple[torch.Tensor, SegmentsInfo]:
+    """:func:`panoptic_inference` from each query's ``scores`` (Q,), class ``labels`` (Q,) int64 and which queries
+    to ``keep`` (bool (Q,)), chosen by the caller: the entry point for a model whose scores are not one softmax of
+    logits (FreeSeg's sharpened ensemble). Pixels go to the kept query with the largest ``score * sigmoid(mask)``;
+    the segment rules are those of :func:`panoptic_inference`."""
+    masks = mask_pred.float().sigmoid()
     cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], masks[keep]
     panoptic_seg = torch.zeros(mask_pred.shape[-2:], dtype=torch.int32, device=mask_pred.device)
     segments_info: SegmentsInfo = []
@@ -92,8 +113,20 @@ def instance_inference(
     score = class probability x the mean sigmoid inside the mask (0 for an empty mask). Mask2Former's
     ``topk(sorted=False)`` order is unspecified; sorting changes nothing an evaluator sees.
     """
-    num_classes = mask_cls.shape[-1] - 1
-    probs = mask_cls.float().softmax(-1)[:, :-1].flatten()  # (Q * K,), index = query * K + class
+    return instance_from_probs(mask_cls.float().softmax(-1)[:, :-1], mask_pred, topk, thing_ids, things_only)
+
+
+def instance_from_probs(
+    probs: torch.Tensor,
+    mask_pred: torch.Tensor,
+    topk: int = 100,
+    thing_ids: Collection[int] = (),
+    things_only: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """:func:`instance_inference` from per-query class probabilities ``probs`` (Q, K) (no no-object column): the
+    entry point for a model whose probabilities are not one softmax of logits (FreeSeg's sharpened ensemble)."""
+    num_classes = probs.shape[-1]
+    probs = probs.float().flatten()  # (Q * K,), index = query * K + class
     k = min(topk, probs.numel())
     class_scores, index = probs.topk(k, sorted=True)
     classes = index % num_classes
@@ -127,11 +160,16 @@ class UniversalPostprocess:
     thing_ids: Tuple[int, ...] = ()
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, metadata: Any = None) -> "UniversalPostprocess":
+    def from_config(
+        cls, cfg: CfgNode, metadata: Any = None, thing_ids: Optional[Sequence[int]] = None
+    ) -> "UniversalPostprocess":
         """Keys ``MODEL.MASK_FORMER.TEST.*`` and ``TEST.DETECTIONS_PER_IMAGE``; the thing classes are the values of
-        the metadata's ``thing_dataset_id_to_contiguous_id`` (needed when panoptic or instance is on)."""
+        the metadata's ``thing_dataset_id_to_contiguous_id`` (needed when panoptic or instance is on), unless
+        ``thing_ids`` gives them (an open-vocabulary model's vocabulary knows its own)."""
         t = cfg.MODEL.MASK_FORMER.TEST
         mapping = metadata.get("thing_dataset_id_to_contiguous_id") if metadata is not None else None
+        if thing_ids is not None:
+            mapping = {i: int(i) for i in thing_ids}
         if (t.PANOPTIC_ON or t.INSTANCE_ON) and mapping is None:
             name = getattr(metadata, "name", "the test dataset")
             raise ConfigError(

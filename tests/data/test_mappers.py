@@ -6,6 +6,7 @@ import torch
 
 from freemask.config import ConfigError, get_cfg
 from freemask.data import build_test_loader, build_train_loader
+from freemask.data.all_task_mapper import AllTaskDatasetMapper
 from freemask.data.binary_mapper import BinarySemanticMapper
 from freemask.data.instance_mapper import InstanceDatasetMapper
 from freemask.data.mapper import SemSegDatasetMapper
@@ -33,6 +34,7 @@ def _cfg(name="mask_former_semantic", **opts):
         ("mask_former_instance", InstanceDatasetMapper, "semantic"),
         ("coco_panoptic_lsj", InstanceDatasetMapper, "lsj"),
         ("coco_instance_lsj", InstanceDatasetMapper, "lsj"),
+        ("open_vocab_all_task", AllTaskDatasetMapper, "semantic"),
         ("mask_former_binary_semantic", BinarySemanticMapper, None),
     ],
 )
@@ -48,6 +50,7 @@ def test_names_build_their_mapper(name, kind, recipe, is_train):
         "mask_former_instance",
         "coco_panoptic_lsj",
         "coco_instance_lsj",
+        "open_vocab_all_task",
         "mask_former_binary_semantic",
     }
 

@@ -52,12 +52,24 @@ class MaskFormer(SemanticSegmentor):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        m = cfg.MODEL.MASK_FORMER
         backbone = build_backbone(cfg)
+        return {
+            "backbone": backbone,
+            "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
+            "transformer_decoder": build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
+            "criterion": cls.build_criterion(cfg),
+            "deep_supervision": cfg.MODEL.MASK_FORMER.DEEP_SUPERVISION,
+            **cls.base_config(cfg),
+        }
+
+    @staticmethod
+    def build_criterion(cfg: CfgNode) -> SetCriterion:
+        """Hungarian matching and point-sampled CE / BCE / dice losses over ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``."""
+        m = cfg.MODEL.MASK_FORMER
         matcher = HungarianMatcher(
             cost_class=m.CLASS_WEIGHT, cost_mask=m.MASK_WEIGHT, cost_dice=m.DICE_WEIGHT, num_points=m.TRAIN_NUM_POINTS
         )
-        criterion = SetCriterion(
+        return SetCriterion(
             cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
             matcher,
             {"loss_ce": m.CLASS_WEIGHT, "loss_mask": m.MASK_WEIGHT, "loss_dice": m.DICE_WEIGHT},
@@ -66,14 +78,6 @@ class MaskFormer(SemanticSegmentor):
             oversample_ratio=m.OVERSAMPLE_RATIO,
             importance_sample_ratio=m.IMPORTANCE_SAMPLE_RATIO,
         )
-        return {
-            "backbone": backbone,
-            "pixel_decoder": build_pixel_decoder(cfg, backbone.output_shape()),
-            "transformer_decoder": build_transformer_decoder(cfg, cfg.MODEL.SEM_SEG_HEAD.CONVS_DIM),
-            "criterion": criterion,
-            "deep_supervision": m.DEEP_SUPERVISION,
-            **cls.base_config(cfg),
-        }
 
     def _decode(self, images: torch.Tensor) -> dict:
         mask_features, _, multi_scale = self.pixel_decoder.forward_features(self.backbone(images))
