@@ -58,8 +58,13 @@ def prediction_panels(model: nn.Module, cfg: CfgNode, dataset_name: str, count: 
 
 
 def log_prediction_panels(storage: MetricStorage, model: nn.Module, cfg: CfgNode) -> None:
-    """Put TEST.VIS_IMAGES panels of DATASETS.TEST[0] into ``storage`` for the TensorBoard writer (rank 0 only)."""
+    """Put TEST.VIS_IMAGES panels of DATASETS.TEST[0] into ``storage`` for the TensorBoard writer (rank 0 only).
+
+    A classification test set (FreeSeg's stage 1: one masked crop per record, scored by accuracy) has no
+    segmentation to draw, so it gets none."""
     if not comm.is_main_process() or cfg.TEST.VIS_IMAGES <= 0 or not cfg.DATASETS.TEST:
+        return
+    if MetadataCatalog.get(cfg.DATASETS.TEST[0]).get("evaluator_type") == "classification":
         return
     for tag, panel in prediction_panels(model, cfg, cfg.DATASETS.TEST[0], cfg.TEST.VIS_IMAGES):
         storage.put_image(tag, panel)
