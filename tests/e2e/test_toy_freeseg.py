@@ -3,10 +3,22 @@ README's commands run them: stage 1 learns the prompts, stage 2 loads them froze
 trains on the 4 seen classes, and --eval-only on all 6 reports mIoU, PQ and AP, each seen / unseen, from one run.
 The numbers check the machinery, not generalisation (a random CLIP knows nothing of persons or roads)."""
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
 
+import cv2
+import numpy as np
 import torch
+
+from freemask.checkpoint import load_trained_model
+from freemask.data.datasets.sem_seg import default_palette
+from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.engine.defaults import setup_cfg
+from freemask.modeling.open_vocab import Vocabulary
+from freemask.utils import visualizer as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ["TEST.VIS_IMAGES", "0", "DATALOADER.NUM_WORKERS", "0"]
@@ -25,7 +37,7 @@ def prompt_tensors(checkpoint):
     return {k.split("prompt_learner.", 1)[1]: v for k, v in state.items() if "prompt_learner." in k}
 
 
-def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, tmp_path):
+def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, toy_datasets, tmp_path):
     stage1 = str(tmp_path / "stage1")
     train_net("--config-file", config("freeseg_toy_learn_prompt.yaml"), *FAST, "SOLVER.MAX_ITER", "4",
               "SOLVER.CHECKPOINT_PERIOD", "4", "SOLVER.IMS_PER_BATCH", "4", "OUTPUT_DIR", stage1)  # fmt: skip
@@ -58,3 +70,32 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, tm
     assert {"IoU-person", "IoU-road", "IoU-sky"} <= set(results)
     metrics = [json.loads(line) for line in open(os.path.join(stage2, "metrics.json"))]  # the training run's
     assert {"sem_seg/mIoU_seen", "panoptic_seg/PQ_seen", "segm/AP_seen"} <= set(metrics[-1])
+
+
+    # tools/demo.py --vocabulary: the trained model segments the classes typed, and the legend names them
+    image_path = os.path.join(toy_datasets, "toy", "ADEChallengeData2016", "images", "validation", "toy_val_00001.jpg")
+    typed = ["sky", "grass", "traffic cone"]
+    weights = ["MODEL.WEIGHTS", os.path.join(stage2, "model_final.pth"), "MODEL.DEVICE", "cpu"]
+    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
+    demo_out = tmp_path / "demo"
+    subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config-file", config("freeseg_R18_toy_alltask.yaml"),
+         "--task", "semantic", "--vocabulary", ",".join(typed), "--input", image_path, "--output", str(demo_out),
+         "--opacity", "1", "--no-progress", *weights],
+        check=True, capture_output=True, text=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    figure = cv2.cvtColor(cv2.imread(str(demo_out / "toy_val_00001.png")), cv2.COLOR_BGR2RGB)
+    cfg = setup_cfg(config("freeseg_R18_toy_alltask.yaml"), weights)
+    model = load_trained_model(cfg, "test")
+    image = read_image(image_path)
+    spec = importlib.util.spec_from_file_location("demo_tool", os.path.join(REPO, "tools", "demo.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    mapped = tool.model_input(image, SemSegDatasetMapper.from_config(cfg, is_train=False))
+    with torch.no_grad():
+        scores = model([mapped], vocabulary=Vocabulary.from_names(typed))[0]["sem_seg"]
+    assert scores.shape[0] == len(typed)  # one score map per typed class
+    labels = scores.argmax(0).numpy()
+    palette = default_palette(len(typed))
+    expected = V.labelled_panels([image, V.blend(image, V.colorize(labels, palette), 1.0)], [labels], typed, palette)
+    np.testing.assert_array_equal(figure, expected)  # legend included: the typed names of the classes drawn
