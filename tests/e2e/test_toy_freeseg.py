@@ -79,7 +79,8 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, to
     env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
     demo_out = tmp_path / "demo"
     subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config-file", config("freeseg_R18_toy_alltask.yaml"),
+        [sys.executable, os.path.join(REPO, "tools", "demo.py"),
+         "--config-file", config("freeseg_R18_toy_alltask.yaml"),
          "--task", "semantic", "--vocabulary", ",".join(typed), "--input", image_path, "--output", str(demo_out),
          "--opacity", "1", "--no-progress", *weights],
         check=True, capture_output=True, text=True, env=env, cwd=REPO,
