@@ -171,6 +171,8 @@ class InstanceDatasetMapper:
             return out
         if rng is None:
             raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
+        if sem is not None and not _has_objects(record):
+            return self._semantic_only(image, sem, out, rng)
         ids, seg_ids, masks, classes = self._read_targets(record, (height, width))
         segments = record.get("segments_info", ())
 
@@ -193,6 +195,19 @@ class InstanceDatasetMapper:
         out["padding_mask"] = torch.from_numpy(geometry.padding_mask())
         if sem is not None:
             out["sem_seg"] = torch.from_numpy(geometry.apply(sem, False, self.semantic.ignore_label).astype(np.int64))
+        return out
+
+    def _semantic_only(self, image: np.ndarray, sem: np.ndarray, out: Dict, rng: np.random.Generator) -> Dict:
+        """A record with a semantic map and no objects (a FreeMask synthetic pair mixed into panoptic / instance
+        training by DATALOADER.SYN_RATIO): the same augmentation, ``sem_seg`` and no ``instances``, so the model
+        gives it per-class targets."""
+        geometry, image_pad = self._draw(sem.shape, lambda: sem, rng)
+        image = geometry.apply(image, True, image_pad)
+        if self.recipe == "semantic" and self.semantic.color_aug:
+            image = T.photometric_distortion(image, rng)
+        out["image"] = self.semantic._to_chw(image)
+        out["padding_mask"] = torch.from_numpy(geometry.padding_mask())
+        out["sem_seg"] = torch.from_numpy(geometry.apply(sem, False, self.semantic.ignore_label).astype(np.int64))
         return out
 
     @staticmethod
@@ -268,6 +283,11 @@ class InstanceDatasetMapper:
         resized = T.resize_mask(category(), size) if check else np.zeros(size, np.uint8)
         box = T.random_crop_box(resized, s.crop_size, rng, s.cat_max_ratio, s.ignore_label)
         return Geometry(size, box, s.flip and rng.random() < 0.5, pad_to=s.crop_size), 0
+
+
+def _has_objects(record: Dict) -> bool:
+    """Whether a record carries panoptic segments or instance annotations."""
+    return "pan_seg_file_name" in record or "annotations" in record
 
 
 def _category_map(

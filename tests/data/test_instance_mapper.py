@@ -203,3 +203,20 @@ def test_test_mode_resizes_the_image_and_gives_no_targets(tmp_path):
     mapper = InstanceDatasetMapper(False, semantic=SemSegDatasetMapper(False, min_size_test=32, max_size_test=1000))
     out = mapper(record)
     assert out["image"].shape == (3, 32, 64) and "instances" not in out and (out["height"], out["width"]) == (64, 128)
+
+
+def test_a_semantic_only_record_trains_with_its_map_and_no_instances(tmp_path):
+    """A FreeMask synthetic pair (image + semantic map, no segments) in a panoptic / instance run
+    (DATALOADER.SYN_RATIO): the same augmentation moves image and map together; no ``instances`` come out."""
+    record = panoptic_record(tmp_path)
+    sem = np.zeros((64, 128), np.uint8)
+    sem[SQUARE] = 2
+    cv2.imwrite(str(tmp_path / "sem.png"), sem)
+    synthetic = {"file_name": record["file_name"], "sem_seg_file_name": str(tmp_path / "sem.png"),
+                 "height": 64, "width": 128}  # fmt: skip
+    out = lsj(1.0)(synthetic, np.random.default_rng(3))
+    assert "instances" not in out and out["sem_seg"].dtype == torch.int64
+    assert torch.equal(out["sem_seg"] == 2, colour_mask(out["image"], RED))
+    assert (out["sem_seg"][32:] == 255).all()  # LSJ padding is ignore
+    with pytest.raises(DatasetError, match="neither 'pan_seg_file_name'"):
+        lsj(1.0)({"file_name": record["file_name"], "height": 64, "width": 128}, np.random.default_rng(0))

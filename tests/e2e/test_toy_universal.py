@@ -65,3 +65,14 @@ def test_two_process_eval_only_equals_one_process(train_net, tmp_path):
     assert "Rank 0 of 2" in log and os.path.isfile(os.path.join(evaluated, "log.txt.rank1"))
     assert "Panoptic evaluation on 4 images" in log and "COCOeval (segm) on 4 images" in log
     assert {name: read(evaluated, name) for name in files} == single
+
+
+def test_panoptic_training_takes_synthetic_pairs_in_joint_batches(train_net, tmp_path):
+    """DATALOADER.SYN_RATIO with the panoptic config: each global batch half toy panoptic images, half synthetic
+    semantic pairs (per-class targets), and the run trains and evaluates as usual."""
+    out = str(tmp_path / "joint")
+    proc = train_net("--config-file", config("panoptic"), *FAST, "OUTPUT_DIR", out,
+                     "DATASETS.TRAIN_SYN", "('toy_syn_sem_seg_train',)", "DATALOADER.SYN_RATIO", "0.5")  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert "1 of 2 images per global batch synthetic" in log and "(panoptic_seg): PQ=" in log
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))

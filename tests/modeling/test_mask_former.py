@@ -57,3 +57,23 @@ def test_overfits_one_batch(repo_root):
         scores = model(batch[:1])[0]["sem_seg"]
     accuracy = (scores.argmax(0) == batch[0]["sem_seg"]).float().mean().item()
     assert accuracy > 0.9
+
+
+def test_a_batch_mixing_instance_and_semantic_samples_gets_targets_of_each_kind(repo_root):
+    """DATALOADER.SYN_RATIO in a panoptic run: a real sample's objects are one target each (two cars, two targets),
+    a synthetic pair's map one target per class (its two cars merged), padded to the batch; the step trains."""
+    model = build_model(tiny_cfg(repo_root)).train()
+    real, synthetic = striped_batch()
+    cars = torch.zeros(2, 64, 64, dtype=torch.bool)
+    cars[0, :10, :10], cars[1, 40:50, 40:50] = True, True
+    real = {"image": real["image"], "instances": {"gt_masks": cars, "gt_classes": torch.tensor([3, 3])},
+            "height": 64, "width": 64}  # fmt: skip
+    synthetic["image"] = synthetic["image"][:, :48, :56].clone()  # smaller: padded to the batch's 64 x 64
+    synthetic["sem_seg"] = synthetic["sem_seg"][:48, :56].clone()
+    targets = model._mixed_targets([real, synthetic], (64, 64))
+    assert targets[0]["labels"].tolist() == [3, 3] and torch.equal(targets[0]["masks"], cars)
+    assert targets[1]["labels"].tolist() == [0, 1, 2, 3] and targets[1]["masks"].shape == (4, 64, 64)
+    assert not targets[1]["masks"][:, 48:].any() and torch.equal(targets[1]["masks"][3, :48, :56],
+                                                                 synthetic["sem_seg"] == 3)  # fmt: skip
+    losses = model([real, synthetic])
+    assert all(torch.isfinite(v) for v in losses.values())

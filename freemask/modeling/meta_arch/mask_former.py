@@ -1,6 +1,6 @@
 """Mask2Former: queries predict (class, mask) pairs, combined into semantic scores, panoptic segments or instances."""
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -105,13 +105,13 @@ class MaskFormer(SemanticSegmentor):
         inference: Optional[SegmentationInference] = None,
     ) -> object:
         """As the base class; in training, a batch whose dicts carry ``"instances"`` (the instance / panoptic
-        mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class.
+        mappers' ``{"gt_masks", "gt_classes"}``) is supervised with one target per object instead of per class;
+        samples of such a batch without them (synthetic pairs) keep per-class targets (``_mixed_targets``).
         In evaluation, a ``postprocess`` with panoptic or instance on gives ``universal_outputs``; ``inference``
         overrides the test-time mode for this call, as in the base class."""
-        if self.training and "instances" in batched_inputs[0]:
+        if self.training and any("instances" in x for x in batched_inputs):
             images = self._pad_images([self._normalize(x["image"]) for x in batched_inputs])
-            targets = targets_from_instances([x["instances"] for x in batched_inputs], images.shape[-2:], self.device)
-            return self._set_losses(images, targets)
+            return self._set_losses(images, self._mixed_targets(batched_inputs, images.shape[-2:]))
         if not self.training and postprocess is not None and (postprocess.panoptic_on or postprocess.instance_on):
             return self.universal_outputs(batched_inputs, postprocess, inference)
         return super().forward(batched_inputs, inference)
@@ -154,6 +154,20 @@ class MaskFormer(SemanticSegmentor):
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
         return self._set_losses(images, targets_from_semantic(targets, self.ignore_value))
+
+    def _mixed_targets(self, batched_inputs: List[dict], size: Tuple[int, int]) -> List[dict]:
+        """Per sample: one target per object where the sample has ``instances``, else one per class present in its
+        ``sem_seg`` (a FreeMask synthetic pair in a panoptic / instance batch: its masks teach classes and shapes,
+        a thing class as one mask covering all its objects, since a synthetic mask has no instances)."""
+        targets = []
+        for x in batched_inputs:
+            if "instances" in x:
+                targets += targets_from_instances([x["instances"]], size, self.device)
+                continue
+            sem = x["sem_seg"].to(self.device)
+            padded = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_value)
+            targets += targets_from_semantic(padded[None], self.ignore_value)
+        return targets
 
     def _set_losses(self, images: torch.Tensor, targets: List[dict]) -> Dict[str, torch.Tensor]:
         outputs = self._decode(images)
