@@ -8,7 +8,6 @@ preparation end to end and gives the open-vocabulary toy runs the files a real d
 semantic files, label counts), then ``open_vocab_meta.json`` last (= complete).
 """
 
-import json
 import os
 from dataclasses import asdict
 
@@ -18,6 +17,7 @@ from .errors import DatasetError
 from .prepare import write_json_atomic
 from .prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
 from .toy_generator import ToyParams
+from .toy_generator_panoptic import marker_is_current
 
 OPEN_VOCAB_FORMAT = 1
 
@@ -28,12 +28,8 @@ def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: b
     base = os.path.join(root, "toy", REAL_DIR)
     marker = os.path.join(base, "open_vocab_meta.json")
     meta = {"open_vocab_format": OPEN_VOCAB_FORMAT, **asdict(params)}
-    if not force and os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == meta:
-                return False
-    if os.path.exists(marker):
-        os.remove(marker)
+    if marker_is_current(marker, meta, force):
+        return False
     hint = "regenerate the toy with `python tools/make_toy_dataset.py --force`"
     result = prepare_ade_layout_open_vocab(base, open_vocab_split("toy_6"), force=True, progress=False, hint=hint)
     if result.errors:

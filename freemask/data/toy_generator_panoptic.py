@@ -92,18 +92,26 @@ def _instance_annotations(ids: np.ndarray, segments: List[dict], image_id: int, 
     return annotations
 
 
+def marker_is_current(marker: str, meta: Dict, force: bool) -> bool:
+    """Whether the completion marker ``marker`` (written last) holds ``meta``; a stale one is removed, so an
+    interrupted regeneration is never taken for a complete one."""
+    if not force and os.path.isfile(marker):
+        with open(marker) as f:
+            if json.load(f) == meta:
+                return True
+    if os.path.exists(marker):
+        os.remove(marker)
+    return False
+
+
 def generate_toy_panoptic(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
     """Write the panoptic and instance files of the toy dataset under ``<root>/toy``; False (nothing written) when
     they are complete for ``params``. Only adds files: the semantic toy files are never touched."""
     base = os.path.join(root, "toy", REAL_DIR)
     marker = os.path.join(base, "panoptic_meta.json")
     meta = {"panoptic_format": PANOPTIC_FORMAT, **asdict(params)}
-    if not force and os.path.isfile(marker):
-        with open(marker) as f:
-            if json.load(f) == meta:
-                return False
-    if os.path.exists(marker):
-        os.remove(marker)
+    if marker_is_current(marker, meta, force):
+        return False
     size = (params.height, params.width)
     categories = toy_categories()
     for split_id, ((split, short), count) in enumerate(zip(SPLITS, (params.num_train, params.num_val))):
