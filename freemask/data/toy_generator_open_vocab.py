@@ -5,21 +5,24 @@ panoptic and instance files from ``toy_generator_panoptic``), so running the rea
 preparation end to end and gives the open-vocabulary toy runs the files a real dataset has. Unseen classes: person
 (a thing) and road (a stuff class), ``meta/open_vocab_splits.json``. Only adds files under
 ``<root>/toy/ADEChallengeData2016/`` (``annotations_detectron2/``, ``*_base`` / ``*_novel`` panoptic, instance and
-semantic files, label counts), then ``open_vocab_meta.json`` last (= complete).
+semantic files, label counts) and the seen-class twins of the synthetic masks under ``<root>/toy/ADE20K_Synthetic/``
+(``annotations_base/``, for ``toy_syn_sem_seg_train_base``), then ``open_vocab_meta.json`` last (= complete).
 """
 
 import os
 from dataclasses import asdict
 
 from .datasets.open_vocab import open_vocab_split
+from .datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
 from .datasets.toy import REAL_DIR
 from .errors import DatasetError
 from .prepare import write_json_atomic
 from .prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
+from .prepare_synthetic_open_vocab import prepare_synthetic_root
 from .toy_generator import ToyParams
 from .toy_generator_panoptic import marker_is_current
 
-OPEN_VOCAB_FORMAT = 1
+OPEN_VOCAB_FORMAT = 2  # 2: the synthetic masks' seen-class twins
 
 
 def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
@@ -32,6 +35,8 @@ def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: b
         return False
     hint = "regenerate the toy with `python tools/make_toy_dataset.py --force`"
     result = prepare_ade_layout_open_vocab(base, open_vocab_split("toy_6"), force=True, progress=False, hint=hint)
+    syn = SYNTHETIC_VOCAB_ROOTS["toy_6"]
+    result.add(prepare_synthetic_root(os.path.join(root, syn.folder), syn, force=True, progress=False))
     if result.errors:
         raise DatasetError(f"{result.errors[0]} ({hint})")
     write_json_atomic(marker, meta)
