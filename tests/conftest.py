@@ -18,6 +18,13 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+def pytest_collection_modifyitems(items):
+    """End-to-end tests (tests/e2e/: whole train_net / tool runs, tens of seconds each) first, the rest in their
+    order: pytest-xdist hands tests out in collection order, so a long test collected late would run alone at the
+    end while the other workers idle. Longest first keeps the workers busy to the end."""
+    items.sort(key=lambda item: 0 if f"{os.sep}e2e{os.sep}" in str(item.fspath) else 1)
+
+
 @pytest.fixture(autouse=True)
 def freemask_logs_reach_caplog():
     """Let ``caplog`` see the ``freemask`` loggers in every test.
