@@ -25,12 +25,12 @@ import numpy as np
 
 from .datasets.coco_open_vocab import coco_full_task_paths
 from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit, open_vocab_split
-from .datasets.panoptic import segment_bbox
+from .datasets.panoptic import read_json, segment_bbox
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png
 from .prepare import PrepareResult, write_json_atomic, write_png_atomic
-from .prepare_open_vocab import json_categories, parallel_map, read_json, split_instances, split_panoptic
+from .prepare_open_vocab import json_categories, parallel_map, split_instances, split_panoptic
 from .prepare_open_vocab_datasets import SPLIT_KINDS, prepare_coco_stuff_open_vocab
 
 COCO_FULL_SPLITS = ("train2017", "val2017")

@@ -23,7 +23,6 @@ complete PNG of the input's size; a JSON file that exists; label counts listing 
 """
 
 import functools
-import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ from tqdm import tqdm
 
 from .datasets.classification import label_count_path
 from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit
+from .datasets.panoptic import read_json
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png
@@ -58,16 +58,6 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, d
             for out in pool.map(fn, items, chunksize=chunksize):
                 yield out
                 bar.update()
-
-
-def read_json(path: str, hint: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        raise DatasetError(f"{path} not found; {hint}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable JSON file ({e}); re-create it ({hint})") from None
 
 
 def _tally(result: PrepareResult, statuses: Iterable[Tuple[str, str]]) -> PrepareResult:

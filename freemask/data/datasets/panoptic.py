@@ -105,14 +105,16 @@ class PanopticCategories:
 
 
 # --------------------------------------------------------------------------------------------------------- loaders
-def _read_json(path: str, what: str, hint: str) -> Dict[str, Any]:
+def read_json(path: str, hint: str, what: str = "") -> Dict[str, Any]:
+    """The JSON file ``path``; a missing or unreadable one is one DatasetError line naming it (as ``what``, when
+    given) and ending with ``hint``, the fix."""
     if not os.path.isfile(path):
-        raise DatasetError(f"{what} not found: {path}; {hint}")
+        raise DatasetError(f"{what} not found: {path}; {hint}" if what else f"{path} not found; {hint}")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as e:
-        raise DatasetError(f"{path}: not a readable JSON file ({e}); re-download or re-prepare it") from None
+        raise DatasetError(f"{path}: not a readable JSON file ({e}); {hint}") from None
 
 
 def load_coco_panoptic_json(
@@ -132,7 +134,7 @@ def load_coco_panoptic_json(
     DatasetError line naming the JSON and the file. Segment ids of a PNG are checked when it is decoded
     (:func:`freemask.data.panoptic_png.read_panoptic_png`).
     """
-    data = _read_json(json_file, "panoptic JSON", hint)
+    data = read_json(json_file, hint, "panoptic JSON")
     images = {img["id"]: img for img in data.get("images", [])}
     contiguous, things = categories.contiguous, set(categories.thing_contiguous)
     records = []
