@@ -159,15 +159,18 @@ class MaskFormer(SemanticSegmentor):
         """Per sample: one target per object where the sample has ``instances``, else one per class present in its
         ``sem_seg`` (a FreeMask synthetic pair in a panoptic / instance batch: its masks teach classes and shapes,
         a thing class as one mask covering all its objects, since a synthetic mask has no instances)."""
-        targets = []
-        for x in batched_inputs:
-            if "instances" in x:
-                targets += targets_from_instances([x["instances"]], size, self.device)
-                continue
-            sem = x["sem_seg"].to(self.device)
-            padded = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_value)
-            targets += targets_from_semantic(padded[None], self.ignore_value)
-        return targets
+        return [
+            targets_from_instances([x["instances"]], size, self.device)[0]
+            if "instances" in x
+            else self._semantic_target(x["sem_seg"], size)
+            for x in batched_inputs
+        ]
+
+    def _semantic_target(self, sem_seg: torch.Tensor, size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
+        """One sample's per-class target from its (h, w) label map, padded with ignore to the batch ``size``."""
+        sem = sem_seg.to(self.device)
+        sem = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_value)
+        return targets_from_semantic(sem[None], self.ignore_value)[0]
 
     def _set_losses(self, images: torch.Tensor, targets: List[dict]) -> Dict[str, torch.Tensor]:
         outputs = self._decode(images)

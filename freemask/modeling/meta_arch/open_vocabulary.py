@@ -51,7 +51,7 @@ from ...config import CfgNode, ConfigError
 from ...data import MetadataCatalog
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder
 from ..clip import FrozenClip, RegionClassifier, build_prompt_learner
-from ..criterion import targets_from_instances, targets_from_semantic
+from ..criterion import targets_from_instances
 from ..heads.text_interaction import TextPixelInteraction
 from ..inference import SegmentationInference
 from ..open_vocab import TaskSampler, Vocabulary
@@ -272,9 +272,7 @@ class OpenVocabulary(MaskFormer):
                     "OpenVocabulary's semantic task needs each training sample's 'sem_seg'; train with "
                     "INPUT.DATASET_MAPPER_NAME 'open_vocab_all_task' (or a semantic mapper)"
                 )
-            sem = x["sem_seg"].to(self.device)
-            sem = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_value)
-            return targets_from_semantic(sem[None], self.ignore_value)[0]
+            return self._semantic_target(x["sem_seg"], size)
         instances = x["instances"]
         if task == INSTANCE:
             if "gt_is_thing" not in instances:
