@@ -1,0 +1,88 @@
+"""Atomic file writes, for every file the project writes that a later run or reader trusts when it exists.
+
+A file appears under its final name only once complete: it is written to a hidden temporary name in the same folder
+(``.<name>.<pid>.tmp``, same file system, so the rename is atomic) and then ``os.replace``-d into place. "The file
+exists" therefore means "the file is finished", which is what lets the tools skip finished outputs when a killed run
+is resumed. A failed write removes its temporary file; a killed one leaves it behind, and
+:func:`remove_stale_temporaries` clears those of processes no longer running.
+
+Standard-library only (no torch), so light tools can import it.
+"""
+
+import contextlib
+import json
+import os
+import re
+from typing import Any, Iterator
+
+TMP_SUFFIX = ".tmp"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
+
+
+def temporary_path(path: str) -> str:
+    """The hidden temporary name this process writes ``path`` under before the rename."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path to write ``path``'s content to; renamed to ``path`` when the block succeeds, removed
+    when it raises. For writers that take a file name (``torch.save``, ``savefig``); they must not choose the format
+    from the extension (the temporary name ends in ``.tmp``): pass the format explicitly."""
+    tmp = temporary_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, UTF-8 with ``\\n`` line ends on every platform."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str, obj: Any, indent: int = 1, sort_keys: bool = False, allow_nan: bool = True) -> None:
+    """Write ``obj`` as UTF-8 JSON (with a final newline) to ``path`` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of :func:`temporary_path`'s."""
+    return _TEMPORARY.match(name) is not None
+
+
+def _process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str) -> int:
+    """Delete the temporary files in ``folder`` left by writes of processes no longer running on this machine
+    (those of running processes may be in progress); returns how many. A missing folder has none."""
+    removed = 0
+    if not os.path.isdir(folder):
+        return 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMPORARY.match(entry.name)
+            if match and entry.is_file() and not _process_running(int(match.group("pid"))):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                removed += 1
+    return removed
