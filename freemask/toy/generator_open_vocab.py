@@ -16,9 +16,9 @@ from ..data.datasets.open_vocab import open_vocab_split
 from ..data.datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
 from ..data.datasets.toy import REAL_DIR
 from ..data.errors import DatasetError
-from ..data.prepare import write_json_atomic
 from ..data.prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
 from ..data.prepare_synthetic_open_vocab import prepare_synthetic_root
+from ..utils.atomic import atomic_write_json
 from .generator import ToyParams
 from .generator_panoptic import marker_is_current
 
@@ -39,5 +39,5 @@ def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: b
     result.add(prepare_synthetic_root(os.path.join(root, syn.folder), syn, force=True, progress=False))
     if result.errors:
         raise DatasetError(f"{result.errors[0]} ({hint})")
-    write_json_atomic(marker, meta)
+    atomic_write_json(marker, meta, indent=None, final_newline=False)
     return True
