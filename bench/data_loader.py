@@ -35,7 +35,7 @@ from freemask.config import CfgNode, get_cfg
 from freemask.data import DatasetCatalog, build_train_loader
 from freemask.data.build import MapDataset, trivial_batch_collator
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset, parse_size
+from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_pipeline import ReferenceMapper  # noqa: E402

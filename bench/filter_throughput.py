@@ -38,13 +38,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from freemask.data.datasets.toy import TOY_CLASSES
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset, parse_size
 from freemask.engine import setup_cfg
 from freemask.modeling import build_model
 from freemask.synthetic.filter_data import image_sizes, mask_file_name, plan_batches
 from freemask.synthetic.filter_engine import BatchLoss, compute_class_loss, filter_masks, load_filter_model
 from freemask.synthetic.filter_inputs import MaskSource, source_from_dataset
 from freemask.synthetic.filtering import class_thresholds
+from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 TOY_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "toy",
                           "semantic_fpn_R18_toy.yaml")  # fmt: skip

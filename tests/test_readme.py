@@ -12,8 +12,8 @@ import pytest
 
 import freemask.data.datasets  # noqa: F401  (registers the builtin dataset names)
 from freemask.data.catalog import DatasetCatalog
-from freemask.data.toy_generator import ToyParams
 from freemask.engine.defaults import default_argument_parser, setup_cfg
+from freemask.toy.generator import ToyParams
 
 
 def readme_commands(repo_root):

@@ -15,7 +15,6 @@ DATASETS.CUSTOM splits (or else DATASETS.TRAIN + TRAIN_SYN + TEST) are checked.
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -27,6 +26,7 @@ from freemask.data.check import check_dataset
 from freemask.data.datasets import register_custom_from_config  # importing registers the builtin dataset names
 from freemask.data.errors import DatasetError
 from freemask.engine.defaults import setup_cfg
+from freemask.utils.atomic import atomic_write_json
 
 # The first positional argument that looks like a config key (DATASETS.CUSTOM.ROOT) starts the KEY VALUE overrides.
 _CONFIG_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
@@ -75,10 +75,8 @@ def main(argv=None) -> int:
         print(report.format(args.max_problems))
     ok = all(r.ok for r in reports)
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"ok": ok, "datasets": {r.name: r.to_dict() for r in reports}}, f, indent=1)
-        os.replace(tmp, args.json)
+        summary = {"ok": ok, "datasets": {r.name: r.to_dict() for r in reports}}
+        atomic_write_json(args.json, summary, indent=1, final_newline=False)
     print("all datasets ok" if ok else "problems found (see above)")
     return 0 if ok else 1
 

@@ -11,7 +11,7 @@ import argparse
 import os
 import time
 
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset, parse_size
+from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 
 def _size(text: str):

@@ -25,11 +25,11 @@ import shlex
 import sys
 import time
 
-from freemask.data.toy_generator import ToyParams
 from freemask.engine.defaults import setup_cfg
 from freemask.errors import UserError, one_line
-from freemask.synthetic.toy_pipeline import REAL_CONFIG, PipelineOptions, run_pipeline
-from freemask.synthetic.toy_pipeline_report import write_table
+from freemask.toy.generator import ToyParams
+from freemask.toy.pipeline import REAL_CONFIG, PipelineOptions, run_pipeline
+from freemask.toy.pipeline_report import write_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import re
 import zipfile
 from typing import Any, Dict, List, Optional
 
@@ -10,6 +9,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 
 from ..errors import UserError
+from ..utils.atomic import atomic_path, atomic_write_text, clear_stale_temporaries
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -41,22 +41,15 @@ class Checkpointer(_FvcoreCheckpointer):
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info("Saving checkpoint to %s", path)
         _atomic_torch_save(data, path)
-        tmp = os.path.join(self.save_dir, "last_checkpoint.tmp")
-        with open(tmp, "w") as f:
-            f.write(os.path.basename(path))
-        os.replace(tmp, os.path.join(self.save_dir, "last_checkpoint"))
+        atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
 
     def remove_stale_temporaries(self) -> List[str]:
-        """Delete the ``*.pth.tmp.<pid>`` files of saves killed midway (by a process no longer running) and a
-        leftover ``last_checkpoint.tmp``; returns their names. Called when training starts, so they do not pile up."""
-        if not self.save_dir or not os.path.isdir(self.save_dir):
+        """Delete the temporary files (``.model_0000999.pth.<pid>.tmp``, ``.last_checkpoint.<pid>.tmp``) of saves
+        killed midway by a process no longer running; returns their names. Called when training starts, so they do
+        not pile up."""
+        if not self.save_dir:
             return []
-        removed = []
-        for name in sorted(os.listdir(self.save_dir)):
-            match = _TEMPORARY.fullmatch(name)
-            if match and not (match.group(1) and _process_alive(int(match.group(1)))):
-                os.remove(os.path.join(self.save_dir, name))
-                removed.append(name)
+        removed = clear_stale_temporaries(self.save_dir)
         if removed:
             self.logger.info("Removed %d temporary files of interrupted saves: %s", len(removed), ", ".join(removed))
         return removed
@@ -106,27 +99,9 @@ class Checkpointer(_FvcoreCheckpointer):
         return loaded
 
 
-# What _atomic_torch_save and save() write before renaming: <name>.pth.tmp.<pid>, last_checkpoint.tmp.
-_TEMPORARY = re.compile(r"(?:.+\.pth\.tmp\.(\d+)|last_checkpoint\.tmp)")
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _atomic_torch_save(data: Dict[str, Any], path: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` that leaves either the complete file or none under ``path`` (see ``freemask.utils.atomic``).
+    Saved through the open file, not its name: given a name, ``torch.save`` names the records inside the zip after
+    it, and the temporary name holds the process id, so the bytes would change from run to run."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)

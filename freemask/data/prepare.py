@@ -5,25 +5,26 @@ codebases (and the FreeMask configs) expect, and a uint8 lookup done once saves 
 
 Shared by ``datasets/prepare_*.py``. Every conversion here is:
 - parallel: a process pool over the files, chunked, with a tqdm bar;
-- atomic: each mask is written to a hidden temporary file in the output folder, then ``os.replace``-d into place,
-  so an interrupted run never leaves a half-written mask under its final name;
+- atomic: each mask is written through ``freemask.utils.atomic`` (a hidden temporary file in the output folder,
+  then renamed), so an interrupted run never leaves a half-written mask under its final name, and the temporaries
+  of killed runs are removed when the next one starts;
 - idempotent: a file is skipped when its output is *current* (see ``output_is_current``), so re-running after an
   interruption only converts what is missing; ``force=True`` redoes everything (use it after replacing raw masks);
 - read-only on its inputs.
 """
 
 import functools
-import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils.atomic import atomic_write_bytes, remove_stale_temporaries
 from .datasets.class_meta import read_meta_file
 from .errors import DatasetError
 from .mapper import read_mask, reduce_zero_label
@@ -35,7 +36,6 @@ COCO_STUFF_SPLITS = ("train2017", "val2017")
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-_TMP_SUFFIX = ".prepare-tmp"
 # The converter (and the reader of raw masks) of the current worker process, set once per process by the pool
 # initializer (sending it with each chunk of files would pickle the lookup table thousands of times).
 _CONVERTER: Optional[Callable[[np.ndarray, str], np.ndarray]] = None
@@ -108,23 +108,7 @@ def write_png_atomic(path: str, mask: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", mask)
     if not ok:
         raise DatasetError(f"{path}: could not encode the converted mask as PNG; check free disk space and retry")
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}{_TMP_SUFFIX}")
-    try:
-        data.tofile(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    """``json.dump`` through a temporary file and a rename (a reader never sees half a JSON file)."""
-    tmp = f"{path}.{os.getpid()}{_TMP_SUFFIX}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data.tobytes())
 
 
 def _init_worker(
@@ -146,14 +130,6 @@ def _convert_one(pair: Tuple[str, str], force: bool) -> Tuple[str, str]:
     return "converted", ""
 
 
-def _remove_stale_tmp(folder: str) -> None:
-    """Temporary files a killed run left behind (only ours: hidden and ending in ``.prepare-tmp``)."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX):
-                os.remove(entry.path)
-
-
 def convert_masks(
     pairs: Sequence[Tuple[str, str]],
     converter: Callable[[np.ndarray, str], np.ndarray],
@@ -173,7 +149,7 @@ def convert_masks(
     result = PrepareResult()
     for folder in sorted({os.path.dirname(dst) for _, dst in pairs}):
         os.makedirs(folder, exist_ok=True)
-        _remove_stale_tmp(folder)
+        remove_stale_temporaries(folder)
     task = functools.partial(_convert_one, force=force)
     with tqdm(total=len(pairs), desc=desc, unit="file", disable=not progress) as bar:
         for status, message in _run(pairs, task, (converter, reader), workers):

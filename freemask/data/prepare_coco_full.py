@@ -23,13 +23,14 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ..utils.atomic import atomic_write_json
 from .datasets.coco_open_vocab import coco_full_task_paths
 from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit, open_vocab_split
 from .datasets.panoptic import read_json, segment_bbox
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png
-from .prepare import PrepareResult, write_json_atomic, write_png_atomic
+from .prepare import PrepareResult, write_png_atomic
 from .prepare_open_vocab import json_categories, parallel_map, split_instances, split_panoptic
 from .prepare_open_vocab_datasets import SPLIT_KINDS, prepare_coco_stuff_open_vocab
 
@@ -127,7 +128,7 @@ def _full_task_all(
     result.converted = len(jobs) - len(result.errors)
     if not result.errors:
         out = {**data, "annotations": annotations, "categories": json_categories(split, "all")}
-        write_json_atomic(paths["panoptic_json"], out)
+        atomic_write_json(paths["panoptic_json"], out, indent=None, final_newline=False)
     return result
 
 

@@ -32,13 +32,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..utils.atomic import atomic_path, atomic_write_json
 from .datasets.classification import label_count_path
 from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit
 from .datasets.panoptic import read_json
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png
-from .prepare import PrepareResult, convert_masks, folder_pairs, output_is_current, write_json_atomic, write_png_atomic
+from .prepare import PrepareResult, convert_masks, folder_pairs, output_is_current, write_png_atomic
 
 INVALID = -1  # in a source table: a stored value the dataset never uses (an error, not a silent ignore)
 
@@ -170,7 +171,7 @@ def write_label_counts(
     for kind, path in outputs.items():
         table = split.to_kind(kind)
         kept = {n: [int(table[c]) for c in cs if table[c] != IGNORE_LABEL] for n, cs in counts.items()}
-        write_json_atomic(path, kept)
+        atomic_write_json(path, kept, indent=None, final_newline=False)
     return PrepareResult(converted=len(names))
 
 
@@ -182,9 +183,8 @@ def _split_png(job: Tuple[str, str, Tuple[int, ...], Tuple[int, ...], bool]) -> 
         return "skipped", ""
     try:
         if not removed:
-            tmp = f"{dst}.{os.getpid()}.prepare-tmp"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
         else:
             ids = read_panoptic_png(src, [{"id": i} for i in segment_ids])
             ids[np.isin(ids, removed)] = 0
@@ -245,7 +245,7 @@ def split_panoptic(
         _tally(result, parallel_map(_split_png, jobs, workers, desc, progress))
         if len(result.errors) == errors:  # a failed PNG leaves the JSON unwritten: the kind is redone next time
             out = {**data, "annotations": annotations, "categories": json_categories(split, kind)}
-            write_json_atomic(json_out, out)
+            atomic_write_json(json_out, out, indent=None, final_newline=False)
     return result
 
 
@@ -259,12 +259,14 @@ def split_instances(
     data = read_json(json_in, hint or "see datasets/README.md")
     for kind, json_out in outputs.items():
         keep = set(split.categories_of(kind).ids)
-        write_json_atomic(
+        atomic_write_json(
             json_out,
             {
                 **data,
                 "annotations": [a for a in data["annotations"] if a["category_id"] in keep],
                 "categories": [c for c in data["categories"] if c["id"] in keep],
             },
+            indent=None,
+            final_newline=False,
         )
     return PrepareResult(converted=len(outputs))

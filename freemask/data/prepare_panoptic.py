@@ -27,12 +27,13 @@ import numpy as np
 from pycocotools import mask as mask_util
 from tqdm import tqdm
 
+from ..utils.atomic import atomic_write_bytes, atomic_write_json
 from .datasets.ade20k_panoptic import ade20k_instance_to_ade150, ade20k_panoptic_categories
 from .datasets.coco_panoptic import coco_panoptic_categories
 from .datasets.panoptic import segment_bbox
 from .errors import DatasetError
 from .panoptic_png import id2rgb, read_panoptic_png
-from .prepare import IGNORE_LABEL, PrepareResult, convert_masks, write_json_atomic
+from .prepare import IGNORE_LABEL, PrepareResult, convert_masks
 
 COCO_PANOPTIC_SPLITS = ("train2017", "val2017")
 ADE20K_PANOPTIC_SPLITS = (("training", "train"), ("validation", "val"))
@@ -181,9 +182,7 @@ def _ade20k_one(job: Tuple[str, str, str, str], isthing: Tuple[bool, ...], ins_t
         ok, data = cv2.imencode(".png", id2rgb(ids)[..., ::-1])
         if not ok:
             raise DatasetError(f"{out_path}: could not encode the panoptic PNG; check free disk space and retry")
-        tmp = f"{out_path}.{os.getpid()}.prepare-tmp"
-        data.tofile(tmp)
-        os.replace(tmp, out_path)
+        atomic_write_bytes(out_path, data.tobytes())
     except DatasetError as e:
         return None, str(e)
     h, w = semantic.shape
@@ -270,6 +269,8 @@ def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, pr
         for ann_id, ann in enumerate(instances, start=1):
             ann["id"] = ann_id
         thing_categories = [{"id": c["id"], "name": c["name"]} for c in json_categories if c["isthing"]]
-        write_json_atomic(ins_json, {"images": images, "annotations": instances, "categories": thing_categories})
-        write_json_atomic(pan_json, {"images": images, "annotations": annotations, "categories": json_categories})
+        instance_file = {"images": images, "annotations": instances, "categories": thing_categories}
+        panoptic_file = {"images": images, "annotations": annotations, "categories": json_categories}
+        atomic_write_json(ins_json, instance_file, indent=None, final_newline=False)
+        atomic_write_json(pan_json, panoptic_file, indent=None, final_newline=False)
     return result

@@ -14,6 +14,7 @@ from ..arguments import default_argument_parser  # noqa: F401  (its former home)
 from ..config import CfgNode, ConfigError, get_cfg
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
+from ..utils.atomic import atomic_write_text
 from ..utils.collect_env import log_environment
 from ..utils.logger import setup_logger
 
@@ -61,10 +62,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     if comm.is_main_process():
         name = "config_eval.yaml" if getattr(args, "eval_only", False) else "config.yaml"
         path = os.path.join(cfg.OUTPUT_DIR, name)
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            f.write(cfg.dump())
-        os.replace(tmp, path)
+        atomic_write_text(path, cfg.dump())
         logger.info("Full config saved to %s", path)
     logging.getLogger("freemask").info("Seed: %d", cfg.SEED)
     return cfg

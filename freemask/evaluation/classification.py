@@ -19,7 +19,7 @@ import torch
 
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
-from .panoptic_evaluator import write_json_atomic
+from .results_json import write_results_json
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ClassificationEvaluator:
             int(counts[0].sum()),
         )
         if self.output_dir and comm.is_main_process():
-            write_json_atomic(os.path.join(self.output_dir, RESULTS_FILE), dict(metrics))
+            write_results_json(os.path.join(self.output_dir, RESULTS_FILE), dict(metrics))
         return OrderedDict(classification=metrics)
 
 

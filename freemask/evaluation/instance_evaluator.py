@@ -32,7 +32,8 @@ from tabulate import tabulate
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.errors import DatasetError
 from ..utils import comm
-from .panoptic_evaluator import gather_to_main, panoptic_categories, write_json_atomic
+from .panoptic_evaluator import gather_to_main, panoptic_categories
+from .results_json import write_results_json
 from .seen_unseen import dataset_open_vocab_metadata, mean_of_defined, split_by_flag
 
 logger = logging.getLogger(__name__)
@@ -187,8 +188,8 @@ class InstanceSegEvaluator:
             metrics = self._coco_metrics(predictions, image_ids)
             if self.output_dir:
                 if self.save_predictions:
-                    write_json_atomic(os.path.join(self.output_dir, PREDICTIONS_FILE), predictions)
-                write_json_atomic(os.path.join(self.output_dir, RESULTS_FILE), metrics)
+                    write_results_json(os.path.join(self.output_dir, PREDICTIONS_FILE), predictions)
+                write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
         metrics = comm.all_gather(metrics)[0]
         return OrderedDict(segm=metrics)
 

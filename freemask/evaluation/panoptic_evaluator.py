@@ -19,8 +19,6 @@ category; we deliberately do not, so that a class missing from the evaluated ima
 ``PQ_seen`` / ``PQ_unseen`` split ``PQ``'s classes exactly).
 """
 
-import contextlib
-import json
 import logging
 import math
 import os
@@ -37,7 +35,9 @@ from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.errors import DatasetError
 from ..data.panoptic_png import id2rgb, read_panoptic_png
 from ..utils import comm
+from ..utils.atomic import atomic_write_bytes
 from .panoptic_quality import PQStat, pq_metrics, pq_stat_single_image
+from .results_json import write_results_json
 from .seen_unseen import dataset_open_vocab_metadata, split_by_flag
 
 logger = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ class COCOPanopticEvaluator:
             if comm.is_main_process() and self.output_dir:
                 self._write_predictions([p for rank in predictions for p in rank])
         if self.output_dir and comm.is_main_process():
-            write_json_atomic(os.path.join(self.output_dir, RESULTS_FILE), metrics)
+            write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
         return OrderedDict(panoptic_seg=metrics)
 
     def _log_tables(self, metrics: Mapping[str, float], num_images: int) -> None:
@@ -277,12 +277,12 @@ class COCOPanopticEvaluator:
             raise ValueError(f"two evaluated images share a file name stem; cannot save predictions in {folder}")
         annotations = []
         for p in predictions:
-            write_bytes_atomic(os.path.join(folder, p["file_name"]), p["png"])
+            atomic_write_bytes(os.path.join(folder, p["file_name"]), p["png"])
             annotations.append({k: v for k, v in p.items() if k != "png"})
         categories = [{k: c[k] for k in ("id", "name", "isthing")} for c in self.categories]
         for c in categories:
             c["isthing"] = int(bool(c["isthing"]))
-        write_json_atomic(
+        write_results_json(
             os.path.join(folder, PREDICTIONS_JSON), {"annotations": annotations, "categories": categories}
         )
 
@@ -337,32 +337,3 @@ def gather_to_main(obj: object) -> List[object]:
     gathered = [None] * comm.get_world_size() if comm.is_main_process() else None
     dist.gather_object(obj, gathered, dst=0)
     return gathered if comm.is_main_process() else []
-
-
-def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``: the final name is never half written."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-
-
-def write_json_atomic(path: str, obj: object) -> None:
-    """Strict JSON (NaN written as ``null``), atomically; creates the folder."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    write_bytes_atomic(path, json.dumps(_nan_to_none(obj), indent=2, allow_nan=False).encode())
-    logger.info("Wrote %s", path)
-
-
-def _nan_to_none(obj: object) -> object:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj

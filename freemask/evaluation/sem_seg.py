@@ -14,7 +14,6 @@ On an open-vocabulary test set (metadata ``trainable_flag``, ``evaluation_set``)
 :mod:`.seen_unseen` join the results, from the same matrix.
 """
 
-import json
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from tabulate import tabulate
 
 from ..data.catalog import MetadataCatalog
 from ..utils import comm
+from .results_json import write_results_json
 from .seen_unseen import check_evaluation_set, dataset_open_vocab_metadata, semantic_seen_unseen, split_by_flag
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class SemSegEvaluator:
             logger.warning("No ground-truth pixel was evaluated: every metric is NaN")
         self._log_table(metrics)
         if self.output_dir and comm.is_main_process():
-            self._write_json(metrics)
+            write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
         return OrderedDict(sem_seg=metrics)
 
     def _log_table(self, metrics: Dict[str, float]) -> None:
@@ -169,22 +169,6 @@ class SemSegEvaluator:
         open_vocab = [k for k in metrics if k.startswith(("mIoU_", "mIoU-", "hIoU", "pAcc"))]
         if open_vocab:
             logger.info("Seen / unseen (%%): %s", "  ".join(f"{k} {metrics[k]:.2f}" for k in open_vocab))
-
-    def _write_json(self, metrics: Dict[str, float]) -> None:
-        """Write ``output_dir/sem_seg_results.json`` atomically, so a killed job never leaves half a file."""
-        os.makedirs(self.output_dir, exist_ok=True)
-        path = os.path.join(self.output_dir, RESULTS_FILE)
-        serialisable = {k: (None if math.isnan(v) else v) for k, v in metrics.items()}
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(serialisable, f, indent=2, allow_nan=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        logger.info("Wrote %s", path)
 
 
 def compute_metrics(conf: torch.Tensor, class_names: Sequence[str]) -> "OrderedDict[str, float]":

@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import re
-from typing import Any, Iterator
+from typing import Any, Iterator, List, Optional
 
 TMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
@@ -28,8 +28,9 @@ def temporary_path(path: str) -> str:
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path to write ``path``'s content to; renamed to ``path`` when the block succeeds, removed
-    when it raises. For writers that take a file name (``torch.save``, ``savefig``); they must not choose the format
-    from the extension (the temporary name ends in ``.tmp``): pass the format explicitly."""
+    when it raises. For writers that take a file name (``savefig``); they must not choose the format from the
+    extension (the temporary name ends in ``.tmp``): pass the format explicitly. Nor may they record the name in the
+    file: ``torch.save`` names its zip records after the file, so open the temporary and save to the file object."""
     tmp = temporary_path(path)
     try:
         yield tmp
@@ -50,9 +51,18 @@ def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str, obj: Any, indent: int = 1, sort_keys: bool = False, allow_nan: bool = True) -> None:
-    """Write ``obj`` as UTF-8 JSON (with a final newline) to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan) + "\n")
+def atomic_write_json(
+    path: str,
+    obj: Any,
+    indent: Optional[int] = 1,
+    sort_keys: bool = False,
+    allow_nan: bool = True,
+    final_newline: bool = True,
+) -> None:
+    """Write ``obj`` as UTF-8 JSON to ``path`` atomically. ``indent=None`` writes one line; ``final_newline=False``
+    keeps the bytes of files that were written without one (results files other runs are compared with)."""
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan)
+    atomic_write_text(path, text + "\n" if final_newline else text)
 
 
 def is_temporary(name: str) -> bool:
@@ -72,17 +82,22 @@ def _process_running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str) -> int:
+def clear_stale_temporaries(folder: str) -> List[str]:
     """Delete the temporary files in ``folder`` left by writes of processes no longer running on this machine
-    (those of running processes may be in progress); returns how many. A missing folder has none."""
-    removed = 0
+    (those of running processes may be in progress); returns their names, sorted. A missing folder has none."""
+    removed = []
     if not os.path.isdir(folder):
-        return 0
+        return removed
     with os.scandir(folder) as entries:
         for entry in entries:
             match = _TEMPORARY.match(entry.name)
             if match and entry.is_file() and not _process_running(int(match.group("pid"))):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(entry.path)
-                removed += 1
-    return removed
+                removed.append(entry.name)
+    return sorted(removed)
+
+
+def remove_stale_temporaries(folder: str) -> int:
+    """:func:`clear_stale_temporaries`, returning how many it deleted (for callers that only log the count)."""
+    return len(clear_stale_temporaries(folder))

@@ -12,6 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import Dict, List, Tuple
 
+from .atomic import atomic_path
+
 METRICS_FILE = "metrics.json"
 # The three panels: the total loss, the learning rate of the first parameter group, every "<results>/mIoU" key (one
 # per evaluated dataset / pass, e.g. sem_seg/mIoU and sem_seg_ms_flip/mIoU).
@@ -88,12 +90,6 @@ def plot_runs(runs: Sequence[Tuple[str, Series]], output: str, dpi: int = 100) -
         if ax.lines:
             ax.legend(fontsize="small")
     axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-    folder, name = os.path.split(os.path.abspath(output))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with atomic_path(output) as tmp:
         figure.savefig(tmp, format="png")
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

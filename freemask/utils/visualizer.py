@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .atomic import atomic_write_bytes
+
 Color = tuple[int, int, int]
 
 BACKGROUND: Color = (235, 235, 235)
@@ -198,12 +200,4 @@ def save_image(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(os.path.splitext(path)[1] or ".png", np.ascontiguousarray(data))
     if not ok:
         raise OSError(f"{path}: encoding failed for an array of shape {image.shape} and dtype {image.dtype}")
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write_bytes(path, encoded.tobytes())

@@ -2,7 +2,10 @@
 
 import hashlib
 import importlib.util
+import os
 import pathlib
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -71,14 +74,18 @@ def test_interrupted_run_is_redone(ade_root):
     good = partial.read_bytes()
     partial.write_bytes(good[: len(good) // 2])  # a crash mid-write of a non-atomic tool
     missing.unlink()
-    stale = out_dir / ".ADE_training_00000002.png.1234.prepare-tmp"  # a killed run's temporary file
-    stale.write_bytes(b"junk")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out_dir / f".ADE_training_00000002.png.{int(dead.stdout)}.tmp"  # a killed run's temporary file
+    live = out_dir / f".ADE_training_00000003.png.{os.getpid()}.tmp"  # a write still going on in a live process
+    for path in (stale, live):
+        path.write_bytes(b"junk")
     assert not output_is_current(
         str(ade_root / "ADEChallengeData2016/annotations/training" / partial.name), str(partial)
     )
     result = prepare_ade20k(str(ade_root), workers=2, progress=False)
     assert (result.converted, result.skipped) == (2, 6)
-    assert partial.read_bytes() == good and missing.exists() and not stale.exists()
+    assert partial.read_bytes() == good and missing.exists() and not stale.exists() and live.exists()
+    live.unlink()
     forced = prepare_ade20k(str(ade_root), workers=1, force=True, progress=False)
     assert (forced.converted, forced.skipped) == (8, 0)
 

@@ -16,6 +16,7 @@ from freemask.data.datasets.open_vocab import open_vocab_split
 from freemask.data.errors import DatasetError
 from freemask.data.panoptic_png import id2rgb, read_panoptic_png
 from freemask.data.prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
+from freemask.utils.atomic import is_temporary
 
 SKY, GRASS, ROAD, BUILDING, CAR, PERSON = range(1, 7)  # raw toy labels = dataset ids; contiguous = label - 1
 SPLIT = open_vocab_split("toy_6")
@@ -156,7 +157,7 @@ def test_resume_and_read_only_inputs(tree):
     resumed = run(tree)
     assert resumed.errors == [] and 0 < resumed.converted < sum(1 for _ in first)
     assert hashes(tree) == first
-    assert not list(tree.rglob("*.prepare-tmp"))
+    assert not [p for p in tree.rglob("*") if is_temporary(p.name)]
 
 
 def test_worker_processes_write_the_same_files(tree, tmp_path):

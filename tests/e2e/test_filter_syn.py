@@ -20,9 +20,9 @@ import pytest
 import torch
 
 from freemask.data.catalog import DatasetCatalog
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset
 from freemask.errors import UserError, one_line
 from freemask.synthetic.class_loss import read_class_loss
+from freemask.toy.generator import ToyParams, generate_toy_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "filter_syn.py")

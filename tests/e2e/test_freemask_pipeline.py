@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from freemask.data.datasets.synthetic import read_manifest
-from freemask.synthetic.toy_pipeline import Step, scaled_schedule
-from freemask.synthetic.toy_pipeline_report import ROWS
+from freemask.toy.pipeline import Step, scaled_schedule
+from freemask.toy.pipeline_report import ROWS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "run_freemask_pipeline.py")

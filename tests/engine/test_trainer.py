@@ -161,12 +161,13 @@ def test_resume_after_the_last_iteration_still_writes_the_final_model_and_evalua
 def test_stale_temporary_checkpoints_are_removed_at_start(toy_datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f"model_0000003.pth.tmp.{int(dead.stdout)}"
-    live = tmp_path / f"model_0000003.pth.tmp.{os.getppid()}"  # a save still running in another process
-    for path in (stale, live, tmp_path / "last_checkpoint.tmp", tmp_path / "notes.tmp.1"):
+    stale = tmp_path / f".model_0000003.pth.{int(dead.stdout)}.tmp"
+    stale_pointer = tmp_path / f".last_checkpoint.{int(dead.stdout)}.tmp"
+    live = tmp_path / f".model_0000003.pth.{os.getppid()}.tmp"  # a save still running in another process
+    for path in (stale, stale_pointer, live, tmp_path / "notes.1.tmp"):
         path.write_bytes(b"partial")
     Trainer(toy_cfg(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == sorted([live.name, "notes.tmp.1"])
+    assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == sorted([live.name, "notes.1.tmp"])
 
 
 def test_bad_amp_dtype_is_a_config_error(toy_datasets, tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ import torch
 
 from freemask.config import ConfigError, get_cfg
 from freemask.data import build_train_loader
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset
 from freemask.modeling import build_model
 from freemask.modeling.meta_arch.open_vocabulary import training_vocabulary
+from freemask.toy.generator import ToyParams, generate_toy_dataset
 
 PARAMS = ToyParams(num_train=4, num_val=2, num_seeds=1, height=64, width=80, seed=3)
 SEEN = ("sky", "grass", "building", "car")

@@ -12,6 +12,7 @@ from freemask.utils.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    clear_stale_temporaries,
     is_temporary,
     remove_stale_temporaries,
     temporary_path,
@@ -28,6 +29,18 @@ def test_writes_replace_and_leave_no_temporary(tmp_path):
     atomic_write_bytes(str(tmp_path / "c.bin"), b"\x00\x01")
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.txt", "c.bin"]
+
+
+def test_json_layout_is_the_callers(tmp_path):
+    """The writers folded into the helper keep their bytes: one line without a final newline, or indented."""
+    target = str(tmp_path / "a.json")
+    atomic_write_json(target, {"b": 1, "a": [2]}, indent=None, final_newline=False)
+    assert (tmp_path / "a.json").read_bytes() == b'{"b": 1, "a": [2]}'
+    atomic_write_json(target, {"b": 1, "a": None}, indent=2, sort_keys=True, allow_nan=False)
+    assert (tmp_path / "a.json").read_bytes() == b'{\n  "a": null,\n  "b": 1\n}\n'
+    with pytest.raises(ValueError):
+        atomic_write_json(target, {"x": float("nan")}, allow_nan=False)
+    assert sorted(os.listdir(tmp_path)) == ["a.json"]
 
 
 def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
@@ -59,3 +72,7 @@ def test_stale_temporaries_of_dead_processes_only_are_removed(tmp_path):
     assert remove_stale_temporaries(str(tmp_path)) == 1
     assert sorted(os.listdir(tmp_path)) == [live.name, "c.png"]
     assert remove_stale_temporaries(str(tmp_path / "missing")) == 0
+    for name in (f".z.pth.{dead_pid}.tmp", f".y.json.{dead_pid}.tmp"):
+        (tmp_path / name).write_bytes(b"partial")
+    assert clear_stale_temporaries(str(tmp_path)) == [f".y.json.{dead_pid}.tmp", f".z.pth.{dead_pid}.tmp"]
+    assert sorted(os.listdir(tmp_path)) == [live.name, "c.png"]

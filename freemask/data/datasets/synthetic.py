@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+from ...utils.atomic import atomic_write_text
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
 
@@ -156,8 +157,8 @@ def read_manifest(path: str, root: str) -> List[Tuple[str, str]]:
 
 def write_manifest(path: str, pairs: Iterable[Tuple[str, str]], root: str) -> None:
     """Write ``pairs`` (paths absolute or relative to the current directory, inside ``root``) as a manifest of
-    paths relative to ``root``, atomically (temporary file, then ``os.replace``): a crash never leaves a
-    half-written manifest that a training run would read as a smaller subset."""
+    paths relative to ``root``, atomically (``freemask.utils.atomic``): a crash never leaves a half-written
+    manifest that a training run would read as a smaller subset."""
     base = os.path.abspath(root)
     lines, seen = [], set()
     for image, mask in pairs:
@@ -166,11 +167,8 @@ def write_manifest(path: str, pairs: Iterable[Tuple[str, str]], root: str) -> No
             raise ValueError(f"pair {pair[0]} / {pair[1]} given twice; a manifest lists each pair once")
         seen.add(pair)
         lines.append("\t".join(pair))
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write("# FreeMask resampled pairs: <image>\\t<mask>, relative to this folder\n")
-        f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
+    header = "# FreeMask resampled pairs: <image>\\t<mask>, relative to this folder\n"
+    atomic_write_text(path, header + "".join(line + "\n" for line in lines))
 
 
 def _relative(path: str, base: str) -> str:

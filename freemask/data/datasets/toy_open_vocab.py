@@ -1,7 +1,7 @@
 """The toy dataset's open-vocabulary splits (unseen: person, a thing, and road, a stuff class), in the ADE layout.
 
 ``tools/make_toy_dataset.py`` writes them by running the same preparation as ADE20K on the toy's panoptic output
-(freemask/data/toy_generator_open_vocab.py). Registered: ``toy_ov_{train,val}[_base|_novel]`` (all-task records)
+(freemask/toy/generator_open_vocab.py). Registered: ``toy_ov_{train,val}[_base|_novel]`` (all-task records)
 and their ``_classification`` twins; ``toy_ov_train_base`` names the seen sky, grass, building, car (0..3) and
 ``toy_ov_val`` all six classes with ``trainable_flag`` [1, 1, 0, 1, 1, 0].
 """

@@ -13,9 +13,9 @@ from typing import Dict, List, Optional
 import yaml
 
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, read_manifest
+from ..utils.atomic import atomic_write_bytes
 from .defect_score import BOUNDARY_RADIUS, DefectCounts, score_defect_folders
-from .filter_output import atomic_write_bytes
-from .toy_pipeline import RESULTS, PipelineOptions, read_record
+from .pipeline import RESULTS, PipelineOptions, read_record
 
 TABLE_NAME = "freemask_pipeline.md"
 # Step name -> (row label, synthetic data it trains on); real_seed<S> rows are added per noise seed.

@@ -15,8 +15,8 @@ Layout written under ``<root>/toy/``::
     ADE20K_Synthetic/defects/toy_train_00000_seed_42.png         uint8 1 where the image disagrees with the mask
     meta.json                                                      the parameters, written last (= complete)
 
-then, beside them, the panoptic PNGs + JSON and the instance JSON (see ``toy_generator_panoptic``) and the
-open-vocabulary splits (``toy_generator_open_vocab``).
+then, beside them, the panoptic PNGs + JSON and the instance JSON (see ``generator_panoptic``) and the
+open-vocabulary splits (``generator_open_vocab``).
 """
 
 import json
@@ -29,7 +29,8 @@ from typing import Callable, Dict, List, Tuple
 import cv2
 import numpy as np
 
-from .datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
+from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
+from ..utils.atomic import atomic_write_bytes
 
 LABEL = {name: index + 1 for index, name in enumerate(TOY_CLASSES)}  # raw ADE convention: 0 = unlabeled
 FIRST_SYN_SEED = 42
@@ -227,19 +228,11 @@ def _plant_defect(layers: List[Layer], rng: np.random.Generator, scale: float) -
 
 
 # ------------------------------------------------------------------------------------------------------------ output
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
 def _write(path: str, ext: str, array: np.ndarray, params: Tuple[int, ...] = ()) -> None:
     ok, buf = cv2.imencode(ext, array, list(params))
     if not ok:
         raise OSError(f"could not encode {path}")
-    _atomic_write(path, buf.tobytes())
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def _write_pair(images: str, masks: str, stem: str, image: np.ndarray, mask: np.ndarray) -> None:
@@ -274,7 +267,7 @@ def _make_folders(toy: str) -> Dict[str, str]:
 
 def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool = False) -> bool:
     """Write the toy dataset under ``<root>/toy``, with its panoptic and instance files
-    (``toy_generator_panoptic``) and open-vocabulary files (``toy_generator_open_vocab``); False (and nothing
+    (``generator_panoptic``) and open-vocabulary files (``generator_open_vocab``); False (and nothing
     written) if an identical one is complete. A complete semantic tree without the later files (written before they
     existed) only gains them.
 
@@ -313,15 +306,15 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
                 _write_pair(folders["syn/images"], folders["syn/annotations"], syn_stem, syn_image, mask)
                 _write(os.path.join(folders["syn/defects"], syn_stem + ".png"), ".png", defects)
 
-    _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
     _generate_annotations(root, params, force=True)
     return True
 
 
 def _generate_annotations(root: str, params: ToyParams, force: bool) -> bool:
     """The panoptic files, then the open-vocabulary files made from them (redone whenever the panoptic ones are)."""
-    from .toy_generator_open_vocab import generate_toy_open_vocab  # both import this module
-    from .toy_generator_panoptic import generate_toy_panoptic
+    from .generator_open_vocab import generate_toy_open_vocab  # both import this module
+    from .generator_panoptic import generate_toy_panoptic
 
     wrote = generate_toy_panoptic(root, params, force)
     return generate_toy_open_vocab(root, params, force=force or wrote) or wrote

@@ -13,8 +13,8 @@ from pycocotools.coco import COCO
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.panoptic_png import read_panoptic_png
-from freemask.data.toy_generator import LABEL, ToyParams, generate_toy_dataset
-from freemask.data.toy_generator_panoptic import generate_toy_panoptic
+from freemask.toy.generator import LABEL, ToyParams, generate_toy_dataset
+from freemask.toy.generator_panoptic import generate_toy_panoptic
 
 PARAMS = ToyParams(num_train=6, num_val=3, num_seeds=1, height=64, width=80, seed=1)
 BASE = "toy/ADEChallengeData2016"
@@ -75,7 +75,7 @@ def test_segments_match_the_semantic_mask(root, short, folder, count):
 
 def test_things_are_one_segment_per_painted_object(root):
     """Two overlapping cars stay two segments though the semantic mask merges them."""
-    from freemask.data.toy_generator_panoptic import panoptic_segments
+    from freemask.toy.generator_panoptic import panoptic_segments
 
     h, w = 40, 60
     sky = np.zeros((h, w), bool)

@@ -1,7 +1,7 @@
 """The toy dataset's open-vocabulary files: ADE20K's open-vocabulary preparation run on the toy's ADE-layout tree.
 
 Why the same code as ADE20K: the toy is a small ADE-layout dataset (raw masks with 0 = unlabeled, Mask2Former's
-panoptic and instance files from ``toy_generator_panoptic``), so running the real preparation on it tests that
+panoptic and instance files from ``generator_panoptic``), so running the real preparation on it tests that
 preparation end to end and gives the open-vocabulary toy runs the files a real dataset has. Unseen classes: person
 (a thing) and road (a stuff class), ``meta/open_vocab_splits.json``. Only adds files under
 ``<root>/toy/ADEChallengeData2016/`` (``annotations_detectron2/``, ``*_base`` / ``*_novel`` panoptic, instance and
@@ -12,15 +12,15 @@ semantic files, label counts) and the seen-class twins of the synthetic masks un
 import os
 from dataclasses import asdict
 
-from .datasets.open_vocab import open_vocab_split
-from .datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
-from .datasets.toy import REAL_DIR
-from .errors import DatasetError
-from .prepare import write_json_atomic
-from .prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
-from .prepare_synthetic_open_vocab import prepare_synthetic_root
-from .toy_generator import ToyParams
-from .toy_generator_panoptic import marker_is_current
+from ..data.datasets.open_vocab import open_vocab_split
+from ..data.datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
+from ..data.datasets.toy import REAL_DIR
+from ..data.errors import DatasetError
+from ..data.prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
+from ..data.prepare_synthetic_open_vocab import prepare_synthetic_root
+from ..utils.atomic import atomic_write_json
+from .generator import ToyParams
+from .generator_panoptic import marker_is_current
 
 OPEN_VOCAB_FORMAT = 2  # 2: the synthetic masks' seen-class twins
 
@@ -39,5 +39,5 @@ def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: b
     result.add(prepare_synthetic_root(os.path.join(root, syn.folder), syn, force=True, progress=False))
     if result.errors:
         raise DatasetError(f"{result.errors[0]} ({hint})")
-    write_json_atomic(marker, meta)
+    atomic_write_json(marker, meta, indent=None, final_newline=False)
     return True

@@ -1,6 +1,6 @@
 """How well filtering found the defects planted in the toy synthetic set: pixel precision and recall.
 
-The toy generator (``freemask/data/toy_generator.py``) writes, for every synthetic image, ``defects/<stem>.png`` with
+The toy generator (``freemask/toy/generator.py``) writes, for every synthetic image, ``defects/<stem>.png`` with
 1 where the image disagrees with its mask. Filtering is scored against those maps on the pixels that were labelled in
 the original synthetic mask: a pixel already ignored there can be neither filtered nor a defect, so counting it would
 only dilute both figures. Random filtering of the same fraction of pixels would reach a precision equal to the

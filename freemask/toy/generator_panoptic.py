@@ -1,6 +1,6 @@
 """The toy dataset's panoptic and instance annotations, in the layout Mask2Former's ADE20K preparation writes.
 
-Why separate from ``toy_generator.py``: the semantic toy files must stay byte-identical (the README's results and
+Why separate from ``generator.py``: the semantic toy files must stay byte-identical (the README's results and
 many tests depend on them), so this module only *adds* files. It redraws each scene's layers from the same seeds
 (no painting, so it is fast) and turns them into segments: a thing (car, person) is one segment per painted object,
 a stuff class (sky, grass, road, building) one segment per class, and the semantic mask's unlabeled borders are
@@ -22,10 +22,11 @@ from typing import Dict, List, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-from .datasets.panoptic import segment_bbox
-from .datasets.toy import REAL_DIR, TOY_CLASSES, TOY_COLORS
-from .panoptic_png import id2rgb
-from .toy_generator import LABEL, ToyParams, _atomic_write, _sample_layout, _write
+from ..data.datasets.panoptic import segment_bbox
+from ..data.datasets.toy import REAL_DIR, TOY_CLASSES, TOY_COLORS
+from ..data.panoptic_png import id2rgb
+from ..utils.atomic import atomic_write_bytes
+from .generator import LABEL, ToyParams, _sample_layout, _write
 
 PANOPTIC_FORMAT = 1
 THING_LABELS = (LABEL["car"], LABEL["person"])
@@ -120,7 +121,7 @@ def generate_toy_panoptic(root: str, params: ToyParams = ToyParams(), force: boo
         images, pan_annotations, ins_annotations = [], [], []
         for index in range(count):
             stem = f"toy_{short}_{index:05d}"
-            # the same generator and seed as toy_generator.generate_toy_dataset, hence the same layers and borders
+            # the same generator and seed as generator.generate_toy_dataset, hence the same layers and borders
             layers, border = _sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
             ids, segments = panoptic_segments(layers, border)
             _write(os.path.join(pan_dir, stem + ".png"), ".png", id2rgb(ids)[..., ::-1])
@@ -133,7 +134,7 @@ def generate_toy_panoptic(root: str, params: ToyParams = ToyParams(), force: boo
             "annotations": ins_annotations,
             "categories": [{"id": c["id"], "name": c["name"]} for c in categories if c["isthing"]],
         }
-        _atomic_write(os.path.join(base, f"ade20k_panoptic_{short}.json"), json.dumps(panoptic).encode())
-        _atomic_write(os.path.join(base, f"ade20k_instance_{short}.json"), json.dumps(instances).encode())
-    _atomic_write(marker, json.dumps(meta, indent=2).encode())
+        atomic_write_bytes(os.path.join(base, f"ade20k_panoptic_{short}.json"), json.dumps(panoptic).encode())
+        atomic_write_bytes(os.path.join(base, f"ade20k_instance_{short}.json"), json.dumps(instances).encode())
+    atomic_write_bytes(marker, json.dumps(meta, indent=2).encode())
     return True

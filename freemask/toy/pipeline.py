@@ -32,7 +32,7 @@ from ..data.datasets.synthetic import FILTERED_MASKS_DIR, MANIFEST_NAME
 from ..data.datasets.toy import SYN_DIR
 from ..engine.defaults import setup_cfg
 from ..errors import UserError
-from .filter_output import atomic_write_bytes
+from ..utils.atomic import atomic_write_bytes
 
 CONFIG_DIR = "configs/toy"
 REAL_CONFIG = f"{CONFIG_DIR}/semantic_fpn_R18_toy.yaml"

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from freemask.data import toy_generator_open_vocab
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.mapper import read_mask
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset
-from freemask.data.toy_generator_open_vocab import generate_toy_open_vocab
+from freemask.toy import generator_open_vocab
+from freemask.toy.generator import ToyParams, generate_toy_dataset
+from freemask.toy.generator_open_vocab import generate_toy_open_vocab
 
 PARAMS = ToyParams(num_train=6, num_val=3, num_seeds=1, height=64, width=80, seed=1)
 BASE = "toy/ADEChallengeData2016"
@@ -36,7 +36,7 @@ def tree_hashes(root):
 
 def test_open_vocab_files_only_add_to_the_toy(root, tmp_path, monkeypatch):
     """Every file a toy without its open-vocabulary part has is byte-identical in a toy with it."""
-    monkeypatch.setattr(toy_generator_open_vocab, "generate_toy_open_vocab", lambda *a, **k: False)
+    monkeypatch.setattr(generator_open_vocab, "generate_toy_open_vocab", lambda *a, **k: False)
     plain = str(tmp_path / "plain")
     assert generate_toy_dataset(plain, PARAMS)
     monkeypatch.undo()

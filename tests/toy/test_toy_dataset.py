@@ -11,7 +11,7 @@ from freemask.data.datasets import load_sem_seg, register_sem_seg, register_toy
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.toy_generator import ToyParams, generate_toy_dataset, parse_size
+from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PARAMS = ToyParams(num_train=6, num_val=3, num_seeds=3, height=64, width=80, seed=1)

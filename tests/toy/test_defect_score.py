@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from freemask.synthetic.defect_score import (
+from freemask.toy.defect_score import (
     DefectCounts,
     DefectScoreError,
     count_defect_pixels,
