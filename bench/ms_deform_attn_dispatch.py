@@ -10,6 +10,10 @@ the machine's load moves every row alike), forward only, no autograd:
 * ``dispatch, tensors`` (before): ``ms_deform_attn`` as the decoder called it until now;
 * ``dispatch, level_shapes`` (after): ``ms_deform_attn`` as the decoder calls it now.
 
+A second table times what the dispatch adds outside the sampling, per call, in microseconds (many calls per round,
+so the figure is not lost in the sampling's noise): the level sizes read back from the tensors or checked as Python
+ints, and the choice of path.
+
 The metadata tensors live on ``--device``, as the decoder built them before the change, so on a GPU the "tensors"
 rows include the two host syncs per call. Shapes and inputs are those of ``bench/ms_deform_attn.py``; ``--batch``
 overrides the shape's batch (CPU default 1: one 512x512 image's levels, 64x64 + 32x32 + 16x16).
@@ -22,6 +26,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 
 import torch
 from tabulate import tabulate
@@ -31,7 +36,8 @@ from _common import describe_machine, positive_int, ratio, time_interleaved  # n
 from ms_deform_attn import SHAPES, Shape, choice_list, make_inputs  # noqa: E402
 
 from freemask.modeling.ops import ms_deform_attn, ms_deform_attn_pytorch  # noqa: E402
-from freemask.modeling.ops.deform_attn import level_starts  # noqa: E402
+from freemask.modeling.ops import ms_deform_attn_cuda as loader  # noqa: E402
+from freemask.modeling.ops.deform_attn import level_shapes_of, level_starts  # noqa: E402
 
 BASELINE = "bare, tensors"
 
@@ -87,6 +93,27 @@ def bench_shape(name: str, shape: Shape, args: argparse.Namespace) -> list[list[
     ]
 
 
+def overhead_rows(shape: Shape, device: str, calls: int = 2000, rounds: int = 7) -> list[list[str]]:
+    """Microseconds per call of the dispatch's steps other than the sampling, median over alternating rounds."""
+    levels = [tuple(hw) for hw in shape.levels]
+    spatial = torch.tensor(levels, device=device)
+    starts = torch.tensor(level_starts(levels), device=device)
+    is_cuda, num_values = device == "cuda", shape.num_values
+    steps = {
+        "level sizes read back from the tensors (before)": lambda: level_shapes_of(spatial, starts, num_values),
+        "level sizes checked as Python ints (after)": lambda: level_shapes_of(spatial, starts, num_values, levels),
+        "choice of path (select_ms_deform_attn)": lambda: loader.select_ms_deform_attn(is_cuda),
+    }
+    times: dict[str, list[float]] = {what: [] for what in steps}
+    for _ in range(rounds):
+        for what, step in steps.items():
+            begin = time.perf_counter()
+            for _ in range(calls):
+                step()
+            times[what].append((time.perf_counter() - begin) / calls)
+    return [[what, f"{sorted(t)[len(t) // 2] * 1e6:.1f}"] for what, t in times.items()]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     print(f"machine: {describe_machine(args.device)}")
@@ -97,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     headers = ["shape", "call", "median ms", f"time / {BASELINE}", "output identical"]
     print(f"{args.iters} alternating rounds after {args.warmup} warm-up rounds, forward only, float32")
     print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
+    print(f"\nper-call steps outside the sampling, {args.device} metadata tensors, levels of {args.shapes[0]}")
+    overhead = overhead_rows(SHAPES[args.shapes[0]], args.device)
+    print(tabulate(overhead, headers=["step", "microseconds per call"], tablefmt="github", disable_numparse=True))
 
 
 if __name__ == "__main__":
