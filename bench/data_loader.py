@@ -13,6 +13,10 @@ between them so a busy machine slows both alike. Two figures per pipeline:
 * samples/s of the whole training loader (``build_train_loader`` with DATALOADER.NUM_WORKERS = --workers; the
   reference plugged into the same sampler and ``MapDataset``), after the workers have started.
 
+A second table measures what the label maps' dtype costs on the way from the workers: our loader as it ships them
+(uint8) against the same mapper widening them to int64 in the worker (what it did before), and a mapper returning
+ready tensors of the crop size with either dtype (the transfer ceiling, no mapping at all).
+
 Images are written once by the toy generator under --root (default: a folder in the temporary directory) and
 reused when they are already there with the same parameters.
 """
@@ -107,15 +111,28 @@ def loader_rates(make_loaders: Dict[str, Callable[[], DataLoader]], batches: int
 class ReadyTensors:
     """A mapper returning ready training tensors of the crop size: the loader's transfer cost with no mapping."""
 
-    def __init__(self, crop_size: Sequence[int]) -> None:
+    def __init__(self, crop_size: Sequence[int], label_dtype: torch.dtype) -> None:
         self.crop_size = tuple(crop_size)
+        self.label_dtype = label_dtype
 
     def __call__(self, record: dict, rng: np.random.Generator) -> dict:
         return {
             "file_name": record["file_name"],
             "image": torch.zeros((3, *self.crop_size), dtype=torch.uint8),
-            "sem_seg": torch.zeros(self.crop_size, dtype=torch.int64),
+            "sem_seg": torch.zeros(self.crop_size, dtype=self.label_dtype),
         }
+
+
+class WidenLabels:
+    """Our mapper as it shipped label maps before they became compact: ``sem_seg`` widened to int64 in the worker."""
+
+    def __init__(self, mapper: Callable) -> None:
+        self.mapper = mapper
+
+    def __call__(self, record: dict, rng: np.random.Generator) -> dict:
+        out = self.mapper(record, rng)
+        out["sem_seg"] = out["sem_seg"].long()
+        return out
 
 
 def loader_with(cfg: CfgNode, mapper: Callable) -> DataLoader:
@@ -151,7 +168,9 @@ def main(argv=None) -> None:
     make_loaders = {
         "reference": lambda: loader_with(cfg, mappers["reference"]),
         "ours": lambda: build_train_loader(cfg),
-        "transfer": lambda: loader_with(cfg, ReadyTensors(cfg.INPUT.CROP.SIZE)),
+        "ours, int64": lambda: loader_with(cfg, WidenLabels(mappers["ours"])),
+        "transfer": lambda: loader_with(cfg, ReadyTensors(cfg.INPUT.CROP.SIZE, torch.uint8)),
+        "transfer, int64": lambda: loader_with(cfg, ReadyTensors(cfg.INPUT.CROP.SIZE, torch.int64)),
     }
     full = loader_rates(make_loaders, batches)
 
@@ -170,6 +189,13 @@ def main(argv=None) -> None:
         f"loader ceiling: {full['transfer']:.0f} samples/s with a mapper returning ready tensors (the per-sample "
         f"transfer cost both pipelines pay on top of mapping)"
     )
+    dtype_rows = [
+        [f"train loader, ours, {args.workers} workers", full["ours, int64"], full["ours"]],
+        ["ready tensors (loader ceiling)", full["transfer, int64"], full["transfer"]],
+    ]
+    dtype_rows = [[what, f"{wide:.1f}", f"{narrow:.1f}", f"{narrow / wide:.2f}x"] for what, wide, narrow in dtype_rows]
+    headers = ["samples/s", "sem_seg int64 (before)", "sem_seg uint8 (now)", "uint8 / int64"]
+    print(tabulate(dtype_rows, headers=headers, tablefmt="github"))
 
 
 if __name__ == "__main__":

@@ -5,15 +5,17 @@ crop with a category-ratio check, flip, photometric distortion, pad) as used by 
 """
 
 import os
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import transforms as T
 from .errors import DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 _CHECK = (
     "check the split with tools/check_dataset.py, then replace or remove the file or re-run the dataset's "
@@ -182,15 +184,16 @@ class SemSegDatasetMapper:
         return image, mask
 
     def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
-        """Train: {"file_name", "image": uint8 (3, H, W) RGB, "sem_seg": int64 (H, W)} with (H, W) == crop size.
-        Test: {"file_name", "image": uint8 (3, h, w) at the test size, "sem_seg": int64 (H0, W0) at the original
-        resolution, "height": H0, "width": W0}."""
+        """Train: {"file_name", "image": uint8 (3, H, W) RGB, "sem_seg": (H, W) in the smallest integer dtype that
+        holds its labels (``label_tensor``: uint8 for 8-bit label maps; the model widens it to int64 on its device)}
+        with (H, W) == crop size. Test: {"file_name", "image": uint8 (3, h, w) at the test size, "sem_seg": int64
+        (H0, W0) at the original resolution (the evaluators' ground truth), "height": H0, "width": W0}."""
         image, mask = self.read(record)
         if self.is_train:
             if rng is None:
                 raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
             image, mask = self._augment(image, mask, rng)
-            return {"file_name": record["file_name"], "image": self._to_chw(image), "sem_seg": _to_long(mask)}
+            return {"file_name": record["file_name"], "image": self._to_chw(image), "sem_seg": label_tensor(mask)}
         height, width = mask.shape
         image = T.resize_for_test(image, self.min_size_test, self.max_size_test)
         return {
@@ -201,11 +204,11 @@ class SemSegDatasetMapper:
             "width": width,
         }
 
-    def _to_chw(self, image: np.ndarray) -> torch.Tensor:
+    def _to_chw(self, image: np.ndarray) -> "torch.Tensor":
         """uint8 (3, H, W) in INPUT.FORMAT channel order (augmentations work in RGB)."""
         if self.image_format == "BGR":
             image = image[:, :, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return _tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         short = T.sample_shortest_edge(self.min_size_train, self.min_size_train_sampling, rng)
@@ -224,5 +227,33 @@ class SemSegDatasetMapper:
         return image, mask
 
 
-def _to_long(mask: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(mask.astype(np.int64))
+def _tensor(array: np.ndarray) -> "torch.Tensor":
+    """``torch.from_numpy``, with torch imported on the first sample rather than with this module: the dataset
+    preparation scripts and the dataset registration import the readers above and need no torch (seconds of import).
+    """
+    import torch
+
+    return torch.from_numpy(array)
+
+
+def _to_long(mask: np.ndarray) -> "torch.Tensor":
+    return _tensor(mask.astype(np.int64))
+
+
+_LABEL_DTYPES = (np.uint8, np.int16, np.int32, np.int64)
+
+
+def label_tensor(mask: np.ndarray) -> "torch.Tensor":
+    """(H, W) labels as a fresh tensor of the first of uint8, int16, int32, int64 that holds every value.
+
+    Why not int64: a 512x512 int64 map is 2 MB that every DataLoader worker pickles through shared memory and the
+    trainer copies to the GPU, against 256 KB as uint8 (the ignore label is 0..255, so every 8-bit label map stays
+    uint8); the model widens it on its device, where the losses need int64 indices. Wider maps (uint16 PNGs of
+    datasets with more than 255 classes) take the smallest signed type that holds their largest label. Always a copy,
+    so the tensor never keeps a larger augmented array alive through a view.
+    """
+    if mask.dtype == np.uint8 or mask.size == 0:
+        return _tensor(mask.astype(np.uint8))
+    low, high = int(mask.min()), int(mask.max())
+    dtype = next(d for d in _LABEL_DTYPES if np.iinfo(d).min <= low and high <= np.iinfo(d).max)
+    return _tensor(mask.astype(dtype))

@@ -24,3 +24,25 @@ def test_mask2former_byte_count():
     shape = load_script("ms_deform_attn").SHAPES["m2f512"]
     assert shape.num_values == 5376 and shape.samples() == 8_257_536
     assert shape.bytes(4) == (275_251_200, 737_673_216)  # float32: value 88.1 MB, locations 66.1, weights 33.0
+
+
+def test_dispatch_bench_times_four_calls_that_agree():
+    args = ["--device", "cpu", "--shapes", "tiny", "--warmup", "1", "--iters", "1"]
+    proc = run_bench("ms_deform_attn_dispatch.py", *args)
+    sampling, overhead = proc.stdout.split("per-call steps outside the sampling")
+    rows = table_rows(sampling)
+    assert [r[1] for r in rows] == [
+        "bare, tensors",
+        "bare, level_shapes",
+        "dispatch, tensors (before)",
+        "dispatch, level_shapes (after)",
+    ]
+    assert all(r[0] == "tiny (batch 1)" and float(r[2]) > 0 and r[4] == "yes" for r in rows)
+    assert rows[0][3] == "1.00x"
+    steps = table_rows(overhead)
+    assert [r[0].split(" (")[0] for r in steps] == [
+        "level sizes read back from the tensors",
+        "level sizes checked as Python ints",
+        "choice of path",
+    ]
+    assert all(float(r[1]) > 0 for r in steps)

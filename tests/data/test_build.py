@@ -100,7 +100,7 @@ def test_joint_train_loader_batches_and_composition(datasets, caplog):
         assert sum("fmtest_syn" in d["file_name"] for d in batch) == 2
         for d in batch:
             assert d["image"].dtype == torch.uint8 and d["image"].shape == (3, 32, 32)
-            assert d["sem_seg"].dtype == torch.int64 and d["sem_seg"].shape == (32, 32)
+            assert d["sem_seg"].dtype == torch.uint8 and d["sem_seg"].shape == (32, 32)
     real_seen = {d["file_name"] for batch in batches for d in batch if "fmtest_real" in d["file_name"]}
     assert len(real_seen) == 3  # 12 real draws over 3 real images: 4 full epochs
     messages = [r.getMessage() for r in caplog.records]

@@ -7,7 +7,7 @@ import torch
 
 from freemask.config import get_cfg
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper, reduce_zero_label
+from freemask.data.mapper import SemSegDatasetMapper, label_tensor, reduce_zero_label
 
 IGNORE = 255
 # Colour of each label 0..5 (RGB, none black: black marks padding); ignored pixels are drawn in IGNORE_COLOR.
@@ -64,7 +64,7 @@ def test_train_geometry_moves_image_and_mask_together_without_resize(tmp_path, c
     for seed in range(30):
         out = mapper(record, np.random.default_rng(seed))
         image, mask = out["image"], out["sem_seg"].numpy()
-        assert image.dtype == torch.uint8 and out["sem_seg"].dtype == torch.int64
+        assert image.dtype == torch.uint8 and out["sem_seg"].dtype == torch.uint8  # 8-bit labels ship as uint8
         assert image.shape == (3, *crop_size) and mask.shape == crop_size
         valid_h, valid_w = min(96, crop_size[0]), min(128, crop_size[1])
         labels = decode(image)
@@ -259,3 +259,33 @@ def test_from_config_takes_the_class_count_of_the_head():
     cfg = get_cfg()
     cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 6
     assert SemSegDatasetMapper.from_config(cfg, is_train=False).num_classes == 6
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        ([0, 149, 255], torch.uint8),  # ADE20K-style: 150 classes and ignore 255 after reduction
+        ([0, 255], torch.uint8),
+        ([0, 846, 255], torch.int16),  # ADE-full style: 847 classes in a uint16 PNG
+        ([0, 40000], torch.int32),  # beyond int16
+        ([-1, 3], torch.int16),  # signed maps keep their sign
+    ],
+)
+def test_label_tensor_picks_the_smallest_dtype_holding_the_labels(values, dtype):
+    source = np.uint8 if max(values) <= 255 and min(values) >= 0 else (np.int32 if min(values) < 0 else np.uint16)
+    mask = np.array(values * 4, dtype=source).reshape(2, -1)
+    out = label_tensor(mask)
+    assert out.dtype == dtype and out.shape == mask.shape
+    assert out.long().tolist() == mask.astype(np.int64).tolist()
+    mask[0, 0] = 7  # a copy: the tensor does not see later writes to the (possibly larger, augmented) array
+    assert out[0, 0] == values[0]
+
+
+def test_uint16_mask_with_small_labels_ships_as_uint8(tmp_path):
+    image, mask = label_scene()
+    record = write_pair(str(tmp_path), image, mask.astype(np.uint16))
+    assert cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    narrow_record = write_pair(str(tmp_path), image, mask, stem="narrow")
+    wide = train_mapper()(record, np.random.default_rng(3))
+    narrow = train_mapper()(narrow_record, np.random.default_rng(3))
+    assert wide["sem_seg"].dtype == torch.uint8 and torch.equal(wide["sem_seg"], narrow["sem_seg"])

@@ -183,9 +183,11 @@ def test_sampling_runs_in_float32_under_autocast(monkeypatch):
     query, ref, feats, spatial, starts = _module_inputs(module, SHAPES)
     seen = []
 
-    def spy(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    def spy(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, **kwargs):
         seen.append((value.dtype, sampling_locations.dtype, attention_weights.dtype))
-        return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        return ms_deform_attn_pytorch(
+            value, spatial_shapes, level_start_index, sampling_locations, attention_weights, **kwargs
+        )
 
     monkeypatch.setattr(msda, "ms_deform_attn", spy)
     with torch.autocast("cpu", dtype=torch.bfloat16):

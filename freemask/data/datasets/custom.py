@@ -8,7 +8,7 @@ is an error: silently keeping the first registration would train on data the con
 import os
 from typing import Dict, List, Tuple
 
-from ...config import ConfigError
+from ...errors import ConfigError
 from ..catalog import DatasetCatalog
 from ..errors import DatasetError
 from .sem_seg import register_sem_seg

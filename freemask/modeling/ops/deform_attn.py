@@ -4,13 +4,21 @@ Each query attends to ``P`` learned points on each of ``L`` feature levels per h
 cost is linear in the number of pixels. The op has two layers:
 
 * :func:`ms_deform_attn` — the function-level API ``(value, spatial_shapes, level_start_index, sampling_locations,
-  attention_weights) -> output``. It is the single dispatch point: the compiled CUDA op (``ops/``, loaded and
-  chosen by :mod:`.ms_deform_attn_cuda` on the first call with CUDA tensors, or any implementation plugged in with
-  :func:`set_compiled_ms_deform_attn`) serves CUDA tensors; everything else runs :func:`ms_deform_attn_pytorch`.
+  attention_weights, level_shapes=None) -> output``. It is the single dispatch point: the compiled CUDA op
+  (``ops/``, loaded and chosen by :mod:`.ms_deform_attn_cuda` on the first call with CUDA tensors, or any
+  implementation plugged in with :func:`set_compiled_ms_deform_attn`) serves CUDA tensors; everything else runs
+  :func:`ms_deform_attn_pytorch`.
   Nothing is imported or compiled here at import time.
 * :class:`MSDeformAttn` — the module with the learned projections, whose parameter names match the official
   Mask2Former/Deformable DETR layout (``sampling_offsets``, ``attention_weights``, ``value_proj``, ``output_proj``) so
   converted checkpoints load without renaming inside the module.
+
+Level sizes: the official signature carries them as tensors (``spatial_shapes`` (L, 2), ``level_start_index`` (L,)),
+which converted checkpoints' callers and the compiled op's binding expect, but every implementation needs them as
+Python ints (split sizes, loop bounds, launch parameters); reading a CUDA tensor back is a host sync that stalls the
+launch queue (13 per pixel-decoder forward when read in every layer). A caller that knows the sizes as ints, as the
+pixel decoder does from its feature shapes, passes them as ``level_shapes`` and no tensor value is read on the path;
+without it the tensors are read once per call (the official behaviour).
 
 Shape letters: N batch, S = sum over levels of H_l*W_l flattened values, Lq queries, M heads, D channels per head,
 L levels, P points per level and head, C = M*D model channels.
@@ -19,13 +27,30 @@ L levels, P points per level and head, C = M*D model channels.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MSDeformAttnFn = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+LevelShapes = Sequence[tuple[int, int]]
+
+
+class MSDeformAttnFn(Protocol):
+    """An implementation: :func:`ms_deform_attn_pytorch`'s arguments, ``level_shapes`` by keyword, and result."""
+
+    def __call__(
+        self,
+        value: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        sampling_locations: Tensor,
+        attention_weights: Tensor,
+        *,
+        level_shapes: LevelShapes | None = None,
+    ) -> Tensor: ...
+
 
 # The compiled implementation, set by the extension's loader (ms_deform_attn_cuda.py); None until one is loaded.
 _COMPILED_IMPL: MSDeformAttnFn | None = None
@@ -83,13 +108,29 @@ def _check_shapes(
         )
 
 
-def _level_sizes(spatial_shapes: Tensor, level_start_index: Tensor, num_values: int) -> list[tuple[int, int]]:
+def level_shapes_of(
+    spatial_shapes: Tensor, level_start_index: Tensor, num_values: int, level_shapes: LevelShapes | None = None
+) -> list[tuple[int, int]]:
     """Host-side (H, W) per level, checked against the value length and the level offsets.
 
-    An empty level would make ``grid_sample`` fail deep inside with an unhelpful message and would give the CUDA
-    op an out-of-range read, so it is rejected here with the offending level named.
+    With ``level_shapes`` (Python ints describing the same levels as the tensors, as the caller built both) only
+    they are checked and no tensor value is read. Without it the tensors are read back: one host sync each when they
+    live on the GPU, the price of the official tensor-only signature. An empty level would make ``grid_sample`` fail
+    deep inside with an unhelpful message and would give the CUDA op an out-of-range read, so it is rejected here
+    with the offending level named.
     """
-    shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    if level_shapes is None:
+        # The only device reads on the path, and only for callers that pass the tensors alone.
+        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+        starts_given = level_start_index.tolist()
+    else:
+        shapes = [(int(h), int(w)) for h, w in level_shapes]
+        if len(shapes) != spatial_shapes.shape[0]:
+            raise ValueError(
+                f"ms_deform_attn: level_shapes {shapes} name {len(shapes)} levels but spatial_shapes has "
+                f"{spatial_shapes.shape[0]}; build both from the same feature sizes"
+            )
+        starts_given = None
     for level, (h, w) in enumerate(shapes):
         if h <= 0 or w <= 0:
             raise ValueError(
@@ -100,13 +141,33 @@ def _level_sizes(spatial_shapes: Tensor, level_start_index: Tensor, num_values: 
         raise ValueError(
             f"ms_deform_attn: value has S={num_values} positions but spatial_shapes {shapes} sum to {sum(sizes)}"
         )
-    starts = [sum(sizes[:i]) for i in range(len(sizes))]
-    if level_start_index.tolist() != starts:
+    starts = level_starts(shapes)
+    if starts_given is not None and starts_given != starts:
         raise ValueError(
-            f"ms_deform_attn: level_start_index {level_start_index.tolist()} does not match spatial_shapes "
-            f"(expected {starts})"
+            f"ms_deform_attn: level_start_index {starts_given} does not match spatial_shapes (expected {starts})"
         )
     return shapes
+
+
+def level_starts(level_shapes: LevelShapes) -> list[int]:
+    """Offset of each level in the flattened sequence: the exclusive cumulative sum of H_l * W_l."""
+    starts, total = [], 0
+    for h, w in level_shapes:
+        starts.append(total)
+        total += h * w
+    return starts
+
+
+def level_tensors(level_shapes: LevelShapes, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(spatial_shapes, level_start_index)`` of the official signature, built on the host from Python ints.
+
+    ``spatial_shapes`` goes to ``device`` (``MSDeformAttn`` turns it into the offset normaliser there) by a
+    non-blocking copy: the source is a fresh pageable host tensor, so the copy is staged at once and the host does not
+    wait for the stream. ``level_start_index`` stays on the CPU: no kernel reads it (the compiled op gets the starts
+    as launch parameters, the PyTorch path splits by size).
+    """
+    spatial_shapes = torch.tensor(list(level_shapes), dtype=torch.long).to(device, non_blocking=True)
+    return spatial_shapes, torch.tensor(level_starts(level_shapes), dtype=torch.long)
 
 
 def ms_deform_attn_pytorch(
@@ -115,6 +176,8 @@ def ms_deform_attn_pytorch(
     level_start_index: Tensor,
     sampling_locations: Tensor,
     attention_weights: Tensor,
+    *,
+    level_shapes: LevelShapes | None = None,
 ) -> Tensor:
     """Reference multi-scale deformable attention: bilinear samples weighted and summed over levels and points.
 
@@ -125,6 +188,8 @@ def ms_deform_attn_pytorch(
         sampling_locations: (N, Lq, M, L, P, 2) in (x, y) order, normalised so that 0 and 1 are the outer edges of
             the feature map (pixel centres at (i + 0.5) / W); values outside [0, 1] are allowed.
         attention_weights: (N, Lq, M, L, P), usually softmax-normalised over (L, P) per head.
+        level_shapes: the (H_l, W_l) of ``spatial_shapes`` as Python ints, when the caller has them: then no tensor
+            value is read (no host sync); see :func:`level_shapes_of`.
 
     Returns:
         (N, Lq, M*D).
@@ -136,7 +201,7 @@ def ms_deform_attn_pytorch(
     _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     n, num_values, m, d = value.shape
     num_queries = sampling_locations.shape[1]
-    shapes = _level_sizes(spatial_shapes, level_start_index, num_values)
+    shapes = level_shapes_of(spatial_shapes, level_start_index, num_values, level_shapes)
     values = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * sampling_locations - 1
     output = value.new_zeros(n * m, d, num_queries)
@@ -158,20 +223,27 @@ def ms_deform_attn(
     level_start_index: Tensor,
     sampling_locations: Tensor,
     attention_weights: Tensor,
+    *,
+    level_shapes: LevelShapes | None = None,
 ) -> Tensor:
     """Dispatch point of multi-scale deformable attention; same arguments and result as :func:`ms_deform_attn_pytorch`.
 
     CUDA tensors go to the compiled op when it is available (see :mod:`.ms_deform_attn_cuda` for the choice, the
     ``FREEMASK_MSDA_IMPL`` / ``MODEL.MSDA_IMPL`` switch and the once-per-path log line); everything else (CPU, or no
-    extension built) takes the PyTorch path, which is exact but materialises every sample.
+    extension built) takes the PyTorch path, which is exact but materialises every sample. ``level_shapes`` (Python
+    ints) spares both paths the read-back of ``spatial_shapes`` / ``level_start_index``.
     """
     from .ms_deform_attn_cuda import select_ms_deform_attn  # deferred: the loader imports this module
 
     compiled = select_ms_deform_attn(value.is_cuda)
     if compiled is not None:
         _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        return compiled(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        return compiled(
+            value, spatial_shapes, level_start_index, sampling_locations, attention_weights, level_shapes=level_shapes
+        )
+    return ms_deform_attn_pytorch(
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, level_shapes=level_shapes
+    )
 
 
 class MSDeformAttn(nn.Module):
@@ -224,6 +296,7 @@ class MSDeformAttn(nn.Module):
         input_spatial_shapes: Tensor,
         input_level_start_index: Tensor,
         input_padding_mask: Tensor | None = None,
+        level_shapes: LevelShapes | None = None,
     ) -> Tensor:
         """Attend from ``query`` to the multi-scale features ``input_flatten``.
 
@@ -234,6 +307,7 @@ class MSDeformAttn(nn.Module):
             input_spatial_shapes: (L, 2) integer (H_l, W_l).
             input_level_start_index: (L,).
             input_padding_mask: (N, S) bool, True at padded positions (their values are zeroed), or None.
+            level_shapes: ``input_spatial_shapes`` as Python ints, if known: no tensor value is read (no host sync).
 
         Returns:
             (N, Lq, C).
@@ -279,6 +353,11 @@ class MSDeformAttn(nn.Module):
                 + offsets / normalizer[None, None, None, :, None, :]
             )
             output = ms_deform_attn(
-                value.to(compute_dtype), input_spatial_shapes, input_level_start_index, locations, weights
+                value.to(compute_dtype),
+                input_spatial_shapes,
+                input_level_start_index,
+                locations,
+                weights,
+                level_shapes=level_shapes,
             )
         return self.output_proj(output.to(value.dtype))

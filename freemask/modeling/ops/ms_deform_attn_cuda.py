@@ -29,7 +29,14 @@ from torch import Tensor, autograd
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from ...config import ConfigError
-from .deform_attn import MSDeformAttnFn, _level_sizes, compiled_ms_deform_attn, set_compiled_ms_deform_attn
+from .deform_attn import (
+    LevelShapes,
+    MSDeformAttnFn,
+    compiled_ms_deform_attn,
+    level_shapes_of,
+    level_starts,
+    set_compiled_ms_deform_attn,
+)
 
 IMPL_ENV = "FREEMASK_MSDA_IMPL"
 JIT_ENV = "FREEMASK_MSDA_JIT"
@@ -146,8 +153,9 @@ class _MSDeformAttnFunction(autograd.Function):
 def compiled_fn(ext: ModuleType) -> MSDeformAttnFn:
     """The extension as an :data:`MSDeformAttnFn` with the PyTorch path's signature, autograd and checks.
 
-    Level sizes are read on the host (one small copy when ``spatial_shapes`` is on the GPU; pass it on the CPU to
-    avoid that sync) and reach the kernels as launch parameters, so an empty level or a wrong offset fails here.
+    Level sizes reach the kernels as launch parameters, so an empty level or a wrong offset fails here. They come
+    from ``level_shapes`` (Python ints, no sync) when given, else from the tensors (one small copy each when they
+    are on the GPU; pass them on the CPU to avoid that sync).
     """
 
     def ms_deform_attn_cuda(
@@ -156,10 +164,12 @@ def compiled_fn(ext: ModuleType) -> MSDeformAttnFn:
         level_start_index: Tensor,
         sampling_locations: Tensor,
         attention_weights: Tensor,
+        *,
+        level_shapes: LevelShapes | None = None,
     ) -> Tensor:
-        shapes = _level_sizes(spatial_shapes, level_start_index, value.shape[1])
+        shapes = level_shapes_of(spatial_shapes, level_start_index, value.shape[1], level_shapes)
         flat = [size for hw in shapes for size in hw]
-        starts = [sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))]
+        starts = level_starts(shapes)
         try:
             return _MSDeformAttnFunction.apply(ext, value, sampling_locations, attention_weights, flat, starts)
         except RuntimeError as e:

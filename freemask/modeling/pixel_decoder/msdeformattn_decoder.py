@@ -17,6 +17,7 @@ from ..backbone.base import ShapeSpec
 from ..build import PIXEL_DECODER_REGISTRY
 from ..layers import get_norm
 from ..ops import MSDeformAttn
+from ..ops.deform_attn import level_tensors
 from .position_encoding import PositionEmbeddingSine
 
 __all__ = ["MSDeformAttnEncoder", "MSDeformAttnEncoderLayer", "MSDeformAttnPixelDecoder", "encoder_reference_points"]
@@ -64,10 +65,19 @@ class MSDeformAttnEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(
-        self, src: Tensor, pos: Tensor, reference_points: Tensor, spatial_shapes: Tensor, level_start_index: Tensor
+        self,
+        src: Tensor,
+        pos: Tensor,
+        reference_points: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        level_shapes: Sequence[tuple[int, int]],
     ) -> Tensor:
-        """``src``/``pos``: (N, S, C); positions go into the query only (values stay content-only)."""
-        attn = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index)
+        """``src``/``pos``: (N, S, C); positions go into the query only (values stay content-only). ``level_shapes``
+        are ``spatial_shapes`` as Python ints, so the attention reads no tensor back."""
+        attn = self.self_attn(
+            src + pos, reference_points, src, spatial_shapes, level_start_index, level_shapes=level_shapes
+        )
         src = self.norm1(src + self.dropout1(attn))
         ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
         return self.norm2(src + self.dropout3(ffn))
@@ -80,11 +90,18 @@ class MSDeformAttnEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(MSDeformAttnEncoderLayer(**layer_kwargs) for _ in range(num_layers))
 
-    def forward(self, src: Tensor, pos: Tensor, spatial_shapes: Tensor, level_start_index: Tensor) -> Tensor:
-        shapes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-        ref = encoder_reference_points(shapes, src.shape[0], len(shapes), src.device)
+    def forward(
+        self,
+        src: Tensor,
+        pos: Tensor,
+        spatial_shapes: Tensor,
+        level_start_index: Tensor,
+        level_shapes: Sequence[tuple[int, int]],
+    ) -> Tensor:
+        """``level_shapes``: the (H_l, W_l) of ``spatial_shapes`` as Python ints (no host sync per layer)."""
+        ref = encoder_reference_points(level_shapes, src.shape[0], len(level_shapes), src.device)
         for layer in self.layers:
-            src = layer(src, pos, ref, spatial_shapes, level_start_index)
+            src = layer(src, pos, ref, spatial_shapes, level_start_index, level_shapes)
         return src
 
 
@@ -125,17 +142,18 @@ class _EncoderOnlyTransformer(nn.Module):
         nn.init.normal_(self.level_embed)
 
     def forward(self, srcs: list[Tensor], pos_embeds: list[Tensor]) -> list[Tensor]:
-        shapes = [tuple(s.shape[-2:]) for s in srcs]
+        """Level sizes are Python ints from the feature shapes; the official tensors are built from them once per
+        forward on the host (``level_tensors``), so no layer reads a size back from the device."""
+        shapes = [(int(s.shape[-2]), int(s.shape[-1])) for s in srcs]
         src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], dim=1)
         pos = torch.cat(
             [p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1) for lvl, p in enumerate(pos_embeds)],
             dim=1,
         )
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src.device)
-        sizes = [h * w for h, w in shapes]
-        level_start_index = torch.as_tensor([0] + sizes[:-1], dtype=torch.long, device=src.device).cumsum(0)
-        memory = self.encoder(src, pos, spatial_shapes, level_start_index)
+        spatial_shapes, level_start_index = level_tensors(shapes, src.device)
+        memory = self.encoder(src, pos, spatial_shapes, level_start_index, shapes)
         n, _, c = memory.shape
+        sizes = [h * w for h, w in shapes]
         return [z.transpose(1, 2).reshape(n, c, h, w) for z, (h, w) in zip(memory.split(sizes, dim=1), shapes)]
 
 
