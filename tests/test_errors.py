@@ -11,7 +11,7 @@ from freemask.errors import OutputNotWritableError, PathNotFoundError, UserError
 from freemask.modeling.backbone.weights import WeightFileError
 from freemask.synthetic.class_loss import ClassLossError
 from freemask.synthetic.defect_score import DefectScoreError
-from freemask.synthetic.filter_output import OutputStateError
+from freemask.synthetic.filter.outputs import OutputStateError
 from freemask.synthetic.toy_pipeline import PipelineError
 
 ERRORS = [

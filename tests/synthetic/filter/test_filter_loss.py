@@ -8,21 +8,22 @@ import torch.nn.functional as F
 
 from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
-from freemask.synthetic.filter_data import plan_batches
-from freemask.synthetic.filter_engine import BatchLoss, compute_class_loss
-from freemask.synthetic.filter_inputs import source_from_folders
-from freemask.synthetic.loss_stats import LOSS_SCALE, ClassLossAccumulator, pixel_cross_entropy
+from freemask.synthetic.filter.batches import plan_batches
+from freemask.synthetic.filter.loss import LOSS_SCALE, ClassLossAccumulator, label_nll
+from freemask.synthetic.filter.options import FilterOptions
+from freemask.synthetic.filter.run import SyntheticFilter
+from freemask.synthetic.sources import SourceSpec
 
 IGNORE = 255
 K = 4
 
 
-def test_pixel_cross_entropy_equals_torch_cross_entropy_and_is_zero_at_ignored_pixels():
+def test_label_nll_equals_torch_cross_entropy_and_is_zero_at_ignored_pixels():
     torch.manual_seed(0)
     logits = torch.randn(2, K, 5, 6)
     labels = torch.randint(0, K, (2, 5, 6))
     labels[0, :2] = IGNORE
-    got = pixel_cross_entropy(logits.log_softmax(1), labels, IGNORE)
+    got = label_nll(logits.log_softmax(1), labels, IGNORE)
     expected = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
     torch.testing.assert_close(got, expected)
     assert (got[0, :2] == 0).all()
@@ -95,16 +96,21 @@ def write_pairs(root, sizes, seed=0):
     for i, (h, w) in enumerate(sizes):
         cv2.imwrite(str(root / "images" / f"p{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         cv2.imwrite(str(root / "masks" / f"p{i}.png"), rng.integers(0, K, (h, w), dtype=np.uint8))  # no class 3
-    return source_from_folders(str(root / "images"), str(root / "masks"), True, IGNORE, ".png", ".png")
+    return SourceSpec(None, str(root / "images"), str(root / "masks"), True, IGNORE, ".png", ".png").pairs()
+
+
+def pass1(model, source, tmp_path):
+    """Pass 1 of a filter run in batches of 3 over ``source``."""
+    options = FilterOptions(str(tmp_path / "out"), batch_size=3, num_workers=0, progress=False)
+    return SyntheticFilter(model, options, source, ["a", "b", "c", "d"]).class_loss_pass(source)
 
 
 def test_pass1_class_means_equal_a_per_image_brute_force_with_padding_ignored(tmp_path):
     sizes = [(20, 30), (20, 30), (17, 23), (31, 12), (20, 29)]
     source = write_pairs(tmp_path, sizes)
     model = PixelwiseModel().eval()
-    batches = plan_batches(sizes, batch_size=3, max_padding=10.0)  # force mixed sizes into one batch
-    assert any(len({sizes[i] for i in b}) > 1 for b in batches)
-    stats = compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], batches, 0, progress=False)
+    assert any(len({sizes[i] for i in b}) > 1 for b in plan_batches(sizes, batch_size=3))  # a padded batch
+    stats = pass1(model, source, tmp_path)
 
     sums, counts = np.zeros(K), np.zeros(K, np.int64)
     for record in source.records:
@@ -132,6 +138,5 @@ def test_batches_are_padded_as_at_test_time_not_to_the_training_crop(tmp_path):
     seen = []
     predict = model.predict_log_probs
     model.predict_log_probs = lambda images: seen.append(tuple(images.shape[-2:])) or predict(images)
-    compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], [[0]], 0, progress=False)
+    pass1(model, source, tmp_path)
     assert seen == [(24, 32)]
-

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from freemask.data.errors import DatasetError
-from freemask.synthetic.filter_data import PairReader, image_sizes, plan_batches
+from freemask.synthetic.filter.batches import PairReader, image_sizes, plan_batches
 
 
 def test_plan_covers_every_index_once_and_is_a_pure_function_of_sizes():
