@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from freemask.config import ConfigError, get_cfg
 from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
 from freemask.synthetic.filter.batches import plan_batches
@@ -76,16 +77,57 @@ class PixelwiseModel(SemanticSegmentor):
     """A 1x1-conv classifier: each pixel's scores depend on that pixel only, so padding a batch cannot change them
     and pass 1 must equal a per-image brute force exactly."""
 
-    def __init__(self) -> None:
+    def __init__(self, input_format: str = "RGB") -> None:
+        mean, std = [120.0, 110.0, 100.0], [60.0, 55.0, 50.0]
+        bgr = input_format == "BGR"
         super().__init__(
-            pixel_mean=[120.0, 110.0, 100.0], pixel_std=[60.0, 60.0, 60.0], size_divisibility=8, ignore_value=IGNORE,
-            inference=SegmentationInference(),
+            pixel_mean=mean[::-1] if bgr else mean, pixel_std=std[::-1] if bgr else std, size_divisibility=8,
+            ignore_value=IGNORE, inference=SegmentationInference(), input_format=input_format,
         )  # fmt: skip
         torch.manual_seed(0)
         self.classifier = torch.nn.Conv2d(3, K, 1)
+        if bgr:  # the same classifier on channels in the other order
+            self.classifier.weight.data = self.classifier.weight.data.flip(1)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images).softmax(1)
+
+
+def test_preprocess_pads_to_the_test_time_divisor_and_flips_rgb_input_for_a_bgr_model():
+    images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8), torch.randint(0, 256, (3, 9, 4), dtype=torch.uint8)]
+    rgb, bgr = PixelwiseModel(), PixelwiseModel("BGR")
+    rgb.inference = SegmentationInference(size_divisibility=4)
+    batch = rgb.preprocess(images)
+    assert batch.shape == (2, 3, 12, 8)  # 9 x 7 rounded up to 4, not to the training divisor 8
+    expected = (images[1].float() - rgb.pixel_mean) / rgb.pixel_std
+    torch.testing.assert_close(batch[1, :, :9, :4], expected, rtol=0, atol=0)
+    assert (batch[1, :, 9:] == 0).all() and (batch[1, :, :, 4:] == 0).all()
+    assert rgb.preprocess(images, size_divisibility=8).shape == (2, 3, 16, 8)
+    flipped = bgr.preprocess(images)
+    assert flipped.shape == (2, 3, 9, 7)  # test-time divisor 0: the largest size
+    torch.testing.assert_close(flipped[0, :, :5], ((images[0].flip(0).float() - bgr.pixel_mean) / bgr.pixel_std))
+    # the forward path's images come from the mapper already in the model's order: no flip there
+    assert torch.equal(bgr._normalize(images[0]), (images[0].float() - bgr.pixel_mean) / bgr.pixel_std)
+
+
+def test_input_format_comes_from_the_config_and_must_be_rgb_or_bgr():
+    cfg = get_cfg()
+    cfg.INPUT.FORMAT = "BGR"
+    assert SemanticSegmentor.base_config(cfg)["input_format"] == "BGR"
+    with pytest.raises(ConfigError, match="INPUT.FORMAT must be RGB or BGR"):
+        PixelwiseModel("YUV")
+
+
+def test_a_bgr_model_scores_the_rgb_pairs_as_its_rgb_twin(tmp_path):
+    """The reader decodes RGB; a model trained on BGR (its mean, std and weights in BGR order) must see BGR."""
+    sizes = [(20, 30), (17, 23)]
+    source = write_pairs(tmp_path, sizes)
+    rgb, bgr = pass1(PixelwiseModel().eval(), source, tmp_path), pass1(PixelwiseModel("BGR").eval(), source, tmp_path)
+    assert rgb.pixels == bgr.pixels
+    assert bgr.mean_loss == pytest.approx(rgb.mean_loss, rel=1e-6)
+    unflipped = PixelwiseModel("BGR").eval()
+    unflipped.input_format = "RGB"  # as if the filter fed it RGB: other losses
+    assert pass1(unflipped, source, tmp_path).mean_loss != pytest.approx(rgb.mean_loss, rel=1e-3)
 
 
 def write_pairs(root, sizes, seed=0):
