@@ -13,8 +13,8 @@ real split, not timed); only pass 2 is timed, from the first read to the last ma
 * release: the release's preprocess/filter.py structure — batch 1, float32, one loader worker normalising with
   torchvision in the worker, Pillow decoding, a Python loop over the classes present, the mask moved to the host
   and saved with Pillow before the next image is read;
-* ours: ``filter_masks`` as the tool runs it — batches of same-sized images, autocast on GPU, --num-workers OpenCV
-  decoding workers, normalisation on the device, masks encoded and saved on background threads.
+* ours: ``SyntheticFilter.filter_pass`` as the tool runs it — batches of same-sized images, autocast on GPU,
+  --num-workers OpenCV decoding workers, normalisation on the device, masks encoded and saved on background threads.
 
 Rounds alternate between the designs so a busy machine slows both alike; the table gives the median of the rounds
 and how many mask pixels differ between the two designs' outputs (padding-free batches: expect 0 or a handful of
@@ -40,10 +40,12 @@ from torchvision import transforms
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.engine import setup_cfg
 from freemask.modeling import build_model
-from freemask.synthetic.filter_data import image_sizes, mask_file_name, plan_batches
-from freemask.synthetic.filter_engine import BatchLoss, compute_class_loss, filter_masks, load_filter_model
-from freemask.synthetic.filter_inputs import MaskSource, source_from_dataset
-from freemask.synthetic.filtering import class_thresholds
+from freemask.synthetic.filter.batches import image_sizes
+from freemask.synthetic.filter.options import TOLERANCE_MARGIN, FilterOptions
+from freemask.synthetic.filter.outputs import mask_file_name
+from freemask.synthetic.filter.rule import class_thresholds
+from freemask.synthetic.filter.run import SyntheticFilter, load_filter_model
+from freemask.synthetic.sources import MaskSource, SourceSpec
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 TOY_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "toy",
@@ -88,11 +90,6 @@ def run_release_design(model, source: MaskSource, thresholds: torch.Tensor, outp
         Image.fromarray(filtered.cpu().numpy().astype(np.uint8)[0]).save(os.path.join(output, names[0]))
 
 
-def run_our_design(batch_loss: BatchLoss, source: MaskSource, thresholds, output, batch_size, workers) -> None:
-    batches = plan_batches(image_sizes([r["file_name"] for r in source.records]), batch_size)
-    filter_masks(batch_loss, source, thresholds, output, batches, set(), workers, progress=False)
-
-
 def differing_pixels(first: str, second: str, names: List[str]) -> int:
     return sum(int((np.array(Image.open(os.path.join(first, n))) != np.array(Image.open(os.path.join(second, n))))
                    .sum()) for n in names)  # fmt: skip
@@ -122,16 +119,22 @@ def main() -> None:
         os.environ["DETECTRON2_DATASETS"] = args.root
     cfg = setup_cfg(args.config_file, args.opts)
     model = load_filter_model(cfg) if cfg.MODEL.WEIGHTS else build_model(cfg).eval()
-    syn = source_from_dataset(args.syn_dataset)
+    syn = SourceSpec(args.syn_dataset).pairs()
     if args.limit:
         syn = MaskSource(syn.description, syn.records[: args.limit], syn.ignore_label, syn.class_names)
     on_gpu = model.pixel_mean.device.type == "cuda"
-    batch_loss = BatchLoss(model, getattr(torch, cfg.SOLVER.AMP.DTYPE) if on_gpu else None)
-    real = source_from_dataset(args.real_dataset)
-    real_batches = plan_batches(image_sizes([r["file_name"] for r in real.records]), args.batch_size)
+    amp_dtype = getattr(torch, cfg.SOLVER.AMP.DTYPE) if on_gpu else None
+    real = SourceSpec(args.real_dataset)
     names = syn.class_names or list(TOY_CLASSES)
-    class_loss = compute_class_loss(batch_loss, real, names, real_batches, args.num_workers, progress=False)
-    thresholds = class_thresholds(class_loss.mean_loss, 1.25)
+
+    def ours(output: str) -> SyntheticFilter:
+        options = FilterOptions(
+            output, batch_size=args.batch_size, num_workers=args.num_workers, amp_dtype=amp_dtype, progress=False
+        )
+        return SyntheticFilter(model, options, syn, names, real)
+
+    class_loss = ours("unused").class_loss_pass(real.pairs())
+    thresholds = class_thresholds(class_loss.mean_loss, TOLERANCE_MARGIN)
 
     seconds: Dict[str, List[float]] = {"release": [], "ours": []}
     with tempfile.TemporaryDirectory() as scratch:
@@ -145,7 +148,7 @@ def main() -> None:
                 if design == "release":
                     run_release_design(model, syn, thresholds.float(), output)
                 else:
-                    run_our_design(batch_loss, syn, thresholds, output, args.batch_size, args.num_workers)
+                    ours(output).filter_pass(thresholds)
                 if round_index:
                     seconds[design].append(time.perf_counter() - start)
         files = [mask_file_name(r) for r in syn.records]

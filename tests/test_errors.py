@@ -10,7 +10,7 @@ from freemask.engine.trainer import LossNotFiniteError
 from freemask.errors import OutputNotWritableError, PathNotFoundError, UserError, check_writable_folder, one_line
 from freemask.modeling.backbone.weights import WeightFileError
 from freemask.synthetic.class_loss import ClassLossError
-from freemask.synthetic.filter_output import OutputStateError
+from freemask.synthetic.filter.outputs import OutputStateError
 from freemask.toy.defect_score import DefectScoreError
 from freemask.toy.pipeline import PipelineError
 

@@ -31,11 +31,10 @@ Deviations from the release's preprocess/filter.py:
 
 import argparse
 import logging
-import os
 import sys
-from typing import Optional
 
 from freemask import cli
+from freemask.synthetic.filter.options import BATCH_SIZE, TOLERANCE_MARGIN, check_tolerance_margin
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -57,10 +56,18 @@ def argument_parser() -> argparse.ArgumentParser:
     data.add_argument("--mask-ext", default=".png", help="mask extension in folders (default .png)")
     run = parser.add_argument_group("filtering")
     run.add_argument("--output", metavar="DIR", help="folder for the filtered masks (see above for the default)")
-    run.add_argument("--tolerance-margin", type=float, default=1.25, help="filter loss > margin x class mean (1.25)")
+    run.add_argument(
+        "--tolerance-margin",
+        type=float,
+        default=TOLERANCE_MARGIN,
+        help=f"filter loss > margin x class mean ({TOLERANCE_MARGIN})",
+    )
     run.add_argument("--class-loss", metavar="FILE", help="class_loss.json of an earlier run: skip pass 1")
     run.add_argument(
-        "--batch-size", type=int, default=8, help="images per forward pass and GPU (default 8); keep it when resuming"
+        "--batch-size",
+        type=int,
+        default=BATCH_SIZE,
+        help=f"images per forward pass and GPU (default {BATCH_SIZE}); keep it when resuming",
     )
     run.add_argument("--num-workers", type=int, help="image-decoding processes per GPU (DATALOADER.NUM_WORKERS)")
     run.add_argument("--no-amp", action="store_true", help="float32 inference on GPU (AMP is on by default there)")
@@ -88,54 +95,24 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
             parser.error(f"--{side}-img-path and --{side}-mask-path go together")
         if required and not name and not any(folders):
             parser.error(f"no {side} data: pass --{side}-dataset NAME or --{side}-img-path and --{side}-mask-path")
-    if not args.tolerance_margin > 0:
-        parser.error(f"--tolerance-margin must be positive, got {args.tolerance_margin}")
+    try:
+        check_tolerance_margin(args.tolerance_margin, "--tolerance-margin")
+    except ValueError as e:
+        parser.error(str(e))
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-
-
-def _source(args: argparse.Namespace, side: str, ignore_label: int):
-    from freemask.synthetic.filter_inputs import source_from_dataset, source_from_folders
-
-    name = getattr(args, f"{side}_dataset")
-    if name:
-        return source_from_dataset(name)
-    return source_from_folders(
-        getattr(args, f"{side}_img_path"),
-        getattr(args, f"{side}_mask_path"),
-        args.reduce_zero_label,
-        ignore_label,
-        args.image_ext,
-        args.mask_ext,
-    )
-
-
-def _real_description(args: argparse.Namespace) -> Optional[str]:
-    from freemask.synthetic.filter_inputs import folder_description
-
-    if args.real_dataset:
-        return args.real_dataset
-    if args.real_img_path:
-        return folder_description(args.real_img_path, args.real_mask_path)
-    return None
 
 
 def main(args: argparse.Namespace) -> None:
     # Imported here, not at the top: --help and the early checks answer without loading torch and the model zoo.
     import torch
 
-    from freemask.data.errors import DatasetError
     from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
-    from freemask.synthetic.filter_engine import load_filter_model
-    from freemask.synthetic.filter_inputs import (
-        check_class_count,
-        check_output_is_not_input,
-        dataset_class_names,
-        default_output,
-        model_class_names,
-    )
-    from freemask.synthetic.filter_pipeline import FilterOptions, run_filter
+    from freemask.synthetic.filter.options import FilterOptions
+    from freemask.synthetic.filter.outputs import check_output_is_not_input, default_output
+    from freemask.synthetic.filter.run import SyntheticFilter, load_filter_model
+    from freemask.synthetic.sources import SourceSpec, check_class_count, dataset_class_names, model_class_names
     from freemask.utils import comm
     from freemask.utils.logger import setup_logger
 
@@ -147,11 +124,10 @@ def main(args: argparse.Namespace) -> None:
     for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None):
         if name:
             check_class_count(name, dataset_class_names(name), num_classes, args.config_file)
-    syn = _source(args, "syn", ignore_label)
+    syn = SourceSpec.from_args(args, "syn", ignore_label).pairs()
+    real = SourceSpec.from_args(args, "real", ignore_label)
     output = args.output or default_output(syn)
-    check_output_is_not_input(output, [syn])
-    if args.real_img_path and os.path.realpath(args.real_mask_path) == os.path.realpath(output):
-        raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
+    check_output_is_not_input(output, syn, real)
     cli.check_output_folders([("--output", output)])  # also the default one, before the model is built
     model = load_filter_model(cfg)
     on_gpu = torch.device(cfg.MODEL.DEVICE).type == "cuda"
@@ -167,7 +143,7 @@ def main(args: argparse.Namespace) -> None:
     )
     candidates = [n for n in (args.real_dataset,) if n] + list(cfg.DATASETS.TRAIN)
     names = model_class_names([syn], candidates, num_classes)
-    run_filter(cfg, model, options, syn, lambda: _source(args, "real", ignore_label), _real_description(args), names)
+    SyntheticFilter(model, options, syn, names, real if real.description else None, cfg.MODEL.WEIGHTS).run()
 
 
 def check_before_launch(args: argparse.Namespace) -> None:

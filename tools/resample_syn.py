@@ -25,16 +25,8 @@ not in the real set are an error unless --allow-orphans.
 import argparse
 import os
 import sys
-import time
 
 from freemask import cli
-
-_SHOWN = 3
-
-
-def _shown(names) -> str:
-    names = list(names)
-    return ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,113 +68,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output(output: str, folder: str | None, synthetic) -> None:
-    """Fail before the long part when the manifest could not name the files relative to its folder."""
-    from freemask.data.datasets.synthetic import MANIFEST_NAME
-    from freemask.data.errors import DatasetError
-
-    base = os.path.dirname(os.path.abspath(output))
-    first = next(iter(next(iter(synthetic.pairs.values())).values()))
-    targets = [os.path.join(folder, "x")] if folder else first
-    if any(os.path.relpath(os.path.abspath(p), base).startswith("..") for p in targets):
-        where = folder or f"{os.path.dirname(first[0])} and {os.path.dirname(first[1])}"
-        raise DatasetError(
-            f"--output {output}: the manifest lists paths relative to its folder, which does not contain {where}; "
-            f"put it in a folder that holds the files (default: {MANIFEST_NAME} in the synthetic root or DIR)"
-        )
-
-
 def run(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from freemask.data.datasets.synthetic import MANIFEST_NAME, write_manifest
-    from freemask.data.errors import DatasetError
     from freemask.synthetic.class_loss import read_class_loss
-    from freemask.synthetic.hardness import compute_hardness
-    from freemask.synthetic.resample_inputs import (
-        real_masks_from_dataset,
-        real_masks_from_folder,
-        synthetic_from_dataset,
-        synthetic_from_folders,
-    )
-    from freemask.synthetic.resample_outputs import chosen_pairs, materialise
-    from freemask.synthetic.resampling import plan_resampling
+    from freemask.synthetic.resample.run import ResampleOptions, SyntheticResampler
+    from freemask.synthetic.sources import SourceSpec
 
-    if args.real_dataset:
-        real = real_masks_from_dataset(args.real_dataset)
-    else:
-        ignore = 255 if args.ignore_label is None else args.ignore_label
-        real = real_masks_from_folder(args.real_mask_path, args.mask_ext, args.reduce_zero_label, ignore)
-    if args.syn_dataset:
-        synthetic = synthetic_from_dataset(args.syn_dataset)
-    else:
-        synthetic = synthetic_from_folders(args.syn_img_path, args.syn_mask_path, args.image_ext, args.mask_ext)
+    ignore = 255 if args.ignore_label is None else args.ignore_label
+    real = SourceSpec.from_args(args, "real", ignore).real_masks()
+    synthetic = SourceSpec.from_args(args, "syn").synthetic_pairs()
     class_loss = read_class_loss(args.class_loss, real.num_classes)
     folder = args.copy or args.symlink
-    output = args.output or os.path.join(folder or synthetic.root, MANIFEST_NAME)
-    _check_output(output, folder, synthetic)
+    options = ResampleOptions(
+        max_copies=args.max_copies,
+        seed=args.seed,
+        output=args.output,
+        folder=folder,
+        symlink=bool(args.symlink),
+        allow_orphans=args.allow_orphans,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    resampler = SyntheticResampler(real, synthetic, class_loss, options)
     manifest_folder = "--output" if args.output else "the manifest folder (see --output)"
     cli.check_output_folders(
-        [("--copy" if args.copy else "--symlink", folder), (manifest_folder, os.path.dirname(os.path.abspath(output)))]
+        [
+            ("--copy" if args.copy else "--symlink", folder),
+            (manifest_folder, os.path.dirname(os.path.abspath(resampler.manifest))),
+        ]
     )
-
-    orphans = sorted(set(synthetic.pairs) - set(real.paths))
-    if orphans:
-        count = sum(len(synthetic.pairs[s]) for s in orphans)
-        message = (
-            f"{count} synthetic pairs of {len(orphans)} real stems ({_shown(orphans)}) in {synthetic.source} have no "
-            f"real mask in {real.source}"
-        )
-        if not args.allow_orphans:
-            raise DatasetError(
-                f"{message}; pass the real masks they were made from, or --allow-orphans to leave them out"
-            )
-        print(f"left out: {message} (--allow-orphans)")
-        synthetic = synthetic.without(orphans)
-
-    names = sorted(real.paths)
-    start = time.perf_counter()
-    with tqdm(total=len(names), desc="hardness", unit="mask", disable=args.no_progress) as bar:
-        hardness = compute_hardness(
-            [real.paths[n] for n in names],
-            class_loss.mean_loss_array(),
-            real.ignore_label,
-            real.reduce_zero_label,
-            args.workers,
-            bar.update,
-        )
-    seconds = time.perf_counter() - start
-    plan = plan_resampling(dict(zip(names, hardness)), synthetic.seeds(), args.max_copies, args.seed)
-    pairs = chosen_pairs(plan, synthetic)
-
-    if folder:
-        with tqdm(total=2 * len(pairs), desc="symlink" if args.symlink else "copy", disable=args.no_progress) as bar:
-            placed = materialise(pairs, folder, bool(args.symlink), args.workers, bar.update)
-        pairs = placed.pairs
-        print(
-            f"{folder}: {placed.written} files written, {placed.skipped} already there"
-            + (f", {placed.unlisted} files not in this selection left as they are" if placed.unlisted else "")
-        )
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    write_manifest(output, pairs, os.path.dirname(os.path.abspath(output)))
-
-    print(f"real masks: {len(names)} from {real.source}; hardness in {seconds:.1f} s ({args.workers} threads)")
-    print(f"synthetic pairs: {synthetic.num_pairs} of {len(synthetic.pairs)} real masks from {synthetic.source}")
-    without, short = plan.without_seeds(), plan.short_of_seeds()
-    histogram = plan.copies_histogram()
-    print("copies per real mask (copies: masks): " + ", ".join(f"{k}: {n}" for k, n in histogram.items()))
-    if without or short:
-        wanted = plan.wanted_histogram()
-        print("  asked by hardness rank (copies: masks): " + ", ".join(f"{k}: {n}" for k, n in wanted.items()))
-    if without:
-        print(f"missing seeds: {len(without)} real masks have no synthetic pair ({_shown(without)})")
-    if short:
-        lost = sum(int(k) - len(c) for k, c in zip(plan.wanted, plan.chosen) if 0 < len(c) < k)
-        print(
-            f"missing seeds: {len(short)} real masks have fewer seeds than their copies, all taken, {lost} pairs "
-            f"short ({_shown(short)})"
-        )
-    print(f"total: {plan.total_pairs} pairs written to {output} (seed {args.seed}, max copies {args.max_copies})")
+    resampler.run()
 
 
 def main(argv=None) -> int:

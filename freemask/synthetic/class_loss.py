@@ -7,7 +7,8 @@ rather than being pasted between scripts as in the release. Format (UTF-8 JSON):
      "classes": [{"id": 0, "name": "wall", "pixels": 123456, "mean_loss": 0.21}, ...]}
 
 One entry per model class in label order; ``mean_loss`` is null for a class with no real pixel (such a class never
-filters anything and adds no hardness).
+filters anything and adds no hardness). Torch-free, so the readers (re-sampling) load no model code; the filter
+computes the sums in :mod:`freemask.synthetic.filter.loss`.
 """
 
 import json
@@ -19,6 +20,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..utils.atomic import atomic_write_text
 
 FORMAT = "freemask.class_loss/1"
 
@@ -65,16 +67,8 @@ def write_class_loss(path: str, stats: ClassLoss) -> None:
             for i, (n, p, m) in enumerate(zip(stats.names, stats.pixels, stats.mean_loss))
         ],
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")  # open() keeps the user's umask
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1))  # no final newline: the format as first released
 
 
 def read_class_loss(path: str, num_classes: Optional[int] = None) -> ClassLoss:

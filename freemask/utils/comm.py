@@ -50,6 +50,19 @@ def all_gather(obj: Any) -> List[Any]:
     return gathered
 
 
+def broadcast(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` (any picklable object) on every rank; what the other ranks pass is ignored.
+
+    One ``broadcast_object_list``: the object is pickled once and sent from ``src``, rather than every rank's object
+    being gathered everywhere to keep one of them.
+    """
+    if get_world_size() == 1:
+        return obj
+    holder = [obj if get_rank() == src else None]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
 def shared_seed(seed: int) -> int:
     """``seed`` if non-negative, else one drawn on rank 0 and shared with every rank.
 
@@ -58,4 +71,4 @@ def shared_seed(seed: int) -> int:
     """
     if seed < 0:
         seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
-    return all_gather(seed)[0]
+    return broadcast(seed)

@@ -281,7 +281,7 @@ def test_bad_inputs_give_one_line_errors_naming_the_problem(tool, toy_model, dat
 def test_unwritable_output_is_one_line_before_the_model_is_built(tool, toy_model, data, tmp_path, monkeypatch):
     (tmp_path / "a_file").write_text("")
     built = []
-    patched = "freemask.synthetic.filter_engine.load_trained_model"
+    patched = "freemask.synthetic.filter.run.load_trained_model"
     monkeypatch.setattr(patched, lambda *a: built.append(1), raising=False)
     message = tool_error(tool, argv(toy_model, "--output", str(tmp_path / "a_file" / "masks")))
     assert message.startswith(f"error: --output {tmp_path / 'a_file' / 'masks'}: ") and "is a file" in message

@@ -14,8 +14,8 @@ from freemask.data.catalog import DatasetCatalog
 from freemask.data.datasets.synthetic import load_resampled, read_manifest
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.synthetic.class_loss import ClassLoss, write_class_loss
-from freemask.synthetic.hardness import mask_hardness
-from freemask.synthetic.resampling import copies_for_rank
+from freemask.synthetic.resample.hardness import mask_hardness
+from freemask.synthetic.resample.plan import copies_for_rank
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "resample_syn.py"
@@ -188,7 +188,7 @@ def test_unwritable_output_folders_are_one_line_before_the_hardness_pass(toy, tm
     real_access = os.access
     monkeypatch.setattr("os.access", lambda p, m: os.path.realpath(p) != synthetic_root and real_access(p, m))
     hardness = []
-    monkeypatch.setattr("freemask.synthetic.hardness.compute_hardness", lambda *a: hardness.append(1))
+    monkeypatch.setattr("freemask.synthetic.resample.run.compute_hardness", lambda *a: hardness.append(1))
     assert tool.main(_registered(class_loss)) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: the manifest folder (see --output) ")

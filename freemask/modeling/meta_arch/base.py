@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...config import CfgNode
+from ...config import CfgNode, ConfigError
 from ..inference import SegmentationInference
 
 
@@ -29,6 +29,7 @@ class SemanticSegmentor(nn.Module):
         size_divisibility: int,
         ignore_value: int,
         inference: SegmentationInference,
+        input_format: str = "RGB",
     ) -> None:
         super().__init__()
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
@@ -36,6 +37,9 @@ class SemanticSegmentor(nn.Module):
         self.size_divisibility = size_divisibility
         self.ignore_value = ignore_value
         self.inference = inference
+        if input_format not in ("RGB", "BGR"):
+            raise ConfigError(f"INPUT.FORMAT must be RGB or BGR, got {input_format!r}")
+        self.input_format = input_format
 
     @staticmethod
     def base_config(cfg: CfgNode) -> dict:
@@ -46,6 +50,7 @@ class SemanticSegmentor(nn.Module):
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
             "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "inference": SegmentationInference.from_config(cfg),
+            "input_format": cfg.INPUT.FORMAT,
         }
 
     @property
@@ -77,8 +82,24 @@ class SemanticSegmentor(nn.Module):
                 outputs[index]["sem_seg"] = image_scores
         return outputs
 
-    def _normalize(self, image: torch.Tensor) -> torch.Tensor:
-        return (image.to(self.device, non_blocking=True).float() - self.pixel_mean) / self.pixel_std
+    def preprocess(self, images: List[torch.Tensor], size_divisibility: Optional[int] = None) -> torch.Tensor:
+        """The batch ``(N, 3, H, W)`` this model's forward sees for uint8 RGB images ``(3, h, w)`` as decoded.
+
+        For callers outside the data pipeline (the FreeMask filter): channels in the model's input format (flipped to
+        BGR if it was trained on BGR, which the dataset mapper does for training and evaluation), normalised on the
+        model's device and padded bottom/right with 0 (= the mean) to the largest size, rounded up to a multiple of
+        ``size_divisibility`` (default: the test-time one, ``TEST.SIZE_DIVISIBILITY``, not the training crop's).
+        """
+        divisor = self.inference.size_divisibility if size_divisibility is None else size_divisibility
+        flip = self.input_format == "BGR"
+        return self._pad_images([self._normalize(x, flip_channels=flip) for x in images], divisor)
+
+    def _normalize(self, image: torch.Tensor, flip_channels: bool = False) -> torch.Tensor:
+        """``(3, H, W)`` on the device, normalised; ``flip_channels`` reverses RGB <-> BGR first."""
+        image = image.to(self.device, non_blocking=True)
+        if flip_channels:
+            image = image.flip(0)
+        return (image.float() - self.pixel_mean) / self.pixel_std
 
     def _pad_images(self, images: List[torch.Tensor], size_divisibility: Optional[int] = None) -> torch.Tensor:
         """(N, 3, H, W): images padded bottom/right with 0 (= the mean) to a common size divisible by

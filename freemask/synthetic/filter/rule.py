@@ -15,11 +15,12 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .options import check_tolerance_margin
+
 
 def class_thresholds(mean_loss: Sequence[Optional[float]], margin: float) -> torch.Tensor:
     """Float64 ``(K,)`` thresholds ``margin * L_c``; ``+inf`` for classes without real pixels (None or NaN)."""
-    if not margin > 0:
-        raise ValueError(f"the tolerance margin must be positive, got {margin}")
+    check_tolerance_margin(margin)
     values = [math.inf if m is None or math.isnan(m) else margin * float(m) for m in mean_loss]
     return torch.tensor(values, dtype=torch.float64)
 

@@ -1,9 +1,9 @@
-"""Copy counts, ranking and seed drawing of hardness-aware re-sampling (freemask.synthetic.resampling)."""
+"""Copy counts, ranking and seed drawing of hardness-aware re-sampling (freemask.synthetic.resample.plan)."""
 
 import numpy as np
 import pytest
 
-from freemask.synthetic.resampling import (
+from freemask.synthetic.resample.plan import (
     copies_for_rank,
     copy_counts,
     draw_seeds,

@@ -7,7 +7,6 @@ whole batches in turn, and a resumed run recomputes a batch with the same compan
 same-sized images (most synthetic sets) share batches without any padding.
 """
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -15,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.errors import DatasetError
-from ..data.mapper import read_image, read_mask, reduce_zero_label
-from ..utils import comm
+from ...data.errors import DatasetError
+from ...data.mapper import read_image, read_mask, reduce_zero_label
+from ...utils import comm
 
 Size = Tuple[int, int]
 _FIX = "fix or remove the pair (tools/check_dataset.py lists every problem)"
@@ -139,8 +138,3 @@ def make_loader(reader: PairReader, batches: List[List[int]], num_workers: int, 
         pin_memory=pin_memory,
         persistent_workers=False,
     )
-
-
-def mask_file_name(record: dict) -> str:
-    """Output name of a record's filtered mask: its mask's name, with a .png extension."""
-    return os.path.splitext(os.path.basename(record["sem_seg_file_name"]))[0] + ".png"

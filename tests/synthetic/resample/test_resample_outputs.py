@@ -1,7 +1,6 @@
-"""Inputs and outputs of re-sampling: folder/dataset discovery, folders of copies, manifest round trip."""
+"""Outputs of re-sampling: the chosen pairs, folders of copies or links, the manifest round trip and its place."""
 
 import os
-import shutil
 
 import cv2
 import numpy as np
@@ -10,71 +9,13 @@ import pytest
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.datasets.synthetic import read_manifest, write_manifest
 from freemask.data.errors import DatasetError
-from freemask.synthetic.resample_inputs import (
-    real_masks_from_dataset,
-    real_masks_from_folder,
-    synthetic_from_dataset,
-    synthetic_from_folders,
-)
-from freemask.synthetic.resample_outputs import chosen_pairs, materialise
-from freemask.synthetic.resampling import plan_resampling
-
-
-@pytest.fixture
-def toy(toy_datasets, tmp_path, monkeypatch):
-    """A private copy of the session toy dataset (manifests are written into it), as $DETECTRON2_DATASETS."""
-    root = tmp_path / "datasets"
-    shutil.copytree(toy_datasets, root)
-    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
-    return root / "toy"
-
-
-def _touch(folder, *names):
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        (folder / name).write_bytes(b"x")
-
-
-def test_synthetic_from_folders_groups_seeds_by_real_stem(tmp_path):
-    _touch(tmp_path / "img", "a_seed_42.jpg", "a_seed_45.jpg", "b_c_seed_3.jpg", "notes.txt", "preview.jpg")
-    _touch(tmp_path / "ann", "a_seed_42.png", "a_seed_45.png", "b_c_seed_3.png", "extra_seed_1.png")
-    pairs = synthetic_from_folders(str(tmp_path / "img"), str(tmp_path / "ann"))
-    assert pairs.seeds() == {"a": [42, 45], "b_c": [3]}
-    assert pairs.num_pairs == 3 and pairs.root == str(tmp_path)
-    assert pairs.pairs["a"][45] == (str(tmp_path / "img" / "a_seed_45.jpg"), str(tmp_path / "ann" / "a_seed_45.png"))
-    assert pairs.without(["a"]).seeds() == {"b_c": [3]}
-
-
-def test_synthetic_image_without_mask_is_an_error(tmp_path):
-    _touch(tmp_path / "img", "a_seed_42.jpg", "a_seed_43.jpg")
-    _touch(tmp_path / "ann", "a_seed_42.png")
-    with pytest.raises(DatasetError, match=r"1 synthetic images .*\(a_seed_43\.jpg\).*filter_syn"):
-        synthetic_from_folders(str(tmp_path / "img"), str(tmp_path / "ann"))
-
-
-def test_empty_or_missing_folders_are_errors(tmp_path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match=r"no '\*\.png' masks in .*empty"):
-        real_masks_from_folder(str(tmp_path / "empty"))
-    with pytest.raises(DatasetError, match="real mask folder not found"):
-        real_masks_from_folder(str(tmp_path / "absent"))
-    with pytest.raises(DatasetError, match=r"no synthetic images named '<real_stem>_seed_<int>\.jpg'"):
-        synthetic_from_folders(str(tmp_path / "empty"), str(tmp_path / "empty"))
-    with pytest.raises(DatasetError, match="synthetic image folder not found"):
-        synthetic_from_folders(str(tmp_path / "absent"), str(tmp_path / "empty"))
-
-
-def test_real_and_synthetic_from_registered_toy(toy):
-    real = real_masks_from_dataset("toy_sem_seg_train")
-    assert real.reduce_zero_label and real.ignore_label == 255 and real.num_classes == 6
-    assert sorted(real.paths) == [f"toy_train_{i:05d}" for i in range(8)]
-    synthetic = synthetic_from_dataset("toy_syn_sem_seg_train")
-    assert synthetic.root == str(toy / "ADE20K_Synthetic")
-    assert synthetic.seeds() == {stem: [42, 43] for stem in real.paths}
+from freemask.synthetic.resample.outputs import chosen_pairs, manifest_path, materialise
+from freemask.synthetic.resample.plan import plan_resampling
+from freemask.synthetic.sources import SourceSpec
 
 
 def _plan(toy, seed=0):
-    synthetic = synthetic_from_dataset("toy_syn_sem_seg_train")
+    synthetic = SourceSpec("toy_syn_sem_seg_train").synthetic_pairs()
     hardness = {stem: float(i) for i, stem in enumerate(sorted(synthetic.pairs))}
     return plan_resampling(hardness, synthetic.seeds(), max_copies=2, seed=seed), synthetic
 
@@ -128,3 +69,16 @@ def test_materialise_never_keeps_or_overwrites_a_different_file(toy, tmp_path, s
     with pytest.raises(DatasetError, match=rf"{clash.name} already exists but is not a"):
         materialise(pairs, str(target), symlink=symlink)
     assert clash.read_bytes() == b"an older, different mask"
+
+
+def test_manifest_goes_where_the_resampled_split_reads_it_and_must_hold_the_files(toy, tmp_path):
+    synthetic = SourceSpec("toy_syn_sem_seg_train").synthetic_pairs()
+    assert manifest_path(None, None, synthetic) == os.path.join(synthetic.root, "resampled_manifest.txt")
+    copies = str(tmp_path / "copies")
+    assert manifest_path(None, copies, synthetic) == os.path.join(copies, "resampled_manifest.txt")
+    inside = os.path.join(synthetic.root, "sub", "..", "m.txt")
+    assert manifest_path(inside, None, synthetic) == inside
+    with pytest.raises(DatasetError, match="does not contain .*put it in a folder that holds the files"):
+        manifest_path(str(tmp_path / "elsewhere" / "m.txt"), None, synthetic)
+    with pytest.raises(DatasetError, match="does not contain"):
+        manifest_path(str(tmp_path / "elsewhere" / "m.txt"), copies, synthetic)  # the copies are not below it

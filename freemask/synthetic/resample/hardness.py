@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from ..data.errors import DatasetError
-from ..data.mapper import read_mask
+from ...data.errors import DatasetError
+from ...data.mapper import read_mask
 
 HARDNESS_SIZE = 512
 _SHOWN_LABELS = 5

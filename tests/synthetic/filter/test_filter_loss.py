@@ -6,23 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from freemask.config import ConfigError, get_cfg
 from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
-from freemask.synthetic.filter_data import plan_batches
-from freemask.synthetic.filter_engine import BatchLoss, compute_class_loss
-from freemask.synthetic.filter_inputs import source_from_folders
-from freemask.synthetic.loss_stats import LOSS_SCALE, ClassLossAccumulator, pixel_cross_entropy
+from freemask.synthetic.filter.batches import plan_batches
+from freemask.synthetic.filter.loss import LOSS_SCALE, ClassLossAccumulator, label_nll
+from freemask.synthetic.filter.options import FilterOptions
+from freemask.synthetic.filter.run import SyntheticFilter
+from freemask.synthetic.sources import SourceSpec
 
 IGNORE = 255
 K = 4
 
 
-def test_pixel_cross_entropy_equals_torch_cross_entropy_and_is_zero_at_ignored_pixels():
+def test_label_nll_equals_torch_cross_entropy_and_is_zero_at_ignored_pixels():
     torch.manual_seed(0)
     logits = torch.randn(2, K, 5, 6)
     labels = torch.randint(0, K, (2, 5, 6))
     labels[0, :2] = IGNORE
-    got = pixel_cross_entropy(logits.log_softmax(1), labels, IGNORE)
+    got = label_nll(logits.log_softmax(1), labels, IGNORE)
     expected = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="none")
     torch.testing.assert_close(got, expected)
     assert (got[0, :2] == 0).all()
@@ -75,16 +77,57 @@ class PixelwiseModel(SemanticSegmentor):
     """A 1x1-conv classifier: each pixel's scores depend on that pixel only, so padding a batch cannot change them
     and pass 1 must equal a per-image brute force exactly."""
 
-    def __init__(self) -> None:
+    def __init__(self, input_format: str = "RGB") -> None:
+        mean, std = [120.0, 110.0, 100.0], [60.0, 55.0, 50.0]
+        bgr = input_format == "BGR"
         super().__init__(
-            pixel_mean=[120.0, 110.0, 100.0], pixel_std=[60.0, 60.0, 60.0], size_divisibility=8, ignore_value=IGNORE,
-            inference=SegmentationInference(),
+            pixel_mean=mean[::-1] if bgr else mean, pixel_std=std[::-1] if bgr else std, size_divisibility=8,
+            ignore_value=IGNORE, inference=SegmentationInference(), input_format=input_format,
         )  # fmt: skip
         torch.manual_seed(0)
         self.classifier = torch.nn.Conv2d(3, K, 1)
+        if bgr:  # the same classifier on channels in the other order
+            self.classifier.weight.data = self.classifier.weight.data.flip(1)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images).softmax(1)
+
+
+def test_preprocess_pads_to_the_test_time_divisor_and_flips_rgb_input_for_a_bgr_model():
+    images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8), torch.randint(0, 256, (3, 9, 4), dtype=torch.uint8)]
+    rgb, bgr = PixelwiseModel(), PixelwiseModel("BGR")
+    rgb.inference = SegmentationInference(size_divisibility=4)
+    batch = rgb.preprocess(images)
+    assert batch.shape == (2, 3, 12, 8)  # 9 x 7 rounded up to 4, not to the training divisor 8
+    expected = (images[1].float() - rgb.pixel_mean) / rgb.pixel_std
+    torch.testing.assert_close(batch[1, :, :9, :4], expected, rtol=0, atol=0)
+    assert (batch[1, :, 9:] == 0).all() and (batch[1, :, :, 4:] == 0).all()
+    assert rgb.preprocess(images, size_divisibility=8).shape == (2, 3, 16, 8)
+    flipped = bgr.preprocess(images)
+    assert flipped.shape == (2, 3, 9, 7)  # test-time divisor 0: the largest size
+    torch.testing.assert_close(flipped[0, :, :5], ((images[0].flip(0).float() - bgr.pixel_mean) / bgr.pixel_std))
+    # the forward path's images come from the mapper already in the model's order: no flip there
+    assert torch.equal(bgr._normalize(images[0]), (images[0].float() - bgr.pixel_mean) / bgr.pixel_std)
+
+
+def test_input_format_comes_from_the_config_and_must_be_rgb_or_bgr():
+    cfg = get_cfg()
+    cfg.INPUT.FORMAT = "BGR"
+    assert SemanticSegmentor.base_config(cfg)["input_format"] == "BGR"
+    with pytest.raises(ConfigError, match="INPUT.FORMAT must be RGB or BGR"):
+        PixelwiseModel("YUV")
+
+
+def test_a_bgr_model_scores_the_rgb_pairs_as_its_rgb_twin(tmp_path):
+    """The reader decodes RGB; a model trained on BGR (its mean, std and weights in BGR order) must see BGR."""
+    sizes = [(20, 30), (17, 23)]
+    source = write_pairs(tmp_path, sizes)
+    rgb, bgr = pass1(PixelwiseModel().eval(), source, tmp_path), pass1(PixelwiseModel("BGR").eval(), source, tmp_path)
+    assert rgb.pixels == bgr.pixels
+    assert bgr.mean_loss == pytest.approx(rgb.mean_loss, rel=1e-6)
+    unflipped = PixelwiseModel("BGR").eval()
+    unflipped.input_format = "RGB"  # as if the filter fed it RGB: other losses
+    assert pass1(unflipped, source, tmp_path).mean_loss != pytest.approx(rgb.mean_loss, rel=1e-3)
 
 
 def write_pairs(root, sizes, seed=0):
@@ -95,16 +138,21 @@ def write_pairs(root, sizes, seed=0):
     for i, (h, w) in enumerate(sizes):
         cv2.imwrite(str(root / "images" / f"p{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         cv2.imwrite(str(root / "masks" / f"p{i}.png"), rng.integers(0, K, (h, w), dtype=np.uint8))  # no class 3
-    return source_from_folders(str(root / "images"), str(root / "masks"), True, IGNORE, ".png", ".png")
+    return SourceSpec(None, str(root / "images"), str(root / "masks"), True, IGNORE, ".png", ".png").pairs()
+
+
+def pass1(model, source, tmp_path):
+    """Pass 1 of a filter run in batches of 3 over ``source``."""
+    options = FilterOptions(str(tmp_path / "out"), batch_size=3, num_workers=0, progress=False)
+    return SyntheticFilter(model, options, source, ["a", "b", "c", "d"]).class_loss_pass(source)
 
 
 def test_pass1_class_means_equal_a_per_image_brute_force_with_padding_ignored(tmp_path):
     sizes = [(20, 30), (20, 30), (17, 23), (31, 12), (20, 29)]
     source = write_pairs(tmp_path, sizes)
     model = PixelwiseModel().eval()
-    batches = plan_batches(sizes, batch_size=3, max_padding=10.0)  # force mixed sizes into one batch
-    assert any(len({sizes[i] for i in b}) > 1 for b in batches)
-    stats = compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], batches, 0, progress=False)
+    assert any(len({sizes[i] for i in b}) > 1 for b in plan_batches(sizes, batch_size=3))  # a padded batch
+    stats = pass1(model, source, tmp_path)
 
     sums, counts = np.zeros(K), np.zeros(K, np.int64)
     for record in source.records:
@@ -132,6 +180,5 @@ def test_batches_are_padded_as_at_test_time_not_to_the_training_crop(tmp_path):
     seen = []
     predict = model.predict_log_probs
     model.predict_log_probs = lambda images: seen.append(tuple(images.shape[-2:])) or predict(images)
-    compute_class_loss(BatchLoss(model, None), source, ["a", "b", "c", "d"], [[0]], 0, progress=False)
+    pass1(model, source, tmp_path)
     assert seen == [(24, 32)]
-

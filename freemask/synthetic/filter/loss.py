@@ -1,4 +1,4 @@
-"""Per-pixel cross-entropy and its class-wise sums over the real images (pass 1 of the FreeMask filter).
+"""The per-pixel loss of a batch, as the model sees it at test time, and its class-wise sums (pass 1 of the filter).
 
 Sums are kept in fixed point (int64, ``LOSS_SCALE`` units per nat) rather than floats: integer addition does not
 depend on order, so the class means are bit-identical whatever the number of ranks, the order in which batches finish
@@ -7,20 +7,21 @@ rounding costs at most ``0.5 / LOSS_SCALE`` nats per pixel (5e-7); an int64 hold
 the total loss of ADE20K's training set at a mean loss of 1.
 """
 
-from typing import Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..utils import comm
-from .class_loss import ClassLoss
+from ...utils import comm
+from ..class_loss import ClassLoss
 
 LOSS_SCALE = 2**20
 
 
-def pixel_cross_entropy(log_probs: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
+def label_nll(log_probs: torch.Tensor, labels: torch.Tensor, ignore_label: int) -> torch.Tensor:
     """Float32 ``(N, H, W)`` loss ``-log p(label)`` for ``log_probs`` ``(N, K, H, W)`` and ``labels`` ``(N, H, W)``;
-    0 where the label is ``ignore_label``."""
+    0 where the label is ``ignore_label``. Per pixel and unweighted, unlike the training losses of ``heads/``."""
     valid = labels != ignore_label
     index = torch.where(valid, labels, torch.zeros_like(labels)).long()
     loss = -log_probs.float().gather(1, index[:, None])[:, 0]
@@ -58,3 +59,34 @@ class ClassLossAccumulator:
         if len(names) != self.num_classes:
             raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
         return ClassLoss.from_sums(dataset, ignore_label, names, self.loss_sums(), self.counts.cpu().numpy())
+
+
+class BatchLoss:
+    """Per-pixel loss of a batch of items from :class:`~.batches.PairReader`, at each image's full resolution.
+
+    The model prepares the images itself (:meth:`SemanticSegmentor.preprocess`: channel order, normalisation,
+    test-time padding), so the filter sees each image as evaluation would; labels are padded with the ignore label
+    to the batch's largest size, so padding never counts.
+    """
+
+    def __init__(self, model: torch.nn.Module, amp_dtype: Optional[torch.dtype]) -> None:
+        self.model = model
+        self.amp_dtype = amp_dtype
+        self.device = model.device
+
+    @torch.no_grad()
+    def __call__(self, items: Sequence[Dict], ignore_label: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Loss and labels ``(N, H, W)`` on the device, (H, W) the largest item size; 0 loss at ignored pixels."""
+        height = max(x["image"].shape[-2] for x in items)
+        width = max(x["image"].shape[-1] for x in items)
+        images = self.model.preprocess([x["image"] for x in items])
+        labels = []
+        for item in items:
+            target = item["labels"].to(self.device, non_blocking=True)
+            h, w = target.shape
+            labels.append(F.pad(target, (0, width - w, 0, height - h), value=ignore_label))
+        device_type = self.device.type
+        with torch.autocast(device_type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            log_probs = self.model.predict_log_probs(images)
+        label_batch = torch.stack(labels)
+        return label_nll(log_probs[..., :height, :width], label_batch, ignore_label), label_batch

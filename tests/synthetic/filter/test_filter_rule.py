@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.synthetic.filtering import apply_filter, class_thresholds, filled_value, noisy_pixels
+from freemask.synthetic.filter.rule import apply_filter, class_thresholds, filled_value, noisy_pixels
 
 IGNORE = 255
 

@@ -7,19 +7,38 @@ renamed, so an interrupted run leaves no partial file and a re-run skips what ex
 what this run would write (another source, e.g. unfiltered masks) is an error, never overwritten or silently kept.
 """
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..data.datasets.synthetic import IMAGES_DIR, MASKS_DIR
-from ..data.errors import DatasetError
-from .resample_inputs import SyntheticPairs
-from .resampling import ResamplePlan
+from ...data.datasets.synthetic import IMAGES_DIR, MANIFEST_NAME, MASKS_DIR
+from ...data.errors import DatasetError
+from ...utils.atomic import atomic_path
+from ..sources import SyntheticPairs
+from .plan import ResamplePlan
 
 # Files per thread-pool task.
 _CHUNK = 64
+
+
+def manifest_path(output: str | None, folder: str | None, synthetic: SyntheticPairs) -> str:
+    """Where the manifest goes: ``output``, else the one the ``*_syn_resampled_*`` splits read in ``folder`` (the
+    --copy/--symlink target) or the synthetic root. DatasetError, before the long part, when the manifest could not
+    name the files relative to its folder."""
+    path = output or os.path.join(folder or synthetic.root, MANIFEST_NAME)
+    base = os.path.dirname(os.path.abspath(path))
+    first = next(iter(next(iter(synthetic.pairs.values())).values()))
+    targets = [os.path.join(folder, "x")] if folder else first
+    if any(os.path.relpath(os.path.abspath(p), base).startswith("..") for p in targets):
+        where = folder or f"{os.path.dirname(first[0])} and {os.path.dirname(first[1])}"
+        raise DatasetError(
+            f"--output {path}: the manifest lists paths relative to its folder, which does not contain {where}; "
+            f"put it in a folder that holds the files (default: {MANIFEST_NAME} in the synthetic root or DIR)"
+        )
+    return path
 
 
 def chosen_pairs(plan: ResamplePlan, synthetic: SyntheticPairs) -> list[tuple[str, str]]:
@@ -56,19 +75,13 @@ def _place(source: str, target: str, symlink: bool) -> bool:
     """Copy or symlink ``source`` to ``target`` atomically; False when an earlier run already placed it."""
     if _already_placed(source, target, symlink):
         return False
-    tmp = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{os.getpid()}.tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    try:
+    with atomic_path(target) as tmp:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by a killed run of a process with our pid: a link would not be replaced
         if symlink:
             os.symlink(os.path.abspath(source), tmp)
         else:
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
     return True
 
 

@@ -7,23 +7,20 @@ import cv2
 import numpy as np
 import pytest
 
-from freemask.synthetic.filter_output import (
+from freemask.synthetic.filter.outputs import (
     OutputStateError,
-    check_state,
-    read_state,
-    remove_stale_temporaries,
-    write_png,
-    write_state,
-)
-from freemask.synthetic.filter_records import (
     RecordLog,
     build_stats,
+    check_state,
     complete_records,
     image_record,
     read_logs,
+    read_state,
     record_from_files,
+    write_png,
+    write_state,
 )
-from freemask.synthetic.filtering import apply_filter
+from freemask.synthetic.filter.rule import apply_filter
 
 IGNORE = 255
 
@@ -95,14 +92,6 @@ def test_stats_sum_records_in_file_order_and_handle_empty_classes():
     assert stats == build_stats(records[::-1], ["x", "y", "z"], [0.5, math.inf, 1.0], 1.25, "/data/class_loss.json",
                                 "/data")  # fmt: skip
     json.dumps(stats, allow_nan=False)
-
-
-def test_stale_temporaries_are_removed_and_other_files_kept(tmp_path):
-    (tmp_path / ".a.png.1234.tmp").write_bytes(b"half")
-    (tmp_path / "a.png").write_bytes(b"done")
-    (tmp_path / ".filter_state.json").write_text("{}")
-    assert remove_stale_temporaries(str(tmp_path)) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".filter_state.json", "a.png"]
 
 
 def test_state_mismatch_names_the_setting_and_the_fix(tmp_path):

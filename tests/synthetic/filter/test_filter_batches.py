@@ -5,16 +5,26 @@ import numpy as np
 import pytest
 
 from freemask.data.errors import DatasetError
-from freemask.synthetic.filter_data import PairReader, image_sizes, plan_batches
+from freemask.synthetic.filter.batches import PairReader, image_sizes, plan_batches
 
 
-def test_plan_covers_every_index_once_and_is_a_pure_function_of_sizes():
+def test_plan_covers_every_index_once_and_depends_on_the_sizes_not_their_order():
     rng = np.random.default_rng(0)
     sizes = [tuple(int(v) for v in rng.choice([32, 48, 64], size=2)) for _ in range(50)]
     batches = plan_batches(sizes, batch_size=4)
     assert sorted(i for b in batches for i in b) == list(range(50))
     assert all(1 <= len(b) <= 4 for b in batches)
-    assert plan_batches(list(sizes), batch_size=4) == batches
+    order = rng.permutation(50)
+    shuffled = [sizes[i] for i in order]
+    assert [[shuffled[i] for i in b] for b in plan_batches(shuffled, 4)] == [[sizes[i] for i in b] for b in batches]
+
+
+def test_plan_of_a_small_size_list_is_the_hand_computed_one():
+    # Median area (256 + 768) / 2 = 512: a batch of 2 may hold 1024 padded pixels. Sorted by (H, W, index): the
+    # 16x16 images 1, 3, 4, then the 32x32 images 0, 2, then 5 (48x16). 1 + 3 fill a batch; 4 + 0 would pad to
+    # 2 x 32 x 32 = 2048 pixels, as would every later pair.
+    sizes = [(32, 32), (16, 16), (32, 32), (16, 16), (16, 16), (48, 16)]
+    assert plan_batches(sizes, batch_size=2) == [[1, 3], [4], [0], [2], [5]]
 
 
 def test_same_sized_images_share_batches_without_padding():

@@ -1,4 +1,4 @@
-"""Mask hardness (freemask.synthetic.hardness) against brute-force computations on hand-built masks."""
+"""Mask hardness (freemask.synthetic.resample.hardness) against brute-force computations on hand-built masks."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import reduce_zero_label
-from freemask.synthetic.hardness import (
+from freemask.synthetic.resample.hardness import (
     class_pixel_counts,
     compute_hardness,
     hardness_from_counts,

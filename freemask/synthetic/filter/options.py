@@ -1,0 +1,54 @@
+"""What the user chooses for one filter run: the defaults and the check the command line shares with the library.
+
+Torch-free, so ``tools/filter_syn.py --help`` and its early checks show and test the same values without loading any
+model code.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    import torch
+
+# A pixel is noise when its loss exceeds this many times its class's mean loss on the real images (the paper's value).
+TOLERANCE_MARGIN = 1.25
+BATCH_SIZE = 8
+
+
+def check_tolerance_margin(margin: float, name: str = "the tolerance margin") -> None:
+    """ValueError unless ``margin`` is positive (NaN is not); ``name`` is how the message names it."""
+    if not margin > 0:
+        raise ValueError(f"{name} must be positive, got {margin}")
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """What the user chose on the command line (see tools/filter_syn.py for each flag)."""
+
+    output: str
+    tolerance_margin: float = TOLERANCE_MARGIN
+    batch_size: int = BATCH_SIZE
+    num_workers: int = 4
+    amp_dtype: Optional["torch.dtype"] = None
+    class_loss: Optional[str] = None
+    overwrite: bool = False
+    progress: bool = True
+    writer_threads: int = 4
+
+    @property
+    def parent(self) -> str:
+        return os.path.dirname(os.path.abspath(self.output))
+
+    @property
+    def class_loss_path(self) -> str:
+        return self.class_loss or os.path.join(self.parent, "class_loss.json")
+
+    @property
+    def stats_path(self) -> str:
+        return os.path.join(self.parent, "filter_stats.json")
+
+    @property
+    def precision(self) -> str:
+        """``float32`` or the autocast dtype's name, as recorded in the output's settings."""
+        return str(self.amp_dtype).replace("torch.", "") if self.amp_dtype is not None else "float32"

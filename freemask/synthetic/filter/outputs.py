@@ -1,0 +1,336 @@
+"""The filter's output folder: masks, per-image records, statistics, and the settings the folder was made with.
+
+Files (``<parent>`` is the folder holding ``output``)::
+
+    <parent>/class_loss.json      pass 1 result (unless --class-loss names another file)
+    <parent>/filter_stats.json    fractions filtered per class, overall and per image
+    <output>/<mask name>.png      filtered masks, same names as the synthetic masks
+    <output>/.filter_state.json   settings the masks were made with
+    <output>/.filter_records.rank<r>.jsonl   per-image pixel counts, for the statistics
+
+Every file appears under its final name only once complete (:mod:`freemask.utils.atomic`), so "the mask exists"
+means "the mask is finished" and a re-run skips it. A re-run must also produce what the interrupted run would have,
+so ``.filter_state.json`` remembers the settings the masks were made with (model weights, margin, batch size,
+precision, inputs, class losses) and a re-run with other settings stops instead of mixing two kinds of masks in one
+folder.
+
+Each rank appends one JSON line per filtered mask to its own log, after the mask is in place. At the end rank 0 reads
+every log; a mask whose line was lost (a kill between the mask's rename and the append, or a truncated last line)
+gets its record recomputed from the files themselves: a filtered pixel is one whose stored value changed. Statistics
+are integer pixel counts summed in file-name order, so the result does not depend on who computed a record, when, or
+in which order.
+
+``filter_stats.json`` (UTF-8 JSON)::
+
+    {"format": "freemask.filter_stats/1", "tolerance_margin": 1.25, "class_loss": "class_loss.json", "images": N,
+     "overall": {"pixels": P, "filtered": F, "fraction": F / P},
+     "classes": [{"id": 0, "name": "wall", "threshold": 0.26, "pixels": ..., "filtered": ..., "fraction": ...}],
+     "per_image": [{"file": "x_seed_42.png", "pixels": ..., "filtered": ..., "fraction": ...}, ...]}
+
+``pixels`` counts labelled (non-ignored) pixels of the synthetic masks; ``threshold`` is null for a class that never
+filters; a fraction over zero pixels is 0.
+"""
+
+import collections
+import glob
+import hashlib
+import json
+import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Deque, Dict, Iterable, List, Optional, Sequence, Set
+
+import cv2
+import numpy as np
+
+from ...data.datasets.synthetic import FILTERED_MASKS_DIR, MASKS_DIR
+from ...data.errors import DatasetError
+from ...data.mapper import read_mask
+from ...errors import UserError
+from ...utils.atomic import atomic_write_bytes, atomic_write_json
+from ..sources import MaskSource, SourceSpec
+from .batches import training_labels
+from .rule import apply_filter
+
+STATE_NAME = ".filter_state.json"
+STATS_FORMAT = "freemask.filter_stats/1"
+LOG_GLOB = ".filter_records.rank*.jsonl"
+
+
+class OutputStateError(UserError, RuntimeError):
+    """The output folder holds results of other settings; the message says which and how to proceed."""
+
+
+# ------------------------------------------------------------------------------------------- where the output goes
+
+
+def mask_file_name(record: dict) -> str:
+    """Output name of a record's filtered mask: its mask's name, with a .png extension."""
+    return os.path.splitext(os.path.basename(record["sem_seg_file_name"]))[0] + ".png"
+
+
+def default_output(source: MaskSource) -> str:
+    """``<root>/annotations_filtered`` for a synthetic dataset whose masks lie in ``<root>/annotations`` (where the
+    ``*_syn_filtered_*`` splits read them); otherwise the user must say where."""
+    folders = {os.path.dirname(os.path.abspath(r["sem_seg_file_name"])) for r in source.records}
+    if len(folders) == 1:
+        folder = folders.pop()
+        if os.path.basename(folder) == MASKS_DIR:
+            return os.path.join(os.path.dirname(folder), FILTERED_MASKS_DIR)
+    raise DatasetError(
+        f"cannot choose an output folder for {source.description} (its masks are not in one '{MASKS_DIR}' folder of "
+        f"a synthetic root); pass --output DIR"
+    )
+
+
+def check_output_is_not_input(output: str, syn: MaskSource, real: Optional[SourceSpec]) -> None:
+    """DatasetError when ``output`` is a folder holding synthetic images or masks, or the real mask folder: inputs
+    are never modified. (The real pairs are listed only when pass 1 runs, so only their named folder is checked.)"""
+    target = os.path.realpath(output)
+    folders = {os.path.dirname(r[key]) for r in syn.records for key in ("sem_seg_file_name", "file_name")}
+    for folder in sorted(folders):
+        if os.path.realpath(folder or ".") == target:
+            raise DatasetError(
+                f"--output {output} is an input folder of {syn.description}; inputs are never overwritten: "
+                f"choose another folder"
+            )
+    if real is not None and real.image_dir and os.path.realpath(real.mask_dir) == target:
+        raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
+
+
+# --------------------------------------------------------------------------------------- the folder's bookkeeping
+
+
+def write_png(path: str, mask: np.ndarray) -> None:
+    """Atomically write a single-channel uint8/uint16 label map as PNG (lossless, dtype kept)."""
+    ok, encoded = cv2.imencode(".png", mask)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed for a {mask.dtype} mask of shape {mask.shape}")
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def existing_files(folder: str, names: Iterable[str]) -> Set[str]:
+    """The subset of ``names`` present in ``folder`` (one listing, not one stat per name)."""
+    with os.scandir(folder) as entries:
+        present = {e.name for e in entries if e.is_file()}
+    return present.intersection(names)
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_state(output: str) -> Optional[Dict]:
+    path = os.path.join(output, STATE_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_state(output: str, state: Dict) -> None:
+    atomic_write_json(os.path.join(output, STATE_NAME), state, sort_keys=True)
+
+
+def check_state(output: str, previous: Optional[Dict], current: Dict) -> None:
+    """OutputStateError when ``previous`` (the folder's state) disagrees with ``current`` on a shared key."""
+    if not previous:
+        return
+    differ = sorted(k for k in current if k in previous and previous[k] != current[k])
+    if differ:
+        shown = "; ".join(f"{k}: {previous[k]!r} -> {current[k]!r}" for k in differ)
+        raise OutputStateError(
+            f"{output} holds masks filtered with other settings ({shown}); pass --overwrite to redo them, or choose "
+            f"another --output"
+        )
+
+
+def clear_output(output: str, names: Iterable[str]) -> None:
+    """--overwrite: remove this run's earlier masks, records and state (other files are left alone)."""
+    for name in existing_files(output, names):
+        os.remove(os.path.join(output, name))
+    remove_logs(output)
+    state = os.path.join(output, STATE_NAME)
+    if os.path.exists(state):
+        os.remove(state)
+
+
+# ---------------------------------------------------------------------------------------------- per-image records
+
+
+def image_record(name: str, labels: np.ndarray, noisy: np.ndarray, num_classes: int, ignore_label: int) -> dict:
+    """``{"file", "labelled": {class: pixels}, "filtered": {class: pixels}}`` (classes as strings, sparse)."""
+    valid = labels != ignore_label
+    labelled = np.bincount(labels[valid], minlength=num_classes)
+    filtered = np.bincount(labels[noisy & valid], minlength=num_classes)
+    return {
+        "file": name,
+        "labelled": {str(c): int(n) for c, n in enumerate(labelled) if n},
+        "filtered": {str(c): int(n) for c, n in enumerate(filtered) if n},
+    }
+
+
+def record_from_files(
+    name: str, raw_path: str, filtered_path: str, reduce_zero: bool, num_classes: int, ignore_label: int
+) -> dict:
+    """The record of an already written mask, from the input mask and the filtered one."""
+    raw, out = read_mask(raw_path), read_mask(filtered_path)
+    return image_record(name, training_labels(raw, reduce_zero, ignore_label), raw != out, num_classes, ignore_label)
+
+
+class RecordLog:
+    """Append-only JSON-lines log of one rank; each line is flushed to the OS at once, so a killed process loses at
+    most the line it was writing."""
+
+    def __init__(self, output: str, rank: int) -> None:
+        self.path = os.path.join(output, f".filter_records.rank{rank}.jsonl")
+        needs_newline = (
+            os.path.exists(self.path) and os.path.getsize(self.path) > 0 and not _ends_with_newline(self.path)
+        )
+        self._file = open(self.path, "a", encoding="utf-8")
+        if needs_newline:  # a previous run was killed mid-line; keep that fragment on a line of its own
+            self._file.write("\n")
+
+    def append(self, record: dict) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def read_logs(output: str) -> Dict[str, dict]:
+    """Every complete record of every rank's log, by file name (unparsable lines are skipped)."""
+    records: Dict[str, dict] = {}
+    for path in sorted(glob.glob(os.path.join(output, LOG_GLOB))):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    records[record["file"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue
+    return records
+
+
+def remove_logs(output: str) -> None:
+    for path in glob.glob(os.path.join(output, LOG_GLOB)):
+        os.remove(path)
+
+
+def complete_records(
+    names: Sequence[str],
+    known: Dict[str, dict],
+    recompute: Iterable,
+    threads: int = 8,
+) -> List[dict]:
+    """Records of ``names`` in order: from ``known`` when present, else from ``recompute`` (callables returning a
+    record, one per missing name in the same order), run on ``threads`` threads."""
+    missing = [n for n in names if n not in known]
+    tasks = list(recompute)
+    if len(tasks) != len(missing):
+        raise ValueError(f"{len(tasks)} recompute tasks for {len(missing)} missing records")
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        found = dict(zip(missing, pool.map(lambda task: task(), tasks)))
+    return [known[n] if n in known else found[n] for n in names]
+
+
+# ------------------------------------------------------------------------------------------------- writing masks
+
+
+class MaskWriter:
+    """Encodes and saves filtered masks on threads; a record is logged only once its mask is in place, in
+    submission order. At most ``max_pending`` masks wait, bounding memory when the disk is slower than the model."""
+
+    def __init__(self, log: RecordLog, threads: int, max_pending: int, num_classes: int, ignore_label: int) -> None:
+        self.log = log
+        self.pool = ThreadPoolExecutor(max(threads, 1))
+        self.pending: Deque[Future] = collections.deque()
+        self.max_pending = max(max_pending, 1)
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+
+    def submit(self, path: str, raw: np.ndarray, noisy: np.ndarray, labels: np.ndarray, fill: int) -> None:
+        """Queue ``raw`` (the mask as stored) with its ``noisy`` pixels set to ``fill`` for ``path``, and its record
+        (``labels``: the mask's training labels)."""
+
+        def task() -> dict:
+            write_png(path, apply_filter(raw, noisy, fill))
+            return image_record(os.path.basename(path), labels, noisy, self.num_classes, self.ignore_label)
+
+        self.pending.append(self.pool.submit(task))
+        while len(self.pending) > self.max_pending or (self.pending and self.pending[0].done()):
+            self.log.append(self.pending.popleft().result())
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                self.log.append(self.pending.popleft().result())
+        finally:
+            self.pool.shutdown(wait=True)
+            self.log.close()
+
+
+# ------------------------------------------------------------------------------------------------- filter_stats.json
+
+
+def _fraction(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def build_stats(
+    records: Sequence[dict],
+    class_names: Sequence[str],
+    thresholds: Sequence[float],
+    tolerance_margin: float,
+    class_loss_path: str,
+    stats_folder: str,
+) -> dict:
+    """The ``filter_stats.json`` content of ``records`` (sorted by file name here, so callers need not); the
+    class-loss file is named relative to ``stats_folder`` so the statistics do not change when a dataset moves."""
+    num_classes = len(class_names)
+    labelled, filtered = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
+    per_image = []
+    for record in sorted(records, key=lambda r: r["file"]):
+        for key, totals in (("labelled", labelled), ("filtered", filtered)):
+            for c, n in record[key].items():
+                totals[int(c)] += n
+        pixels, removed = sum(record["labelled"].values()), sum(record["filtered"].values())
+        per_image.append(
+            {"file": record["file"], "pixels": pixels, "filtered": removed, "fraction": _fraction(removed, pixels)}
+        )
+    classes = [
+        {
+            "id": c,
+            "name": class_names[c],
+            "threshold": None if math.isinf(thresholds[c]) else float(thresholds[c]),
+            "pixels": int(labelled[c]),
+            "filtered": int(filtered[c]),
+            "fraction": _fraction(int(filtered[c]), int(labelled[c])),
+        }
+        for c in range(num_classes)
+    ]
+    total, removed = int(labelled.sum()), int(filtered.sum())
+    return {
+        "format": STATS_FORMAT,
+        "tolerance_margin": tolerance_margin,
+        "class_loss": os.path.relpath(os.path.abspath(class_loss_path), stats_folder),
+        "images": len(per_image),
+        "overall": {"pixels": total, "filtered": removed, "fraction": _fraction(removed, total)},
+        "classes": classes,
+        "per_image": per_image,
+    }
+
+
+def write_stats(path: str, stats: dict) -> None:
+    atomic_write_json(path, stats)
