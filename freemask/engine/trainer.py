@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer
+from fvcore.nn import parameter_count
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -92,7 +93,7 @@ class Trainer:
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
         model = build_model(cfg)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = parameter_count(model)[""]
         logger.info("Model %s: %.2fM parameters", cfg.MODEL.META_ARCHITECTURE, n_params / 1e6)
         return model
 

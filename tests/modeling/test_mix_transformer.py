@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+from fvcore.nn import parameter_count
 
 from freemask.config import ConfigError, get_cfg
 from freemask.modeling import build_backbone
@@ -26,7 +27,7 @@ def mit(variant="b0", **kwargs):
 
 def encoder_params(variant: str) -> int:
     with torch.device("meta"):  # sizes only: no memory, no initialisation
-        return sum(p.numel() for p in mit(variant).parameters())
+        return parameter_count(mit(variant))[""]
 
 
 @pytest.mark.parametrize("size", [(64, 64), (96, 160), (70, 45)])

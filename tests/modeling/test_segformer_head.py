@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from fvcore.nn import parameter_count
 
 from freemask.config import get_cfg
 from freemask.modeling import build_model
@@ -97,7 +98,7 @@ def test_decoder_width_zero_means_the_papers_choice_for_the_variant(variant, exp
 
 
 def count(module):
-    return sum(p.numel() for p in module.parameters())
+    return parameter_count(module)[""]
 
 
 # SegFormer paper, table 1: decoder and whole-model parameters (millions) on ADE20K (150 classes) with the paper's
