@@ -37,8 +37,29 @@ def _lookup(registry: Registry, name: str, key: str):
 
 
 def build_backbone(cfg: CfgNode) -> Backbone:
+    """The backbone of ``MODEL.BACKBONE.NAME``, built from ``MODEL.BACKBONE.*`` alone, unset keys filled in first."""
     cls = _lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
-    return cls(**cls.from_config(cfg))
+    return cls(**cls.from_config(fill_backbone_keys(cfg)))
+
+
+def fill_backbone_keys(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with the backbone keys left at "as the rest of the model says" filled in from it.
+
+    A backbone reads only its own keys, yet two values must agree with another part of the config: the ViT's position
+    table is sized for the training crop (``MODEL.BACKBONE.VIT.IMG_SIZE`` [] -> ``INPUT.CROP.SIZE``) and SeMask's
+    prior maps have the head's classes (``MODEL.BACKBONE.SEMASK.NUM_CLASSES`` 0 -> ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``).
+    The coupling lives here, once, and a config that sets either key decides it itself. ``cfg`` is not changed.
+    """
+    b = cfg.MODEL.BACKBONE
+    if b.VIT.IMG_SIZE and b.SEMASK.NUM_CLASSES:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    b = cfg.MODEL.BACKBONE
+    b.VIT.IMG_SIZE = list(b.VIT.IMG_SIZE or cfg.INPUT.CROP.SIZE)
+    b.SEMASK.NUM_CLASSES = b.SEMASK.NUM_CLASSES or cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    cfg.freeze()
+    return cfg
 
 
 def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:

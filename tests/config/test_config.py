@@ -102,3 +102,26 @@ def test_missing_base_file_names_the_file_that_asks_for_it(tmp_path):
     child = write(tmp_path / "child.yaml", "_BASE_: ../Base-Missing.yaml\n")
     with pytest.raises(ConfigError, match=r"child.yaml: _BASE_ file .*Base-Missing.yaml not found"):
         get_cfg().merge_from_file(child)
+
+
+def test_renamed_keys_are_read_under_their_new_names_with_a_warning(tmp_path, caplog):
+    write(tmp_path / "base.yaml", "MODEL:\n  BACKBONE:\n    MIT:\n      VARIANT: b0\n")
+    old_names = "MODEL:\n  SEGFORMER:\n    VARIANT: b4\n  SEMASK:\n    RESIDUAL: input\n"
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\n" + old_names)
+    cfg = get_cfg()
+    with caplog.at_level("WARNING", logger="freemask.config.config"):
+        cfg.merge_from_file(child)
+    # the child's old name overrides the base's new name, as the same key would
+    assert cfg.MODEL.BACKBONE.MIT.VARIANT == "b4" and cfg.MODEL.BACKBONE.SEMASK.RESIDUAL == "input"
+    assert "VARIANT" not in cfg.MODEL.SEGFORMER and "RESIDUAL" not in cfg.MODEL.SEMASK  # dumps carry the new name
+    (warning,) = caplog.messages
+    assert "child.yaml" in warning and "MODEL.SEGFORMER.VARIANT -> MODEL.BACKBONE.MIT.VARIANT" in warning
+    cfg.merge_from_list(["MODEL.SEMASK.WINDOW_SIZE", "5"])
+    assert cfg.MODEL.BACKBONE.SEMASK.WINDOW_SIZE == 5 and "command line" in caplog.messages[-1]
+
+
+def test_a_file_setting_a_key_under_both_names_is_refused(tmp_path):
+    both = "MODEL:\n  SEGFORMER:\n    VARIANT: b1\n  BACKBONE:\n    MIT:\n      VARIANT: b2\n"
+    path = write(tmp_path / "both.yaml", both)
+    with pytest.raises(ConfigError, match="both.yaml: sets both MODEL.SEGFORMER.VARIANT and .*; keep only"):
+        get_cfg().merge_from_file(path)

@@ -31,7 +31,7 @@ def segformer_cfg(variant="b0", num_classes=5, decoder_dim=32):
     cfg.MODEL.META_ARCHITECTURE = "EncoderDecoder"
     cfg.MODEL.BACKBONE.NAME = "MixTransformer"
     cfg.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
-    cfg.MODEL.SEGFORMER.VARIANT = variant
+    cfg.MODEL.BACKBONE.MIT.VARIANT = variant
     cfg.MODEL.SEGFORMER.DECODER_DIM = decoder_dim
     cfg.MODEL.SEM_SEG_HEAD.NAME = "SegFormerHead"
     cfg.MODEL.SEM_SEG_HEAD.NORM = "BN"

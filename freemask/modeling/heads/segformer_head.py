@@ -70,7 +70,7 @@ class SegFormerHead(nn.Module):
         return {
             "num_classes": h.NUM_CLASSES,
             "in_features": h.IN_FEATURES,
-            "embed_dim": s.DECODER_DIM or segformer_spec(s.VARIANT).decoder_dim,
+            "embed_dim": s.DECODER_DIM or segformer_spec(cfg.MODEL.BACKBONE.MIT.VARIANT).decoder_dim,
             "norm": h.NORM,
             "dropout": h.DROPOUT,
             "loss_weight": h.LOSS_WEIGHT,
