@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> None:
     # Imported here, not at the top: --help and the early checks answer without loading torch and the model zoo.
     import torch
 
+    from freemask.config import resolve_device
     from freemask.data.errors import DatasetError
     from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
@@ -154,7 +155,7 @@ def main(args: argparse.Namespace) -> None:
         raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
     cli.check_output_folders([("--output", output)])  # also the default one, before the model is built
     model = load_filter_model(cfg)
-    on_gpu = torch.device(cfg.MODEL.DEVICE).type == "cuda"
+    on_gpu = resolve_device(cfg).type == "cuda"
     options = FilterOptions(
         output=output,
         tolerance_margin=args.tolerance_margin,

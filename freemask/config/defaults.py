@@ -4,8 +4,6 @@ Every key a config file or a command-line override may set is declared here, wit
 it, so one tree holds every key and a typo is caught before training starts.
 """
 
-import torch
-
 from .config import CfgNode as CN
 
 _C = CN()
@@ -16,7 +14,9 @@ _C.VERSION = 1
 # ---------------------------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "SemanticFPN"
-_C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# "auto" = CUDA when a GPU is visible, else the CPU, decided when the model is built (freemask/config/device.py), so
+# the dumped config.yaml is the same on every machine; or a torch device name: "cpu", "cuda", "cuda:1".
+_C.MODEL.DEVICE = "auto"
 # Checkpoint of the whole model, loaded before training or for --eval-only.
 _C.MODEL.WEIGHTS = ""
 # Checkpoints are loaded with torch.load(weights_only=True); set True only for files you trust.

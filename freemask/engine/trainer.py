@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
 from ..cli import resume_command
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError
 from ..evaluation import inference_on_dataset
@@ -57,7 +57,7 @@ class Trainer:
         model = self.build_model(cfg)
         self.optimizer = self.build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
-        self.device_type = torch.device(cfg.MODEL.DEVICE).type
+        self.device_type = resolve_device(cfg).type
         amp = cfg.SOLVER.AMP
         if amp.DTYPE not in ("bfloat16", "float16"):
             raise ConfigError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")

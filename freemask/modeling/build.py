@@ -6,11 +6,10 @@ method; nothing else in the engine needs to change.
 
 from typing import Dict
 
-import torch
 from fvcore.common.registry import Registry
 from torch import nn
 
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from .backbone.base import Backbone, ShapeSpec
 from .ops.ms_deform_attn_cuda import set_ms_deform_attn_impl
 
@@ -81,11 +80,11 @@ def build_transformer_decoder(cfg: CfgNode, in_channels: int) -> nn.Module:
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``.
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE`` (``auto``: CUDA if available).
 
     Also records ``MODEL.MSDA_IMPL``, the process-wide choice of deformable-attention implementation.
     """
     set_ms_deform_attn_impl(cfg.MODEL.MSDA_IMPL)
     cls = _lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
     model = cls(**cls.from_config(cfg))
-    return model.to(torch.device(cfg.MODEL.DEVICE))
+    return model.to(resolve_device(cfg))

@@ -1,6 +1,10 @@
-import pytest
+import importlib
 
-from freemask.config import ConfigError, get_cfg
+import pytest
+import torch
+
+import freemask.config.defaults
+from freemask.config import ConfigError, get_cfg, resolve_device
 
 
 def write(path, text):
@@ -10,7 +14,7 @@ def write(path, text):
 
 def test_defaults_are_complete_and_fresh():
     cfg = get_cfg()
-    assert cfg.MODEL.DEVICE in ("cpu", "cuda")
+    assert cfg.MODEL.DEVICE == "auto"
     assert cfg.INPUT.MIN_SIZE_TRAIN[0] == 256 and cfg.INPUT.MIN_SIZE_TRAIN[-1] == 1024
     cfg.SOLVER.BASE_LR = 3.0
     assert get_cfg().SOLVER.BASE_LR != 3.0  # every call returns a new copy
@@ -125,3 +129,31 @@ def test_a_file_setting_a_key_under_both_names_is_refused(tmp_path):
     path = write(tmp_path / "both.yaml", both)
     with pytest.raises(ConfigError, match="both.yaml: sets both MODEL.SEGFORMER.VARIANT and .*; keep only"):
         get_cfg().merge_from_file(path)
+
+
+def test_the_defaults_dump_the_same_with_or_without_a_gpu(monkeypatch):
+    dumps = []
+    try:
+        for visible in (True, False):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda visible=visible: visible)
+            dumps.append(importlib.reload(freemask.config.defaults)._C.dump())
+    finally:
+        monkeypatch.undo()
+        importlib.reload(freemask.config.defaults)
+    assert dumps[0] == dumps[1] and "DEVICE: auto" in dumps[0]
+
+
+@pytest.mark.parametrize("visible,expected", [(True, "cuda"), (False, "cpu")])
+def test_auto_device_is_cuda_only_when_a_gpu_is_visible(monkeypatch, visible, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible)
+    assert resolve_device(get_cfg()) == torch.device(expected)
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu"])
+    assert resolve_device(cfg) == torch.device("cpu")  # an explicit device is kept as asked
+
+
+def test_a_bad_device_names_the_key():
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "gpu0"
+    with pytest.raises(ConfigError, match="MODEL.DEVICE 'gpu0' is not a device; use auto, cpu"):
+        resolve_device(cfg)
