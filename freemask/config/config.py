@@ -35,8 +35,12 @@ class CfgNode(_FvcoreCfgNode):
     """
 
     @classmethod
-    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
-        """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader."""
+    def load_yaml_with_base(cls, filename: str) -> Dict[str, Any]:  # type: ignore[override]
+        """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader.
+
+        fvcore's ``allow_unsafe`` (fall back to ``yaml.unsafe_load``) is not a parameter here: configs are plain YAML,
+        so no caller can ask for a loader that runs Python tags.
+        """
         with open(filename, encoding="utf-8") as f:
             try:
                 cfg = yaml.safe_load(f)
@@ -61,9 +65,9 @@ class CfgNode(_FvcoreCfgNode):
         _merge_into(cfg, merged)
         return merged
 
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+    def merge_from_file(self, cfg_filename: str) -> None:  # type: ignore[override]
         try:
-            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = self.load_yaml_with_base(cfg_filename)
         except FileNotFoundError as e:
             raise ConfigError(
                 f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path"
