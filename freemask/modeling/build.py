@@ -4,14 +4,16 @@ A new meta-architecture, backbone or head is a class registered with one decorat
 method; nothing else in the engine needs to change.
 """
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
 from fvcore.common.registry import Registry
 from torch import nn
 
 from ..config import CfgNode, ConfigError, resolve_device
-from .backbone.base import Backbone, ShapeSpec
 from .ops.ms_deform_attn_cuda import set_ms_deform_attn_impl
+
+if TYPE_CHECKING:  # the parts import this module for its registries: it imports none of them at load time
+    from .backbone.base import Backbone, ShapeSpec
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the constructor's keyword arguments."
@@ -27,7 +29,17 @@ TRANSFORMER_DECODER_REGISTRY = Registry("TRANSFORMER_DECODER")
 TRANSFORMER_DECODER_REGISTRY.__doc__ = "Query-based transformer decoders of mask-classification models."
 
 
+def register_builtins() -> None:
+    """Import the built-in parts, which registers them (once; later calls cost a dictionary lookup each).
+
+    Done on first use rather than when this module is imported, because the parts import this module for the
+    registries they register into.
+    """
+    from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (registration)
+
+
 def _lookup(registry: Registry, name: str, key: str):
+    register_builtins()
     try:
         return registry.get(name)
     except KeyError:
@@ -35,7 +47,7 @@ def _lookup(registry: Registry, name: str, key: str):
         raise ConfigError(f"{key} '{name}' is not registered; registered: {known}") from None
 
 
-def build_backbone(cfg: CfgNode) -> Backbone:
+def build_backbone(cfg: CfgNode) -> "Backbone":
     """The backbone of ``MODEL.BACKBONE.NAME``, built from ``MODEL.BACKBONE.*`` alone, unset keys filled in first."""
     cls = _lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
     return cls(**cls.from_config(fill_backbone_keys(cfg)))
@@ -61,12 +73,12 @@ def fill_backbone_keys(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
     cls = _lookup(SEM_SEG_HEADS_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.NAME, "MODEL.SEM_SEG_HEAD.NAME")
     return cls(input_shape, **cls.from_config(cfg, input_shape))
 
 
-def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
     cls = _lookup(
         PIXEL_DECODER_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME"
     )
