@@ -77,6 +77,8 @@ _C.MODEL.SEM_SEG_HEAD = CN()
 _C.MODEL.SEM_SEG_HEAD.NAME = "SemanticFPNHead"
 _C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 150
+# Label of unlabelled pixels, ignored by the losses. Code calls it ignore_label; the key keeps the name official
+# Mask2Former / detectron2 configs use, so their files merge unchanged (DATASETS.CUSTOM.IGNORE_LABEL must equal it).
 _C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
 # Channels of the FPN levels and of the semantic head's towers.
 _C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 256

@@ -25,10 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .datasets.class_meta import read_meta_file
+from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
 from .mapper import read_mask, reduce_zero_label
 
-IGNORE_LABEL = 255
 ADE20K_NUM_CLASSES = 150
 ADE20K_SPLITS = ("training", "validation")
 COCO_STUFF_SPLITS = ("train2017", "val2017")

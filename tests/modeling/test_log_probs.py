@@ -57,7 +57,7 @@ class _FixedScores(SemanticSegmentor):
 
     def __init__(self, scores: torch.Tensor) -> None:
         super().__init__(
-            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_value=255,
+            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_label=255,
             inference=SegmentationInference(),
         )  # fmt: skip
         self.scores = scores
@@ -80,7 +80,7 @@ def test_a_logit_gap_of_200_costs_200_nats_not_the_87_of_a_saturated_softmax():
     logits = torch.tensor([200.0, 0.0, -5.0]).view(1, 3, 1, 1)
     model = EncoderDecoder(
         backbone=nn.Identity(), sem_seg_head=nn.Identity(), pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3,
-        size_divisibility=0, ignore_value=255, inference=SegmentationInference(),
+        size_divisibility=0, ignore_label=255, inference=SegmentationInference(),
     )  # fmt: skip
     model.predict_logits = lambda images: logits
     loss = F.nll_loss(model.predict_log_probs(torch.zeros(1, 3, 1, 1)), torch.tensor([[[1]]]))

@@ -77,7 +77,7 @@ class PixelwiseModel(SemanticSegmentor):
 
     def __init__(self) -> None:
         super().__init__(
-            pixel_mean=[120.0, 110.0, 100.0], pixel_std=[60.0, 60.0, 60.0], size_divisibility=8, ignore_value=IGNORE,
+            pixel_mean=[120.0, 110.0, 100.0], pixel_std=[60.0, 60.0, 60.0], size_divisibility=8, ignore_label=IGNORE,
             inference=SegmentationInference(),
         )  # fmt: skip
         torch.manual_seed(0)
