@@ -261,7 +261,7 @@ def random_images(generator: torch.Generator, batch: int, size: int) -> torch.Te
 
 
 def random_label_maps(
-    generator: torch.Generator, batch: int, size: int, num_classes: int, classes_per_image: int, ignore_value: int
+    generator: torch.Generator, batch: int, size: int, num_classes: int, classes_per_image: int, ignore_label: int
 ) -> torch.Tensor:
     """int64 label maps ``(N, size, size)``: blocks of ``classes_per_image`` classes drawn per image, one block in
     eight ignored. Blocky rather than per-pixel noise so that each present class is one sizeable region, as in real
@@ -272,7 +272,7 @@ def random_label_maps(
     for _ in range(batch):
         classes = torch.randperm(num_classes, generator=generator)[:k]
         grid = classes[torch.randint(0, k, (cells, cells), generator=generator)]
-        grid[torch.rand((cells, cells), generator=generator) < 1 / 8] = ignore_value
+        grid[torch.rand((cells, cells), generator=generator) < 1 / 8] = ignore_label
         block = -(-size // cells)
         maps.append(grid.repeat_interleave(block, 0).repeat_interleave(block, 1)[:size, :size])
     return torch.stack(maps)

@@ -46,7 +46,7 @@ from _common import (  # noqa: E402
     time_interleaved,
 )
 
-from freemask.config import CfgNode, ConfigError  # noqa: E402
+from freemask.config import CfgNode, ConfigError, resolve_device  # noqa: E402
 from freemask.solver import build_gradient_clipper, build_optimizer  # noqa: E402
 
 POOL = 4  # distinct batches cycled through; few enough to keep on the host, enough not to train on one batch
@@ -70,7 +70,7 @@ class TrainStep:
     """One variant's model, optimizer and GradScaler; ``step(i)`` trains on batch ``i % POOL`` with seed ``i``."""
 
     def __init__(self, cfg: CfgNode, variant: Variant, batches: List[List[dict]], seed: int) -> None:
-        self.device = cfg.MODEL.DEVICE
+        self.device = resolve_device(cfg).type
         self.variant = variant
         self.batches = batches
         self.seed = seed

@@ -24,8 +24,8 @@ class UserError(Exception):
 class ConfigError(UserError, ValueError):
     """A config file or override the user wrote is wrong; the message says where and how to fix it.
 
-    Defined here, not in freemask.config (whose defaults import torch), so a mistyped --config-file is reported
-    before torch loads; ``freemask.config.ConfigError`` is this class."""
+    Defined here, not in freemask.config (which loads fvcore and yaml), so a mistyped --config-file is reported before
+    any of the heavy imports; ``freemask.config.ConfigError`` is this class."""
 
 
 class ArgumentError(UserError, ValueError):

@@ -107,6 +107,7 @@ def main(args: argparse.Namespace) -> None:
     # Imported here, not at the top: --help and the early checks answer without loading torch and the model zoo.
     import torch
 
+    from freemask.config import resolve_device
     from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
     from freemask.synthetic.filter.options import FilterOptions
@@ -130,7 +131,7 @@ def main(args: argparse.Namespace) -> None:
     check_output_is_not_input(output, syn, real)
     cli.check_output_folders([("--output", output)])  # also the default one, before the model is built
     model = load_filter_model(cfg)
-    on_gpu = torch.device(cfg.MODEL.DEVICE).type == "cuda"
+    on_gpu = resolve_device(cfg).type == "cuda"
     options = FilterOptions(
         output=output,
         tolerance_margin=args.tolerance_margin,

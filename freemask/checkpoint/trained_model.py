@@ -7,7 +7,7 @@ A model used to produce numbers or pictures must be the one that was trained: th
 import torch
 from torch import nn
 
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from .checkpointer import Checkpointer, CheckpointError
 
 
@@ -18,7 +18,7 @@ def load_trained_model(cfg: CfgNode, purpose: str) -> nn.Module:
     """
     if not cfg.MODEL.WEIGHTS:
         raise CheckpointError(f"{purpose}: append MODEL.WEIGHTS path/to/model_final.pth")
-    if torch.device(cfg.MODEL.DEVICE).type == "cuda" and not torch.cuda.is_available():
+    if resolve_device(cfg).type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE} but no GPU is available; append MODEL.DEVICE cpu")
     from ..modeling import build_model  # here: the model zoo imports timm, which the checkpoint tools do not need
 

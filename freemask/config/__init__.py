@@ -2,6 +2,7 @@
 
 from .config import CfgNode, ConfigError
 from .defaults import _C
+from .device import resolve_device
 
 
 def get_cfg() -> CfgNode:
@@ -9,4 +10,4 @@ def get_cfg() -> CfgNode:
     return _C.clone()
 
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "resolve_device"]

@@ -1,6 +1,7 @@
 """yacs/fvcore config node with key checking that names the offending key and the closest valid one."""
 
 import difflib
+import logging
 import os
 from typing import Any, Dict, Iterator, List, Union
 
@@ -9,6 +10,17 @@ from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Keys that moved (old -> new). A config file or command line may still use the old name, so users' own configs and
+# the config.yaml of earlier runs keep working: it is read as the new key, with one warning per source naming both;
+# the merged tree (and so every dumped config) only has the new name.
+RENAMED_KEYS: Dict[str, str] = {
+    "MODEL.SEGFORMER.VARIANT": "MODEL.BACKBONE.MIT.VARIANT",
+    "MODEL.SEMASK.WINDOW_SIZE": "MODEL.BACKBONE.SEMASK.WINDOW_SIZE",
+    "MODEL.SEMASK.RESIDUAL": "MODEL.BACKBONE.SEMASK.RESIDUAL",
+}
 
 
 class CfgNode(_FvcoreCfgNode):
@@ -23,8 +35,12 @@ class CfgNode(_FvcoreCfgNode):
     """
 
     @classmethod
-    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:
-        """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader."""
+    def load_yaml_with_base(cls, filename: str) -> Dict[str, Any]:  # type: ignore[override]
+        """The file's mapping merged over its ``_BASE_`` file(s), always read with the safe YAML loader.
+
+        fvcore's ``allow_unsafe`` (fall back to ``yaml.unsafe_load``) is not a parameter here: configs are plain YAML,
+        so no caller can ask for a loader that runs Python tags.
+        """
         with open(filename, encoding="utf-8") as f:
             try:
                 cfg = yaml.safe_load(f)
@@ -33,6 +49,7 @@ class CfgNode(_FvcoreCfgNode):
                 raise ConfigError(f"{filename}: not a valid YAML config ({_yaml_problem(e)}){_PLAIN_YAML}") from None
         if not isinstance(cfg, dict):
             return cfg
+        _rename_keys(cfg, filename)
         bases: Union[str, List[str], None] = cfg.pop(BASE_KEY, None)
         if bases is None:
             return cfg
@@ -48,9 +65,9 @@ class CfgNode(_FvcoreCfgNode):
         _merge_into(cfg, merged)
         return merged
 
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+    def merge_from_file(self, cfg_filename: str) -> None:  # type: ignore[override]
         try:
-            loaded = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = self.load_yaml_with_base(cfg_filename)
         except FileNotFoundError as e:
             raise ConfigError(
                 f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path"
@@ -69,6 +86,10 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_list(self, cfg_list: List[str]) -> None:
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must be KEY VALUE pairs; '{cfg_list[-1]}' has no value")
+        renamed = [key for key in cfg_list[0::2] if key in RENAMED_KEYS]
+        if renamed:
+            _warn_renamed(renamed, "command line")
+            cfg_list = [RENAMED_KEYS.get(item, item) if i % 2 == 0 else item for i, item in enumerate(cfg_list)]
         for key in cfg_list[0::2]:
             if key.startswith("-"):
                 raise ConfigError(
@@ -99,6 +120,53 @@ class CfgNode(_FvcoreCfgNode):
                 yield from value.all_keys(full + ".")
             else:
                 yield full
+
+
+def _rename_keys(tree: Dict[str, Any], source: str) -> None:
+    """Move the old names of ``RENAMED_KEYS`` in one file's mapping to their new place, in place.
+
+    Done per file, before the file is merged over its ``_BASE_``, so an old name in a child file still overrides the
+    new name in its base, as the same key would.
+    """
+    found = []
+    for old, new in RENAMED_KEYS.items():
+        value = _pop(tree, old.split("."))
+        if value is _ABSENT:
+            continue
+        *parents, leaf = new.split(".")
+        target = tree
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{source}: {'.'.join(parents)} must be a mapping of KEY: value")
+        if leaf in target:
+            raise ConfigError(f"{source}: sets both {old} and its new name {new}; keep only {new}")
+        target[leaf] = value
+        found.append(old)
+    if found:
+        _warn_renamed(found, source)
+
+
+_ABSENT = object()
+
+
+def _pop(tree: Any, path: List[str]) -> Any:
+    """Remove ``path`` from ``tree`` and return its value (``_ABSENT`` when it is not there). Mappings left empty go
+    too: ``MODEL.SEGFORMER: {}`` would otherwise remain as a key of its own."""
+    head, *rest = path
+    if not isinstance(tree, dict) or head not in tree:
+        return _ABSENT
+    if not rest:
+        return tree.pop(head)
+    value = _pop(tree[head], rest)
+    if tree[head] == {}:
+        del tree[head]
+    return value
+
+
+def _warn_renamed(old_keys: List[str], source: str) -> None:
+    moves = ", ".join(f"{old} -> {RENAMED_KEYS[old]}" for old in old_keys)
+    logger.warning("%s: renamed config keys read under their new names (%s); rename them there", source, moves)
 
 
 def _merge_into(src: Dict[str, Any], dst: Dict[str, Any]) -> None:

@@ -4,8 +4,6 @@ Every key a config file or a command-line override may set is declared here, wit
 it, so one tree holds every key and a typo is caught before training starts.
 """
 
-import torch
-
 from .config import CfgNode as CN
 
 _C = CN()
@@ -16,7 +14,9 @@ _C.VERSION = 1
 # ---------------------------------------------------------------------------------------------------------------------
 _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "SemanticFPN"
-_C.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+# "auto" = CUDA when a GPU is visible, else the CPU, decided when the model is built (freemask/config/device.py), so
+# the dumped config.yaml is the same on every machine; or a torch device name: "cpu", "cuda", "cuda:1".
+_C.MODEL.DEVICE = "auto"
 # Checkpoint of the whole model, loaded before training or for --eval-only.
 _C.MODEL.WEIGHTS = ""
 # Checkpoints are loaded with torch.load(weights_only=True); set True only for files you trust.
@@ -51,11 +51,34 @@ _C.MODEL.BACKBONE.WINDOW_SIZE = 0
 # Swin size [embed_dim, [depths], [num_heads]] replacing the timm model's, for small Swins trained from scratch (the
 # toy configs); [] keeps the model's own.
 _C.MODEL.BACKBONE.SWIN_SIZE = []
+# Backbones read only MODEL.BACKBONE.* keys. A value that must agree with another part of the config defaults to "as
+# the rest of the model says" (0 / []) and is filled in when the backbone is built (freemask/modeling/build.py).
+# MixTransformer (SegFormer's encoder) size b0..b5: b0 widths (32, 64, 160, 256), b1..b5 (64, 128, 320, 512); depths
+# b0/b1 (2, 2, 2, 2), b2 (3, 4, 6, 3), b3 (3, 4, 18, 3), b4 (3, 8, 27, 3), b5 (3, 6, 40, 3). Formerly
+# MODEL.SEGFORMER.VARIANT, which configs may still use (read as this key, with a warning).
+_C.MODEL.BACKBONE.MIT = CN()
+_C.MODEL.BACKBONE.MIT.VARIANT = "b2"
+# ViTBackbone: (height, width) its position table is built for, MMSegmentation's img_size; pre-trained tables are
+# resampled to it when loaded, other input sizes on the fly. [] = the training crop, INPUT.CROP.SIZE.
+_C.MODEL.BACKBONE.VIT = CN()
+_C.MODEL.BACKBONE.VIT.IMG_SIZE = []
+# SeMaskSwin's semantic layers (SeMask-FPN, below).
+_C.MODEL.BACKBONE.SEMASK = CN()
+# Channels of the class prior maps; 0 = the head's classes, MODEL.SEM_SEG_HEAD.NUM_CLASSES (they must agree).
+_C.MODEL.BACKBONE.SEMASK.NUM_CLASSES = 0
+# Window of the semantic attention (0 = the Swin's own: 7 for *_window7_*, 12 for *_window12_*). Stages 3 and 4 of
+# Swin-T/S/L attend globally when there are more than 19 classes, as published.
+_C.MODEL.BACKBONE.SEMASK.WINDOW_SIZE = 0
+# "normed": the attention's update is added to the LayerNorm-ed tokens (the official layer, so a stage hands on
+# LayerNorm(x)); "input": added to the stage's own tokens, so an ImageNet Swin gives plain Swin features at start.
+_C.MODEL.BACKBONE.SEMASK.RESIDUAL = "normed"
 
 _C.MODEL.SEM_SEG_HEAD = CN()
 _C.MODEL.SEM_SEG_HEAD.NAME = "SemanticFPNHead"
 _C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["res2", "res3", "res4", "res5"]
 _C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 150
+# Label of unlabelled pixels, ignored by the losses. Code calls it ignore_label; the key keeps the name official
+# Mask2Former / detectron2 configs use, so their files merge unchanged (DATASETS.CUSTOM.IGNORE_LABEL must equal it).
 _C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
 # Channels of the FPN levels and of the semantic head's towers.
 _C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 256
@@ -170,31 +193,23 @@ _C.MODEL.CLIP_ADAPTER.CLIP_ENSEMBLE_WEIGHT = 0.8
 # SegFormer: MODEL.BACKBONE.NAME "MixTransformer" (MiT encoder) + MODEL.SEM_SEG_HEAD.NAME "SegFormerHead" (all-MLP
 # decoder) under META_ARCHITECTURE "EncoderDecoder" (backbone + per-pixel head). Drop-path is
 # MODEL.BACKBONE.DROP_PATH_RATE (0.1 published), the decoder's dropout MODEL.SEM_SEG_HEAD.DROPOUT (0.1) and its norm
-# MODEL.SEM_SEG_HEAD.NORM.
+# MODEL.SEM_SEG_HEAD.NORM, the encoder's size MODEL.BACKBONE.MIT.VARIANT.
 _C.MODEL.SEGFORMER = CN()
-# Size b0..b5: b0 widths (32, 64, 160, 256), b1..b5 (64, 128, 320, 512); depths b0/b1 (2, 2, 2, 2), b2 (3, 4, 6, 3),
-# b3 (3, 4, 18, 3), b4 (3, 8, 27, 3), b5 (3, 6, 40, 3).
-_C.MODEL.SEGFORMER.VARIANT = "b2"
-# Width every level is projected to in the decoder; 0 = the paper's choice for VARIANT (256 for b0/b1, 768 for
-# b2..b5). MMSegmentation, whose models the FreeMask release trained, uses 256 for every size.
+# Width every level is projected to in the decoder; 0 = the paper's choice for MODEL.BACKBONE.MIT.VARIANT (256 for
+# b0/b1, 768 for b2..b5). MMSegmentation, whose models the FreeMask release trained, uses 256 for every size.
 _C.MODEL.SEGFORMER.DECODER_DIM = 0
 
 # SeMask-FPN (Jain et al., 2021): MODEL.BACKBONE.NAME "SeMaskSwin" (the Swin of MODEL.BACKBONE.TIMM_NAME with a
-# semantic layer ending every stage; its class prior maps have MODEL.SEM_SEG_HEAD.NUM_CLASSES channels) and
-# MODEL.SEM_SEG_HEAD.NAME "SeMaskFPNHead" (towers of CONVS_DIM channels, NORM, DROPOUT) under META_ARCHITECTURE
-# "SeMaskFPN".
+# semantic layer ending every stage, MODEL.BACKBONE.SEMASK.*; its class prior maps have MODEL.SEM_SEG_HEAD.NUM_CLASSES
+# channels) and MODEL.SEM_SEG_HEAD.NAME "SeMaskFPNHead" (towers of CONVS_DIM channels, NORM, DROPOUT) under
+# META_ARCHITECTURE "SeMaskFPN". MODEL.SEMASK.WINDOW_SIZE and RESIDUAL moved to MODEL.BACKBONE.SEMASK (configs may
+# still use the old names: read as the new ones, with a warning).
 _C.MODEL.SEMASK = CN()
-# Window of the semantic attention (0 = the Swin's own: 7 for *_window7_*, 12 for *_window12_*). Stages 3 and 4 of
-# Swin-T/S/L attend globally when there are more than 19 classes, as published.
-_C.MODEL.SEMASK.WINDOW_SIZE = 0
 # Weight of the cross-entropy on the summed class prior maps (0.4 published; 0 trains without the prior loss).
 _C.MODEL.SEMASK.PRIOR_LOSS_WEIGHT = 0.4
 # OHEM on the main loss: only the OHEM_MIN_KEPT highest-loss labelled pixels per image count (0 = off; SeMask-L on
 # ADE20K and COCO-Stuff-10k: 100000).
 _C.MODEL.SEMASK.OHEM_MIN_KEPT = 0
-# "normed": the attention's update is added to the LayerNorm-ed tokens (the official layer, so a stage hands on
-# LayerNorm(x)); "input": added to the stage's own tokens, so an ImageNet Swin gives plain Swin features at start.
-_C.MODEL.SEMASK.RESIDUAL = "normed"
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Input pipeline (FreeMask / MMSegmentation ADE20K 512x512 recipe by default)

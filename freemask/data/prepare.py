@@ -26,10 +26,10 @@ from tqdm import tqdm
 
 from ..utils.atomic import atomic_write_bytes, remove_stale_temporaries
 from .datasets.class_meta import read_meta_file
+from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
 from .mapper import read_mask, reduce_zero_label
 
-IGNORE_LABEL = 255
 ADE20K_NUM_CLASSES = 150
 ADE20K_SPLITS = ("training", "validation")
 COCO_STUFF_SPLITS = ("train2017", "val2017")

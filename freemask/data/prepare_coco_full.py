@@ -25,8 +25,9 @@ import numpy as np
 
 from ..utils.atomic import atomic_write_json
 from .datasets.coco_open_vocab import coco_full_task_paths
-from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit, open_vocab_split
+from .datasets.open_vocab import OpenVocabSplit, open_vocab_split
 from .datasets.panoptic import read_json, segment_bbox
+from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png

@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from ..utils.atomic import atomic_path, atomic_write_json
 from .datasets.classification import label_count_path
-from .datasets.open_vocab import IGNORE_LABEL, OpenVocabSplit
+from .datasets.open_vocab import OpenVocabSplit
 from .datasets.panoptic import read_json
+from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
 from .mapper import read_mask
 from .panoptic_png import id2rgb, read_panoptic_png

@@ -31,9 +31,10 @@ from ..utils.atomic import atomic_write_bytes, atomic_write_json
 from .datasets.ade20k_panoptic import ade20k_instance_to_ade150, ade20k_panoptic_categories
 from .datasets.coco_panoptic import coco_panoptic_categories
 from .datasets.panoptic import segment_bbox
+from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
 from .panoptic_png import id2rgb, read_panoptic_png
-from .prepare import IGNORE_LABEL, PrepareResult, convert_masks
+from .prepare import PrepareResult, convert_masks
 
 COCO_PANOPTIC_SPLITS = ("train2017", "val2017")
 ADE20K_PANOPTIC_SPLITS = (("training", "train"), ("validation", "val"))

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..arguments import default_argument_parser  # noqa: F401  (its former home)
-from ..config import CfgNode, ConfigError, get_cfg
+from ..config import CfgNode, ConfigError, get_cfg, resolve_device
 from ..data.datasets import register_custom_from_config
 from ..utils import comm
 from ..utils.atomic import atomic_write_text
@@ -45,7 +45,7 @@ def default_setup(cfg: CfgNode, args: argparse.Namespace) -> CfgNode:
     comm.synchronize()
     logger = setup_logger(cfg.OUTPUT_DIR, rank)
     logger.info("Rank %d of %d; command line: %s", rank, comm.get_world_size(), " ".join(sys.argv))
-    log_environment(cfg.MODEL.DEVICE, getattr(args, "num_gpus", 1))
+    log_environment(str(resolve_device(cfg)), getattr(args, "num_gpus", 1))
     if earlier and comm.is_main_process():
         logger.info(
             "OUTPUT_DIR %s already holds %s of an earlier run: this run appends to %s",

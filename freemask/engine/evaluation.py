@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from torch import nn
 
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from ..data import DatasetCatalog, MetadataCatalog
 from ..evaluation import (
     ClassificationEvaluator,
@@ -50,13 +50,13 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str):
     """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score.
     A split of ``evaluator_type`` "classification" (FreeSeg's stage-1 region crops) gets top-1 / top-5 accuracy."""
     if MetadataCatalog.get(dataset_name).get("evaluator_type") == "classification":
-        return ClassificationEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
+        return ClassificationEvaluator.from_dataset(dataset_name, output_dir, resolve_device(cfg))
     postprocess = universal_postprocess(cfg, dataset_name)
     if postprocess is None:
-        return SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE)
+        return SemSegEvaluator.from_dataset(dataset_name, output_dir, resolve_device(cfg))
     evaluators: List = []
     if postprocess.semantic_on and _has_semantic_maps(dataset_name):
-        evaluators.append(SemSegEvaluator.from_dataset(dataset_name, output_dir, cfg.MODEL.DEVICE))
+        evaluators.append(SemSegEvaluator.from_dataset(dataset_name, output_dir, resolve_device(cfg)))
     if postprocess.panoptic_on:
         evaluators.append(COCOPanopticEvaluator.from_dataset(dataset_name, output_dir))
     if postprocess.instance_on:

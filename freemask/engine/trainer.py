@@ -10,12 +10,13 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer
+from fvcore.nn import parameter_count
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint import Checkpointer
 from ..cli import resume_command
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError
 from ..evaluation import inference_on_dataset
@@ -56,7 +57,7 @@ class Trainer:
         model = self.build_model(cfg)
         self.optimizer = self.build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
-        self.device_type = torch.device(cfg.MODEL.DEVICE).type
+        self.device_type = resolve_device(cfg).type
         amp = cfg.SOLVER.AMP
         if amp.DTYPE not in ("bfloat16", "float16"):
             raise ConfigError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")
@@ -92,7 +93,7 @@ class Trainer:
     @classmethod
     def build_model(cls, cfg: CfgNode) -> nn.Module:
         model = build_model(cfg)
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = parameter_count(model)[""]
         logger.info("Model %s: %.2fM parameters", cfg.MODEL.META_ARCHITECTURE, n_params / 1e6)
         return model
 

@@ -4,15 +4,16 @@ A new meta-architecture, backbone or head is a class registered with one decorat
 method; nothing else in the engine needs to change.
 """
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
-import torch
 from fvcore.common.registry import Registry
 from torch import nn
 
-from ..config import CfgNode, ConfigError
-from .backbone.base import Backbone, ShapeSpec
+from ..config import CfgNode, ConfigError, resolve_device
 from .ops.ms_deform_attn_cuda import set_ms_deform_attn_impl
+
+if TYPE_CHECKING:  # the parts import this module for its registries: it imports none of them at load time
+    from .backbone.base import Backbone, ShapeSpec
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the constructor's keyword arguments."
@@ -28,7 +29,17 @@ TRANSFORMER_DECODER_REGISTRY = Registry("TRANSFORMER_DECODER")
 TRANSFORMER_DECODER_REGISTRY.__doc__ = "Query-based transformer decoders of mask-classification models."
 
 
+def register_builtins() -> None:
+    """Import the built-in parts, which registers them (once; later calls cost a dictionary lookup each).
+
+    Done on first use rather than when this module is imported, because the parts import this module for the
+    registries they register into.
+    """
+    from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (registration)
+
+
 def _lookup(registry: Registry, name: str, key: str):
+    register_builtins()
     try:
         return registry.get(name)
     except KeyError:
@@ -36,17 +47,38 @@ def _lookup(registry: Registry, name: str, key: str):
         raise ConfigError(f"{key} '{name}' is not registered; registered: {known}") from None
 
 
-def build_backbone(cfg: CfgNode) -> Backbone:
+def build_backbone(cfg: CfgNode) -> "Backbone":
+    """The backbone of ``MODEL.BACKBONE.NAME``, built from ``MODEL.BACKBONE.*`` alone, unset keys filled in first."""
     cls = _lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
-    return cls(**cls.from_config(cfg))
+    return cls(**cls.from_config(fill_backbone_keys(cfg)))
 
 
-def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+def fill_backbone_keys(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with the backbone keys left at "as the rest of the model says" filled in from it.
+
+    A backbone reads only its own keys, yet two values must agree with another part of the config: the ViT's position
+    table is sized for the training crop (``MODEL.BACKBONE.VIT.IMG_SIZE`` [] -> ``INPUT.CROP.SIZE``) and SeMask's
+    prior maps have the head's classes (``MODEL.BACKBONE.SEMASK.NUM_CLASSES`` 0 -> ``MODEL.SEM_SEG_HEAD.NUM_CLASSES``).
+    The coupling lives here, once, and a config that sets either key decides it itself. ``cfg`` is not changed.
+    """
+    b = cfg.MODEL.BACKBONE
+    if b.VIT.IMG_SIZE and b.SEMASK.NUM_CLASSES:
+        return cfg
+    cfg = cfg.clone()
+    cfg.defrost()
+    b = cfg.MODEL.BACKBONE
+    b.VIT.IMG_SIZE = list(b.VIT.IMG_SIZE or cfg.INPUT.CROP.SIZE)
+    b.SEMASK.NUM_CLASSES = b.SEMASK.NUM_CLASSES or cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
+    cfg.freeze()
+    return cfg
+
+
+def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
     cls = _lookup(SEM_SEG_HEADS_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.NAME, "MODEL.SEM_SEG_HEAD.NAME")
     return cls(input_shape, **cls.from_config(cfg, input_shape))
 
 
-def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
+def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
     cls = _lookup(
         PIXEL_DECODER_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME"
     )
@@ -60,11 +92,11 @@ def build_transformer_decoder(cfg: CfgNode, in_channels: int) -> nn.Module:
 
 
 def build_model(cfg: CfgNode) -> nn.Module:
-    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE``.
+    """Build ``cfg.MODEL.META_ARCHITECTURE`` and move it to ``cfg.MODEL.DEVICE`` (``auto``: CUDA if available).
 
     Also records ``MODEL.MSDA_IMPL``, the process-wide choice of deformable-attention implementation.
     """
     set_ms_deform_attn_impl(cfg.MODEL.MSDA_IMPL)
     cls = _lookup(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
     model = cls(**cls.from_config(cfg))
-    return model.to(torch.device(cfg.MODEL.DEVICE))
+    return model.to(resolve_device(cfg))

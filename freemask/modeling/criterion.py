@@ -20,16 +20,16 @@ from .point_sampling import calculate_uncertainty, get_uncertain_point_coords_wi
 Indices = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-def targets_from_semantic(sem_seg: torch.Tensor, ignore_value: int) -> list[dict[str, torch.Tensor]]:
+def targets_from_semantic(sem_seg: torch.Tensor, ignore_label: int) -> list[dict[str, torch.Tensor]]:
     """Per-image set targets from semantic maps (B, H, W) int64: one binary mask per class present.
 
-    Returns per image ``"labels"`` (T,) int64, sorted, and ``"masks"`` (T, H, W) bool. ``ignore_value`` pixels belong
+    Returns per image ``"labels"`` (T,) int64, sorted, and ``"masks"`` (T, H, W) bool. ``ignore_label`` pixels belong
     to no mask; an image with only ignore pixels gets T = 0 (its queries are then all supervised as no-object).
     """
     targets = []
     for sem in sem_seg:
         labels = torch.unique(sem)
-        labels = labels[labels != ignore_value].to(torch.int64)
+        labels = labels[labels != ignore_label].to(torch.int64)
         targets.append({"labels": labels, "masks": sem[None] == labels[:, None, None]})
     return targets
 

@@ -78,17 +78,17 @@ class DefectCounts:
 
 
 def count_defect_pixels(
-    original: np.ndarray, filtered: np.ndarray, defects: np.ndarray, ignore_value: int
+    original: np.ndarray, filtered: np.ndarray, defects: np.ndarray, ignore_label: int
 ) -> DefectCounts:
-    """Counts for one image: ``original`` and ``filtered`` (H, W) label maps with ``ignore_value`` for unlabelled
+    """Counts for one image: ``original`` and ``filtered`` (H, W) label maps with ``ignore_label`` for unlabelled
     pixels (0 in raw ADE20K-style masks such as the toy set's, 255 in prepared ones), ``defects`` (H, W), non-zero
     where a defect was planted."""
     if not original.shape == filtered.shape == defects.shape:
         raise DefectScoreError(
             f"shapes differ: original {original.shape}, filtered {filtered.shape}, defects {defects.shape}"
         )
-    labelled = original != ignore_value
-    removed = labelled & (filtered == ignore_value)
+    labelled = original != ignore_label
+    removed = labelled & (filtered == ignore_label)
     planted = labelled & (defects != 0)
     near = labelled & near_boundary(original)
     return DefectCounts(
@@ -116,7 +116,7 @@ def _read_mask(path: str) -> np.ndarray:
 
 
 def score_defect_folders(
-    original_dir: str, filtered_dir: str, defects_dir: str, ignore_value: int, names: Iterable[str] = ()
+    original_dir: str, filtered_dir: str, defects_dir: str, ignore_label: int, names: Iterable[str] = ()
 ) -> DefectCounts:
     """Counts summed over the masks ``names`` (default: every ``.png`` in ``defects_dir``), each read from the three
     folders under the same file name."""
@@ -126,5 +126,5 @@ def score_defect_folders(
     total = DefectCounts()
     for name in names:
         paths = [os.path.join(folder, name) for folder in (original_dir, filtered_dir, defects_dir)]
-        total += count_defect_pixels(*(_read_mask(p) for p in paths), ignore_value=ignore_value)
+        total += count_defect_pixels(*(_read_mask(p) for p in paths), ignore_label=ignore_label)
     return total

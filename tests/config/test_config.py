@@ -1,6 +1,10 @@
-import pytest
+import importlib
 
-from freemask.config import ConfigError, get_cfg
+import pytest
+import torch
+
+import freemask.config.defaults
+from freemask.config import ConfigError, get_cfg, resolve_device
 
 
 def write(path, text):
@@ -10,7 +14,7 @@ def write(path, text):
 
 def test_defaults_are_complete_and_fresh():
     cfg = get_cfg()
-    assert cfg.MODEL.DEVICE in ("cpu", "cuda")
+    assert cfg.MODEL.DEVICE == "auto"
     assert cfg.INPUT.MIN_SIZE_TRAIN[0] == 256 and cfg.INPUT.MIN_SIZE_TRAIN[-1] == 1024
     cfg.SOLVER.BASE_LR = 3.0
     assert get_cfg().SOLVER.BASE_LR != 3.0  # every call returns a new copy
@@ -67,6 +71,8 @@ def test_python_tags_are_refused(tmp_path):
     path = write(tmp_path / "evil.yaml", "SOLVER:\n  MAX_ITER: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(ConfigError, match="python tags are refused"):
         get_cfg().merge_from_file(path)
+    with pytest.raises(TypeError, match="allow_unsafe"):  # fvcore's switch to the unsafe loader does not exist here
+        get_cfg().merge_from_file(path, allow_unsafe=True)
 
 
 def test_type_mismatch_and_missing_file(tmp_path):
@@ -102,3 +108,54 @@ def test_missing_base_file_names_the_file_that_asks_for_it(tmp_path):
     child = write(tmp_path / "child.yaml", "_BASE_: ../Base-Missing.yaml\n")
     with pytest.raises(ConfigError, match=r"child.yaml: _BASE_ file .*Base-Missing.yaml not found"):
         get_cfg().merge_from_file(child)
+
+
+def test_renamed_keys_are_read_under_their_new_names_with_a_warning(tmp_path, caplog):
+    write(tmp_path / "base.yaml", "MODEL:\n  BACKBONE:\n    MIT:\n      VARIANT: b0\n")
+    old_names = "MODEL:\n  SEGFORMER:\n    VARIANT: b4\n  SEMASK:\n    RESIDUAL: input\n"
+    child = write(tmp_path / "child.yaml", "_BASE_: base.yaml\n" + old_names)
+    cfg = get_cfg()
+    with caplog.at_level("WARNING", logger="freemask.config.config"):
+        cfg.merge_from_file(child)
+    # the child's old name overrides the base's new name, as the same key would
+    assert cfg.MODEL.BACKBONE.MIT.VARIANT == "b4" and cfg.MODEL.BACKBONE.SEMASK.RESIDUAL == "input"
+    assert "VARIANT" not in cfg.MODEL.SEGFORMER and "RESIDUAL" not in cfg.MODEL.SEMASK  # dumps carry the new name
+    (warning,) = caplog.messages
+    assert "child.yaml" in warning and "MODEL.SEGFORMER.VARIANT -> MODEL.BACKBONE.MIT.VARIANT" in warning
+    cfg.merge_from_list(["MODEL.SEMASK.WINDOW_SIZE", "5"])
+    assert cfg.MODEL.BACKBONE.SEMASK.WINDOW_SIZE == 5 and "command line" in caplog.messages[-1]
+
+
+def test_a_file_setting_a_key_under_both_names_is_refused(tmp_path):
+    both = "MODEL:\n  SEGFORMER:\n    VARIANT: b1\n  BACKBONE:\n    MIT:\n      VARIANT: b2\n"
+    path = write(tmp_path / "both.yaml", both)
+    with pytest.raises(ConfigError, match="both.yaml: sets both MODEL.SEGFORMER.VARIANT and .*; keep only"):
+        get_cfg().merge_from_file(path)
+
+
+def test_the_defaults_dump_the_same_with_or_without_a_gpu(monkeypatch):
+    dumps = []
+    try:
+        for visible in (True, False):
+            monkeypatch.setattr(torch.cuda, "is_available", lambda visible=visible: visible)
+            dumps.append(importlib.reload(freemask.config.defaults)._C.dump())
+    finally:
+        monkeypatch.undo()
+        importlib.reload(freemask.config.defaults)
+    assert dumps[0] == dumps[1] and "DEVICE: auto" in dumps[0]
+
+
+@pytest.mark.parametrize("visible,expected", [(True, "cuda"), (False, "cpu")])
+def test_auto_device_is_cuda_only_when_a_gpu_is_visible(monkeypatch, visible, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible)
+    assert resolve_device(get_cfg()) == torch.device(expected)
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu"])
+    assert resolve_device(cfg) == torch.device("cpu")  # an explicit device is kept as asked
+
+
+def test_a_bad_device_names_the_key():
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "gpu0"
+    with pytest.raises(ConfigError, match="MODEL.DEVICE 'gpu0' is not a device; use auto, cpu"):
+        resolve_device(cfg)

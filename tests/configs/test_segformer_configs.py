@@ -23,7 +23,7 @@ def test_published_recipe_and_freemask_variants(repo_root, dataset, variant):
         "MixTransformer",
         "SegFormerHead",
     )
-    assert m.SEGFORMER.VARIANT == variant and m.BACKBONE.PRETRAINED == f"pretrained/mit_{variant}.pth"
+    assert m.BACKBONE.MIT.VARIANT == variant and m.BACKBONE.PRETRAINED == f"pretrained/mit_{variant}.pth"
     assert m.SEM_SEG_HEAD.NUM_CLASSES == facts["classes"] and m.SEGFORMER.DECODER_DIM == 256
     assert (m.BACKBONE.DROP_PATH_RATE, m.SEM_SEG_HEAD.DROPOUT, m.SEM_SEG_HEAD.NORM) == (0.1, 0.1, "SyncBN")
     assert (s.OPTIMIZER, s.BASE_LR, tuple(s.BETAS), s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM) == (

@@ -44,7 +44,7 @@ def test_published_recipe(repo_root, dataset, size):
     assert m.SEM_SEG_HEAD.NUM_CLASSES == classes and m.SEMASK.PRIOR_LOSS_WEIGHT == 0.4
     assert (m.SEM_SEG_HEAD.CONVS_DIM, m.SEM_SEG_HEAD.DROPOUT, m.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE) == (256, 0.1, False)
     ohem = size == "large" and dataset != "cityscapes-19"
-    assert m.SEMASK.OHEM_MIN_KEPT == (100000 if ohem else 0) and m.SEMASK.RESIDUAL == "normed"
+    assert m.SEMASK.OHEM_MIN_KEPT == (100000 if ohem else 0) and m.BACKBONE.SEMASK.RESIDUAL == "normed"
     assert (s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, s.WEIGHT_DECAY_EMBED) == (
         "ADAMW", lr, decay, 0.0, 0.0
     )  # fmt: skip

@@ -14,6 +14,7 @@ import os
 
 import pytest
 import torch
+from fvcore.nn import parameter_count
 
 from freemask.config import get_cfg
 from freemask.data import MetadataCatalog
@@ -141,7 +142,7 @@ def test_large_configs_build_the_published_model(dataset, task, backbone):
     head = model.transformer_decoder.class_embed
     assert head.out_features == cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES + 1
     assert model.transformer_decoder.query_feat.num_embeddings == cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES
-    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == PARAMS[backbone]
+    assert round(parameter_count(model)[""] / 1e6) == PARAMS[backbone]
 
 
 def _check_outputs(cfg, output, height, width, thing_ids):

@@ -176,3 +176,12 @@ def test_bad_amp_dtype_is_a_config_error(toy_datasets, tmp_path, monkeypatch):
     cfg.merge_from_list(["SOLVER.AMP.DTYPE", "float8"])
     with pytest.raises(ConfigError, match="SOLVER.AMP.DTYPE must be bfloat16 or float16"):
         Trainer(cfg)
+
+
+def test_build_model_logs_the_count_of_distinct_parameters(monkeypatch, caplog):
+    shared = torch.nn.Linear(1000, 1000)  # 1,001,000 parameters, used twice: counted once
+    monkeypatch.setattr("freemask.engine.trainer.build_model", lambda cfg: torch.nn.Sequential(shared, shared))
+    cfg = get_cfg()
+    with caplog.at_level("INFO", logger="freemask.engine.trainer"):
+        Trainer.build_model(cfg)
+    assert f"Model {cfg.MODEL.META_ARCHITECTURE}: 1.00M parameters" in caplog.messages

@@ -231,7 +231,7 @@ def test_model_evaluates_a_mixed_size_batch_as_single_images():
     torch.manual_seed(0)
     model = EncoderDecoder(
         backbone=Backbone(), sem_seg_head=Head(), pixel_mean=[127.0] * 3, pixel_std=[64.0] * 3, size_divisibility=0,
-        ignore_value=255, inference=SegmentationInference("whole", size_divisibility=8),
+        ignore_label=255, inference=SegmentationInference("whole", size_divisibility=8),
     ).eval()  # fmt: skip
     inputs = [
         {"image": (torch.rand(3, h, w, generator=torch.Generator().manual_seed(s)) * 255), "height": oh, "width": ow}

@@ -44,7 +44,7 @@ def encoder_decoder(inference: SegmentationInference) -> EncoderDecoder:
     torch.manual_seed(0)
     model = EncoderDecoder(
         backbone=_StridedBackbone(), sem_seg_head=_Head(), pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3,
-        size_divisibility=0, ignore_value=255, inference=inference,
+        size_divisibility=0, ignore_label=255, inference=inference,
     )  # fmt: skip
     return model.eval()
 
@@ -129,7 +129,7 @@ class _ScoresOnly(SemanticSegmentor):
 
     def __init__(self, inference: SegmentationInference) -> None:
         super().__init__(
-            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_value=255, inference=inference
+            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_label=255, inference=inference
         )
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,13 @@
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from freemask.config import get_cfg
 from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling import build_model
 from freemask.modeling.meta_arch.base import SemanticSegmentor
+from freemask.modeling.meta_arch.encoder_decoder import EncoderDecoder
 
 
 def toy_cfg(repo_root, name):
@@ -55,7 +57,7 @@ class _FixedScores(SemanticSegmentor):
 
     def __init__(self, scores: torch.Tensor) -> None:
         super().__init__(
-            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_value=255,
+            pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3, size_divisibility=0, ignore_label=255,
             inference=SegmentationInference(),
         )  # fmt: skip
         self.scores = scores
@@ -70,3 +72,16 @@ def test_a_class_scored_zero_gets_a_large_finite_loss_not_infinity():
     assert torch.isfinite(log_probs).all()
     assert 80 < -log_probs[0, 1].item() < 90
     torch.testing.assert_close(log_probs[0, [0, 2], 0, 0], torch.tensor([0.25, 0.75]).log())
+
+
+def test_a_logit_gap_of_200_costs_200_nats_not_the_87_of_a_saturated_softmax():
+    """The log of a float32 softmax underflows below exp(-87): a confidently wrong pixel would cost ~87 nats (or
+    infinity) whatever its logits; the log_softmax of the logits keeps the true 200."""
+    logits = torch.tensor([200.0, 0.0, -5.0]).view(1, 3, 1, 1)
+    model = EncoderDecoder(
+        backbone=nn.Identity(), sem_seg_head=nn.Identity(), pixel_mean=[0.0] * 3, pixel_std=[1.0] * 3,
+        size_divisibility=0, ignore_label=255, inference=SegmentationInference(),
+    )  # fmt: skip
+    model.predict_logits = lambda images: logits
+    loss = F.nll_loss(model.predict_log_probs(torch.zeros(1, 3, 1, 1)), torch.tensor([[[1]]]))
+    assert torch.isfinite(loss) and abs(loss.item() - 200.0) < 1e-3

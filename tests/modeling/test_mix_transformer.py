@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+from fvcore.nn import parameter_count
 
 from freemask.config import ConfigError, get_cfg
 from freemask.modeling import build_backbone
@@ -26,7 +27,7 @@ def mit(variant="b0", **kwargs):
 
 def encoder_params(variant: str) -> int:
     with torch.device("meta"):  # sizes only: no memory, no initialisation
-        return sum(p.numel() for p in mit(variant).parameters())
+        return parameter_count(mit(variant))[""]
 
 
 @pytest.mark.parametrize("size", [(64, 64), (96, 160), (70, 45)])
@@ -84,15 +85,15 @@ def test_encoder_parameter_counts_match_the_paper(variant, published, tolerance)
 def test_built_from_config_with_variant_and_errors_name_the_key():
     cfg = get_cfg()
     cfg.MODEL.BACKBONE.NAME = "MixTransformer"
-    cfg.MODEL.SEGFORMER.VARIANT = "b0"
+    cfg.MODEL.BACKBONE.MIT.VARIANT = "b0"
     cfg.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
     model = build_backbone(cfg)
     assert [s.channels for s in model.output_shape().values()] == list(B0.widths)
     assert [len(s.blocks) for s in model.stages] == list(B0.depths)
-    cfg.MODEL.SEGFORMER.VARIANT = "b9"
-    with pytest.raises(ConfigError, match="MODEL.SEGFORMER.VARIANT 'b9'.*b0, b1"):
+    cfg.MODEL.BACKBONE.MIT.VARIANT = "b9"
+    with pytest.raises(ConfigError, match="MODEL.BACKBONE.MIT.VARIANT 'b9'.*b0, b1"):
         build_backbone(cfg)
-    cfg.MODEL.SEGFORMER.VARIANT = "b0"
+    cfg.MODEL.BACKBONE.MIT.VARIANT = "b0"
     cfg.MODEL.BACKBONE.FREEZE_AT = 2
     with pytest.raises(ConfigError, match="FREEZE_AT"):
         build_backbone(cfg)

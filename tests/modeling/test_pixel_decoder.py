@@ -7,7 +7,7 @@ import torch
 
 from freemask.config import get_cfg
 from freemask.modeling.backbone.base import ShapeSpec
-from freemask.modeling.build import PIXEL_DECODER_REGISTRY
+from freemask.modeling.build import build_pixel_decoder
 from freemask.modeling.pixel_decoder import MSDeformAttnPixelDecoder, PositionEmbeddingSine
 from freemask.modeling.pixel_decoder.msdeformattn_decoder import encoder_reference_points
 
@@ -35,8 +35,16 @@ def _features(n: int, h: int, w: int, seed: int = 0) -> dict:
     }
 
 
-def test_registered():
-    assert PIXEL_DECODER_REGISTRY.get("MSDeformAttnPixelDecoder") is MSDeformAttnPixelDecoder
+def test_the_builder_maps_the_config_to_the_constructor_arguments():
+    """Built by name from the config, the decoder has exactly the parameters of the one built from the same values."""
+    cfg = get_cfg()
+    h = cfg.MODEL.SEM_SEG_HEAD
+    h.CONVS_DIM, h.MASK_DIM, h.TRANSFORMER_ENC_LAYERS = 32, 24, 2
+    h.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS, h.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 4, 64
+    built = build_pixel_decoder(cfg, SHAPES)
+    assert type(built) is MSDeformAttnPixelDecoder
+    direct = _decoder(norm=h.NORM)
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in direct.state_dict().items()}
 
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 160), (96, 32)])

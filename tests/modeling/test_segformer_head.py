@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from fvcore.nn import parameter_count
 
 from freemask.config import get_cfg
 from freemask.modeling import build_model
@@ -30,7 +31,7 @@ def segformer_cfg(variant="b0", num_classes=5, decoder_dim=32):
     cfg.MODEL.META_ARCHITECTURE = "EncoderDecoder"
     cfg.MODEL.BACKBONE.NAME = "MixTransformer"
     cfg.MODEL.BACKBONE.DROP_PATH_RATE = 0.0
-    cfg.MODEL.SEGFORMER.VARIANT = variant
+    cfg.MODEL.BACKBONE.MIT.VARIANT = variant
     cfg.MODEL.SEGFORMER.DECODER_DIM = decoder_dim
     cfg.MODEL.SEM_SEG_HEAD.NAME = "SegFormerHead"
     cfg.MODEL.SEM_SEG_HEAD.NORM = "BN"
@@ -97,7 +98,7 @@ def test_decoder_width_zero_means_the_papers_choice_for_the_variant(variant, exp
 
 
 def count(module):
-    return sum(p.numel() for p in module.parameters())
+    return parameter_count(module)[""]
 
 
 # SegFormer paper, table 1: decoder and whole-model parameters (millions) on ADE20K (150 classes) with the paper's

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from fvcore.nn import parameter_count
 
 from freemask.config import get_cfg
 from freemask.modeling import build_model
@@ -80,7 +81,7 @@ def test_more_than_one_input_feature_is_refused():
 
 
 def count(module):
-    return sum(p.numel() for p in module.parameters())
+    return parameter_count(module)[""]
 
 
 @pytest.mark.parametrize("name,published", [("vit_small_patch16_384", 22e6), ("vit_base_patch16_384", 86e6)])

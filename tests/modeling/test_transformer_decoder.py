@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from freemask.config import get_cfg
-from freemask.modeling import TRANSFORMER_DECODER_REGISTRY
+from freemask.modeling.build import build_transformer_decoder
 from freemask.modeling.transformer_decoder import MultiScaleMaskedTransformerDecoder
 
 HIDDEN, HEADS, QUERIES, CLASSES, LAYERS, FFN, MASK_DIM = 32, 4, 5, 3, 3, 64, 16
@@ -102,7 +102,6 @@ def test_official_parameter_names():
     assert decoder.mask_embed.layers[2].weight.shape == (MASK_DIM, HIDDEN)
     assert "mask_embed.layers.3.weight" not in names
     assert not any(n.startswith("transformer_ffn_layers.3.") for n in names)
-    assert TRANSFORMER_DECODER_REGISTRY.get("MultiScaleMaskedTransformerDecoder") is MultiScaleMaskedTransformerDecoder
 
 
 def test_input_projection_identity_or_conv():
@@ -183,6 +182,18 @@ def test_wrong_number_of_levels_is_a_clear_error():
     x, mask_features = make_inputs()
     with pytest.raises(ValueError, match="expects 3 feature maps"):
         decoder(x[:2], mask_features)
+
+
+def test_the_builder_maps_the_config_to_the_constructor_arguments():
+    """Built by name from the config, the decoder has exactly the parameters of the one built from the same values."""
+    cfg = get_cfg()
+    cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES, cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = CLASSES, MASK_DIM
+    m = cfg.MODEL.MASK_FORMER
+    m.HIDDEN_DIM, m.NUM_OBJECT_QUERIES, m.NHEADS, m.DIM_FEEDFORWARD, m.DEC_LAYERS = HIDDEN, QUERIES, HEADS, FFN, LAYERS
+    built = build_transformer_decoder(cfg, 24)
+    direct = make_decoder(in_channels=24)
+    assert type(built) is MultiScaleMaskedTransformerDecoder
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in direct.state_dict().items()}
 
 
 def test_builds_from_the_default_config():

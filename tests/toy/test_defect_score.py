@@ -23,7 +23,7 @@ DEFECTS = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], np.uint8)
 
 
 def test_counts_only_pixels_labelled_in_the_original_mask():
-    counts = count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_value=0)
+    counts = count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_label=0)
     # In this 2x4 mask every labelled pixel is within 2 px of another value; (1,3) is the clean filtered pixel.
     assert counts == DefectCounts(
         labelled=6, filtered=2, defects=2, hits=1, near_boundary=6, clean_filtered_near_boundary=1
@@ -39,21 +39,21 @@ def test_prepared_masks_use_255_as_ignore():
     def prepared(mask):
         return np.where(mask == 0, 255, mask - 1).astype(np.uint8)
 
-    counts = count_defect_pixels(prepared(ORIGINAL), prepared(FILTERED), DEFECTS, ignore_value=255)
-    assert counts == count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_value=0)
+    counts = count_defect_pixels(prepared(ORIGINAL), prepared(FILTERED), DEFECTS, ignore_label=255)
+    assert counts == count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_label=0)
 
 
 def test_perfect_filter_and_empty_cases():
     perfect = np.where(DEFECTS.astype(bool), 0, ORIGINAL).astype(np.uint8)
-    counts = count_defect_pixels(ORIGINAL, perfect, DEFECTS, ignore_value=0)
+    counts = count_defect_pixels(ORIGINAL, perfect, DEFECTS, ignore_label=0)
     assert (counts.precision, counts.recall, counts.f1) == (1.0, 1.0, 1.0)
-    nothing = count_defect_pixels(ORIGINAL, ORIGINAL, np.zeros_like(DEFECTS), ignore_value=0)
+    nothing = count_defect_pixels(ORIGINAL, ORIGINAL, np.zeros_like(DEFECTS), ignore_label=0)
     assert nothing.filtered == nothing.defects == 0
     assert math.isnan(nothing.precision) and math.isnan(nothing.recall) and math.isnan(nothing.f1)
 
 
 def test_counts_add_over_images():
-    one = count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_value=0)
+    one = count_defect_pixels(ORIGINAL, FILTERED, DEFECTS, ignore_label=0)
     two = one + one
     assert two == DefectCounts(12, 4, 4, 2, 12, 2)
     assert two.precision == one.precision
@@ -68,16 +68,16 @@ def test_clean_filtered_pixels_are_located_against_the_boundary():
     filtered[5, 6] = 0  # a defect near the boundary: not a false positive, not counted
     defects = np.zeros_like(original)
     defects[5, 6] = 1
-    counts = count_defect_pixels(original, filtered, defects, ignore_value=0)
+    counts = count_defect_pixels(original, filtered, defects, ignore_label=0)
     assert (counts.filtered, counts.hits, counts.clean_filtered_near_boundary, counts.near_boundary) == (4, 1, 1, 48)
     assert counts.clean_filtered_boundary_share == pytest.approx(1 / 3)
     assert counts.boundary_share == pytest.approx(48 / 144)
-    assert math.isnan(count_defect_pixels(original, original, defects, ignore_value=0).clean_filtered_boundary_share)
+    assert math.isnan(count_defect_pixels(original, original, defects, ignore_label=0).clean_filtered_boundary_share)
 
 
 def test_shape_mismatch_is_an_error():
     with pytest.raises(DefectScoreError, match="shapes differ"):
-        count_defect_pixels(ORIGINAL, FILTERED[:, :3], DEFECTS, ignore_value=0)
+        count_defect_pixels(ORIGINAL, FILTERED[:, :3], DEFECTS, ignore_label=0)
 
 
 def test_folders_are_scored_by_file_name(tmp_path):
@@ -88,8 +88,8 @@ def test_folders_are_scored_by_file_name(tmp_path):
         cv2.imwrite(str(folders["annotations"] / name), ORIGINAL)
         cv2.imwrite(str(folders["annotations_filtered"] / name), FILTERED)
         cv2.imwrite(str(folders["defects"] / name), defects)
-    counts = score_defect_folders(*(str(f) for f in folders.values()), ignore_value=0)
+    counts = score_defect_folders(*(str(f) for f in folders.values()), ignore_label=0)
     assert (counts.labelled, counts.filtered, counts.defects, counts.hits) == (12, 4, 2, 1)
     (folders["annotations_filtered"] / "b_seed_42.png").unlink()
     with pytest.raises(DefectScoreError, match="b_seed_42.png"):
-        score_defect_folders(*(str(f) for f in folders.values()), ignore_value=0)
+        score_defect_folders(*(str(f) for f in folders.values()), ignore_label=0)

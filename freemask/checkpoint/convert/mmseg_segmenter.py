@@ -11,9 +11,10 @@ parameter list the FreeMask training logs print):
 * the encoder's final LayerNorm is a top-level ``ln1`` (timm's ``norm``); its patch embedding conv is ``projection``.
 * ``pos_embed`` is stored at the *training-crop* grid: MMSegmentation builds the table for ``img_size`` (512 in every
   FreeMask config: 32x32 patches plus the class row, (1, 1025, C)) and resamples the ImageNet table when it loads
-  it. Our ViTBackbone sizes its table by ``INPUT.CROP.SIZE`` (512 in the Segmenter configs), so the two agree and
-  the converter never resamples: the converted file holds exactly the trained numbers, other input sizes are
-  resampled by the model at run time, and a config with another crop gets a shape mismatch from the check.
+  it. Our ViTBackbone sizes its table by ``MODEL.BACKBONE.VIT.IMG_SIZE`` (unset: the crop, 512 in the Segmenter
+  configs), so the two agree and the converter never resamples: the converted file holds exactly the trained
+  numbers, other input sizes are resampled by the model at run time, and a config with another table size gets a
+  shape mismatch from the check.
 * the head's other parameters carry the same names in both codebases. Older MMSegmentation versions kept the base
   head's unused ``conv_seg`` classifier in the checkpoint; it is dropped.
 """

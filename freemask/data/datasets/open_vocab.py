@@ -19,10 +19,10 @@ import numpy as np
 from .ade20k_panoptic import ade20k_panoptic_categories
 from .class_meta import read_meta_file
 from .panoptic import PanopticCategories
+from .sem_seg import IGNORE_LABEL
 from .toy_panoptic import toy_panoptic_categories
 
 KINDS = ("all", "base", "novel")
-IGNORE_LABEL = 255
 
 
 def kind_suffix(kind: str) -> str:

@@ -11,6 +11,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
 
+# The label of unlabelled pixels in prepared masks (detectron2's and MMSegmentation's 255), the one constant of it.
+IGNORE_LABEL = 255
 # How many unmatched file names an error message shows before "...".
 _SHOWN = 3
 
@@ -72,7 +74,7 @@ def register_lazy_splits(
     load: Callable[[str], List[dict]],
     stuff_classes: Sequence[str],
     stuff_colors: Sequence[Sequence[int]],
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE_LABEL,
 ) -> None:
     """Register ``name -> load(split)`` for every ``(name, split)`` of a builtin dataset; names already registered
     are left as they are, so registering twice is harmless."""
@@ -86,7 +88,7 @@ def set_sem_seg_metadata(
     name: str,
     stuff_classes: Sequence[str],
     stuff_colors: Optional[Sequence[Sequence[int]]] = None,
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE_LABEL,
     **paths: str,
 ) -> None:
     """The metadata every semantic-segmentation dataset carries (``paths``: image_root, sem_seg_root when known)."""
@@ -110,7 +112,7 @@ def register_sem_seg(
     *,
     stuff_classes: Sequence[str],
     stuff_colors: Optional[Sequence[Sequence[int]]] = None,
-    ignore_label: int = 255,
+    ignore_label: int = IGNORE_LABEL,
     image_ext: str = ".jpg",
     mask_ext: str = ".png",
     reduce_zero_label: bool = False,

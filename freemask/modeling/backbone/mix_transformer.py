@@ -62,12 +62,12 @@ SEGFORMER_VARIANTS: Dict[str, SegFormerSpec] = {
 
 
 def segformer_spec(variant: str) -> SegFormerSpec:
-    """The spec of ``MODEL.SEGFORMER.VARIANT``, or a config error listing the valid names."""
+    """The spec of ``MODEL.BACKBONE.MIT.VARIANT``, or a config error listing the valid names."""
     try:
         return SEGFORMER_VARIANTS[variant.lower()]
     except KeyError:
         raise ConfigError(
-            f"MODEL.SEGFORMER.VARIANT {variant!r} is not a SegFormer size; use one of {', '.join(SEGFORMER_VARIANTS)}"
+            f"MODEL.BACKBONE.MIT.VARIANT {variant!r} is not an MiT size; use one of {', '.join(SEGFORMER_VARIANTS)}"
         ) from None
 
 
@@ -228,7 +228,7 @@ class MixTransformer(Backbone):
         b = cfg.MODEL.BACKBONE
         if b.FREEZE_AT:
             raise ConfigError("MODEL.BACKBONE.FREEZE_AT must be 0 for MixTransformer (SegFormer trains every stage)")
-        spec = segformer_spec(cfg.MODEL.SEGFORMER.VARIANT)
+        spec = segformer_spec(b.MIT.VARIANT)
         return {
             "widths": spec.widths,
             "depths": spec.depths,
@@ -309,7 +309,7 @@ def load_official_mit_weights(model: MixTransformer, path: str) -> LoadReport:
             problem = "none of its keys is an MiT key"
         raise WeightFileError(
             f"{path}: no tensor fits MixTransformer, {problem}. Pass the official NVlabs mit_b*.pth ImageNet file "
-            "(keys patch_embed1.*, block1.*, norm1.*) of the size set by MODEL.SEGFORMER.VARIANT"
+            "(keys patch_embed1.*, block1.*, norm1.*) of the size set by MODEL.BACKBONE.MIT.VARIANT"
         )
     model.load_state_dict(loadable, strict=False)
     report.loaded = len(loadable)

@@ -83,7 +83,7 @@ class SemanticLayer(nn.Module):
     def __init__(self, dim: int, num_classes: int, window_size: int, residual: str = "normed") -> None:
         super().__init__()
         if residual not in RESIDUAL_MODES:
-            raise ConfigError(f"MODEL.SEMASK.RESIDUAL must be one of {RESIDUAL_MODES}, got {residual!r}")
+            raise ConfigError(f"MODEL.BACKBONE.SEMASK.RESIDUAL must be one of {RESIDUAL_MODES}, got {residual!r}")
         self.norm = nn.LayerNorm(dim)
         self.attn = SemanticAttention(dim, num_classes)
         self.window_size = window_size
@@ -145,7 +145,7 @@ class SeMaskSwin(TimmBackbone):
         if TimmBackbone._model_kwargs(model_name, 0) == {}:
             raise ConfigError(f"MODEL.BACKBONE.TIMM_NAME {model_name!r} is not a Swin; SeMaskSwin needs a swin_* model")
         if num_classes < 1:
-            raise ConfigError(f"SeMaskSwin needs MODEL.SEM_SEG_HEAD.NUM_CLASSES >= 1, got {num_classes}")
+            raise ConfigError(f"SeMaskSwin needs MODEL.BACKBONE.SEMASK.NUM_CLASSES >= 1, got {num_classes}")
         super().__init__(
             model_name,
             out_features=out_features,
@@ -155,6 +155,7 @@ class SeMaskSwin(TimmBackbone):
             window_size=window_size,
             swin_size=swin_size,
         )
+        self.num_classes = num_classes
         self._stage_names = [name for name, _ in self.body.named_children()][1:]  # after patch_embed
         dims = self.body.feature_info.channels()
         swin_window = self.body.layers_0.blocks[0].window_size[0]
@@ -171,12 +172,13 @@ class SeMaskSwin(TimmBackbone):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        b, s = cfg.MODEL.BACKBONE, cfg.MODEL.SEMASK
+        b = cfg.MODEL.BACKBONE
+        s = b.SEMASK
         if b.NORM != "BN":
             raise ConfigError(f"MODEL.BACKBONE.NORM must be BN for SeMaskSwin (Swin has no batch norm), got {b.NORM!r}")
         return {
             "model_name": b.TIMM_NAME,
-            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "num_classes": s.NUM_CLASSES,
             "out_features": tuple(b.OUT_FEATURES),
             "pretrained": b.PRETRAINED,
             "freeze_at": b.FREEZE_AT,

@@ -159,11 +159,12 @@ class ViTBackbone(Backbone):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        """The position table is sized for the training crop (``INPUT.CROP.SIZE``), as MMSegmentation's ``img_size``."""
+        """The position table's size is ``MODEL.BACKBONE.VIT.IMG_SIZE``, MMSegmentation's ``img_size`` (the builder
+        fills an unset one with the training crop)."""
         b = cfg.MODEL.BACKBONE
         return {
             "model_name": b.TIMM_NAME,
-            "img_size": tuple(cfg.INPUT.CROP.SIZE),
+            "img_size": tuple(b.VIT.IMG_SIZE),
             "pretrained": b.PRETRAINED,
             "drop_path_rate": b.DROP_PATH_RATE,
             "out_features": b.OUT_FEATURES,

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 def pixel_cross_entropy(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    ignore_value: int,
+    ignore_label: int,
     avg_non_ignore: bool = True,
     ohem_min_kept: int = 0,
 ) -> torch.Tensor:
@@ -21,13 +21,13 @@ def pixel_cross_entropy(
     ``ohem_min_kept * N`` labelled pixels of highest loss count, the divisor staying as above.
     """
     logits = F.interpolate(logits.float(), size=targets.shape[-2:], mode="bilinear", align_corners=False)
-    count = (targets != ignore_value).sum() if avg_non_ignore else targets.new_tensor(targets.numel())
+    count = (targets != ignore_label).sum() if avg_non_ignore else targets.new_tensor(targets.numel())
     if ohem_min_kept <= 0:
-        total = F.cross_entropy(logits, targets, ignore_index=ignore_value, reduction="sum")
+        total = F.cross_entropy(logits, targets, ignore_index=ignore_label, reduction="sum")
         return total / count.clamp(min=1)
-    losses = F.cross_entropy(logits, targets, ignore_index=ignore_value, reduction="none").flatten()
+    losses = F.cross_entropy(logits, targets, ignore_index=ignore_label, reduction="none").flatten()
     kept = min(ohem_min_kept * targets.shape[0], losses.numel())
-    valid = (targets != ignore_value).flatten()
+    valid = (targets != ignore_label).flatten()
     ranked = torch.where(valid, losses.detach(), losses.new_tensor(-1.0))  # ignored pixels rank last
     hardest = ranked.topk(kept).indices
     total = (losses[hardest] * valid[hardest]).sum()

@@ -39,7 +39,7 @@ class SegFormerHead(nn.Module):
         norm: str = "BN",
         dropout: float = 0.1,
         loss_weight: float = 1.0,
-        ignore_value: int = 255,
+        ignore_label: int = 255,
         loss_avg_non_ignore: bool = False,
     ) -> None:
         super().__init__()
@@ -48,7 +48,7 @@ class SegFormerHead(nn.Module):
             raise ValueError(f"SegFormerHead needs features {missing}; the backbone offers {sorted(input_shape)}")
         self.in_features = sorted(in_features, key=lambda f: input_shape[f].stride)
         self.loss_weight = loss_weight
-        self.ignore_value = ignore_value
+        self.ignore_label = ignore_label
         self.loss_avg_non_ignore = loss_avg_non_ignore
         self.convs = nn.ModuleList(conv_norm_act(input_shape[f].channels, embed_dim, 1, norm) for f in self.in_features)
         self.fusion_conv = conv_norm_act(embed_dim * len(self.in_features), embed_dim, 1, norm)
@@ -70,11 +70,11 @@ class SegFormerHead(nn.Module):
         return {
             "num_classes": h.NUM_CLASSES,
             "in_features": h.IN_FEATURES,
-            "embed_dim": s.DECODER_DIM or segformer_spec(s.VARIANT).decoder_dim,
+            "embed_dim": s.DECODER_DIM or segformer_spec(cfg.MODEL.BACKBONE.MIT.VARIANT).decoder_dim,
             "norm": h.NORM,
             "dropout": h.DROPOUT,
             "loss_weight": h.LOSS_WEIGHT,
-            "ignore_value": h.IGNORE_VALUE,
+            "ignore_label": h.IGNORE_VALUE,
             "loss_avg_non_ignore": h.LOSS_AVG_NON_IGNORE,
         }
 
@@ -90,13 +90,13 @@ class SegFormerHead(nn.Module):
         return self.conv_seg(self.dropout(self.fusion_conv(torch.cat(levels, dim=1))))
 
     def losses(self, logits: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Pixel-wise cross-entropy at the label resolution; ``targets`` is ``(N, H, W)`` with the ignore value.
+        """Pixel-wise cross-entropy at the label resolution; ``targets`` is ``(N, H, W)`` with the ignore label.
 
         Averaged over every label pixel, ignored ones counting 0 (MMSegmentation's default, so the published runs':
         a crop with many ignored, e.g. FreeMask-filtered, pixels weighs less), or with ``loss_avg_non_ignore`` over
         the labelled pixels only. A batch whose pixels are all ignored gives a zero loss rather than 0/0 = NaN.
         """
-        loss = pixel_cross_entropy(logits, targets, self.ignore_value, self.loss_avg_non_ignore)
+        loss = pixel_cross_entropy(logits, targets, self.ignore_label, self.loss_avg_non_ignore)
         return {"loss_sem_seg": loss * self.loss_weight}
 
     def forward(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:

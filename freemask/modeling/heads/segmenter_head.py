@@ -43,14 +43,14 @@ class _SegmenterHead(nn.Module):
         input_shape: dict[str, ShapeSpec],
         in_features: list[str],
         loss_weight: float,
-        ignore_value: int,
+        ignore_label: int,
         loss_avg_non_ignore: bool,
     ) -> None:
         super().__init__()
         self.in_feature = _single_feature(input_shape, in_features)
         self.in_channels = input_shape[self.in_feature].channels
         self.loss_weight = loss_weight
-        self.ignore_value = ignore_value
+        self.ignore_label = ignore_label
         self.loss_avg_non_ignore = loss_avg_non_ignore
 
     @staticmethod
@@ -60,7 +60,7 @@ class _SegmenterHead(nn.Module):
             "num_classes": h.NUM_CLASSES,
             "in_features": list(h.IN_FEATURES),
             "loss_weight": h.LOSS_WEIGHT,
-            "ignore_value": h.IGNORE_VALUE,
+            "ignore_label": h.IGNORE_VALUE,
             "loss_avg_non_ignore": cfg.MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE,
         }
 
@@ -69,8 +69,8 @@ class _SegmenterHead(nn.Module):
         raise NotImplementedError
 
     def losses(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``targets`` (N, H, W) with the ignore value -> ``{"loss_sem_seg": scalar}``."""
-        loss = pixel_cross_entropy(logits, targets, self.ignore_value, self.loss_avg_non_ignore)
+        """``targets`` (N, H, W) with the ignore label -> ``{"loss_sem_seg": scalar}``."""
+        loss = pixel_cross_entropy(logits, targets, self.ignore_label, self.loss_avg_non_ignore)
         return {"loss_sem_seg": loss * self.loss_weight}
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -88,10 +88,10 @@ class SegmenterLinearHead(_SegmenterHead):
         num_classes: int,
         in_features: list[str],
         loss_weight: float = 1.0,
-        ignore_value: int = 255,
+        ignore_label: int = 255,
         loss_avg_non_ignore: bool = False,
     ) -> None:
-        super().__init__(input_shape, in_features, loss_weight, ignore_value, loss_avg_non_ignore)
+        super().__init__(input_shape, in_features, loss_weight, ignore_label, loss_avg_non_ignore)
         self.conv_seg = nn.Conv2d(self.in_channels, num_classes, 1)
         nn.init.normal_(self.conv_seg.weight, std=0.01)  # MMSegmentation's classifier initialisation
         nn.init.zeros_(self.conv_seg.bias)
@@ -130,10 +130,10 @@ class SegmenterMaskTransformerHead(_SegmenterHead):
         drop_path_rate: float = 0.1,
         dropout: float = 0.0,
         loss_weight: float = 1.0,
-        ignore_value: int = 255,
+        ignore_label: int = 255,
         loss_avg_non_ignore: bool = False,
     ) -> None:
-        super().__init__(input_shape, in_features, loss_weight, ignore_value, loss_avg_non_ignore)
+        super().__init__(input_shape, in_features, loss_weight, ignore_label, loss_avg_non_ignore)
         d_model = d_model or self.in_channels
         num_heads = num_heads or max(d_model // 64, 1)
         if d_model % num_heads:

@@ -36,14 +36,14 @@ class SemanticFPNHead(nn.Module):
         norm: str = "GN",
         dropout: float = 0.1,
         loss_weight: float = 1.0,
-        ignore_value: int = 255,
+        ignore_label: int = 255,
         loss_avg_non_ignore: bool = True,
     ) -> None:
         super().__init__()
         self.fpn = FPN(input_shape, in_features, conv_dims, norm)
         self.common_stride = common_stride
         self.loss_weight = loss_weight
-        self.ignore_value = ignore_value
+        self.ignore_label = ignore_label
         self.loss_avg_non_ignore = loss_avg_non_ignore
         self.towers = nn.ModuleList()
         for feature in self.fpn.in_features:
@@ -69,7 +69,7 @@ class SemanticFPNHead(nn.Module):
             "norm": h.NORM,
             "dropout": h.DROPOUT,
             "loss_weight": h.LOSS_WEIGHT,
-            "ignore_value": h.IGNORE_VALUE,
+            "ignore_label": h.IGNORE_VALUE,
             "loss_avg_non_ignore": h.LOSS_AVG_NON_IGNORE,
         }
 
@@ -82,11 +82,11 @@ class SemanticFPNHead(nn.Module):
         return self.predictor(self.dropout(fused))
 
     def losses(self, logits: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Mean pixel-wise cross-entropy at the label resolution; ``targets`` is ``(N, H, W)`` with the ignore value.
+        """Mean pixel-wise cross-entropy at the label resolution; ``targets`` is ``(N, H, W)`` with the ignore label.
 
         A batch whose pixels are all ignored (a crop of unlabeled area) gives a zero loss rather than 0/0 = NaN.
         """
-        loss = pixel_cross_entropy(logits, targets, self.ignore_value, self.loss_avg_non_ignore)
+        loss = pixel_cross_entropy(logits, targets, self.ignore_label, self.loss_avg_non_ignore)
         return {"loss_sem_seg": loss * self.loss_weight}
 
     def forward(self, features: Dict[str, torch.Tensor]) -> torch.Tensor:

@@ -44,7 +44,7 @@ class SeMaskFPNHead(nn.Module):
         dropout: float = 0.1,
         loss_weight: float = 1.0,
         prior_loss_weight: float = 0.4,
-        ignore_value: int = 255,
+        ignore_label: int = 255,
         loss_avg_non_ignore: bool = False,
         ohem_min_kept: int = 0,
     ) -> None:
@@ -55,7 +55,7 @@ class SeMaskFPNHead(nn.Module):
         self.in_features = sorted(in_features, key=lambda f: input_shape[f].stride)
         self.loss_weight = loss_weight
         self.prior_loss_weight = prior_loss_weight
-        self.ignore_value = ignore_value
+        self.ignore_label = ignore_label
         self.loss_avg_non_ignore = loss_avg_non_ignore
         self.ohem_min_kept = ohem_min_kept
         finest = input_shape[self.in_features[0]].stride
@@ -86,7 +86,7 @@ class SeMaskFPNHead(nn.Module):
             "dropout": h.DROPOUT,
             "loss_weight": h.LOSS_WEIGHT,
             "prior_loss_weight": s.PRIOR_LOSS_WEIGHT,
-            "ignore_value": h.IGNORE_VALUE,
+            "ignore_label": h.IGNORE_VALUE,
             "loss_avg_non_ignore": h.LOSS_AVG_NON_IGNORE,
             "ohem_min_kept": s.OHEM_MIN_KEPT,
         }
@@ -114,13 +114,13 @@ class SeMaskFPNHead(nn.Module):
         self, outputs: Tuple[torch.Tensor, Optional[torch.Tensor]], targets: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
         """Cross-entropy of the logits (with OHEM when set) and ``prior_loss_weight`` x that of the summed priors,
-        both at the label resolution; ``targets`` ``(N, H, W)`` with the ignore value."""
+        both at the label resolution; ``targets`` ``(N, H, W)`` with the ignore label."""
         logits, prior_logits = outputs
         avg = self.loss_avg_non_ignore
-        loss = pixel_cross_entropy(logits, targets, self.ignore_value, avg, self.ohem_min_kept)
+        loss = pixel_cross_entropy(logits, targets, self.ignore_label, avg, self.ohem_min_kept)
         losses = {"loss_sem_seg": loss * self.loss_weight}
         if prior_logits is not None and self.prior_loss_weight > 0:
-            prior_loss = pixel_cross_entropy(prior_logits, targets, self.ignore_value, avg)
+            prior_loss = pixel_cross_entropy(prior_logits, targets, self.ignore_label, avg)
             losses["loss_prior"] = prior_loss * self.prior_loss_weight
         return losses
 

@@ -27,7 +27,7 @@ class SemanticSegmentor(nn.Module):
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         size_divisibility: int,
-        ignore_value: int,
+        ignore_label: int,
         inference: SegmentationInference,
         input_format: str = "RGB",
     ) -> None:
@@ -35,7 +35,7 @@ class SemanticSegmentor(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), persistent=False)
         self.size_divisibility = size_divisibility
-        self.ignore_value = ignore_value
+        self.ignore_label = ignore_label
         self.inference = inference
         if input_format not in ("RGB", "BGR"):
             raise ConfigError(f"INPUT.FORMAT must be RGB or BGR, got {input_format!r}")
@@ -48,7 +48,7 @@ class SemanticSegmentor(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
-            "ignore_value": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
+            "ignore_label": cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             "inference": SegmentationInference.from_config(cfg),
             "input_format": cfg.INPUT.FORMAT,
         }
@@ -116,7 +116,7 @@ class SemanticSegmentor(nn.Module):
         image_batch = self._pad_images(images)
         height, width = image_batch.shape[-2:]
         target_batch = torch.stack(
-            [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=self.ignore_value) for t in targets]
+            [F.pad(t, (0, width - t.shape[-1], 0, height - t.shape[-2]), value=self.ignore_label) for t in targets]
         )
         return image_batch, target_batch
 

@@ -153,7 +153,7 @@ class MaskFormer(SemanticSegmentor):
         return results
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-        return self._set_losses(images, targets_from_semantic(targets, self.ignore_value))
+        return self._set_losses(images, targets_from_semantic(targets, self.ignore_label))
 
     def _mixed_targets(self, batched_inputs: List[dict], size: Tuple[int, int]) -> List[dict]:
         """Per sample: one target per object where the sample has ``instances``, else one per class present in its
@@ -169,8 +169,8 @@ class MaskFormer(SemanticSegmentor):
     def _semantic_target(self, sem_seg: torch.Tensor, size: Tuple[int, int]) -> Dict[str, torch.Tensor]:
         """One sample's per-class target from its (h, w) label map, padded with ignore to the batch ``size``."""
         sem = sem_seg.to(self.device)
-        sem = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_value)
-        return targets_from_semantic(sem[None], self.ignore_value)[0]
+        sem = F.pad(sem, (0, size[1] - sem.shape[-1], 0, size[0] - sem.shape[-2]), value=self.ignore_label)
+        return targets_from_semantic(sem[None], self.ignore_label)[0]
 
     def _set_losses(self, images: torch.Tensor, targets: List[dict]) -> Dict[str, torch.Tensor]:
         outputs = self._decode(images)

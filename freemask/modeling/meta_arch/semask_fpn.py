@@ -23,6 +23,12 @@ class SeMaskFPN(EncoderDecoder):
                 f"SeMaskFPN needs a backbone that returns class prior maps; MODEL.BACKBONE.NAME "
                 f"{type(backbone).__name__} does not — use SeMaskSwin"
             )
+        head_classes = sem_seg_head.conv_seg.out_channels
+        if backbone.num_classes != head_classes:
+            raise ConfigError(
+                f"MODEL.BACKBONE.SEMASK.NUM_CLASSES {backbone.num_classes} differs from MODEL.SEM_SEG_HEAD.NUM_CLASSES "
+                f"{head_classes}: the prior maps learn the same labels as the head; set it to 0 (the head's classes)"
+            )
         super().__init__(backbone=backbone, sem_seg_head=sem_seg_head, **kwargs)
 
     def losses(self, images: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -82,7 +82,7 @@ class PixelwiseModel(SemanticSegmentor):
         bgr = input_format == "BGR"
         super().__init__(
             pixel_mean=mean[::-1] if bgr else mean, pixel_std=std[::-1] if bgr else std, size_divisibility=8,
-            ignore_value=IGNORE, inference=SegmentationInference(), input_format=input_format,
+            ignore_label=IGNORE, inference=SegmentationInference(), input_format=input_format,
         )  # fmt: skip
         torch.manual_seed(0)
         self.classifier = torch.nn.Conv2d(3, K, 1)
