@@ -21,8 +21,8 @@ CONFIG_ENTRIES = (
     "unet/config.json",
     "vae/config.json",
     "text_encoder/config.json",
-    "tokenizer/vocab.json",
-    "tokenizer/merges.txt",
+    "tokenizer/vocab.json|tokenizer/tokenizer.json",  # transformers 5 saves the single tokenizer.json
+    "tokenizer/merges.txt|tokenizer/tokenizer.json",
     "scheduler/scheduler_config.json",
 )
 CONFIG_WHAT = (

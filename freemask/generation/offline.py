@@ -51,6 +51,7 @@ def require_folder(path: str, flag: str, required: Iterable[str], what: str, how
         entry for entry in required if not any(os.path.exists(os.path.join(path, e)) for e in entry.split("|"))
     ]
     if missing:
+        missing = [" or ".join(entry.split("|")) for entry in missing]
         raise GenerationError(f"{flag} {path} lacks {', '.join(missing)}; it must hold {what}; {how}")
 
 
