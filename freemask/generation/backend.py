@@ -51,6 +51,21 @@ class GenerationBackend(Protocol):
     def generate(self, requests: Sequence[GenerationRequest], latents: torch.Tensor) -> List[np.ndarray]: ...
 
 
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The values every backend samples with: steps, guidance scale, image size (square), where and at which
+    precision it runs (``dtype``: float32 | float16 (GPU) | bfloat16), the dataset's ignore label and whether the
+    UNet is ``torch.compile``-d."""
+
+    steps: int
+    guidance: float
+    size: int
+    device: str
+    dtype: str
+    ignore_label: int
+    compile_unet: bool = False
+
+
 def build_backend(
     name: str,
     *,
@@ -73,24 +88,13 @@ def build_backend(
     Stable Diffusion 1.5 folder (configs and weights). ``dataset``: ``ade20k`` / ``coco_stuff`` or a registered
     dataset with their classes. GenerationError (one line) for anything missing, remote or unsupported.
     """
-    common = dict(
-        weights=weights,
-        config_dir=config_dir,
-        dataset=dataset,
-        steps=steps,
-        guidance=guidance,
-        size=size,
-        device=device,
-        dtype=dtype,
-        ignore_label=ignore_label,
-        compile_unet=compile_unet,
-    )
+    options = SamplingOptions(steps, guidance, size, device, dtype, ignore_label, compile_unet)
     if name == "freestylenet":
         from .freestylenet import build_freestylenet
 
-        return build_freestylenet(**common)
+        return build_freestylenet(weights, config_dir, dataset, options)
     if name == "controlnet":
         from .controlnet import build_controlnet
 
-        return build_controlnet(**common)
+        return build_controlnet(weights, config_dir, dataset, options)
     raise GenerationError(f"--backend {name}: choose one of {', '.join(BACKENDS)}")

@@ -16,11 +16,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
 from .freestylenet import CONFIG_ENTRIES
-from .offline import import_diffusers, require_folder, weight_files_in
+from .offline import LOCAL_PIPELINE, import_diffusers, require_folder, weight_files_in
 
 IGNORE_COLOR = (0, 0, 0)
 _WEIGHTS = "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"
@@ -57,17 +58,7 @@ class Ade20kPalette:
 
 
 def build_controlnet(
-    *,
-    weights: str,
-    config_dir: Optional[str],
-    dataset: str,
-    steps: int,
-    guidance: float,
-    size: int,
-    device: str,
-    dtype: str,
-    ignore_label: int,
-    compile_unet: bool = False,
+    weights: str, config_dir: Optional[str], dataset: str, options: SamplingOptions
 ) -> StableDiffusionBackend:
     """The ControlNet backend (see :func:`freemask.generation.backend.build_backend`)."""
     require_folder(weights, "--weights", CONTROLNET_ENTRIES, "the diffusers segmentation ControlNet", _HOW_CONTROLNET)
@@ -80,32 +71,22 @@ def build_controlnet(
             f"dataset {dataset}: the segmentation ControlNet knows ADE20K's 150-class palette only and COCO-Stuff's "
             f"classes have no faithful ADE20K colour; use --backend freestylenet with freestyle-sd-v1-4-coco.ckpt"
         )
-    torch_type = torch_dtype(dtype, device)
+    torch_dtype(options.dtype, options.device)  # refuse before the slow imports
     diffusers = import_diffusers()
     controlnet = diffusers.ControlNetModel.from_pretrained(weights, local_files_only=True)
     pipe = diffusers.StableDiffusionControlNetPipeline.from_pretrained(
-        config_dir,
-        controlnet=controlnet,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        local_files_only=True,
+        config_dir, controlnet=controlnet, **LOCAL_PIPELINE
     )
     pipe.scheduler = plms_scheduler(diffusers, pipe.scheduler.config)
-    pipe = speed_up(pipe, device, torch_type, compile_unet)
     from ..data.datasets.ade20k import ade20k_meta
 
     folders = [weights] + [os.path.join(config_dir, c) for c in ("unet", "vae", "text_encoder")]
     return StableDiffusionBackend(
         "controlnet",
-        pipe,
+        speed_up(pipe, options),
+        options,
         names=freestylenet_names(family),
-        steps=steps,
-        guidance=guidance,
-        size=size,
-        ignore_label=ignore_label,
-        settings={"dtype": dtype, "compile": compile_unet, "captions": family, "control": "ade20k palette, black"},
+        settings={"captions": family, "control": "ade20k palette, ignore black"},
         weight_files=weight_files_in(folders),
-        control=Ade20kPalette(ade20k_meta()[1], ignore_label),
+        control=Ade20kPalette(ade20k_meta()[1], options.ignore_label),
     )
-

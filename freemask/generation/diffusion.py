@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .backend import SamplingOptions
 from .captions import Caption, CaptionBuilder
 from .errors import GenerationError
 from .rectified_attention import RectificationLayout
@@ -38,13 +39,14 @@ def torch_dtype(dtype: str, device: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def speed_up(pipe: Any, device: str, dtype: torch.dtype, compile_unet: bool) -> Any:
-    """Move the pipeline to ``device``/``dtype``; channels_last and optionally torch.compile on a GPU."""
+def speed_up(pipe: Any, options: SamplingOptions) -> Any:
+    """Move the pipeline to the options' device and dtype; a channels_last UNet on a GPU; optionally compiled."""
+    device, dtype = options.device, torch_dtype(options.dtype, options.device)
     pipe = pipe.to(device) if dtype == torch.float32 else pipe.to(device=device, dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     if str(device).startswith("cuda"):
         pipe.unet.to(memory_format=torch.channels_last)
-    if compile_unet:
+    if options.compile_unet:
         pipe.unet = torch.compile(pipe.unet)
     return pipe
 
@@ -70,26 +72,23 @@ class StableDiffusionBackend:
         self,
         name: str,
         pipe: Any,
+        options: SamplingOptions,
         *,
         names: Optional[Sequence[str]],
-        steps: int,
-        guidance: float,
-        size: int,
-        ignore_label: int,
         settings: Dict[str, Any],
         weight_files: Sequence[str] = (),
         layout: Optional[RectificationLayout] = None,
         control: Optional[Callable[[np.ndarray], torch.Tensor]] = None,
     ) -> None:
-        scale = pipe.vae_scale_factor
+        scale, steps, size = pipe.vae_scale_factor, options.steps, options.size
         if size <= 0 or size % scale:
             raise GenerationError(f"--size {size}: must be a positive multiple of {scale} (the VAE's downsampling)")
         if steps < 1:
             raise GenerationError(f"--steps {steps}: must be at least 1")
-        self.name = name
+        self.name, self.options = name, options
         self.pipe = pipe
         self.names = None if names is None else tuple(names)
-        self.steps, self.guidance, self.size, self.ignore_label = steps, guidance, size, ignore_label
+        self.steps, self.guidance, self.size, self.ignore_label = steps, options.guidance, size, options.ignore_label
         self.latent_shape: Tuple[int, int, int] = (pipe.unet.config.in_channels, size // scale, size // scale)
         self.layout, self.control = layout, control
         self._settings = dict(settings)
@@ -110,6 +109,8 @@ class StableDiffusionBackend:
             "size": self.size,
             "scheduler": "PNDMScheduler(skip_prk_steps=True)",
             "rectified_attention": self.layout is not None,
+            "dtype": self.options.dtype,
+            "compile": self.options.compile_unet,
             **self._settings,
         }
 

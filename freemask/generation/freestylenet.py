@@ -10,10 +10,11 @@ which is FreestyleNet's PLMS (same 51 evaluations, same updates); guidance 2.0 a
 
 from typing import Optional
 
+from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
-from .offline import import_diffusers, require_file, require_folder
+from .offline import LOCAL_PIPELINE, import_diffusers, require_file, require_folder
 from .rectified_attention import RectificationLayout, install_rectified_attention
 
 CONFIG_ENTRIES = (
@@ -43,17 +44,7 @@ def require_config_dir(config_dir: Optional[str], flag: str = "--config-dir") ->
 
 
 def build_freestylenet(
-    *,
-    weights: str,
-    config_dir: Optional[str],
-    dataset: str,
-    steps: int,
-    guidance: float,
-    size: int,
-    device: str,
-    dtype: str,
-    ignore_label: int,
-    compile_unet: bool = False,
+    weights: str, config_dir: Optional[str], dataset: str, options: SamplingOptions
 ) -> StableDiffusionBackend:
     """The FreestyleNet backend (see :func:`freemask.generation.backend.build_backend`)."""
     require_file(weights, "--weights", "freestyle-sd-v1-4-ade20k.ckpt or freestyle-sd-v1-4-coco.ckpt")
@@ -64,29 +55,18 @@ def build_freestylenet(
             f"dataset {dataset}: FreestyleNet has name tables for ADE20K and COCO-Stuff only; pass ade20k, coco_stuff "
             f"or a dataset registered with their classes"
         )
-    torch_type = torch_dtype(dtype, device)
+    torch_dtype(options.dtype, options.device)  # refuse before the slow imports
     diffusers = import_diffusers()
-    pipe = diffusers.StableDiffusionPipeline.from_single_file(
-        weights,
-        config=config_dir,
-        local_files_only=True,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = diffusers.StableDiffusionPipeline.from_single_file(weights, config=config_dir, **LOCAL_PIPELINE)
     pipe.scheduler = plms_scheduler(diffusers, pipe.scheduler.config)
     layout = RectificationLayout()
     install_rectified_attention(pipe.unet, layout)
-    pipe = speed_up(pipe, device, torch_type, compile_unet)
     return StableDiffusionBackend(
         "freestylenet",
-        pipe,
+        speed_up(pipe, options),
+        options,
         names=freestylenet_names(family),
-        steps=steps,
-        guidance=guidance,
-        size=size,
-        ignore_label=ignore_label,
-        settings={"dtype": dtype, "compile": compile_unet, "captions": family},
+        settings={"captions": family},
         weight_files=[weights],
         layout=layout,
     )

@@ -13,6 +13,13 @@ from .errors import GenerationError
 
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+# Loading a pipeline from local files only, without the safety checker (never part of FreestyleNet's sampling).
+LOCAL_PIPELINE = {
+    "local_files_only": True,
+    "safety_checker": None,
+    "feature_extractor": None,
+    "requires_safety_checker": False,
+}
 
 
 def import_diffusers() -> Any:
@@ -47,9 +54,7 @@ def require_folder(path: str, flag: str, required: Iterable[str], what: str, how
     refuse_remote(path, flag)
     if not os.path.isdir(path):
         raise GenerationError(f"{flag} {path}: no such folder; it must hold {what}; {how}")
-    missing = [
-        entry for entry in required if not any(os.path.exists(os.path.join(path, e)) for e in entry.split("|"))
-    ]
+    missing = [entry for entry in required if not any(os.path.exists(os.path.join(path, e)) for e in entry.split("|"))]
     if missing:
         missing = [" or ".join(entry.split("|")) for entry in missing]
         raise GenerationError(f"{flag} {path} lacks {', '.join(missing)}; it must hold {what}; {how}")

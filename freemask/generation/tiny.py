@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .backend import GenerationBackend
+from .backend import GenerationBackend, SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .clip_vocab import MAX_LENGTH, load_clip_tokenizer
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
@@ -97,18 +97,17 @@ def build_tiny_backend(
     """The tiny pipeline with rectified attention as a backend named "tiny". ADE20K / COCO-Stuff (family keys or
     registered datasets with their classes) are captioned with FreestyleNet's tables, any other dataset (the toy
     data) with the requests' own class names."""
-    family, torch_type = dataset_family(dataset), torch_dtype(dtype, device)
-    pipe = speed_up(tiny_pipeline(size, seed), device, torch_type, compile_unet)
+    options = SamplingOptions(steps, guidance, size, device, dtype, ignore_label, compile_unet)
+    torch_dtype(dtype, device)  # refuse before building
+    family = dataset_family(dataset)
+    pipe = speed_up(tiny_pipeline(size, seed), options)
     layout = RectificationLayout()
     install_rectified_attention(pipe.unet, layout)
     return StableDiffusionBackend(
         "tiny",
         pipe,
+        options,
         names=freestylenet_names(family) if family else None,
-        steps=steps,
-        guidance=guidance,
-        size=size,
-        ignore_label=ignore_label,
-        settings={"dtype": dtype, "compile": compile_unet, "tiny_seed": seed, "captions": family or "request names"},
+        settings={"tiny_seed": seed, "captions": family or "request names"},
         layout=layout,
     )

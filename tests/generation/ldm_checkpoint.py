@@ -31,16 +31,17 @@ def _rename_first(rest: str, table) -> str:
     return rest
 
 
+def _top_level(state: Dict[str, torch.Tensor], table: Dict[str, str]):
+    """(the renamed entries of diffusers' own top-level table, the other entries)."""
+    return {table[k]: v for k, v in state.items() if k in table}, [(k, v) for k, v in state.items() if k not in table]
+
+
 def unet_to_ldm(state: Dict[str, torch.Tensor], layers_per_block: int) -> Dict[str, torch.Tensor]:
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    top = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]
     up_has_attention = {int(m.group(1)) for k in state for m in [re.match(r"up_blocks\.(\d+)\.attentions", k)] if m}
-    out = {}
-    for key, value in state.items():
-        if key in top:
-            out[top[key]] = value
-            continue
+    out, rest_items = _top_level(state, DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"])
+    for key, value in rest_items:
         m = re.match(r"(down|up)_blocks\.(\d+)\.(resnets|attentions|downsamplers|upsamplers)\.(\d+)\.(.*)", key)
         if m:
             side, block, kind, layer, rest = m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), m.group(5)
@@ -73,12 +74,8 @@ def unet_to_ldm(state: Dict[str, torch.Tensor], layers_per_block: int) -> Dict[s
 def vae_to_ldm(state: Dict[str, torch.Tensor], num_blocks: int) -> Dict[str, torch.Tensor]:
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    top = DIFFUSERS_TO_LDM_MAPPING["vae"]
-    out = {}
-    for key, value in state.items():
-        if key in top:
-            out[top[key]] = value
-            continue
+    out, rest_items = _top_level(state, DIFFUSERS_TO_LDM_MAPPING["vae"])
+    for key, value in rest_items:
         m = re.match(r"(encoder|decoder)\.(down|up)_blocks\.(\d+)\.(resnets|downsamplers|upsamplers)\.(\d+)\.(.*)", key)
         if m:
             part, side, block, kind, layer, rest = m.groups()

@@ -1,4 +1,4 @@
-"""Rectified cross-attention: which token sees which pixel at two resolutions, FreestyleNet's formula, the CFG halves."""
+"""Rectified cross-attention: which token sees which pixel at two resolutions, FreestyleNet's formula, CFG halves."""
 
 import pytest
 import torch
