@@ -80,15 +80,13 @@ class StableDiffusionBackend:
         layout: Optional[RectificationLayout] = None,
         control: Optional[Callable[[np.ndarray], torch.Tensor]] = None,
     ) -> None:
-        scale, steps, size = pipe.vae_scale_factor, options.steps, options.size
+        scale, size = pipe.vae_scale_factor, options.size
         if size <= 0 or size % scale:
             raise GenerationError(f"--size {size}: must be a positive multiple of {scale} (the VAE's downsampling)")
-        if steps < 1:
-            raise GenerationError(f"--steps {steps}: must be at least 1")
-        self.name, self.options = name, options
-        self.pipe = pipe
+        if options.steps < 1:
+            raise GenerationError(f"--steps {options.steps}: must be at least 1")
+        self.name, self.options, self.pipe = name, options, pipe
         self.names = None if names is None else tuple(names)
-        self.steps, self.guidance, self.size, self.ignore_label = steps, options.guidance, size, options.ignore_label
         self.latent_shape: Tuple[int, int, int] = (pipe.unet.config.in_channels, size // scale, size // scale)
         self.layout, self.control = layout, control
         self._settings = dict(settings)
@@ -104,9 +102,9 @@ class StableDiffusionBackend:
     def settings(self) -> Dict[str, Any]:
         return {
             "backend": self.name,
-            "steps": self.steps,
-            "guidance": self.guidance,
-            "size": self.size,
+            "steps": self.options.steps,
+            "guidance": self.options.guidance,
+            "size": self.options.size,
             "scheduler": "PNDMScheduler(skip_prk_steps=True)",
             "rectified_attention": self.layout is not None,
             "dtype": self.options.dtype,
@@ -124,7 +122,7 @@ class StableDiffusionBackend:
                     f"table {len(names)}; pass the dataset the backend was built for"
                 )
             if names not in self._builders:
-                self._builders[names] = CaptionBuilder(names, self.pipe.tokenizer, self.ignore_label)
+                self._builders[names] = CaptionBuilder(names, self.pipe.tokenizer, self.options.ignore_label)
             caption = self._builders[names](np.asarray(request.labels))
             if caption.dropped:
                 logger.warning(
@@ -150,9 +148,10 @@ class StableDiffusionBackend:
     def generate(self, requests: Sequence[Any], latents: torch.Tensor) -> List[np.ndarray]:
         if len(requests) != latents.shape[0] or tuple(latents.shape[1:]) != self.latent_shape:
             raise ValueError(f"latents {tuple(latents.shape)} for {len(requests)} requests of {self.latent_shape}")
+        size = self.options.size
         for request in requests:
-            if tuple(np.shape(request.labels)) != (self.size, self.size):
-                raise ValueError(f"mask {request.stem}: labels {np.shape(request.labels)}, expected {self.size}²")
+            if tuple(np.shape(request.labels)) != (size, size):
+                raise ValueError(f"mask {request.stem}: labels {np.shape(request.labels)}, expected {size}x{size}")
         step = self.micro_batch or len(requests)
         images: List[np.ndarray] = []
         for start in range(0, len(requests), step):
@@ -174,10 +173,10 @@ class StableDiffusionBackend:
                 prompt_embeds=self._embed(ids),
                 negative_prompt_embeds=self._negative_embeds(len(requests)),
                 latents=latents.to(self.pipe.device, self.pipe.unet.dtype),
-                num_inference_steps=self.steps,
-                guidance_scale=self.guidance,
-                height=self.size,
-                width=self.size,
+                num_inference_steps=self.options.steps,
+                guidance_scale=self.options.guidance,
+                height=self.options.size,
+                width=self.options.size,
                 output_type="np",
                 **kwargs,
             ).images

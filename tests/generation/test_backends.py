@@ -70,6 +70,13 @@ def test_rectification_changes_the_image(tiny):
     assert not np.array_equal(one, two)
 
 
+def test_overflowing_caption_is_logged(tiny, caplog):
+    labels = np.repeat(np.arange(150), 28)[:4096].reshape(64, 64)  # 147 ADE20K classes: far over 75 caption tokens
+    with caplog.at_level("WARNING", logger="freemask.generation"):
+        tiny.generate([GenerationRequest("crowded", 42, labels, ADE)], _latents(tiny, 1))
+    assert "mask crowded: the caption of all its classes exceeds CLIP's 75 tokens" in caplog.text
+
+
 def test_tiny_model_is_the_same_in_every_build():
     from freemask.generation.tiny import tiny_pipeline
 
