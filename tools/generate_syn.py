@@ -34,7 +34,7 @@ from typing import List, Optional
 from freemask import cli
 
 BACKENDS = ("freestylenet", "controlnet", "tiny")
-DTYPES = ("fp16", "bf16", "fp32")
+TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 FIRST_SEED = 42
 
 
@@ -79,7 +79,8 @@ def argument_parser() -> argparse.ArgumentParser:
     gen.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     gen.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
     gen.add_argument("--batch-size", type=int, default=4, help="images per sampler call and GPU (default 4)")
-    gen.add_argument("--dtype", choices=DTYPES, help="default fp16 on GPU, fp32 on CPU")
+    gen.add_argument("--dtype", choices=tuple(TORCH_DTYPES), help="default fp16 on GPU, fp32 on CPU")
+    gen.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; slower start)")
     gen.add_argument("--jpeg-quality", type=int, default=95, help="(default 95)")
     gen.add_argument("--overwrite", action="store_true", help="delete the root's pairs and generate them again")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
@@ -137,7 +138,6 @@ def build_job(args: argparse.Namespace):
     import dataclasses
 
     from freemask.data import datasets  # noqa: F401  (registers the builtin datasets)
-    from freemask.data.catalog import MetadataCatalog
     from freemask.generation.run import (
         GenerationJob,
         all_pairs,
@@ -146,11 +146,11 @@ def build_job(args: argparse.Namespace):
         raw_output_for,
         resampled_pairs,
     )
+    from freemask.synthetic.filter_inputs import dataset_class_names
     from freemask.synthetic.resample_inputs import real_masks_from_dataset, real_masks_from_folder
 
     classes = args.classes or args.real_dataset
-    cli.check_datasets([classes], "--classes" if args.classes else "--real-dataset")
-    class_names = tuple(MetadataCatalog.get(classes).stuff_classes)
+    class_names = tuple(dataset_class_names(classes))
     if args.real_dataset:
         masks = real_masks_from_dataset(args.real_dataset)
     else:
@@ -177,32 +177,27 @@ def build_job(args: argparse.Namespace):
 
 
 def _backend_fn(args: argparse.Namespace, dataset: str, ignore_label: int):
+    """This rank's backend builder: the rank's own GPU (or the CPU), fp16 there unless --dtype says otherwise."""
+
     def build():
         import torch
 
-        from freemask.generation.backend import build_backend, build_tiny_backend
+        from freemask.generation.backend import build_backend
+        from freemask.generation.tiny import build_tiny_backend
         from freemask.utils import comm
 
         on_gpu = torch.cuda.is_available()
         device = f"cuda:{comm.get_local_rank()}" if on_gpu else "cpu"
-        dtype = args.dtype or ("fp16" if on_gpu else "fp32")
+        dtype = TORCH_DTYPES[args.dtype or ("fp16" if on_gpu else "fp32")]
+        common = dict(steps=args.steps, guidance=args.guidance, size=args.size, device=device, dtype=dtype)
+        common.update(ignore_label=ignore_label, compile_unet=args.compile)
         if args.backend == "tiny":
-            return build_tiny_backend(
-                dataset, size=args.size, steps=args.steps, guidance=args.guidance, device=device, dtype=dtype
-            )
-        return build_backend(
-            args.backend,
-            weights=args.weights,
-            config_dir=args.config_dir,
-            controlnet=args.controlnet,
-            dataset=dataset,
-            steps=args.steps,
-            guidance=args.guidance,
-            size=args.size,
-            device=device,
-            dtype=dtype,
-            ignore_label=ignore_label,
+            return build_tiny_backend(dataset, **common)
+        # controlnet: gencore's builder takes the ControlNet folder as weights and Stable Diffusion 1.5 as config_dir
+        weights, config_dir = (
+            (args.controlnet, args.weights) if args.backend == "controlnet" else (args.weights, args.config_dir)
         )
+        return build_backend(args.backend, weights=weights, config_dir=config_dir, dataset=dataset, **common)
 
     return build
 

@@ -190,8 +190,8 @@ def run_settings(job: GenerationJob, backend: GenerationBackend) -> Dict[str, An
     looks like, so a later run may add seeds or masks to a folder."""
     weights = sorted([os.path.basename(p), outputs.file_sha256(p)] for p in backend.weight_files())
     return {
+        **backend.settings(),  # flat, so a refusal names the key that changed
         "backend": backend.name,
-        "backend_settings": backend.settings(),
         "weights_sha256": weights,
         "masks": job.masks.source,
         "mask_encoding": "raw (0 = unlabelled, class k as k + 1)" if job.raw_output else "labels 0..K-1",

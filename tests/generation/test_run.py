@@ -95,7 +95,7 @@ def test_same_files_for_any_batch_size_and_the_manifest_lists_the_pairs(tmp_path
     run_generation(five, lambda: FakeBackend(16))
     assert snapshot(one.output) == snapshot(five.output)
     assert manifest["num_pairs"] == 9 and manifest["pairs"]["m1"] == [42, 43, 44]
-    assert manifest["settings"]["backend_settings"] == {"tone": 0}
+    assert manifest["settings"]["tone"] == 0 and manifest["settings"]["backend"] == "fake"
     image = cv2.imread(outputs.image_path(one.output, "m0", 43))
     mask = cv2.imread(outputs.mask_path(one.output, "m0", 43), cv2.IMREAD_UNCHANGED)
     assert image.shape == (16, 16, 3) and mask.shape == (16, 16) and mask.dtype == np.uint8
@@ -135,7 +135,7 @@ def test_an_interrupted_run_resumes_to_the_same_files_doing_only_the_missing_pai
 def test_other_settings_are_refused_and_overwrite_redoes(tmp_path):
     job = make_job(tmp_path)
     run_generation(job, lambda: FakeBackend(16))
-    with pytest.raises(outputs.OutputSettingsError, match=r"other settings \(backend_settings: \{'tone': 0\} ->"):
+    with pytest.raises(outputs.OutputSettingsError, match=r"other settings \(tone: 0 -> 9\)"):
         run_generation(job, lambda: FakeBackend(16, tone=9))
     with pytest.raises(outputs.OutputSettingsError, match="jpeg_quality: 95 -> 80"):
         run_generation(make_job(tmp_path, jpeg_quality=80), lambda: FakeBackend(16))
