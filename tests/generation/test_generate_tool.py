@@ -6,6 +6,8 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -264,3 +266,63 @@ def test_copies_from_generates_exactly_the_resampled_pairs(toy_datasets, generat
     expected = resampled_pairs(real_masks_from_dataset("toy_sem_seg_train"), range(42, 46), loss, 4, draw_seed=5)
     written = sorted((r["real_stem"], r["seed"]) for r in load_synthetic(root, reduce_zero_label=True))
     assert written == list(expected) and len(written) < 8 * 4
+
+
+def readme_toy_commands():
+    """The toy commands of the README's "Generating synthetic images" section, as argument lists."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Generating synthetic images", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            tokens = shlex.split(line, comments=True)
+            if tokens[:1] == ["python"] and any("toy" in t for t in tokens):
+                commands.append(tokens[1:])
+    return commands
+
+
+def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_syn, resample_syn, tmp_path, monkeypatch):
+    """generate -> filter_syn -> resample_syn as the README writes them (output/ moved to a temporary folder, a
+    randomly initialised filter model: the chain is checked, not the filter's quality), then --copies-from gives the
+    resampler's choice."""
+    from freemask.checkpoint.checkpointer import Checkpointer
+    from freemask.engine.defaults import setup_cfg
+    from freemask.modeling import build_model
+
+    config = str(REPO / "configs" / "toy" / "semantic_fpn_R18_toy.yaml")
+    weights = str(tmp_path / "model_final.pth")
+    Checkpointer(build_model(setup_cfg(config, []).clone()), save_dir=str(tmp_path)).save("model_final")
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    monkeypatch.chdir(REPO)
+    commands = readme_toy_commands()
+    assert [c[0] for c in commands] == [
+        "tools/generate_syn.py",
+        "tools/filter_syn.py",
+        "tools/resample_syn.py",
+        "tools/generate_syn.py",
+    ]
+    out = str(tmp_path / "output")
+
+    def localised(args):
+        args = [a.replace("output/", f"{out}/") for a in args]
+        if "MODEL.WEIGHTS" in args:
+            args[args.index("MODEL.WEIGHTS") + 1] = weights
+        return ["--no-progress", *args]
+
+    generate, filter_cmd, resample, drawn = (localised(c[1:]) for c in commands)
+    assert generate_syn.main(generate) == 0
+    filter_syn = load_tool("filter_syn")
+    parser = filter_syn.argument_parser()
+    parsed = parser.parse_args(["--num-workers", "0", *filter_cmd])
+    filter_syn.check_arguments(parser, parsed)
+    filter_syn.check_before_launch(parsed)
+    filter_syn.main(parsed)
+    assert resample_syn.main(resample) == 0
+    full = _manifest_pairs(f"{out}/toy_generated")
+    assert len(full) < 8 * 4 and len({stem for stem, _ in full}) == 8
+    assert generate_syn.main(drawn) == 0
+    root = f"{out}/toy_generated_drawn"
+    written = sorted((r["real_stem"], str(r["seed"])) for r in load_synthetic(root, reduce_zero_label=True))
+    assert written == full  # only the drawn pairs were generated
+    argv = [*resample, "--syn-img-path", f"{root}/images", "--syn-mask-path", f"{root}/annotations"]
+    assert resample_syn.main(argv) == 0 and _manifest_pairs(root) == full  # and the resampler takes them all
