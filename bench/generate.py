@@ -78,16 +78,15 @@ def sd_v1_pipeline(size: int) -> Any:
 
 def ours(pipe: Any, args: argparse.Namespace, device: str) -> Any:
     """Our backend over a copy of ``pipe`` moved to ``device`` in --dtype (the code generate_syn.py runs)."""
-    from freemask.generation.diffusion import StableDiffusionBackend, speed_up, torch_dtype
+    from freemask.generation.backend import SamplingOptions
+    from freemask.generation.diffusion import StableDiffusionBackend, speed_up
     from freemask.generation.rectified_attention import RectificationLayout, install_rectified_attention
 
-    fast = speed_up(copy.deepcopy(pipe), device, torch_dtype(args.dtype, device), args.compile)
+    options = SamplingOptions(args.steps, args.guidance, args.size, device, args.dtype, 255, args.compile)
+    fast = speed_up(copy.deepcopy(pipe), options)
     layout = RectificationLayout()
     install_rectified_attention(fast.unet, layout)
-    return StableDiffusionBackend(
-        "ours", fast, names=None, steps=args.steps, guidance=args.guidance, size=args.size, ignore_label=255,
-        settings={}, layout=layout,
-    )  # fmt: skip
+    return StableDiffusionBackend("ours", fast, options, names=None, settings={}, layout=layout)
 
 
 class FreestyleNetDesign:

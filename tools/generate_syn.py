@@ -72,9 +72,10 @@ def argument_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", required=True, metavar="ROOT", help="synthetic root (images/, annotations/)")
     gen.add_argument("--seeds", type=parse_seeds, default=parse_seeds("42-61"), help="42-61 (default), 42,43 or 20")
     gen.add_argument("--backend", choices=BACKENDS, default="freestylenet", help="(default freestylenet)")
-    gen.add_argument("--weights", metavar="PATH", help="freestylenet: the .ckpt; controlnet: the SD 1.5 folder")
-    gen.add_argument("--config-dir", metavar="DIR", help="freestylenet: local diffusers component configs")
-    gen.add_argument("--controlnet", metavar="DIR", help="controlnet: the segmentation ControlNet folder")
+    gen.add_argument("--weights", metavar="PATH", help="freestylenet: the .ckpt; controlnet: the ControlNet folder")
+    gen.add_argument(
+        "--config-dir", metavar="DIR", help="freestylenet: SD v1 component configs; controlnet: the SD 1.5 folder"
+    )
     gen.add_argument("--steps", type=int, default=50, help="sampling steps (default 50, PLMS)")
     gen.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (default 2.0)")
     gen.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
@@ -113,20 +114,23 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--jpeg-quality must be in 1..100, got {args.jpeg_quality}")
     if args.backend != "tiny" and not args.weights:
         parser.error(f"--backend {args.backend} needs --weights (see --help)")
-    if args.backend == "controlnet" and not args.controlnet:
-        parser.error("--backend controlnet needs --controlnet DIR (the segmentation ControlNet folder)")
+    if args.backend != "tiny" and not args.config_dir:
+        parser.error(f"--backend {args.backend} needs --config-dir (see --help)")
 
 
 def _check_paths(args: argparse.Namespace) -> None:
+    """Missing files and hub names in one line before the workers start (the backend checks the folders' content)."""
     from freemask.errors import PathNotFoundError
+    from freemask.generation.offline import refuse_remote
 
-    named = {"--weights": args.weights, "--config-dir": args.config_dir, "--controlnet": args.controlnet}
-    for flag, path in named.items():
-        if path and not os.path.exists(path):
-            raise PathNotFoundError(
-                f"{flag} {path} does not exist; download or convert it first (README: Generating synthetic images); "
-                f"nothing is fetched from the hub"
-            )
+    for flag, path in {"--weights": args.weights, "--config-dir": args.config_dir}.items():
+        if path:
+            refuse_remote(path, flag)
+            if not os.path.exists(path):
+                raise PathNotFoundError(
+                    f"{flag} {path} does not exist; download it first (README: Generating synthetic images); "
+                    f"nothing is fetched from the hub"
+                )
     if args.copies_from and not os.path.isfile(args.copies_from):
         raise PathNotFoundError(
             f"--copies-from {args.copies_from} does not exist; write it with tools/filter_syn.py (class_loss.json)"
@@ -193,11 +197,7 @@ def _backend_fn(args: argparse.Namespace, dataset: str, ignore_label: int):
         common.update(ignore_label=ignore_label, compile_unet=args.compile)
         if args.backend == "tiny":
             return build_tiny_backend(dataset, **common)
-        # controlnet: gencore's builder takes the ControlNet folder as weights and Stable Diffusion 1.5 as config_dir
-        weights, config_dir = (
-            (args.controlnet, args.weights) if args.backend == "controlnet" else (args.weights, args.config_dir)
-        )
-        return build_backend(args.backend, weights=weights, config_dir=config_dir, dataset=dataset, **common)
+        return build_backend(args.backend, weights=args.weights, config_dir=args.config_dir, dataset=dataset, **common)
 
     return build
 

@@ -16,7 +16,6 @@ and again at the end (every finished pair), sorted and without times, so a resum
 an uninterrupted one.
 """
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
@@ -109,14 +108,6 @@ def write_pair(root: str, stem: str, seed: int, image: np.ndarray, mask: np.ndar
     """Image first, then mask, each atomically: the mask's presence marks the pair finished."""
     atomic_write_bytes(image_path(root, stem, seed), encode_jpeg(image, jpeg_quality))
     atomic_write_bytes(mask_path(root, stem, seed), encode_png(mask))
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(root: str) -> Optional[Dict[str, Any]]:

@@ -21,6 +21,7 @@ from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.synthetic import IMAGES_DIR, MASKS_DIR
 from ..data.errors import DatasetError
 from ..data.mapper import read_mask, reduce_zero_label
+from ..synthetic.filter_output import file_sha256
 from ..synthetic.resample_inputs import RealMasks
 from ..utils import comm
 from . import outputs
@@ -188,7 +189,7 @@ def run_settings(job: GenerationJob, backend: GenerationBackend) -> Dict[str, An
 
     The seeds, the masks chosen and the batch size are not here: they decide which pairs exist, not what a pair
     looks like, so a later run may add seeds or masks to a folder."""
-    weights = sorted([os.path.basename(p), outputs.file_sha256(p)] for p in backend.weight_files())
+    weights = sorted([os.path.basename(p), file_sha256(p)] for p in backend.weight_files())
     return {
         **backend.settings(),  # flat, so a refusal names the key that changed
         "backend": backend.name,

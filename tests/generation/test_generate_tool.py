@@ -83,9 +83,27 @@ def test_missing_weights_and_unwritable_output_are_one_line_errors(generate_syn,
     masks = raw_masks(str(tmp_path / "real"), 2)
     base = ["--real-mask-path", masks, "--reduce-zero-label", "--classes", "toy_sem_seg_train"]
     code, lines = _error(
-        generate_syn, capsys, [*base, "--output", str(tmp_path / "o"), "--weights", str(tmp_path / "none.ckpt")]
+        generate_syn,
+        capsys,
+        [*base, "--output", str(tmp_path / "o"), "--weights", str(tmp_path / "none.ckpt"), "--config-dir", masks],
     )
     assert code == 1 and len(lines) == 1 and "none.ckpt does not exist" in lines[0] and lines[0].startswith("error:")
+    code, lines = _error(
+        generate_syn,
+        capsys,
+        [
+            *base,
+            "--output",
+            str(tmp_path / "o"),
+            "--backend",
+            "controlnet",
+            "--weights",
+            "lllyasviel/sd-controlnet-seg",
+            "--config-dir",
+            masks,
+        ],
+    )
+    assert code == 1 and len(lines) == 1 and "looks like a Hugging Face hub name" in lines[0]
     (tmp_path / "a_file").write_text("")
     code, lines = _error(generate_syn, capsys, [*base, "--backend", "tiny", "--output", str(tmp_path / "a_file" / "o")])
     assert code == 1 and len(lines) == 1 and "is a file, not a folder" in lines[0]

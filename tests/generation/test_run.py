@@ -1,6 +1,7 @@
 """The generation run with a test double of the backend: pairs independent of batch size and interruption, the
 settings check, masks written at the image's size in the right encoding, the label check, the noise."""
 
+import hashlib
 import os
 
 import cv2
@@ -23,13 +24,13 @@ class FakeBackend:
 
     name = "fake"
 
-    def __init__(self, size: int, tone: int = 0) -> None:
-        self.size, self.tone = size, tone
+    def __init__(self, size: int, tone: int = 0, weights=()) -> None:
+        self.size, self.tone, self.weights = size, tone, list(weights)
         self.latent_shape = (4, size // 8, size // 8)
         self.generated = []
 
     def weight_files(self):
-        return []
+        return self.weights
 
     def settings(self):
         return {"tone": self.tone}
@@ -203,3 +204,14 @@ def test_the_output_may_not_be_the_real_mask_folder(tmp_path):
     with pytest.raises(DatasetError, match="inputs are never overwritten"):
         gen_run.check_output_is_not_input(str(tmp_path), inside)
     gen_run.check_output_is_not_input(job.output, job.masks)
+
+
+def test_the_manifest_holds_the_weight_hashes_and_other_weights_are_refused(tmp_path):
+    weights = tmp_path / "model.ckpt"
+    weights.write_bytes(b"first")
+    job = make_job(tmp_path)
+    manifest = run_generation(job, lambda: FakeBackend(16, weights=[str(weights)]))
+    assert manifest["settings"]["weights_sha256"] == [["model.ckpt", hashlib.sha256(b"first").hexdigest()]]
+    weights.write_bytes(b"second")
+    with pytest.raises(outputs.OutputSettingsError, match="weights_sha256"):
+        run_generation(job, lambda: FakeBackend(16, weights=[str(weights)]))
