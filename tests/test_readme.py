@@ -113,6 +113,8 @@ def produced_by(script, namespace, repo_root):
         return {f"{TOY_SYN_ROOT}/class_loss.json", f"{TOY_SYN_ROOT}/annotations_filtered"}
     if script == "tools/resample_syn.py":
         return {f"{TOY_SYN_ROOT}/resampled_manifest.txt"}
+    if script == "tools/generate_syn.py":
+        return {os.path.normpath(namespace.output)}
     return set()
 
 

@@ -246,5 +246,6 @@ def register_synthetic_splits(
         if name in DatasetCatalog:
             continue
         DatasetCatalog.register(name, _loader(kind, root_fn, reduce_zero_label, missing_hint, (image_ext, mask_ext)))
-        # ``real_dataset`` lets tools/check_dataset.py find pairs whose real mask is absent, as resample_syn.py would.
-        MetadataCatalog.get(name).set(**real_meta, real_dataset=real_dataset)
+        # ``real_dataset`` lets tools/check_dataset.py find pairs whose real mask is absent, as resample_syn.py would;
+        # ``reduce_zero_label`` tells tools/generate_syn.py how to write masks this split reads.
+        MetadataCatalog.get(name).set(**real_meta, real_dataset=real_dataset, reduce_zero_label=reduce_zero_label)

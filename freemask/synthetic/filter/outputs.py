@@ -33,7 +33,6 @@ filters; a fraction over zero pixels is 0.
 
 import collections
 import glob
-import hashlib
 import json
 import math
 import os
@@ -114,14 +113,6 @@ def existing_files(folder: str, names: Iterable[str]) -> Set[str]:
     with os.scandir(folder) as entries:
         present = {e.name for e in entries if e.is_file()}
     return present.intersection(names)
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state(output: str) -> Optional[Dict]:

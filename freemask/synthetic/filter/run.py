@@ -20,6 +20,7 @@ from ...config import CfgNode
 from ...data.errors import DatasetError
 from ...utils import comm
 from ...utils.atomic import remove_stale_temporaries
+from ...utils.file_hash import file_sha256
 from ..class_loss import ClassLoss, read_class_loss, write_class_loss
 from ..sources import MaskSource, SourceSpec
 from .batches import PairReader, image_sizes, make_loader, plan_batches
@@ -33,7 +34,6 @@ from .outputs import (
     clear_output,
     complete_records,
     existing_files,
-    file_sha256,
     mask_file_name,
     read_logs,
     read_state,
