@@ -17,6 +17,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from freemask.data.datasets.synthetic import load_synthetic, read_manifest
 from freemask.generation.run import resampled_pairs
@@ -211,10 +212,17 @@ def snapshot(root):
 def reference(generate_syn, toy_datasets, tmp_path_factory):
     """The toy masks x 2 seeds generated once, one process, batch 1; (output root, snapshot)."""
     root = str(tmp_path_factory.mktemp("generated") / "one")
+    threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DETECTRON2_DATASETS", toy_datasets)
-        argv = ["--real-dataset", "toy_sem_seg_train", "--output", root, "--seeds", "2", *TINY, "--batch-size", "1"]
-        assert generate_syn.main(argv) == 0
+        # One thread, as the subprocesses compared with it (OMP_NUM_THREADS=1): on CPU the thread count changes
+        # float32 sums, and so a few 8-bit pixels, whatever the tool does.
+        torch.set_num_threads(1)
+        try:
+            argv = ["--real-dataset", "toy_sem_seg_train", "--output", root, "--seeds", "2", *TINY, "--batch-size", "1"]
+            assert generate_syn.main(argv) == 0
+        finally:
+            torch.set_num_threads(threads)
     return root, snapshot(root)
 
 
