@@ -241,13 +241,11 @@ def _warn_if_scalar_path(t: Tensor, name: str) -> None:
 def compiled_fn(ext: ModuleType, kernel: str | None = None) -> MSDeformAttnFn:
     """The extension as an :data:`MSDeformAttnFn` with the PyTorch path's signature, autograd and checks.
 
-    ``kernel`` (``v2``/``v3``) defaults to :func:`requested_kernel` (``FREEMASK_MSDA_KERNEL``), read here once; the
-    benchmark passes it to compare both in one process.
-
     Level sizes are read on the host (one small copy when ``spatial_shapes`` is on the GPU; pass it on the CPU to
     avoid that sync) and reach the kernels as launch parameters, so an empty level or a wrong offset fails here.
     """
 
+    # kernel (v2/v3): FREEMASK_MSDA_KERNEL, read here once, unless given (the benchmark compares both in one process).
     if kernel is None:
         kernel, source = requested_kernel()
         _log_once(f"kernel-{kernel}", f"MSDeformAttn: compiled kernels {kernel} ({source})")
@@ -265,9 +263,9 @@ def compiled_fn(ext: ModuleType, kernel: str | None = None) -> MSDeformAttnFn:
         shapes = _level_sizes(spatial_shapes, level_start_index, value.shape[1])
         flat = [size for hw in shapes for size in hw]
         starts = [sum(h * w for h, w in shapes[:i]) for i in range(len(shapes))]
-        loc, weights = kernel_inputs(value, sampling_locations, attention_weights)
-        _warn_if_scalar_path(value, "value")
         try:
+            loc, weights = kernel_inputs(value, sampling_locations, attention_weights)
+            _warn_if_scalar_path(value, "value")
             return _MSDeformAttnFunction.apply(ext, kernel_number, value, loc, weights, flat, starts)
         except RuntimeError as e:
             if "no kernel image" not in str(e):
