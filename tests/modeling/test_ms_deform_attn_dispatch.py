@@ -136,6 +136,7 @@ def test_jit_switch_compiles_the_ops_sources_once(monkeypatch):
     assert [s.rsplit("/ops/", 1)[1] for s in call["sources"]] == [
         "csrc/ms_deform_attn.cpp",
         "csrc/ms_deform_attn_cuda.cu",
+        "csrc/ms_deform_attn_v3.cu",
     ]
 
 
