@@ -11,9 +11,11 @@
 //    loads instead of 12 scalar ones), the points loop unrolled; other P (or misaligned views) use one-sample units.
 // 3. 32-bit offsets: every index fits in int (the launcher checks value, locations and output sizes), so corner
 //    addresses are one integer multiply-add instead of 64-bit arithmetic per corner.
-// 4. Corners issued together: the four loads are unconditional, from a clamped in-map address, and an outside corner
-//    is zeroed by a select afterwards, so no branch separates them and all four are in flight before the first FMA.
-//    The forward's multiply-adds are v2's in v2's order: its output is v2's, bit for bit.
+// 4. Corners issued together: the four loads are unconditional (an outside corner reads the level's first position
+//    instead), so no branch separates them and all four are in flight before the first FMA. The forward then zeroes
+//    an outside corner's weight (4 selects per sample, not 4 * V on the values); the backward, whose derivatives
+//    need the values themselves, zeroes the values. For finite values the forward's multiply-adds are v2's, in v2's
+//    order, on the same operands or on zeros: its output is v2's, bit for bit.
 // 5. Backward: the owner lane keeps its unit's three gradient sums across channel chunks in registers and writes
 //    them once (vector stores for P = 4) instead of v2's read-add-write per chunk.
 // Persistent grids over contiguous query ranges (L1 reuse) are not written: the bench decides whether v3 needs them.
@@ -76,8 +78,9 @@ __device__ __forceinline__ A corner_weight(const Sample<A>& s, int k) {
   return (k & 1 ? s.fx : A(1) - s.fx) * (k & 2 ? s.fy : A(1) - s.fy);
 }
 
-// The four corners' V channels, zero outside the map: four unconditional loads, then selects.
-template <typename T, int V>
+// The four corners' V channels: four unconditional loads (an outside corner reads position 0 of the level), then,
+// with kZero, the outside corners' values replaced by zeros.
+template <bool kZero, typename T, int V>
 __device__ __forceinline__ void load_corners(const T* __restrict__ level, int row, int width, int packed,
                                              acc_t<T> (&v)[4][V]) {
   const int base = packed >> 4, mask = packed & 15;  // arithmetic shift: base is -W-1 at the top-left border
@@ -87,11 +90,13 @@ __device__ __forceinline__ void load_corners(const T* __restrict__ level, int ro
     const int pos = base + (k & 1) + (k & 2 ? width : 0);
     load_pack<T, V>(level + (on_map ? pos : 0) * row, v[k]);
   }
+  if constexpr (kZero) {
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const bool on_map = mask >> k & 1;
+    for (int k = 0; k < 4; ++k) {
+      const bool on_map = mask >> k & 1;
 #pragma unroll
-    for (int j = 0; j < V; ++j) v[k][j] = on_map ? v[k][j] : acc_t<T>(0);
+      for (int j = 0; j < V; ++j) v[k][j] = on_map ? v[k][j] : acc_t<T>(0);
+    }
   }
 }
 
@@ -169,10 +174,10 @@ __global__ void __launch_bounds__(kThreads)
           const Sample<A> s = shuffle(mine[p], j, g.group);
           if (!owns) continue;
           A v[4][V];
-          load_corners<T, V>(value_level, row, width, s.packed, v);
+          load_corners<false, T, V>(value_level, row, width, s.packed, v);
 #pragma unroll
           for (int k = 0; k < 4; ++k) {
-            const A w = s.a * corner_weight(s, k);
+            const A w = s.packed >> k & 1 ? s.a * corner_weight(s, k) : A(0);  // bit k of packed: corner k on the map
 #pragma unroll
             for (int jj = 0; jj < V; ++jj) acc[jj] += w * v[k][jj];
           }
@@ -220,7 +225,7 @@ __global__ void __launch_bounds__(kThreads)
           A dot_sample = 0, dot_dx = 0, dot_dy = 0;  // grad_out . (sample, d sample / dx, d sample / dy)
           if (owns) {
             A v[4][V];
-            load_corners<T, V>(value + level_offset, row, width, s.packed, v);
+            load_corners<true, T, V>(value + level_offset, row, width, s.packed, v);
 #pragma unroll
             for (int jj = 0; jj < V; ++jj) {
               const A sample = corner_weight(s, 0) * v[0][jj] + corner_weight(s, 1) * v[1][jj] +
