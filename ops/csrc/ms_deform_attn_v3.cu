@@ -100,10 +100,14 @@ __device__ __forceinline__ void load_corners(const T* __restrict__ level, int ro
   }
 }
 
-// The owner lane's unit: PV samples starting at sample `first` of the item (PV = 4: one level's points, vector loads).
+// The unit `unit` owned by this lane (none past the last): PV samples from sample unit * PV of the item (PV = 4: one
+// level's points, vector loads).
 template <typename A, int PV>
 __device__ __forceinline__ void set_up_unit(const A* __restrict__ loc_item, const A* __restrict__ attn_item,
-                                            int first, int height, int width, Sample<A> (&mine)[PV]) {
+                                            int unit, int units, const Geometry& g, const Levels& lv,
+                                            Sample<A> (&mine)[PV]) {
+  if (unit >= units) return;
+  const int first = unit * PV, level = first / g.points, height = lv.height[level], width = lv.width[level];
   A x[PV], y[PV], a[PV];
   if constexpr (PV == 4) {
     const Pack<A, 4> xy0 = *reinterpret_cast<const Pack<A, 4>*>(loc_item + 2 * first);
@@ -160,11 +164,7 @@ __global__ void __launch_bounds__(kThreads)
     A acc[V] = {};
     for (int first = 0; first < units; first += g.group) {
       Sample<A> mine[PV];
-      const int unit = first + me.lane;
-      if (unit < units) {
-        const int level = unit * PV / g.points;
-        set_up_unit<A, PV>(loc_item, attn_item, unit * PV, lv.height[level], lv.width[level], mine);
-      }
+      set_up_unit<A, PV>(loc_item, attn_item, first + me.lane, units, g, lv, mine);
       const int count = min(g.group, units - first);
       for (int j = 0; j < count; ++j) {
         const int level = (first + j) * PV / g.points, width = lv.width[level];
@@ -205,10 +205,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int first = 0; first < units; first += g.group) {
     Sample<A> mine[PV];
     const int unit = first + me.lane;
-    if (unit < units) {
-      const int level = unit * PV / g.points;
-      set_up_unit<A, PV>(loc_item, attn_item, unit * PV, lv.height[level], lv.width[level], mine);
-    }
+    set_up_unit<A, PV>(loc_item, attn_item, unit, units, g, lv, mine);
     A sum_attn[PV] = {}, sum_x[PV] = {}, sum_y[PV] = {};  // the owner's gradients, over all channel chunks
     const int count = min(g.group, units - first);
     for (int chunk = 0; chunk < g.chunks; ++chunk) {
