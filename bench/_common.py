@@ -2,12 +2,17 @@
 
 Both scripts measure a model built from any config with ``freemask.modeling.build_model``; nothing here knows which
 architecture it is. A *variant* is a precision (fp32, bf16 or fp16 autocast) plus optional ``compile``
-(``torch.compile``) and ``cl`` (channels_last weights), written ``bf16+compile+cl``. Every variant is compared
-with the fp32 eager baseline measured in the same run: all variants are loaded side by side and timed in alternating
-rounds, so load from other jobs on a shared machine moves them together.
+(``torch.compile``) and ``cl`` (channels_last weights), written ``bf16+compile+cl``, and the settings of issue 16:
+``tf32`` (TF32 matmuls and convolutions, ``SOLVER.ALLOW_TF32``), ``mixed`` (``MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32
+False``: the pixel decoder follows autocast and the deformable op reads a bf16 value), ``pt`` (the deformable op's
+PyTorch path instead of the compiled op) and ``v3`` (the compiled op's v3 kernels). Every variant is compared with
+the fp32 eager baseline measured in the same run: all variants are loaded side by side and timed in alternating
+rounds, so load from other jobs on a shared machine moves them together; :func:`variant_settings` switches the
+process-wide settings (TF32 flags, the deformable op's path) to each variant's for its steps.
 """
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import math
@@ -25,21 +30,36 @@ from freemask.config import CfgNode, ConfigError, get_cfg
 from freemask.modeling import build_model
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-MODIFIERS = {"compile": "compile", "cl": "channels_last", "channels_last": "channels_last"}
+MODIFIERS = {
+    "compile": "compile",
+    "cl": "channels_last",
+    "channels_last": "channels_last",
+    "tf32": "tf32",
+    "mixed": "mixed",
+    "pt": "pt",
+    "v3": "v3",
+}
 BASELINE = "fp32"
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of running the model: autocast dtype (None = plain fp32), torch.compile, channels_last weights."""
+    """One way of running the model: autocast dtype (None = plain fp32), torch.compile, channels_last weights, TF32,
+    the pixel decoder following autocast (``mixed``), and the deformable op's path (``pt``) or kernels (``v3``)."""
 
     precision: str
     compile: bool = False
     channels_last: bool = False
+    tf32: bool = False
+    mixed: bool = False
+    pt: bool = False
+    v3: bool = False
 
     @property
     def name(self) -> str:
-        return "+".join([self.precision] + ["compile"] * self.compile + ["cl"] * self.channels_last)
+        flags = [("compile", self.compile), ("cl", self.channels_last), ("tf32", self.tf32), ("mixed", self.mixed)]
+        flags += [("pt", self.pt), ("v3", self.v3)]
+        return "+".join([self.precision] + [name for name, on in flags if on])
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:
@@ -55,10 +75,19 @@ def parse_variants(text: str) -> List[Variant]:
         if precision not in PRECISIONS or unknown:
             raise argparse.ArgumentTypeError(
                 f"variant {item!r}: write a precision ({', '.join(PRECISIONS)}) followed by optional "
-                f"'+compile' and '+cl' (channels_last), e.g. bf16+compile"
+                f"'+compile', '+cl' (channels_last), '+tf32', '+mixed', '+pt' or '+v3', e.g. bf16+compile"
             )
         flags = {MODIFIERS[m] for m in modifiers}
-        variant = Variant(precision, "compile" in flags, "channels_last" in flags)
+        if {"pt", "v3"} <= flags:
+            raise argparse.ArgumentTypeError(
+                f"variant {item!r}: '+pt' (the PyTorch path) and '+v3' (the compiled op's kernels) exclude each other"
+            )
+        variant = Variant(
+            precision,
+            "compile" in flags,
+            "channels_last" in flags,
+            **{name: name in flags for name in ("tf32", "mixed", "pt", "v3")},
+        )
         if variant not in variants:
             variants.append(variant)
     baseline = Variant(BASELINE)
@@ -148,7 +177,13 @@ def check_size(cfg: CfgNode, size: int) -> None:
 
 
 def build_variant_model(cfg: CfgNode, variant: Variant, seed: int) -> nn.Module:
-    """The model with the same initial weights for every variant (seeded), in channels_last when asked."""
+    """The model with the same initial weights for every variant (seeded), in channels_last when asked, its pixel
+    decoder following autocast for ``mixed``."""
+    if variant.mixed:
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 = False
+        cfg.freeze()
     torch.manual_seed(seed)
     model = build_model(cfg)
     if variant.channels_last:
@@ -156,9 +191,39 @@ def build_variant_model(cfg: CfgNode, variant: Variant, seed: int) -> nn.Module:
     return model
 
 
+@contextlib.contextmanager
+def variant_settings(device: str, variant: Variant):
+    """The process-wide settings of ``variant`` for the steps inside: TF32 flags (cuda) and the deformable op's path
+    (``pt``) or kernel version (``v3``; v2 otherwise), all restored on exit. The op's choice is per call
+    (``MODEL.MSDA_IMPL``); ``FREEMASK_MSDA_IMPL``, when set in the environment, still overrides ``pt``."""
+    from freemask.modeling.ops import deform_attn
+    from freemask.modeling.ops import ms_deform_attn_cuda as loader
+
+    saved_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    saved_impl, saved_fn = loader.requested_impl()[0], deform_attn.compiled_ms_deform_attn()
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.tf32
+    if variant.pt:
+        loader.set_ms_deform_attn_impl("pytorch")
+    elif device == "cuda" and loader.load_extension() is not None:
+        deform_attn.set_compiled_ms_deform_attn(
+            loader.compiled_fn(loader.load_extension(), kernel="v3" if variant.v3 else "v2")
+        )
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
+        loader.set_ms_deform_attn_impl(saved_impl)
+        deform_attn.set_compiled_ms_deform_attn(saved_fn)
+
+
+@contextlib.contextmanager
 def autocast(device: str, variant: Variant):
+    """Autocast to the variant's precision, with its :func:`variant_settings`."""
     dtype = variant.autocast_dtype
-    return torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None)
+    enabled = dtype is not None
+    with variant_settings(device, variant), torch.autocast(device, dtype=dtype or torch.float32, enabled=enabled):
+        yield
 
 
 def time_interleaved(

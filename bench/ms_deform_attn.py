@@ -10,12 +10,16 @@ Shapes (queries = all value positions, as in the Mask2Former pixel decoder's enc
 For each shape it prints the bytes an ideal kernel moves through device memory (every input read once, every output
 written once) and the FLOPs, then one row per (dtype, implementation): median milliseconds (CUDA events, after
 warm-up, inputs rotated among several sets so repeated calls do not run from L2), GB/s achieved on the ideal bytes,
-the time over the floor (ideal bytes / measured copy bandwidth), the op's speed-up over the PyTorch path and its
-forward error against the float32 PyTorch path. On a machine without CUDA only the PyTorch path runs (the op is
-CUDA-only), at the tiny shape unless told otherwise; the figures then describe the CPU.
+the time over the floor (ideal bytes / measured copy bandwidth), the speed-up over the PyTorch path and the forward
+error against the float32 PyTorch path. Implementations: ``pytorch`` (``ms_deform_attn_pytorch``) and the compiled
+op's kernel versions ``v2`` and ``v3`` (``FREEMASK_MSDA_KERNEL``), side by side in one process. Dtypes: ``fp32``,
+``bf16``, ``fp16`` (every tensor in that dtype) and ``mixed`` (a bf16 value, output and output gradient with float32
+locations and weights: what the pixel decoder passes with ``MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 False``). On a
+machine without CUDA only the PyTorch path runs (the op is CUDA-only), at the tiny shape unless told otherwise; the
+figures then describe the CPU.
 
-    python bench/ms_deform_attn.py                           # GPU: m2f512 and m2f1024, fp32 and bf16, both paths
-    python bench/ms_deform_attn.py --shapes m2f512 --dtypes bf16 --impls cuda
+    python bench/ms_deform_attn.py                           # GPU: m2f512, m2f1024; fp32, bf16, mixed; all three
+    python bench/ms_deform_attn.py --shapes m2f512 --dtypes mixed --impls v2,v3
 """
 
 import argparse
@@ -50,18 +54,20 @@ class Shape:
         """Bilinear samples per call: (batch, query, head, level, point), queries = all value positions."""
         return self.batch * self.num_values * self.heads * len(self.levels) * self.points
 
-    def bytes(self, element: int) -> tuple[int, int]:
-        """Ideal device-memory bytes of (forward, forward + backward) with ``element``-byte tensors.
+    def bytes(self, element: int, location_element: int | None = None) -> tuple[int, int]:
+        """Ideal device-memory bytes of (forward, forward + backward) with ``element``-byte values, outputs and their
+        gradients and ``location_element``-byte locations, weights and their gradients (default: ``element``).
 
         Forward reads value, locations and weights and writes the output. Backward reads the same three plus the
         output gradient and writes the three input gradients (the float32 accumulation buffer a low-precision
         dL/dvalue needs is the implementation's cost, not part of the floor).
         """
+        location_element = location_element or element
         value = self.batch * self.num_values * self.heads * self.channels  # = output elements (queries = values)
         weights = self.samples()  # locations have twice as many
-        forward = 2 * value + 3 * weights
-        backward = forward + (value + 3 * weights)  # reads as the forward plus grad_output; writes 3 gradients
-        return forward * element, (forward + backward) * element
+        forward = 2 * value * element + 3 * weights * location_element
+        backward = forward + value * element + 3 * weights * location_element  # reads + grad_output; 3 gradients
+        return forward, forward + backward
 
     def flops(self) -> tuple[int, int]:
         """(forward, backward) floating-point operations, counting per channel and sample the 4 corner multiply-adds
@@ -76,7 +82,14 @@ SHAPES = {
     "m2f1024": Shape(16, ((128, 128), (64, 64), (32, 32))),
     "tiny": Shape(2, ((16, 16), (8, 8), (4, 4))),
 }
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# name -> (dtype of value, output and their gradients, dtype of locations, weights and theirs)
+DTYPES = {
+    "fp32": (torch.float32, torch.float32),
+    "bf16": (torch.bfloat16, torch.bfloat16),
+    "fp16": (torch.float16, torch.float16),
+    "mixed": (torch.bfloat16, torch.float32),
+}
+IMPLS = ("pytorch", "v2", "v3")
 
 
 def choice_list(choices: dict | tuple):
@@ -95,8 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if cuda else "cpu")
     parser.add_argument("--shapes", type=choice_list(SHAPES), help="default: m2f512,m2f1024 on cuda, tiny on cpu")
-    parser.add_argument("--dtypes", type=choice_list(DTYPES), default=["fp32", "bf16"])
-    parser.add_argument("--impls", type=choice_list(("pytorch", "cuda")), help="default: pytorch,cuda on cuda")
+    parser.add_argument("--dtypes", type=choice_list(DTYPES), default=["fp32", "bf16", "mixed"])
+    parser.add_argument("--impls", type=choice_list(IMPLS), help="default: pytorch,v2,v3 on cuda, pytorch on cpu")
     parser.add_argument("--warmup", type=positive_int, help="untimed rounds first (default: 5 cuda, 1 cpu)")
     parser.add_argument("--iters", type=positive_int, help="timed rounds, median taken (default: 20 cuda, 3 cpu)")
     parser.add_argument("--sets", type=positive_int, default=2, help="input sets rotated between calls (default: 2)")
@@ -106,16 +119,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if on_gpu and not cuda:
         parser.error("--device cuda: no CUDA device is visible to torch; use --device cpu")
     args.shapes = args.shapes or (["m2f512", "m2f1024"] if on_gpu else ["tiny"])
-    args.impls = args.impls or (["pytorch", "cuda"] if on_gpu else ["pytorch"])
+    args.impls = args.impls or (list(IMPLS) if on_gpu else ["pytorch"])
     args.warmup = args.warmup or (5 if on_gpu else 1)
     args.iters = args.iters or (20 if on_gpu else 3)
-    if "cuda" in args.impls:
+    compiled = [impl for impl in args.impls if impl != "pytorch"]
+    if compiled:
         if not on_gpu:
             parser.error(
-                "--impls cuda: the compiled op runs on CUDA tensors only; use --device cuda or --impls pytorch"
+                f"--impls {','.join(compiled)}: the compiled op runs on CUDA tensors only; use --device cuda or "
+                "--impls pytorch"
             )
         if loader.load_extension() is None:
-            parser.error(f"--impls cuda: {loader.unavailable_reason()}; {loader.BUILD_HINT}")
+            parser.error(f"--impls {','.join(compiled)}: {loader.unavailable_reason()}; {loader.BUILD_HINT}")
     return args
 
 
@@ -129,7 +144,7 @@ def copy_bandwidth(device: str, iters: int) -> float:
     return 2 * src.numel() * src.element_size() / seconds
 
 
-def make_inputs(shape: Shape, dtype: torch.dtype, device: str, seed: int) -> tuple[torch.Tensor, ...]:
+def make_inputs(shape: Shape, dtypes: tuple, device: str, seed: int) -> tuple[torch.Tensor, ...]:
     """Random value, locations near a jittered grid of reference points (as trained offsets give), softmax weights.
 
     Locations are reference point + N(0, 2 pixels) per level, so neighbouring queries share corners the way they do
@@ -150,7 +165,8 @@ def make_inputs(shape: Shape, dtype: torch.dtype, device: str, seed: int) -> tup
     logits = torch.randn(n, shape.num_values, m, num_levels * p, device=device, generator=g)
     weights = logits.softmax(-1).view(n, shape.num_values, m, num_levels, p)
     grad_out = torch.randn(n, shape.num_values, m * d, device=device, generator=g)
-    return tuple(t.to(dtype) for t in (value, loc, weights, grad_out))
+    value_dtype, location_dtype = dtypes
+    return value.to(value_dtype), loc.to(location_dtype), weights.to(location_dtype), grad_out.to(value_dtype)
 
 
 def bench_shape(name: str, shape: Shape, args: argparse.Namespace, bandwidth: float) -> list[list[str]]:
@@ -158,14 +174,15 @@ def bench_shape(name: str, shape: Shape, args: argparse.Namespace, bandwidth: fl
     sizes = [h * w for h, w in shape.levels]
     starts = torch.tensor([sum(sizes[:i]) for i in range(len(sizes))])
     fns = {"pytorch": ms_deform_attn_pytorch}
-    if "cuda" in args.impls:
-        fns["cuda"] = loader.compiled_fn(loader.load_extension())
+    for impl in args.impls:
+        if impl != "pytorch":
+            fns[impl] = loader.compiled_fn(loader.load_extension(), kernel=impl)
     rows, fwd_flops, bwd_flops = [], *shape.flops()
     for dtype_name in args.dtypes:
-        dtype = DTYPES[dtype_name]
-        sets = [make_inputs(shape, dtype, args.device, args.seed + k) for k in range(args.sets)]
+        dtypes = DTYPES[dtype_name]
+        sets = [make_inputs(shape, dtypes, args.device, args.seed + k) for k in range(args.sets)]
         leaves = [[t.detach().requires_grad_() for t in s[:3]] for s in sets]
-        fwd_bytes, fwd_bwd_bytes = shape.bytes(torch.finfo(dtype).bits // 8)
+        fwd_bytes, fwd_bwd_bytes = shape.bytes(*(torch.finfo(d).bits // 8 for d in dtypes))
         print(
             f"{name} {dtype_name}: ideal bytes forward {fwd_bytes / 1e6:.1f} MB, forward+backward "
             f"{fwd_bwd_bytes / 1e6:.1f} MB; FLOPs forward {fwd_flops / 1e9:.2f} G, backward {bwd_flops / 1e9:.2f} G; "
@@ -190,7 +207,7 @@ def bench_shape(name: str, shape: Shape, args: argparse.Namespace, bandwidth: fl
             time_interleaved(args.device, steps, 0, args.warmup)
             for impl, seconds in time_interleaved(args.device, steps, args.warmup, args.iters).items():
                 results[impl, phase] = seconds
-        reference = forward(ms_deform_attn_pytorch, 0) if dtype == torch.float32 else None
+        reference = forward(ms_deform_attn_pytorch, 0) if dtype_name == "fp32" else None
         if reference is None:
             value, loc, weights, _ = sets[0]
             reference = ms_deform_attn_pytorch(value.float(), spatial, starts, loc.float(), weights.float())

@@ -4,6 +4,8 @@
     python bench/train_step.py --config-file configs/toy/mask2former_R18_toy.yaml --device cpu --batch-size 2 --size 128
     python bench/train_step.py --config-file configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
     (cuda defaults: batch 16, 512x512, variants fp32,bf16,bf16+cl,fp32+compile,bf16+compile; fp16 on request)
+    python bench/train_step.py --config-file configs/toy/mask2former_R18_toy.yaml --variants fp32,fp32+tf32 \
+        --warmup 1 --iters 199 --loss-every 20      # the loss curve of 200 steps with and without TF32
 
 Why: the choice of precision, torch.compile and memory format is made on measured images/s at the recipe's batch and
 crop, with the loss shown so that a faster variant that trains differently is visible. The step is the trainer's
@@ -17,7 +19,10 @@ block in eight ignored), cycled. Every variant starts from the same weights and 
 per-iteration seeds (point sampling), so the losses after the timed steps are comparable: fp32 eager is the
 reference; low precision or compiled kernels move it a little, a different loss means a different computation.
 All variants are built and warmed up first (peak memory is measured then, per variant), then timed in alternating
-rounds of one step each.
+rounds of one step each. Variants also name TF32 (``+tf32``), the pixel decoder following autocast (``+mixed``) and the
+deformable op's PyTorch path (``+pt``) or v3 kernels (``+v3``): see ``bench/_common.py``. ``--loss-every K`` prints
+every variant's loss each K steps (warm-up included) and its largest difference from fp32's: the curve that shows
+whether a faster variant trains the same.
 """
 
 import os
@@ -44,6 +49,7 @@ from _common import (  # noqa: E402
     ratio,
     resolve_defaults,
     time_interleaved,
+    variant_settings,
 )
 
 from freemask.config import CfgNode, ConfigError, resolve_device  # noqa: E402
@@ -81,26 +87,46 @@ class TrainStep:
         self.clip_gradients = build_gradient_clipper(cfg)
         self.scaler = torch.amp.GradScaler(self.device, enabled=variant.precision == "fp16")
         self.forward = torch.compile(model) if variant.compile else model
-        self.last_loss = torch.tensor(float("nan"))
+        self.losses: List[torch.Tensor] = []  # every step's total loss, on the device (read only at the end)
+
+    @property
+    def last_loss(self) -> torch.Tensor:
+        return self.losses[-1] if self.losses else torch.tensor(float("nan"))
 
     def __call__(self, i: int) -> None:
         torch.manual_seed(self.seed * 1_000_003 + i)
-        with autocast(self.device, self.variant):
-            losses = self.forward(self.batches[i % len(self.batches)])
-        total = sum(losses.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.unscale_(self.optimizer)
-        self.clip_gradients(p for p in self.params if p.grad is not None)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.last_loss = total.detach()
+        with variant_settings(self.device, self.variant):  # the backward's matmuls need the variant's TF32 too
+            with autocast(self.device, self.variant):
+                losses = self.forward(self.batches[i % len(self.batches)])
+            total = sum(losses.values())
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+            self.clip_gradients(p for p in self.params if p.grad is not None)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.losses.append(total.detach())
+
+
+def print_loss_curve(steps: dict, every: int) -> None:
+    """Each variant's loss at steps every, 2 * every, ... (1-based, warm-up included) and its largest absolute
+    difference from the first (fp32) variant's over all steps."""
+    curves = {name: [float(x) for x in step.losses] for name, step in steps.items()}
+    base = next(iter(curves.values()))
+    rows = [[k] + [f"{curve[k - 1]:.4f}" for curve in curves.values()] for k in range(every, len(base) + 1, every)]
+    rows.append(
+        ["max |diff| vs " + next(iter(curves))]
+        + [f"{max(abs(a - b) for a, b in zip(c, base)):.2e}" for c in curves.values()]
+    )
+    print(f"\nloss every {every} steps")
+    print(tabulate(rows, headers=["step", *curves], tablefmt="github", disable_numparse=True))
 
 
 def main(argv=None) -> None:
     parser = bench_parser(__doc__, gpu_variants="fp32,bf16,bf16+cl,fp32+compile,bf16+compile")
     parser.add_argument("--batch-size", type=positive_int, help="images per step (default: 16 cuda, 2 cpu)")
     parser.add_argument("--classes-per-image", type=positive_int, default=8, help="classes present per label map")
+    parser.add_argument("--loss-every", type=positive_int, help="also print every variant's loss each K steps")
     args = parser.parse_args(argv)
     resolve_defaults(args, gpu={"batch_size": 16}, cpu={"batch_size": 2}, parser=parser)
     try:
@@ -154,6 +180,8 @@ def main(argv=None) -> None:
     headers = ["variant", "batch", "size", "images/s", "ms/step", memory_label(args.device)]
     headers += ["speed vs fp32", "memory vs fp32", "loss at last step"]
     print(tabulate(rows, headers=headers, tablefmt="github"))
+    if args.loss_every:
+        print_loss_curve(steps, args.loss_every)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 OPS_DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["csrc/ms_deform_attn.cpp", "csrc/ms_deform_attn_cuda.cu"]
+SOURCES = ["csrc/ms_deform_attn.cpp", "csrc/ms_deform_attn_cuda.cu", "csrc/ms_deform_attn_v3.cu"]
 # Also read by the just-in-time build (freemask/modeling/ops/ms_deform_attn_cuda.py), which imports this file.
 NVCC_FLAGS = ["-O3"]
 DEFAULT_ARCHS_WITHOUT_GPU = "8.0;9.0"

@@ -100,6 +100,11 @@ _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 1024
 _C.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_DROPOUT = 0.0
+# True runs the whole pixel decoder in float32 outside autocast (official Mask2Former). False lets it follow
+# SOLVER.AMP: the deformable op then reads a bf16/fp16 value with float32 locations and weights (float32
+# accumulation), about half the op's bytes. The default stays True until bench/gpu_check.sh has measured the speed
+# and the loss of both on the GPU (bench/RESULTS.md, "MSDeformAttn CUDA op"); change it only on that measurement.
+_C.MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 = True
 
 # Segmenter (Strudel et al., 2021) heads on a ViTBackbone: SEM_SEG_HEAD.NAME SegmenterMaskTransformerHead (class
 # embeddings processed jointly with the patch tokens, masks by scalar products) or SegmenterLinearHead. Values are those
@@ -333,6 +338,13 @@ _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
 # bfloat16 (no loss scaling needed) | float16 (with a gradient scaler)
 _C.SOLVER.AMP.DTYPE = "bfloat16"
+# TensorFloat-32 for the float32 matmuls and convolutions on CUDA GPUs of compute capability >= 8.0 (Ampere and
+# later): inputs rounded to 10 mantissa bits, float32 accumulation, several times the float32 throughput. It covers
+# fp32 training and the parts AMP leaves in float32 (the pixel decoder with DEFORMABLE_FP32). A SOLVER key next to AMP
+# rather than detectron2's CUDNN node: it is a training-precision choice like AMP, and it sets cuBLAS as well as cuDNN.
+# Applied and logged once when the trainer starts ("TF32: on/off (why)"); its effect on the loss curve is measured by
+# bench/gpu_check.sh (200 toy Mask2Former steps with and without it).
+_C.SOLVER.ALLOW_TF32 = True
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Test

@@ -28,6 +28,7 @@ from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
 from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_model, panel_model
 from .interrupt import StopRequest
+from .precision import apply_tf32
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class Trainer:
         model = self.build_model(cfg)
         self.optimizer = self.build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
-        self.device_type = resolve_device(cfg).type
+        device = resolve_device(cfg)
+        self.device_type = device.type
+        apply_tf32(cfg.SOLVER.ALLOW_TF32, str(device))
         amp = cfg.SOLVER.AMP
         if amp.DTYPE not in ("bfloat16", "float16"):
             raise ConfigError(f"SOLVER.AMP.DTYPE must be bfloat16 or float16, got {amp.DTYPE!r}")

@@ -27,11 +27,14 @@ Levels check_inputs(const at::Tensor& value, const at::Tensor& loc, const at::Te
   TORCH_CHECK(loc.device() == value.device() && attn.device() == value.device(),
               "freemask_msda: all tensors must be on one device, got value on ", value.device(), ", locations on ",
               loc.device(), ", weights on ", attn.device());
-  TORCH_CHECK(at::isFloatingType(value.scalar_type()) && loc.scalar_type() == value.scalar_type() &&
-                  attn.scalar_type() == value.scalar_type(),
-              "freemask_msda: value, sampling_locations and attention_weights must share one floating dtype "
-              "(float32, float16, bfloat16 or float64), got ",
-              value.scalar_type(), ", ", loc.scalar_type(), ", ", attn.scalar_type(), "; cast them with .to(dtype)");
+  const auto dtype = value.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kDouble,
+              "freemask_msda: value must be float32, float16, bfloat16 or float64, got ", dtype);
+  const auto location_dtype = dtype == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK(loc.scalar_type() == location_dtype && attn.scalar_type() == location_dtype,
+              "freemask_msda: sampling_locations and attention_weights must be ", location_dtype, " with a ", dtype,
+              " value, got ", loc.scalar_type(), " and ", attn.scalar_type(),
+              "; freemask.modeling.ops.ms_deform_attn casts them");
   TORCH_CHECK(value.dim() == 4, "freemask_msda: value must be (N, S, M, D), got ", shape_of(value));
   const int64_t num_levels = static_cast<int64_t>(shapes.size()) / 2;
   TORCH_CHECK(shapes.size() % 2 == 0 && static_cast<int64_t>(starts.size()) == num_levels && num_levels > 0,
@@ -63,22 +66,30 @@ Levels check_inputs(const at::Tensor& value, const at::Tensor& loc, const at::Te
   return levels;
 }
 
+void check_kernel(int kernel) {
+  TORCH_CHECK(kernel == 2 || kernel == 3, "freemask_msda: kernel must be 2 or 3 (FREEMASK_MSDA_KERNEL=v2|v3), got ",
+              kernel);
+}
+
 at::Tensor forward(const at::Tensor& value, const at::Tensor& loc, const at::Tensor& attn,
-                   const std::vector<int64_t>& shapes, const std::vector<int64_t>& starts) {
+                   const std::vector<int64_t>& shapes, const std::vector<int64_t>& starts, int kernel) {
+  check_kernel(kernel);
   const Levels levels = check_inputs(value, loc, attn, shapes, starts);
-  return forward_cuda(value.contiguous(), loc.contiguous(), attn.contiguous(), levels);
+  return forward_cuda(value.contiguous(), loc.contiguous(), attn.contiguous(), levels, kernel);
 }
 
 std::vector<at::Tensor> backward(const at::Tensor& value, const at::Tensor& loc, const at::Tensor& attn,
                                  const at::Tensor& grad_output, const std::vector<int64_t>& shapes,
-                                 const std::vector<int64_t>& starts) {
+                                 const std::vector<int64_t>& starts, int kernel) {
+  check_kernel(kernel);
   const Levels levels = check_inputs(value, loc, attn, shapes, starts);
   const std::vector<int64_t> expected{value.size(0), loc.size(1), value.size(2) * value.size(3)};
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(expected) && grad_output.scalar_type() == value.scalar_type() &&
                   grad_output.device() == value.device(),
               "freemask_msda: grad_output must be ", at::IntArrayRef(expected), " ", value.scalar_type(), " on ",
               value.device(), ", got ", shape_of(grad_output), " ", grad_output.scalar_type());
-  return backward_cuda(value.contiguous(), loc.contiguous(), attn.contiguous(), grad_output.contiguous(), levels);
+  return backward_cuda(value.contiguous(), loc.contiguous(), attn.contiguous(), grad_output.contiguous(), levels,
+                       kernel);
 }
 
 }  // namespace
@@ -86,12 +97,13 @@ std::vector<at::Tensor> backward(const at::Tensor& value, const at::Tensor& loc,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "Multi-scale deformable attention (CUDA): forward and backward of freemask.modeling.ops.ms_deform_attn";
-  m.def("forward", &freemask_msda::forward, "(value, sampling_locations, attention_weights, shapes, starts) -> output",
-        py::arg("value"), py::arg("sampling_locations"), py::arg("attention_weights"), py::arg("shapes"),
-        py::arg("starts"));
+  m.def("forward", &freemask_msda::forward,
+        "(value, sampling_locations, attention_weights, shapes, starts, kernel=2) -> output", py::arg("value"),
+        py::arg("sampling_locations"), py::arg("attention_weights"), py::arg("shapes"), py::arg("starts"),
+        py::arg("kernel") = 2);
   m.def("backward", &freemask_msda::backward,
-        "(value, sampling_locations, attention_weights, grad_output, shapes, starts) -> "
+        "(value, sampling_locations, attention_weights, grad_output, shapes, starts, kernel=2) -> "
         "(grad_value, grad_sampling_locations, grad_attention_weights)",
         py::arg("value"), py::arg("sampling_locations"), py::arg("attention_weights"), py::arg("grad_output"),
-        py::arg("shapes"), py::arg("starts"));
+        py::arg("shapes"), py::arg("starts"), py::arg("kernel") = 2);
 }

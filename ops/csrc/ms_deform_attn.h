@@ -19,14 +19,16 @@ struct Levels {
   int start[kMaxLevels];
 };
 
-// value (N, S, M, D), sampling_locations (N, Lq, M, L, P, 2), attention_weights (N, Lq, M, L, P), all contiguous, one
-// floating dtype, one CUDA device, already checked by the caller. Returns (N, Lq, M * D).
+// value (N, S, M, D) float32/float16/bfloat16/float64, sampling_locations (N, Lq, M, L, P, 2) and attention_weights
+// (N, Lq, M, L, P) float32 (float64 with a float64 value), all contiguous on one CUDA device, already checked by the
+// caller. kernel: 2 or 3 (FREEMASK_MSDA_KERNEL). Returns (N, Lq, M * D) in the value's dtype.
 at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& sampling_locations,
-                        const at::Tensor& attention_weights, const Levels& levels);
+                        const at::Tensor& attention_weights, const Levels& levels, int kernel);
 
-// Returns {grad_value, grad_sampling_locations, grad_attention_weights} for grad_output (N, Lq, M * D), contiguous.
+// Returns {grad_value, grad_sampling_locations, grad_attention_weights} for grad_output (N, Lq, M * D), contiguous,
+// each in its input's dtype.
 std::vector<at::Tensor> backward_cuda(const at::Tensor& value, const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights, const at::Tensor& grad_output,
-                                      const Levels& levels);
+                                      const Levels& levels, int kernel);
 
 }  // namespace freemask_msda

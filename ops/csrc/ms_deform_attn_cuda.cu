@@ -16,6 +16,10 @@
 // V-channel partial and the group sums them with xor shuffles (no atomics, one plain store per sample).
 // dL/dvalue is a scatter onto the four neighbours, which several queries share: it is accumulated with atomics into
 // a float32 (float64) buffer, as 16-byte vector atomics on sm_90.
+//
+// These are the "v2" kernels (FREEMASK_MSDA_KERNEL=v2, the default); ms_deform_attn_v3.cu holds v3. Locations and
+// weights (and their gradients) are acc_t<T>: float32 next to a float32/float16/bfloat16 value, float64 next to
+// float64 (see ms_deform_attn_common.cuh).
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -26,76 +30,12 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <cstdint>
-#include <initializer_list>
 #include <type_traits>
 
-#include "ms_deform_attn.h"
+#include "ms_deform_attn_common.cuh"
 
 namespace freemask_msda {
 namespace {
-
-constexpr int kThreads = 256;
-
-template <typename T>
-using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
-
-// Sizes the kernels need, all as 32-bit integers (the launcher checks they fit).
-struct Geometry {
-  int items;        // N * Lq * M
-  int heads;        // M
-  int channels;     // D
-  int num_values;   // S
-  int num_queries;  // Lq
-  int levels;       // L
-  int points;       // P
-  int group;        // threads per item, a power of two <= 32
-  int chunks;       // passes over the channels, > 1 only when D > group * V
-};
-
-// V consecutive channels moved as one access.
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <typename T, int V>
-__device__ __forceinline__ void load_pack(const T* __restrict__ p, acc_t<T> (&out)[V]) {
-  const Pack<T, V> pack = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-  for (int k = 0; k < V; ++k) out[k] = static_cast<acc_t<T>>(pack.v[k]);
-}
-
-template <typename T, int V>
-__device__ __forceinline__ void store_pack(T* p, const acc_t<T> (&in)[V]) {
-  Pack<T, V> pack;
-#pragma unroll
-  for (int k = 0; k < V; ++k) pack.v[k] = static_cast<T>(in[k]);
-  *reinterpret_cast<Pack<T, V>*>(p) = pack;
-}
-
-template <int V>
-__device__ __forceinline__ void atomic_add_pack(float* p, const float (&in)[V]) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr bool kVector = V % 4 == 0;  // sm_90 has 16-byte float atomics: one reduction instead of four
-#else
-  constexpr bool kVector = false;
-#endif
-  if constexpr (kVector) {
-#pragma unroll
-    for (int k = 0; k < V; k += 4) {
-      atomicAdd(reinterpret_cast<float4*>(p + k), make_float4(in[k], in[k + 1], in[k + 2], in[k + 3]));
-    }
-  } else {
-#pragma unroll
-    for (int k = 0; k < V; ++k) atomicAdd(p + k, in[k]);
-  }
-}
-
-template <int V>
-__device__ __forceinline__ void atomic_add_pack(double* p, const double (&in)[V]) {
-#pragma unroll
-  for (int k = 0; k < V; ++k) atomicAdd(p + k, in[k]);
-}
 
 // The four neighbours of one sampling point, in the order (x0, y0), (x0+1, y0), (x0, y0+1), (x0+1, y0+1).
 template <typename A>
@@ -139,16 +79,10 @@ __device__ __forceinline__ void load_corners(const T* __restrict__ base, int64_t
   }
 }
 
-template <typename A>
-__device__ __forceinline__ A group_sum(A x, int group) {
-  for (int offset = group >> 1; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
-
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    forward_kernel(const T* __restrict__ value, const T* __restrict__ loc, const T* __restrict__ attn,
-                   T* __restrict__ out, const Geometry g, const Levels lv) {
+    forward_kernel(const T* __restrict__ value, const acc_t<T>* __restrict__ loc,
+                   const acc_t<T>* __restrict__ attn, T* __restrict__ out, const Geometry g, const Levels lv) {
   using A = acc_t<T>;
   const int thread = blockIdx.x * kThreads + threadIdx.x;
   const int item = thread / g.group, lane = thread & (g.group - 1);
@@ -157,8 +91,8 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = static_cast<int64_t>(g.heads) * g.channels;  // elements between neighbouring positions
   const T* value_item = value + batch * g.num_values * row + head * g.channels;
   const int samples = g.levels * g.points;
-  const T* loc_item = loc + static_cast<int64_t>(item) * samples * 2;
-  const T* attn_item = attn + static_cast<int64_t>(item) * samples;
+  const A* loc_item = loc + static_cast<int64_t>(item) * samples * 2;
+  const A* attn_item = attn + static_cast<int64_t>(item) * samples;
   T* out_item = out + static_cast<int64_t>(item) * g.channels;
   for (int chunk = 0; chunk < g.chunks; ++chunk) {
     const int c0 = (chunk * g.group + lane) * V;
@@ -169,8 +103,8 @@ __global__ void __launch_bounds__(kThreads)
       const T* value_level = value_item + lv.start[l] * row + c0;
       for (int p = 0; p < g.points; ++p) {
         const int s = l * g.points + p;
-        const Bilinear<A> b(static_cast<A>(loc_item[2 * s]), static_cast<A>(loc_item[2 * s + 1]), height, width);
-        const A a = static_cast<A>(attn_item[s]);
+        const Bilinear<A> b(loc_item[2 * s], loc_item[2 * s + 1], height, width);
+        const A a = attn_item[s];
         A v[4][V];
         load_corners<T, V>(value_level, row, b, true, v);
 #pragma unroll
@@ -185,12 +119,19 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Blocks per SM the backward is compiled for (0: unspecified, ptxas's own choice, what the other dtypes keep). With
+// float locations next to a float16 value, ptxas holds the 8-channel float16 backward at 80 registers and spills 4
+// bytes; asking for 2 blocks per SM lets it take 114 registers without a spill.
+template <typename T>
+constexpr int kBackwardMinBlocks = std::is_same_v<T, at::Half> ? 2 : 0;
+
 // No early exit: every thread of a warp reaches every shuffle, threads past the last item just load and store nothing.
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads)
-    backward_kernel(const T* __restrict__ value, const T* __restrict__ loc, const T* __restrict__ attn,
-                    const T* __restrict__ grad_out, acc_t<T>* __restrict__ grad_value, T* __restrict__ grad_loc,
-                    T* __restrict__ grad_attn, const Geometry g, const Levels lv) {
+__global__ void __launch_bounds__(kThreads, kBackwardMinBlocks<T>)
+    backward_kernel(const T* __restrict__ value, const acc_t<T>* __restrict__ loc,
+                    const acc_t<T>* __restrict__ attn, const T* __restrict__ grad_out,
+                    acc_t<T>* __restrict__ grad_value, acc_t<T>* __restrict__ grad_loc,
+                    acc_t<T>* __restrict__ grad_attn, const Geometry g, const Levels lv) {
   using A = acc_t<T>;
   const int thread = blockIdx.x * kThreads + threadIdx.x;
   const bool active = thread / g.group < g.items;
@@ -199,10 +140,10 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = static_cast<int64_t>(g.heads) * g.channels;
   const int64_t value_offset = batch * g.num_values * row + head * g.channels;
   const int samples = g.levels * g.points;
-  const T* loc_item = loc + static_cast<int64_t>(item) * samples * 2;
-  const T* attn_item = attn + static_cast<int64_t>(item) * samples;
-  T* grad_loc_item = grad_loc + static_cast<int64_t>(item) * samples * 2;
-  T* grad_attn_item = grad_attn + static_cast<int64_t>(item) * samples;
+  const A* loc_item = loc + static_cast<int64_t>(item) * samples * 2;
+  const A* attn_item = attn + static_cast<int64_t>(item) * samples;
+  A* grad_loc_item = grad_loc + static_cast<int64_t>(item) * samples * 2;
+  A* grad_attn_item = grad_attn + static_cast<int64_t>(item) * samples;
   for (int chunk = 0; chunk < g.chunks; ++chunk) {
     const int c0 = (chunk * g.group + lane) * V;
     const bool owns = active && c0 < g.channels;
@@ -213,8 +154,8 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t level_offset = value_offset + lv.start[l] * row + c0;
       for (int p = 0; p < g.points; ++p) {
         const int s = l * g.points + p;
-        const Bilinear<A> b(static_cast<A>(loc_item[2 * s]), static_cast<A>(loc_item[2 * s + 1]), height, width);
-        const A a = static_cast<A>(attn_item[s]);
+        const Bilinear<A> b(loc_item[2 * s], loc_item[2 * s + 1], height, width);
+        const A a = attn_item[s];
         A v[4][V];
         load_corners<T, V>(value + level_offset, row, b, owns, v);
         A dot_sample = 0, dot_dx = 0, dot_dy = 0;  // grad_out . (sample, d sample / dx, d sample / dy)
@@ -246,20 +187,21 @@ __global__ void __launch_bounds__(kThreads)
           // x = loc_x * W - 0.5, so d/d loc_x = W * d/dx (likewise y with H).
           A ga = dot_sample, gx = a * width * dot_dx, gy = a * height * dot_dy;
           if (chunk > 0) {  // only when D > group * V: add this chunk's channels to the earlier ones
-            ga += static_cast<A>(grad_attn_item[s]);
-            gx += static_cast<A>(grad_loc_item[2 * s]);
-            gy += static_cast<A>(grad_loc_item[2 * s + 1]);
+            ga += grad_attn_item[s];
+            gx += grad_loc_item[2 * s];
+            gy += grad_loc_item[2 * s + 1];
           }
-          grad_attn_item[s] = static_cast<T>(ga);
-          grad_loc_item[2 * s] = static_cast<T>(gx);
-          grad_loc_item[2 * s + 1] = static_cast<T>(gy);
+          grad_attn_item[s] = ga;
+          grad_loc_item[2 * s] = gx;
+          grad_loc_item[2 * s + 1] = gy;
         }
       }
     }
   }
 }
 
-// Threads per item and passes over the channels for D channels served V at a time.
+}  // namespace
+
 Geometry make_geometry(const at::Tensor& value, const at::Tensor& loc, int vec) {
   Geometry g{};
   g.heads = static_cast<int>(value.size(2));
@@ -280,36 +222,23 @@ Geometry make_geometry(const at::Tensor& value, const at::Tensor& loc, int vec) 
   return g;
 }
 
-int blocks_for(const Geometry& g) {
-  return static_cast<int>((static_cast<int64_t>(g.items) * g.group + kThreads - 1) / kThreads);
-}
-
-// 16-byte accesses need D to be a multiple of V and the tensors that are read or written by channel runs aligned.
-template <typename T>
-bool can_vectorize(int channels, std::initializer_list<const at::Tensor*> tensors) {
-  constexpr int vec = 16 / sizeof(T);
-  if (channels % vec != 0) return false;
-  for (const at::Tensor* t : tensors) {
-    if (reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& loc, const at::Tensor& attn,
-                        const Levels& levels) {
+                        const Levels& levels, int kernel) {
   const c10::cuda::CUDAGuard guard(value.device());
   auto out = at::empty({value.size(0), loc.size(1), value.size(2) * value.size(3)}, value.options());
   if (out.numel() == 0) return out;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "freemask_msda_forward", [&] {
+    using A = acc_t<scalar_t>;
+    if (kernel == 3) {
+      forward_v3<scalar_t>(value, loc, attn, out, levels, stream);
+      return;
+    }
     auto launch = [&](auto vec_tag) {
       constexpr int vec = decltype(vec_tag)::value;
       const Geometry g = make_geometry(value, loc, vec);
       forward_kernel<scalar_t, vec><<<blocks_for(g), kThreads, 0, stream>>>(
-          value.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-          g, levels);
+          value.data_ptr<scalar_t>(), loc.data_ptr<A>(), attn.data_ptr<A>(), out.data_ptr<scalar_t>(), g, levels);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     };
     if (can_vectorize<scalar_t>(static_cast<int>(value.size(3)), {&value, &out})) {
@@ -322,7 +251,7 @@ at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& loc, const at
 }
 
 std::vector<at::Tensor> backward_cuda(const at::Tensor& value, const at::Tensor& loc, const at::Tensor& attn,
-                                      const at::Tensor& grad_output, const Levels& levels) {
+                                      const at::Tensor& grad_output, const Levels& levels, int kernel) {
   const c10::cuda::CUDAGuard guard(value.device());
   const bool low_precision = value.scalar_type() == at::kHalf || value.scalar_type() == at::kBFloat16;
   // dL/dvalue is a sum of atomics: accumulate in float32 (float64 for float64) and round once at the end.
@@ -333,13 +262,16 @@ std::vector<at::Tensor> backward_cuda(const at::Tensor& value, const at::Tensor&
     cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(), "freemask_msda_backward", [&] {
       using A = acc_t<scalar_t>;
+      if (kernel == 3) {
+        backward_v3<scalar_t>(value, loc, attn, grad_output, grad_value, grad_loc, grad_attn, levels, stream);
+        return;
+      }
       auto launch = [&](auto vec_tag) {
         constexpr int vec = decltype(vec_tag)::value;
         const Geometry g = make_geometry(value, loc, vec);
         backward_kernel<scalar_t, vec><<<blocks_for(g), kThreads, 0, stream>>>(
-            value.data_ptr<scalar_t>(), loc.data_ptr<scalar_t>(), attn.data_ptr<scalar_t>(),
-            grad_output.data_ptr<scalar_t>(), grad_value.data_ptr<A>(), grad_loc.data_ptr<scalar_t>(),
-            grad_attn.data_ptr<scalar_t>(), g, levels);
+            value.data_ptr<scalar_t>(), loc.data_ptr<A>(), attn.data_ptr<A>(), grad_output.data_ptr<scalar_t>(),
+            grad_value.data_ptr<A>(), grad_loc.data_ptr<A>(), grad_attn.data_ptr<A>(), g, levels);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
       if (can_vectorize<scalar_t>(static_cast<int>(value.size(3)), {&value, &grad_output})) {

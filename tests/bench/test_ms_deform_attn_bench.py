@@ -5,18 +5,21 @@ from test_bench_scripts import load_script, run_bench, table_rows
 
 
 def test_cpu_run_times_the_pytorch_path_and_says_why():
-    proc = run_bench("ms_deform_attn.py", "--device", "cpu", "--warmup", "1", "--iters", "1", "--dtypes", "fp32,bf16")
+    proc = run_bench(
+        "ms_deform_attn.py", "--device", "cpu", "--warmup", "1", "--iters", "1", "--dtypes", "fp32,bf16,mixed"
+    )
     assert "the compiled op is CUDA-only" in proc.stdout
     assert "tiny fp32: ideal bytes forward 2.2 MB, forward+backward 5.8 MB" in proc.stdout
     rows = table_rows(proc.stdout)
-    assert [(r[0], r[1], r[2]) for r in rows] == [("tiny", "fp32", "pytorch"), ("tiny", "bf16", "pytorch")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [("tiny", d, "pytorch") for d in ("fp32", "bf16", "mixed")]
     assert all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)
     assert float(rows[0][11]) == 0.0 and float(rows[1][11]) < 2e-2  # bf16 against the fp32 path
+    assert float(rows[2][11]) < 5e-3  # mixed: only the value and the output are rounded to bf16
 
 
 def test_op_on_cpu_is_refused_with_the_reason(capsys):
     with pytest.raises(SystemExit):
-        load_script("ms_deform_attn").main(["--device", "cpu", "--impls", "cuda"])
+        load_script("ms_deform_attn").main(["--device", "cpu", "--impls", "v2,v3"])
     assert "runs on CUDA tensors only" in capsys.readouterr().err
 
 
@@ -24,6 +27,7 @@ def test_mask2former_byte_count():
     shape = load_script("ms_deform_attn").SHAPES["m2f512"]
     assert shape.num_values == 5376 and shape.samples() == 8_257_536
     assert shape.bytes(4) == (275_251_200, 737_673_216)  # float32: value 88.1 MB, locations 66.1, weights 33.0
+    assert shape.bytes(2, 4) == (187_170_816, 517_472_256)  # mixed: bf16 value and output, float32 locations
 
 
 def test_dispatch_bench_times_four_calls_that_agree():

@@ -26,6 +26,7 @@ def fresh_loader(monkeypatch):
     """Every test starts as a new process would: nothing loaded or logged, no switch set, extension 'not built'."""
     monkeypatch.delenv(loader.IMPL_ENV, raising=False)
     monkeypatch.delenv(loader.JIT_ENV, raising=False)
+    monkeypatch.delenv(loader.KERNEL_ENV, raising=False)
     monkeypatch.setattr(loader, "EXTENSION", "freemask_msda_not_built")
     monkeypatch.setattr(loader, "_configured_impl", "auto")
     monkeypatch.setattr(loader, "_load_attempted", False)
@@ -135,6 +136,7 @@ def test_jit_switch_compiles_the_ops_sources_once(monkeypatch):
     assert [s.rsplit("/ops/", 1)[1] for s in call["sources"]] == [
         "csrc/ms_deform_attn.cpp",
         "csrc/ms_deform_attn_cuda.cu",
+        "csrc/ms_deform_attn_v3.cu",
     ]
 
 
@@ -155,16 +157,19 @@ def fake_extension():
     """forward/backward with the extension's signature, computed by the PyTorch path from the host level lists."""
     ext = types.ModuleType("freemask_msda_fake")
     ext.calls = []
+    ext.seen = []  # (kernel, dtypes) of every call
 
     def metadata(shapes, starts):
         return torch.tensor(shapes).view(-1, 2), torch.tensor(starts)
 
-    def forward(value, loc, attn, shapes, starts):
+    def forward(value, loc, attn, shapes, starts, kernel):
         ext.calls.append(("forward", shapes, starts))
+        ext.seen.append((kernel, value.dtype, loc.dtype, attn.dtype))
         return ms_deform_attn_pytorch(value, *metadata(shapes, starts), loc, attn)
 
-    def backward(value, loc, attn, grad_output, shapes, starts):
+    def backward(value, loc, attn, grad_output, shapes, starts, kernel):
         ext.calls.append(("backward", shapes, starts))
+        ext.seen.append((kernel, grad_output.dtype))
         inputs = [t.detach().requires_grad_() for t in (value, loc, attn)]
         with torch.enable_grad():
             out = ms_deform_attn_pytorch(inputs[0], *metadata(shapes, starts), inputs[1], inputs[2])
@@ -230,3 +235,100 @@ def test_describe_says_why_cuda_tensors_fall_back():
     line = loader.describe_ms_deform_attn()
     assert "CUDA tensors -> PyTorch path: extension freemask_msda_not_built is not built" in line
     assert line.endswith("CPU tensors -> PyTorch path")
+
+
+# ---------------------------------------------------------------------------------------------- kernels and dtypes
+def test_kernel_switch_defaults_to_v2_and_reaches_the_extension(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger=LOADER_LOG)
+    inputs = _inputs(d=4)
+    ext = fake_extension()
+    loader.compiled_fn(ext)(*inputs)
+    monkeypatch.setenv(loader.KERNEL_ENV, " V3 ")
+    loader.compiled_fn(ext)(*inputs)
+    loader.compiled_fn(ext, kernel="v2")(*inputs)  # the benchmark's explicit choice
+    assert [call[0] for call in ext.seen] == [2, 3, 2]
+    messages = loader_messages(caplog)
+    default = "MSDeformAttn: compiled kernels v2 (FREEMASK_MSDA_KERNEL unset, the default until v3 is measured)"
+    assert default in messages
+    assert "MSDeformAttn: compiled kernels v3 (FREEMASK_MSDA_KERNEL=v3)" in messages
+
+
+def test_unknown_kernel_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv(loader.KERNEL_ENV, "v4")
+    with pytest.raises(ConfigError, match=r"^FREEMASK_MSDA_KERNEL='v4': use one of v2, v3 or unset it$"):
+        loader.compiled_fn(fake_extension())
+    with pytest.raises(ConfigError, match="kernel 'v1'"):
+        loader.compiled_fn(fake_extension(), kernel="v1")
+
+
+@pytest.mark.parametrize("value_dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("location_dtype", [torch.bfloat16, torch.float32])
+def test_wrapper_hands_the_kernels_float32_locations_and_returns_the_value_dtype(value_dtype, location_dtype):
+    """Explicit casts: the kernels read (value dtype, float32, float32); gradients come back in each input's dtype,
+    also under autocast (which must not re-cast anything: the compiled function is not on its lists)."""
+    ext = fake_extension()
+    value, spatial, starts, loc, weights = _inputs(d=8)
+    leaves = [value.to(value_dtype).requires_grad_(), loc.to(location_dtype).requires_grad_()]
+    leaves.append(weights.to(location_dtype).requires_grad_())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = loader.compiled_fn(ext)(leaves[0], spatial, starts, leaves[1], leaves[2])
+    out.float().sum().backward()
+    assert out.dtype == value_dtype
+    assert ext.seen == [(2, value_dtype, torch.float32, torch.float32), (2, value_dtype)]
+    assert [t.grad.dtype for t in leaves] == [value_dtype, location_dtype, location_dtype]
+
+
+def test_float8_and_float64_locations_with_float32_value_are_refused(monkeypatch):
+    ext = fake_extension()
+    value, spatial, starts, loc, weights = _inputs(d=4)
+    fn = loader.compiled_fn(ext)
+    with pytest.raises(deform_attn.UnsupportedDtypeError, match=r"value is torch.float8_e4m3fn.*float8 is not"):
+        fn(value.to(torch.float8_e4m3fn), spatial, starts, loc, weights)
+    with pytest.raises(deform_attn.UnsupportedDtypeError, match=r"attention_weights is torch.float8_e5m2"):
+        fn(value, spatial, starts, loc, weights.to(torch.float8_e5m2))
+    with pytest.raises(deform_attn.UnsupportedDtypeError, match="cast value to float64 or the locations"):
+        fn(value, spatial, starts, loc.double(), weights)
+    with pytest.raises(deform_attn.UnsupportedDtypeError, match="float8 is not supported"):  # the PyTorch path too
+        ms_deform_attn_pytorch(value.to(torch.float8_e4m3fn), spatial, starts, loc, weights)
+    assert ext.calls == []
+
+
+def test_backward_alerts_deterministic_mode():
+    ext = fake_extension()
+    value, spatial, starts, loc, weights = _inputs(d=4)
+    value.requires_grad_()
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        out = loader.compiled_fn(ext)(value, spatial, starts, loc, weights)  # the forward has no atomics
+        with pytest.raises(RuntimeError, match=r"freemask_msda backward \(atomicAdd into dL/dvalue\)"):
+            out.sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert [call[0] for call in ext.calls] == ["forward"]
+
+
+def scalar_path_warnings(caplog):
+    return [r for r in caplog.records if r.name == LOADER_LOG and "slow scalar path" in r.getMessage()]
+
+
+def test_scalar_path_is_warned_once_for_an_odd_head_dim(caplog):
+    fn = loader.compiled_fn(fake_extension())
+    fn(*_inputs(d=4))  # 4 float32 channels = 16 bytes: vectorised
+    assert not scalar_path_warnings(caplog)
+    fn(*_inputs(d=6))
+    fn(*_inputs(d=6))
+    (record,) = scalar_path_warnings(caplog)
+    assert record.levelno == logging.WARNING
+    assert "head dim 6 is not a multiple of 4 torch.float32" in record.getMessage()
+
+
+def test_scalar_path_is_warned_for_a_misaligned_view(caplog):
+    value, spatial, starts, loc, weights = _inputs(d=8, dtype=torch.float64)
+    flat = torch.empty(value.numel() + 1, dtype=value.dtype)
+    shifted = flat[1:].view(value.shape).copy_(value)  # contiguous, but 8 bytes past an aligned start
+    assert shifted.is_contiguous() and shifted.data_ptr() % 16 == 8
+    out = loader.compiled_fn(fake_extension())(shifted, spatial, starts, loc, weights)
+    torch.testing.assert_close(out, ms_deform_attn_pytorch(value, spatial, starts, loc, weights))
+    (record,) = scalar_path_warnings(caplog)
+    assert "value is a view whose data does not start on a 16-byte boundary" in record.getMessage()

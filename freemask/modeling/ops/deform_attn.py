@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...errors import UserError
+
 LevelShapes = Sequence[tuple[int, int]]
 
 
@@ -71,6 +73,30 @@ def set_compiled_ms_deform_attn(fn: MSDeformAttnFn | None) -> MSDeformAttnFn | N
 def compiled_ms_deform_attn() -> MSDeformAttnFn | None:
     """The implementation installed with :func:`set_compiled_ms_deform_attn`, or None."""
     return _COMPILED_IMPL
+
+
+class UnsupportedDtypeError(UserError, TypeError):
+    """An input dtype no implementation reads (float8, integers); the message names the argument and the cast."""
+
+
+def sampling_dtype(value: Tensor, sampling_locations: Tensor, attention_weights: Tensor) -> torch.dtype:
+    """The dtype the bilinear sampling and the sums run in: the widest of the three inputs.
+
+    The mixed-precision case is a bfloat16/float16 ``value`` with float32 locations and weights (what the pixel
+    decoder passes under autocast with ``MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 False``): it is sampled and accumulated
+    in float32 and returned in the value's dtype, so the locations keep their sub-pixel accuracy while the value, the
+    largest tensor, moves at half the bytes. float8 would need per-tensor scales the op does not take, so it is
+    refused here rather than failing inside grid_sample or a kernel with a message that names neither.
+    """
+    named = (("value", value), ("sampling_locations", sampling_locations), ("attention_weights", attention_weights))
+    for name, t in named:
+        if not t.is_floating_point() or t.element_size() == 1:
+            fix = "torch.bfloat16 (or keep float32)" if name == "value" else "torch.float32"
+            raise UnsupportedDtypeError(
+                f"ms_deform_attn: {name} is {t.dtype}, which the op does not read (float32, float16, bfloat16 or "
+                f"float64 only; float8 is not supported); cast it with .to({fix})"
+            )
+    return torch.promote_types(value.dtype, torch.promote_types(sampling_locations.dtype, attention_weights.dtype))
 
 
 def _check_shapes(
@@ -192,29 +218,32 @@ def ms_deform_attn_pytorch(
             value is read (no host sync); see :func:`level_shapes_of`.
 
     Returns:
-        (N, Lq, M*D).
+        (N, Lq, M*D) in the value's dtype, computed in the widest input dtype (see :func:`sampling_dtype`).
 
     Bilinear sampling uses ``F.grid_sample`` with ``grid = 2*loc - 1``, ``align_corners=False`` and zero padding —
     the reference kernel's convention, so a corner outside the map contributes zero rather than a clamped border
     value; matching it is what lets official weights give official predictions.
     """
     _check_shapes(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    compute = sampling_dtype(value, sampling_locations, attention_weights)
     n, num_values, m, d = value.shape
     num_queries = sampling_locations.shape[1]
     shapes = level_shapes_of(spatial_shapes, level_start_index, num_values, level_shapes)
     values = value.split([h * w for h, w in shapes], dim=1)
-    grids = 2 * sampling_locations - 1
-    output = value.new_zeros(n * m, d, num_queries)
-    for level, (h, w) in enumerate(shapes):
-        # (N, H*W, M, D) -> (N*M, D, H, W): one image per (batch, head) so grid_sample samples all heads at once.
-        level_value = values[level].flatten(2).transpose(1, 2).reshape(n * m, d, h, w)
-        # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
-        level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled = F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        # sampled (N*M, D, Lq, P) weighted by (N*M, Lq, P); accumulating per level keeps only one level's samples alive.
-        weights = attention_weights[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        output = output + torch.einsum("bdqp,bqp->bdq", sampled, weights)
-    return output.view(n, m * d, num_queries).transpose(1, 2).contiguous()
+    grids = 2 * sampling_locations.to(compute) - 1
+    output = value.new_zeros(n * m, d, num_queries, dtype=compute)
+    # The dtypes are chosen above, not by an enclosing autocast (which would run the einsum in bfloat16).
+    with torch.autocast(device_type=value.device.type, enabled=False):
+        for level, (h, w) in enumerate(shapes):
+            # (N, H*W, M, D) -> (N*M, D, H, W): one image per (batch, head) so grid_sample samples all heads at once.
+            level_value = values[level].flatten(2).transpose(1, 2).reshape(n * m, d, h, w).to(compute)
+            # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
+            level_grid = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+            sampled = F.grid_sample(level_value, level_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            # sampled (N*M, D, Lq, P) weighted by (N*M, Lq, P); one level's samples alive at a time.
+            weights = attention_weights[:, :, :, level].transpose(1, 2).flatten(0, 1).to(compute)
+            output = output + torch.einsum("bdqp,bqp->bdq", sampled, weights)
+    return output.view(n, m * d, num_queries).transpose(1, 2).to(value.dtype).contiguous()
 
 
 def ms_deform_attn(
@@ -312,11 +341,12 @@ class MSDeformAttn(nn.Module):
         Returns:
             (N, Lq, C).
 
-        Offsets, attention weights, sampling locations and the sampling itself run in float32 even under autocast:
-        locations in bf16 are only accurate to ~1/256 of the map (a quarter pixel at 64 px) and bilinear corner
-        weights in low precision degrade further, which is why Mask2Former disables autocast around its pixel
-        decoder. Only this small part is kept in float32; the value and output projections follow autocast. (The
-        compiled op also takes bf16/fp16 when every input has that dtype, for callers of :func:`ms_deform_attn`.)
+        Offsets, attention weights and sampling locations run in float32 even under autocast: locations in bf16 are
+        only accurate to ~1/256 of the map (a quarter pixel at 64 px) and bilinear corner weights in low precision
+        degrade further. A bfloat16/float16 value (the value projection under autocast) is handed to the op as it is,
+        sampled and accumulated in float32 and returned in its dtype (see :func:`sampling_dtype`); the value and
+        output projections follow autocast. Mask2Former instead disables autocast around its whole pixel decoder,
+        which the decoder's ``MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32`` (default True) keeps.
         """
         n, num_queries, _ = query.shape
         _, num_values, _ = input_flatten.shape
@@ -336,6 +366,8 @@ class MSDeformAttn(nn.Module):
         value = value.view(n, num_values, m, self.d_model // m)
 
         compute_dtype = torch.promote_types(query.dtype, torch.float32)
+        # A low-precision value stays low-precision: the op reads it with float32 locations (mixed precision).
+        value_dtype = value.dtype if value.dtype in (torch.float16, torch.bfloat16) else compute_dtype
         with torch.autocast(device_type=query.device.type, enabled=False):
             q = query.to(compute_dtype)
             offsets = F.linear(
@@ -353,7 +385,7 @@ class MSDeformAttn(nn.Module):
                 + offsets / normalizer[None, None, None, :, None, :]
             )
             output = ms_deform_attn(
-                value.to(compute_dtype),
+                value.to(value_dtype),
                 input_spatial_shapes,
                 input_level_start_index,
                 locations,

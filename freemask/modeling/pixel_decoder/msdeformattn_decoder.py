@@ -8,6 +8,7 @@ implementation (``input_proj``, ``transformer.level_embed``, ``transformer.encod
 """
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -197,8 +198,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
         n_points: int = 4,
         force_fp32: bool = True,
     ) -> None:
-        """``force_fp32`` runs the decoder outside autocast in float32, as the official code does (deformable
-        sampling in bf16 loses sub-pixel accuracy); set False to let the projections follow autocast."""
+        """``force_fp32`` (``MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32``) runs the decoder outside autocast in float32, as
+        the official code does. False lets it follow autocast: convolutions and projections run in the autocast
+        dtype, the deformable op reads that dtype's value with float32 locations and weights (float32 accumulation),
+        and the three outputs of :meth:`forward_features` come out in the autocast dtype (bfloat16 under bf16 AMP)."""
         super().__init__()
         missing = [f for f in transformer_in_features if f not in input_shape]
         if missing:
@@ -271,6 +274,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_dim_feedforward": head.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD,
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "n_points": head.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS,
+            "force_fp32": head.DEFORMABLE_FP32,
         }
 
     def forward_features(self, features: dict[str, Tensor]) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -282,7 +286,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
           masked-attention decoder cycles through.
         """
         device_type = next(iter(features.values())).device.type
-        with torch.autocast(device_type=device_type, enabled=not self.force_fp32):
+        # Not forced: no autocast context of its own (enabled=True would switch on autocast's default dtype, fp16 on
+        # CUDA, even when the caller runs in float32), so the caller's autocast, or none, applies.
+        precision = torch.autocast(device_type=device_type, enabled=False) if self.force_fp32 else nullcontext()
+        with precision:
             cast = (lambda t: t.float()) if self.force_fp32 else (lambda t: t)
             srcs, pos = [], []
             for proj, f in zip(self.input_proj, self.transformer_in_features):
