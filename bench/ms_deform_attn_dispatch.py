@@ -67,7 +67,7 @@ def bench_shape(name: str, shape: Shape, args: argparse.Namespace) -> list[list[
     levels = [tuple(hw) for hw in shape.levels]
     spatial = torch.tensor(levels, device=device)
     starts = torch.tensor(level_starts(levels), device=device)
-    value, loc, weights, _ = make_inputs(shape, torch.float32, args.device, args.seed)
+    value, loc, weights, _ = make_inputs(shape, (torch.float32, torch.float32), args.device, args.seed)
     op_args = (value, spatial, starts, loc, weights)
     calls = {
         BASELINE: lambda: ms_deform_attn_pytorch(*op_args),
