@@ -41,7 +41,8 @@ def test_round_trip_is_exact_and_the_file_sits_beside_its_class_loss_file(tmp_pa
     write_loss_histograms(path, written)
     read = read_loss_histograms(path, 3, FIX)
     assert np.array_equal(read.edges, written.edges) and np.array_equal(read.counts, written.counts)
-    assert (read.dataset, read.ignore_label, list(read.names), read.boundary_radius) == ("toy", 255, ["c0", "c1", "c2"], 2)
+    assert (read.dataset, read.ignore_label, read.boundary_radius) == ("toy", 255, 2)
+    assert list(read.names) == ["c0", "c1", "c2"]
     assert np.array_equal(read.per_class(), written.counts.sum(axis=1))
 
 
