@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..utils.atomic import atomic_write_text
+from .class_loss import read_tagged_json, sorted_classes
 
 FORMAT = "freemask.loss_histograms/1"
 LOW, HIGH, BINS = 1e-6, 100.0, 400  # nats; 400 bins: each upper edge is 4.7% above the lower one
@@ -101,19 +102,9 @@ def write_loss_histograms(path: str, histograms: LossHistograms) -> None:
 def read_loss_histograms(path: str, num_classes: int, fix: str) -> LossHistograms:
     """Read a file written by :func:`write_loss_histograms` for a model of ``num_classes``; ``fix`` ends every
     error message (how to re-create the file)."""
+    data = read_tagged_json(path, FORMAT, "loss histogram", fix, LossHistogramError)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise LossHistogramError(f"loss histogram file not found: {path}; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LossHistogramError(f"{path} is not a readable loss histogram JSON file ({e}); {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise LossHistogramError(f'{path} is not a loss histogram file (expected "format": "{FORMAT}"); {fix}')
-    try:
-        classes = sorted(data["classes"], key=lambda c: c["id"])
-        if [c["id"] for c in classes] != list(range(len(classes))):
-            raise ValueError("class ids must be 0..K-1")
+        classes = sorted_classes(data)
         edges = np.array(data["edges"], dtype=np.float64)
         if edges.ndim != 1 or edges.size < 1 or not np.all(np.diff(edges) > 0):
             raise ValueError("edges must increase")
