@@ -133,7 +133,7 @@ def main() -> None:
         )
         return SyntheticFilter(model, options, syn, names, real)
 
-    class_loss = ours("unused").class_loss_pass(real.pairs())
+    class_loss, _ = ours("unused").class_loss_pass(real.pairs())
     thresholds = class_thresholds(class_loss.mean_loss, TOLERANCE_MARGIN)
 
     seconds: Dict[str, List[float]] = {"release": [], "ours": []}

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """FreeMask filtering: set to "ignore" the synthetic pixels a real-trained model finds much harder than real pixels
-of the same class (loss > margin x class-wise mean loss on the real images).
+of the same class (loss > margin x class-wise mean loss on the real images; or, with --rule quantile, loss above the
+(1 - clean rate) quantile of the class's real losses).
 
   python tools/filter_syn.py --config-file configs/toy/semantic_fpn_R18_toy.yaml \\
       --real-dataset toy_sem_seg_train --syn-dataset toy_syn_sem_seg_train MODEL.WEIGHTS model_final.pth
@@ -8,13 +9,19 @@ of the same class (loss > margin x class-wise mean loss on the real images).
       --syn-img-path S/images --syn-mask-path S/annotations --reduce-zero-label --output S/annotations_filtered \\
       MODEL.WEIGHTS ckpt.pth
 
-Pass 1 writes the class-wise mean losses to class_loss.json next to the output folder (--class-loss FILE skips
-it); pass 2 writes one mask per synthetic image (same name) to --output (default for a registered synthetic
-dataset: <root>/annotations_filtered, which the *_syn_filtered_* splits read) and filter_stats.json next to it.
+  python tools/filter_syn.py ... --rule quantile --clean-rate 0.02 --real-val-dataset ade20k_sem_seg_val
+
+Pass 1 writes the class-wise mean losses to class_loss.json and their histograms to class_loss_histograms.json next
+to the output folder (--class-loss FILE skips it and reads the histograms beside FILE). Before pass 2 one line says
+what the rule costs on clean data: "on the real images this rule would remove X% of labelled pixels (Y% of them
+within 2 px of a boundary)", measured on the held-out split when given (--real-val-*), else on the training split,
+exactly (one more forward over that split unless the histograms count it; --no-diagnostic skips it). Pass 2
+writes one mask per synthetic image (same name) to --output (default for a registered synthetic dataset:
+<root>/annotations_filtered, which the *_syn_filtered_* splits read) and filter_stats.json next to it.
 Inputs are never modified. A killed run re-run with the same command finishes only the missing masks, with the
 same result as an uninterrupted run; so does a run on any number of GPUs (on CPU: with the same number of threads
 per process). Changing --tolerance-margin, --batch-size, AMP, the weights or the inputs of an existing output
-needs --overwrite.
+needs --overwrite; so does changing --rule, --clean-rate, --boundary-band or the held-out split.
 
 Deviations from the release's preprocess/filter.py:
   - batches of same-sized images (padding, ignored by the loss, only where sizes differ), several loader workers,
@@ -34,7 +41,17 @@ import logging
 import sys
 
 from freemask import cli
-from freemask.synthetic.filter.options import BATCH_SIZE, TOLERANCE_MARGIN, check_tolerance_margin
+from freemask.synthetic.filter.options import (
+    BATCH_SIZE,
+    MEAN_MARGIN,
+    RULES,
+    TOLERANCE_MARGIN,
+    check_boundary_band,
+    check_clean_rate,
+    check_tolerance_margin,
+)
+
+SIDES = {"syn": "--syn", "real": "--real", "real_val": "--real-val"}  # input -> its flags' prefix
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -44,6 +61,9 @@ def argument_parser() -> argparse.ArgumentParser:
     data.add_argument("--real-dataset", metavar="NAME", help="real training split, e.g. ade20k_sem_seg_train")
     data.add_argument("--real-img-path", metavar="DIR")
     data.add_argument("--real-mask-path", metavar="DIR")
+    data.add_argument("--real-val-dataset", metavar="NAME", help="held-out real split (diagnostic, quantile rule)")
+    data.add_argument("--real-val-img-path", metavar="DIR")
+    data.add_argument("--real-val-mask-path", metavar="DIR")
     data.add_argument("--syn-dataset", metavar="NAME", help="synthetic split, e.g. ade20k_syn_sem_seg_train")
     data.add_argument("--syn-img-path", metavar="DIR")
     data.add_argument("--syn-mask-path", metavar="DIR")
@@ -57,11 +77,31 @@ def argument_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("filtering")
     run.add_argument("--output", metavar="DIR", help="folder for the filtered masks (see above for the default)")
     run.add_argument(
+        "--rule",
+        choices=RULES,
+        default=MEAN_MARGIN,
+        help="mean-margin: loss > margin x class mean (FreeMask, default); quantile: loss above the (1 - clean rate) "
+        "quantile of the class's real losses (held-out split when given)",
+    )
+    run.add_argument(
         "--tolerance-margin",
         type=float,
-        default=TOLERANCE_MARGIN,
-        help=f"filter loss > margin x class mean ({TOLERANCE_MARGIN})",
+        help=f"mean-margin rule: filter loss > margin x class mean (default {TOLERANCE_MARGIN})",
     )
+    run.add_argument(
+        "--clean-rate",
+        type=float,
+        metavar="R",
+        help="quantile rule (required there): share of clean real pixels of each class it may filter, e.g. 0.02",
+    )
+    run.add_argument(
+        "--boundary-band",
+        type=int,
+        default=0,
+        metavar="K",
+        help="never filter pixels within K px of a class boundary (default 0: off)",
+    )
+    run.add_argument("--no-diagnostic", action="store_true", help="skip measuring the rule's cost on real images")
     run.add_argument("--class-loss", metavar="FILE", help="class_loss.json of an earlier run: skip pass 1")
     run.add_argument(
         "--batch-size",
@@ -85,18 +125,29 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exactly one way to give each input; real data only needed without --class-loss."""
-    for side, required in (("syn", True), ("real", not args.class_loss)):
+    """Exactly one way to give each input; real data only needed without --class-loss; each rule's own settings."""
+    for side, required in (("syn", True), ("real", not args.class_loss), ("real_val", False)):
+        flag = SIDES[side]
         name = getattr(args, f"{side}_dataset")
         folders = (getattr(args, f"{side}_img_path"), getattr(args, f"{side}_mask_path"))
         if name and any(folders):
-            parser.error(f"give --{side}-dataset or --{side}-img-path/--{side}-mask-path, not both")
+            parser.error(f"give {flag}-dataset or {flag}-img-path/{flag}-mask-path, not both")
         if any(folders) and not all(folders):
-            parser.error(f"--{side}-img-path and --{side}-mask-path go together")
+            parser.error(f"{flag}-img-path and {flag}-mask-path go together")
         if required and not name and not any(folders):
-            parser.error(f"no {side} data: pass --{side}-dataset NAME or --{side}-img-path and --{side}-mask-path")
+            parser.error(f"no {side} data: pass {flag}-dataset NAME or {flag}-img-path and {flag}-mask-path")
+    if args.rule == MEAN_MARGIN and args.clean_rate is not None:
+        parser.error("--clean-rate belongs to --rule quantile (the mean-margin rule uses --tolerance-margin)")
+    if args.rule != MEAN_MARGIN and args.tolerance_margin is not None:
+        parser.error("--tolerance-margin belongs to --rule mean-margin (the quantile rule uses --clean-rate)")
+    if args.rule != MEAN_MARGIN and args.clean_rate is None:
+        parser.error("--rule quantile needs --clean-rate R, the share of clean real pixels it may filter (e.g. 0.02)")
     try:
-        check_tolerance_margin(args.tolerance_margin, "--tolerance-margin")
+        if args.tolerance_margin is not None:
+            check_tolerance_margin(args.tolerance_margin, "--tolerance-margin")
+        if args.clean_rate is not None:
+            check_clean_rate(args.clean_rate, "--clean-rate")
+        check_boundary_band(args.boundary_band, "--boundary-band")
     except ValueError as e:
         parser.error(str(e))
     if args.batch_size < 1:
@@ -122,19 +173,24 @@ def main(args: argparse.Namespace) -> None:
     register_custom_dataset(cfg)
     num_classes = cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES
     ignore_label = cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE
-    for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None):
+    for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None, args.real_val_dataset):
         if name:
             check_class_count(name, dataset_class_names(name), num_classes, args.config_file)
     syn = SourceSpec.from_args(args, "syn", ignore_label).pairs()
     real = SourceSpec.from_args(args, "real", ignore_label)
+    heldout = SourceSpec.from_args(args, "real_val", ignore_label)
     output = args.output or default_output(syn)
-    check_output_is_not_input(output, syn, real)
+    check_output_is_not_input(output, syn, real, heldout)
     cli.check_output_folders([("--output", output)])  # also the default one, before the model is built
     model = load_filter_model(cfg)
     on_gpu = resolve_device(cfg).type == "cuda"
     options = FilterOptions(
         output=output,
-        tolerance_margin=args.tolerance_margin,
+        rule=args.rule,
+        tolerance_margin=TOLERANCE_MARGIN if args.tolerance_margin is None else args.tolerance_margin,
+        clean_rate=args.clean_rate,
+        boundary_band=args.boundary_band,
+        diagnostic=not args.no_diagnostic,
         batch_size=args.batch_size,
         num_workers=cfg.DATALOADER.NUM_WORKERS if args.num_workers is None else args.num_workers,
         amp_dtype=getattr(torch, cfg.SOLVER.AMP.DTYPE) if on_gpu and not args.no_amp else None,
@@ -144,7 +200,8 @@ def main(args: argparse.Namespace) -> None:
     )
     candidates = [n for n in (args.real_dataset,) if n] + list(cfg.DATASETS.TRAIN)
     names = model_class_names([syn], candidates, num_classes)
-    SyntheticFilter(model, options, syn, names, real if real.description else None, cfg.MODEL.WEIGHTS).run()
+    specs = [spec if spec.description else None for spec in (real, heldout)]
+    SyntheticFilter(model, options, syn, names, specs[0], cfg.MODEL.WEIGHTS, specs[1]).run()
 
 
 def check_before_launch(args: argparse.Namespace) -> None:
@@ -155,7 +212,11 @@ def check_before_launch(args: argparse.Namespace) -> None:
     cfg = setup_cfg(args.config_file, args.opts)
     cli.check_output_folders([("--output", args.output)])
     register_custom_dataset(cfg)
-    named = {"--syn-dataset": args.syn_dataset, "--real-dataset": None if args.class_loss else args.real_dataset}
+    named = {
+        "--syn-dataset": args.syn_dataset,
+        "--real-dataset": None if args.class_loss else args.real_dataset,
+        "--real-val-dataset": args.real_val_dataset,
+    }
     for flag, name in named.items():
         if name:
             cli.check_datasets([name], flag)

@@ -15,7 +15,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Type
 
 import numpy as np
 
@@ -71,22 +71,35 @@ def write_class_loss(path: str, stats: ClassLoss) -> None:
     atomic_write_text(path, json.dumps(data, indent=1))  # no final newline: the format as first released
 
 
-def read_class_loss(path: str, num_classes: Optional[int] = None) -> ClassLoss:
-    """Read a file written by :func:`write_class_loss`, checked against ``num_classes`` when given."""
-    fix = "re-create it with `python tools/filter_syn.py` (it writes class_loss.json next to its output)"
+def read_tagged_json(path: str, format_tag: str, what: str, fix: str, error: Type[UserError]) -> Dict:
+    """The JSON object of ``path`` whose ``"format"`` is ``format_tag``; ``error`` (one line naming the file, ``what``
+    kind of file it should be, and ``fix``) when it is missing, unreadable or of another kind."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
-        raise ClassLossError(f"class-loss file not found: {path}; {fix}") from None
+        raise error(f"{what} file not found: {path}; {fix}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ClassLossError(f"{path} is not a readable class-loss JSON file ({e}); {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ClassLossError(f'{path} is not a class-loss file (expected "format": "{FORMAT}"); {fix}')
+        raise error(f"{path} is not a readable {what} JSON file ({e}); {fix}") from None
+    if not isinstance(data, dict) or data.get("format") != format_tag:
+        raise error(f'{path} is not a {what} file (expected "format": "{format_tag}"); {fix}')
+    return data
+
+
+def sorted_classes(data: Dict) -> List[Dict]:
+    """``data["classes"]`` by id; ValueError unless the ids are 0..K-1."""
+    classes = sorted(data["classes"], key=lambda c: c["id"])
+    if [c["id"] for c in classes] != list(range(len(classes))):
+        raise ValueError("class ids must be 0..K-1")
+    return classes
+
+
+def read_class_loss(path: str, num_classes: Optional[int] = None) -> ClassLoss:
+    """Read a file written by :func:`write_class_loss`, checked against ``num_classes`` when given."""
+    fix = "re-create it with `python tools/filter_syn.py` (it writes class_loss.json next to its output)"
+    data = read_tagged_json(path, FORMAT, "class-loss", fix, ClassLossError)
     try:
-        classes = sorted(data["classes"], key=lambda c: c["id"])
-        if [c["id"] for c in classes] != list(range(len(classes))):
-            raise ValueError("class ids must be 0..K-1")
+        classes = sorted_classes(data)
         stats = ClassLoss(
             dataset=str(data["dataset"]),
             ignore_label=int(data["ignore_label"]),

@@ -7,8 +7,11 @@ shortcuts into the library. Steps, in order::
     data             tools/make_toy_dataset.py, only when <datasets>/toy is absent (never regenerated)
     real             train_net.py, real images only; its model is the filter model
     filter           tools/filter_syn.py with that model -> <synthetic root>/annotations_filtered, class_loss.json
+    filter_<v>       tools/filter_syn.py with another rule (FILTER_VARIANTS), reusing class_loss.json and its
+                     histograms -> <output root>/filter_<v>/annotations/training, a dataset of its own
     resample         tools/resample_syn.py on the filtered split -> <synthetic root>/resampled_manifest.txt
     joint_raw, joint_filtered, joint_resampled     train_net.py, half real, half synthetic batches
+    joint_filtered_<v>                             the same as joint_filtered on filter_<v>'s masks
     synpretrain, finetune                          train_net.py, synthetic pre-training then real fine-tuning
     real_seed<S>     train_net.py, real only with another SEED: the seed-to-seed noise of the table
 
@@ -28,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..config import ConfigError
-from ..data.datasets.synthetic import FILTERED_MASKS_DIR, MANIFEST_NAME
-from ..data.datasets.toy import SYN_DIR
+from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME
+from ..data.datasets.toy import SYN_DIR, TOY_CLASSES
 from ..engine.defaults import setup_cfg
 from ..errors import UserError
 from ..utils.atomic import atomic_write_bytes
@@ -40,6 +43,7 @@ RESULTS = os.path.join("inference", "sem_seg_results.json")
 # Schedule keys scaled by --iters-scale (iteration counts of SOLVER).
 _SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PERIOD")
 _LOG_TAIL = 15
+CLASSES_FILE = "classes.txt"
 
 
 class PipelineError(UserError, RuntimeError):
@@ -67,6 +71,21 @@ TRAININGS = (
 
 
 @dataclass(frozen=True)
+class FilterVariant:
+    """Another filter rule beside the published one: its name (``filter_<name>``, ``joint_filtered_<name>`` steps)
+    and the flags of tools/filter_syn.py that make it."""
+
+    name: str
+    flags: Tuple[str, ...]
+
+
+FILTER_VARIANTS = (
+    FilterVariant("quantile", ("--rule", "quantile", "--clean-rate", "0.02")),
+    FilterVariant("quantile_band2", ("--rule", "quantile", "--clean-rate", "0.02", "--boundary-band", "2")),
+)
+
+
+@dataclass(frozen=True)
 class PipelineOptions:
     repo: str  # repository root: scripts and configs are found there
     output_root: str
@@ -84,6 +103,11 @@ class PipelineOptions:
 
     def step_dir(self, name: str) -> str:
         return os.path.join(self.output_root, name)
+
+    def variant_root(self, variant: FilterVariant) -> str:
+        """A custom dataset (DATASETS.CUSTOM layout): images/training links to the synthetic images, the variant's
+        filter writes annotations/training."""
+        return self.step_dir(f"filter_{variant.name}")
 
 
 @dataclass
@@ -144,6 +168,39 @@ def _training_step(options: PipelineOptions, run: Training, name: str, extra: Se
     )
 
 
+def variant_dataset(options: PipelineOptions, variant: FilterVariant) -> List[str]:
+    """``KEY VALUE`` overrides registering a variant's masks as ``filter_<name>_sem_seg_train`` and training on them
+    as the synthetic split."""
+    root = options.variant_root(variant)
+    return [
+        "DATASETS.TRAIN_SYN", f"('filter_{variant.name}_sem_seg_train',)",
+        "DATASETS.CUSTOM.NAME", f"filter_{variant.name}", "DATASETS.CUSTOM.ROOT", root,
+        "DATASETS.CUSTOM.CLASSES_FILE", os.path.join(root, CLASSES_FILE),
+        "DATASETS.CUSTOM.REDUCE_ZERO_LABEL", "True",
+    ]  # fmt: skip
+
+
+def prepare_variant_root(options: PipelineOptions, variant: FilterVariant) -> None:
+    """The variant's dataset folder: the class file and a link to the synthetic images (idempotent)."""
+    root = options.variant_root(variant)
+    images = os.path.join(root, "images", "training")
+    os.makedirs(os.path.dirname(images), exist_ok=True)
+    if not os.path.islink(images):
+        os.symlink(os.path.join(options.synthetic_root, IMAGES_DIR), images)
+    atomic_write_bytes(os.path.join(root, CLASSES_FILE), ("\n".join(TOY_CLASSES) + "\n").encode())
+
+
+def _variant_steps(options: PipelineOptions, filter_argv: List[str], class_loss: str) -> List[Step]:
+    steps = []
+    for variant in FILTER_VARIANTS:
+        masks = os.path.join(options.variant_root(variant), "annotations", "training")
+        argv = [*filter_argv[: filter_argv.index("MODEL.WEIGHTS")], "--class-loss", class_loss, *variant.flags]
+        argv += ["--output", masks, *filter_argv[filter_argv.index("MODEL.WEIGHTS") :]]
+        outputs = (masks, os.path.join(os.path.dirname(masks), "filter_stats.json"))
+        steps.append(Step(f"filter_{variant.name}", argv, ("filter",), outputs, redo_flag="--overwrite"))
+    return steps
+
+
 def plan_steps(options: PipelineOptions) -> List[Step]:
     """Every step in execution order."""
     syn = options.synthetic_root
@@ -166,9 +223,14 @@ def plan_steps(options: PipelineOptions) -> List[Step]:
         ),
         _training_step(options, TRAININGS[0], "real"),
         Step("filter", filter_argv, ("real",), filter_outputs, redo_flag="--overwrite"),
+        *_variant_steps(options, filter_argv, class_loss),
         Step("resample", resample_argv, ("filter",), (os.path.join(syn, MANIFEST_NAME),)),
     ]
     steps += [_training_step(options, run, run.name) for run in TRAININGS[1:]]
+    joint_filtered = next(run for run in TRAININGS if run.name == "joint_filtered")
+    for variant in FILTER_VARIANTS:
+        run = Training(f"joint_filtered_{variant.name}", joint_filtered.config, (f"filter_{variant.name}",))
+        steps.append(_training_step(options, run, run.name, variant_dataset(options, variant)))
     steps += [
         _training_step(options, TRAININGS[0], f"real_seed{seed}", ["SEED", str(seed)]) for seed in options.noise_seeds
     ]
@@ -257,6 +319,8 @@ def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str
 def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = print) -> Dict[str, str]:
     """Run every step that is not already done; returns step name -> 'skipped' | 'ran'."""
     os.makedirs(os.path.join(options.output_root, "steps"), exist_ok=True)
+    for variant in FILTER_VARIANTS:
+        prepare_variant_root(options, variant)
     steps = plan_steps(options)
     redone: Set[str] = set()
     outcome: Dict[str, str] = {}

@@ -15,7 +15,13 @@ import yaml
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, read_manifest
 from ..utils.atomic import atomic_write_bytes
 from .defect_score import BOUNDARY_RADIUS, DefectCounts, score_defect_folders
-from .pipeline import RESULTS, PipelineOptions, read_record
+from .pipeline import FILTER_VARIANTS, RESULTS, FilterVariant, PipelineOptions, read_record
+
+
+def variant_label(variant: FilterVariant) -> str:
+    """``quantile clean-rate 0.02 boundary-band 2``: the variant's flags without the dashes."""
+    return " ".join(variant.flags).replace("--rule ", "").replace("--", "")
+
 
 TABLE_NAME = "freemask_pipeline.md"
 # Step name -> (row label, synthetic data it trains on); real_seed<S> rows are added per noise seed.
@@ -23,6 +29,9 @@ ROWS = {
     "real": ("real only", "-"),
     "joint_raw": ("joint real + synthetic", "raw"),
     "joint_filtered": ("joint real + synthetic", "filtered"),
+    **{
+        f"joint_filtered_{v.name}": ("joint real + synthetic", f"filtered: {variant_label(v)}") for v in FILTER_VARIANTS
+    },
     "joint_resampled": ("joint real + synthetic", "filtered & resampled"),
     "synpretrain": ("synthetic only (pre-training)", "filtered & resampled"),
     "finetune": ("pre-train on synthetic -> fine-tune on real", "filtered & resampled"),
@@ -76,7 +85,15 @@ def _training_rows(options: PipelineOptions) -> List[str]:
         record = read_record(options, name) or {}
         seconds = record.get("seconds") if record.get("finished") else None
         iters = _max_iter(options.step_dir(name))
-        cells = [label, synthetic, pairs[synthetic], iters, _fmt(miou), _fmt(delta, signed=True), _fmt(pacc)]
+        cells = [
+            label,
+            synthetic,
+            pairs.get(synthetic, pairs["raw"]),
+            iters,
+            _fmt(miou),
+            _fmt(delta, signed=True),
+            _fmt(pacc),
+        ]
         cells.append(_fmt(seconds, 0))
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return lines
@@ -93,6 +110,49 @@ def filter_defect_counts(options: PipelineOptions) -> Optional[DefectCounts]:
 
 def _pct(value: float) -> str:
     return _fmt(100 * value, 1)
+
+
+def _filters(options: PipelineOptions) -> List[tuple]:
+    """(rule label, masks folder, filter_stats.json, joint training step) of the published filter and each variant."""
+    syn = options.synthetic_root
+    rows = [("mean-margin 1.25 (published)", os.path.join(syn, FILTERED_MASKS_DIR), syn, "joint_filtered")]
+    for variant in FILTER_VARIANTS:
+        masks = os.path.join(options.variant_root(variant), "annotations", "training")
+        rows.append((variant_label(variant), masks, os.path.dirname(masks), f"joint_filtered_{variant.name}"))
+    return rows
+
+
+def _comparison_rows(options: PipelineOptions) -> List[str]:
+    """One row per filter rule: what it removed from the synthetic set (against the planted defects), what it
+    would remove from the real images (its own diagnostic), and the mIoU of joint training on its masks."""
+    syn = options.synthetic_root
+    lines = [
+        "| rule | filtered | precision | recall | clean pixels removed | clean removed within "
+        f"{BOUNDARY_RADIUS} px of a boundary | diagnostic: real pixels removed | joint training mIoU (no re-sampling) "
+        "|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, masks, stats_dir, step in _filters(options):
+        if not os.path.isdir(masks):
+            lines.append(f"| {label} | (not run) | | | | | | |")
+            continue
+        counts = score_defect_folders(os.path.join(syn, MASKS_DIR), masks, os.path.join(syn, "defects"), TOY_IGNORE)
+        clean = counts.labelled - counts.defects
+        removed_clean = (counts.filtered - counts.hits) / clean if clean else math.nan
+        diagnostic = (_read_json(os.path.join(stats_dir, "filter_stats.json")) or {}).get("diagnostic") or {}
+        miou = (_read_json(os.path.join(options.step_dir(step), RESULTS)) or {}).get("mIoU")
+        cells = [
+            label,
+            f"{_pct(counts.filtered_fraction)}%",
+            f"{_pct(counts.precision)}%",
+            f"{_pct(counts.recall)}%",
+            f"{_pct(removed_clean)}%",
+            f"{_pct(counts.clean_filtered_boundary_share)}%",
+            f"{_pct(diagnostic['fraction'])}%" if diagnostic else "n/a",
+            _fmt(miou),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _defect_rows(counts: DefectCounts) -> List[str]:
@@ -126,8 +186,14 @@ def render_table(options: PipelineOptions, command: str) -> str:
         "",
         *_training_rows(options),
         "",
-        "Filter (tools/filter_syn.py with the real-only model) against the defects planted in the synthetic images, "
-        "on the pixels labelled in the synthetic masks:",
+        "Filter rules side by side (tools/filter_syn.py with the real-only model; precision, recall and clean pixels "
+        "against the defects planted in the synthetic images; the diagnostic is the filter's own line, measured on the "
+        "real training images):",
+        "",
+        *_comparison_rows(options),
+        "",
+        "The published filter (tools/filter_syn.py with the real-only model) against the defects planted in the "
+        "synthetic images, on the pixels labelled in the synthetic masks:",
         "",
     ]
     counts = filter_defect_counts(options)

@@ -7,6 +7,8 @@ the real command in a subprocess.
 import hashlib
 import importlib.util
 import json
+import logging
+import math
 import os
 import shutil
 import signal
@@ -22,6 +24,9 @@ import torch
 from freemask.data.catalog import DatasetCatalog
 from freemask.errors import UserError, one_line
 from freemask.synthetic.class_loss import read_class_loss
+from freemask.synthetic.filter.rule import quantile_thresholds
+from freemask.synthetic.loss_histograms import read_loss_histograms
+from freemask.toy.defect_score import near_boundary
 from freemask.toy.generator import ToyParams, generate_toy_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,8 +118,9 @@ def syn_path(root, *parts):
 
 
 def snapshot(root):
-    """Bytes of every result: the filtered masks, class_loss.json and filter_stats.json."""
-    files = {n: open(syn_path(root, n), "rb").read() for n in ("class_loss.json", "filter_stats.json")}
+    """Bytes of every result: the filtered masks, class_loss.json, its histograms and filter_stats.json."""
+    names = ("class_loss.json", "class_loss_histograms.json", "filter_stats.json")
+    files = {n: open(syn_path(root, n), "rb").read() for n in names}
     folder = syn_path(root, "annotations_filtered")
     files.update({n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder) if not n.startswith(".")})
     return files
@@ -327,3 +333,80 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tool, toy_model, tmp_p
 
     run_tool(tool, args)
     assert snapshot(root) == reference
+
+
+class LogLines(logging.Handler):
+    """The filter's log messages (the freemask logger does not propagate to pytest's capture)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def filter_log():
+    handler = LogLines()
+    logger = logging.getLogger("freemask.filter")
+    logger.addHandler(handler)
+    yield handler.lines
+    logger.removeHandler(handler)
+
+
+QUANTILE = ["--rule", "quantile", "--clean-rate", "0.02"]
+
+
+def diagnostic_lines(lines):
+    return [line for line in lines if line.startswith("Diagnostic: on the ")]
+
+
+def test_both_rules_print_the_diagnostic_and_the_quantile_rule_follows_its_histograms(
+    tool, toy_model, filtered_toy, data, filter_log
+):
+    default = json.loads(filtered_toy[1]["filter_stats.json"])
+    assert (default["rule"], default["clean_rate"], default["boundary_band"]) == ("mean-margin", None, 0)
+    assert default["diagnostic"]["split"] == "training" and default["diagnostic"]["removed"] > 0
+    run_tool(tool, argv(toy_model, "--overwrite"))
+    assert snapshot(data) == filtered_toy[1]  # the default rule: the same files as before, diagnostic included
+    assert "rule: 'mean-margin' -> 'quantile'" in tool_error(tool, argv(toy_model, *QUANTILE))
+
+    run_tool(tool, argv(toy_model, *QUANTILE, "--overwrite"))
+    stats = json.load(open(syn_path(data, "filter_stats.json")))
+    histograms = read_loss_histograms(syn_path(data, "class_loss_histograms.json"), 6, "")
+    expected = quantile_thresholds(histograms.per_class(), histograms.upper_edges(), 0.02).tolist()
+    assert [c["threshold"] for c in stats["classes"]] == [None if math.isinf(t) else t for t in expected]
+    assert stats["tolerance_margin"] is None and (stats["rule"], stats["clean_rate"]) == ("quantile", 0.02)
+    for entry in stats["diagnostic"]["classes"]:  # at most 2% of each class's real pixels, by construction
+        assert entry["removed"] <= 0.02 * entry["labelled"]
+    assert 0 < stats["overall"]["fraction"] < default["overall"]["fraction"]
+    lines = diagnostic_lines(filter_log)
+    assert len(lines) == 2 and all("real images (toy_sem_seg_train) this rule would remove" in x for x in lines)
+    assert f"{100 * default['diagnostic']['fraction']:.2f}% of labelled pixels" in lines[0]
+
+
+def test_boundary_band_and_a_held_out_split_resume_to_the_uninterrupted_result(tool, toy_model, data, filter_log):
+    args = argv(toy_model, *QUANTILE, "--boundary-band", "2", "--real-val-dataset", "toy_sem_seg_val", "--overwrite")
+    run_tool(tool, args)
+    reference = snapshot(data)
+    reference["heldout_loss_histograms.json"] = open(syn_path(data, "heldout_loss_histograms.json"), "rb").read()
+    stats = json.loads(reference["filter_stats.json"])
+    assert stats["diagnostic"]["split"] == "held-out" and stats["diagnostic"]["removed_near_boundary"] == 0
+    heldout = read_loss_histograms(syn_path(data, "heldout_loss_histograms.json"), 6, "")
+    expected = quantile_thresholds(heldout.per_class(), heldout.upper_edges(), 0.02).tolist()
+    assert [c["threshold"] for c in stats["classes"]] == [None if math.isinf(t) else t for t in expected]
+    for name in os.listdir(syn_path(data, "annotations")):  # nothing within 2 px of a boundary was filtered
+        raw = read(syn_path(data, "annotations", name))
+        changed = raw != read(syn_path(data, "annotations_filtered", name))
+        assert not (changed & near_boundary(raw, 2)).any()
+
+    folder = syn_path(data, "annotations_filtered")
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".png"))[::2]:
+        os.remove(os.path.join(folder, name))
+    os.remove(syn_path(data, "filter_stats.json"))
+    run_tool(tool, [a for a in args if a != "--overwrite"])
+    again = snapshot(data)
+    again["heldout_loss_histograms.json"] = open(syn_path(data, "heldout_loss_histograms.json"), "rb").read()
+    assert again == reference
+    assert "held-out real images (toy_sem_seg_val)" in diagnostic_lines(filter_log)[-1]

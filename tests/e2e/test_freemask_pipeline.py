@@ -60,6 +60,12 @@ def test_table_has_every_row_with_numbers(pipeline):
         assert 0 <= float(miou) <= 100 and 0 <= float(pacc) <= 100
         assert key == ROWS["real"] or re.fullmatch(NUMBER, delta), rows[key]
     assert rows[ROWS["real"]][3] == "3" and rows[ROWS["joint_raw"]][3] == "6"  # 300 and 600 iterations x0.01
+    rules = [cells for cells in table_cells(text) if cells[0].startswith(("mean-margin", "quantile"))]
+    assert [r[0] for r in rules] == [
+        "mean-margin 1.25 (published)", "quantile clean-rate 0.02", "quantile clean-rate 0.02 boundary-band 2"
+    ]  # fmt: skip
+    for cells in rules:  # filtered, precision, recall, clean removed, near boundary, diagnostic; joint mIoU
+        assert all(re.fullmatch(r"\d+\.\d%|n/a", c) for c in cells[1:7]) and re.fullmatch(NUMBER, cells[7]), cells
     filter_row = table_cells(text)[-1]
     assert all(re.fullmatch(r"\d+\.\d%", cell) for cell in filter_row[1:6]), filter_row
     assert re.fullmatch(r"\d+\.\d% \(\d+\.\d%\)", filter_row[7]), filter_row  # boundary share (base share)
@@ -84,7 +90,7 @@ def test_rerun_skips_every_step(pipeline):
     proc = run_tool(output_root, datasets, *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     steps = re.findall(r"^\[\d+/\d+\] (\S+): (.*)$", proc.stdout, re.M)
-    assert len(steps) == 10 and all(status == "done already, skipped" for _, status in steps), steps
+    assert len(steps) == 14 and all(status == "done already, skipped" for _, status in steps), steps
     assert {n: os.path.getmtime(os.path.join(logs, n)) for n in os.listdir(logs)} == before
     table = open(os.path.join(output_root, "freemask_pipeline.md")).read()
     assert table in first.stdout  # same results read back

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ...utils import comm
 from ..class_loss import ClassLoss
+from ..loss_histograms import LossHistograms
 
 LOSS_SCALE = 2**20
 
@@ -59,6 +60,37 @@ class ClassLossAccumulator:
         if len(names) != self.num_classes:
             raise ValueError(f"{len(names)} class names for {self.num_classes} classes")
         return ClassLoss.from_sums(dataset, ignore_label, names, self.loss_sums(), self.counts.cpu().numpy())
+
+
+class HistogramAccumulator:
+    """Per-class loss histograms (:mod:`freemask.synthetic.loss_histograms`) over many batches, reducible across
+    ranks. Integer counts, so the sum is the same in any order and on any number of ranks."""
+
+    def __init__(self, num_classes: int, edges: np.ndarray, device: Union[str, torch.device] = "cpu") -> None:
+        self.num_classes = num_classes
+        self.edges_np = np.asarray(edges, dtype=np.float64)
+        self.edges = torch.from_numpy(self.edges_np).to(device)
+        self.bins = len(self.edges_np) + 1
+        self.counts = torch.zeros(num_classes * 2 * self.bins, dtype=torch.int64, device=device)
+
+    def add(self, loss: torch.Tensor, labels: torch.Tensor, near: torch.Tensor, ignore_label: int) -> None:
+        """Add a loss map, its labels and its near-boundary map (same shape); ``ignore_label`` pixels are left out.
+        Binned in float64 against the edges, as the rule compares losses with thresholds."""
+        valid = labels != ignore_label
+        classes = labels[valid].long().to(self.counts.device)
+        if classes.numel() and int(classes.max()) >= self.num_classes:
+            raise ValueError(f"label {int(classes.max())} outside 0..{self.num_classes - 1}")
+        value = loss[valid].double().to(self.counts.device)
+        bins = torch.searchsorted(self.edges, value, right=False)  # e[i-1] < loss <= e[i] -> i
+        flat = (classes * 2 + near[valid].long().to(self.counts.device)) * self.bins + bins
+        self.counts += torch.bincount(flat, minlength=self.counts.numel())
+
+    def all_reduce(self) -> None:
+        comm.all_reduce_sum(self.counts)
+
+    def to_histograms(self, dataset: str, names: Sequence[str], ignore_label: int, radius: int) -> LossHistograms:
+        counts = self.counts.cpu().numpy().reshape(self.num_classes, 2, self.bins)
+        return LossHistograms(dataset, int(ignore_label), list(names), self.edges_np, counts, radius)
 
 
 class BatchLoss:

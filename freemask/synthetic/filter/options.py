@@ -8,12 +8,16 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ..loss_histograms import HELDOUT_NAME, histograms_path
+
 if TYPE_CHECKING:
     import torch
 
 # A pixel is noise when its loss exceeds this many times its class's mean loss on the real images (the paper's value).
 TOLERANCE_MARGIN = 1.25
 BATCH_SIZE = 8
+MEAN_MARGIN, QUANTILE = "mean-margin", "quantile"
+RULES = (MEAN_MARGIN, QUANTILE)  # see rule.py; the first, FreeMask's own, is the default
 
 
 def check_tolerance_margin(margin: float, name: str = "the tolerance margin") -> None:
@@ -22,12 +26,29 @@ def check_tolerance_margin(margin: float, name: str = "the tolerance margin") ->
         raise ValueError(f"{name} must be positive, got {margin}")
 
 
+def check_clean_rate(rate: float, name: str = "the clean rate") -> None:
+    """ValueError unless ``0 <= rate < 1`` (the share of clean real pixels the quantile rule may filter)."""
+    if not 0 <= rate < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {rate}")
+
+
+def check_boundary_band(band: int, name: str = "the boundary band") -> None:
+    if band < 0:
+        raise ValueError(f"{name} must be 0 (off) or a number of pixels, got {band}")
+
+
 @dataclass(frozen=True)
 class FilterOptions:
-    """What the user chose on the command line (see tools/filter_syn.py for each flag)."""
+    """What the user chose on the command line (see tools/filter_syn.py for each flag). ``clean_rate`` is set with
+    the quantile rule only; ``boundary_band`` px around class boundaries are never filtered (0: off);
+    ``diagnostic`` measures what the rule would remove from the real images."""
 
     output: str
+    rule: str = MEAN_MARGIN
     tolerance_margin: float = TOLERANCE_MARGIN
+    clean_rate: Optional[float] = None
+    boundary_band: int = 0
+    diagnostic: bool = True
     batch_size: int = BATCH_SIZE
     num_workers: int = 4
     amp_dtype: Optional["torch.dtype"] = None
@@ -43,6 +64,15 @@ class FilterOptions:
     @property
     def class_loss_path(self) -> str:
         return self.class_loss or os.path.join(self.parent, "class_loss.json")
+
+    @property
+    def histograms_path(self) -> str:
+        """The real training split's loss histograms, beside the class-loss file (read with --class-loss)."""
+        return histograms_path(self.class_loss_path)
+
+    @property
+    def heldout_histograms_path(self) -> str:
+        return os.path.join(self.parent, HELDOUT_NAME)
 
     @property
     def stats_path(self) -> str:

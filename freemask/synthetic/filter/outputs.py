@@ -3,16 +3,19 @@
 Files (``<parent>`` is the folder holding ``output``)::
 
     <parent>/class_loss.json      pass 1 result (unless --class-loss names another file)
-    <parent>/filter_stats.json    fractions filtered per class, overall and per image
+    <parent>/class_loss_histograms.json     pass 1's per-class loss histograms (beside the class-loss file)
+    <parent>/heldout_loss_histograms.json   the same on the held-out real split, when one is given
+    <parent>/filter_stats.json    fractions filtered per class, overall and per image; the rule; the diagnostic
     <output>/<mask name>.png      filtered masks, same names as the synthetic masks
     <output>/.filter_state.json   settings the masks were made with
     <output>/.filter_records.rank<r>.jsonl   per-image pixel counts, for the statistics
 
 Every file appears under its final name only once complete (:mod:`freemask.utils.atomic`), so "the mask exists"
 means "the mask is finished" and a re-run skips it. A re-run must also produce what the interrupted run would have,
-so ``.filter_state.json`` remembers the settings the masks were made with (model weights, margin, batch size,
-precision, inputs, class losses) and a re-run with other settings stops instead of mixing two kinds of masks in one
-folder.
+so ``.filter_state.json`` remembers the settings the masks were made with (model weights, rule, margin or clean
+rate, boundary band, batch size, precision, inputs, held-out split, class losses and, for the quantile rule
+calibrated on the training split, its histograms) and a re-run with other settings stops instead of mixing two
+kinds of masks in one folder.
 
 Each rank appends one JSON line per filtered mask to its own log, after the mask is in place. At the end rank 0 reads
 every log; a mask whose line was lost (a kill between the mask's rename and the append, or a truncated last line)
@@ -27,8 +30,10 @@ in which order.
      "classes": [{"id": 0, "name": "wall", "threshold": 0.26, "pixels": ..., "filtered": ..., "fraction": ...}],
      "per_image": [{"file": "x_seed_42.png", "pixels": ..., "filtered": ..., "fraction": ...}, ...]}
 
+followed by ``"rule"``, ``"clean_rate"`` (null for mean-margin), ``"boundary_band"`` and ``"diagnostic"`` (the
+clean-data cost on real images, :meth:`.diagnostic.CleanCost.to_json`; null with --no-diagnostic).
 ``pixels`` counts labelled (non-ignored) pixels of the synthetic masks; ``threshold`` is null for a class that never
-filters; a fraction over zero pixels is 0.
+filters; ``tolerance_margin`` is null under the quantile rule; a fraction over zero pixels is 0.
 """
 
 import collections
@@ -52,6 +57,8 @@ from .batches import training_labels
 from .rule import apply_filter
 
 STATE_NAME = ".filter_state.json"
+# What a folder written before a setting was recorded was made with: such a folder resumes only with these values.
+IMPLIED_SETTINGS = {"rule": "mean-margin", "clean_rate": None, "boundary_band": 0, "heldout": None}
 STATS_FORMAT = "freemask.filter_stats/1"
 LOG_GLOB = ".filter_records.rank*.jsonl"
 
@@ -82,9 +89,10 @@ def default_output(source: MaskSource) -> str:
     )
 
 
-def check_output_is_not_input(output: str, syn: MaskSource, real: Optional[SourceSpec]) -> None:
-    """DatasetError when ``output`` is a folder holding synthetic images or masks, or the real mask folder: inputs
-    are never modified. (The real pairs are listed only when pass 1 runs, so only their named folder is checked.)"""
+def check_output_is_not_input(output: str, syn: MaskSource, *reals: Optional[SourceSpec]) -> None:
+    """DatasetError when ``output`` is a folder holding synthetic images or masks, or a real mask folder: inputs
+    are never modified. (The real pairs are listed only when a pass over them runs, so only their named folders are
+    checked.)"""
     target = os.path.realpath(output)
     folders = {os.path.dirname(r[key]) for r in syn.records for key in ("sem_seg_file_name", "file_name")}
     for folder in sorted(folders):
@@ -93,8 +101,9 @@ def check_output_is_not_input(output: str, syn: MaskSource, real: Optional[Sourc
                 f"--output {output} is an input folder of {syn.description}; inputs are never overwritten: "
                 f"choose another folder"
             )
-    if real is not None and real.image_dir and os.path.realpath(real.mask_dir) == target:
-        raise DatasetError(f"--output {output} is the real mask folder; inputs are never overwritten")
+    for real in reals:
+        if real is not None and real.image_dir and os.path.realpath(real.mask_dir) == target:
+            raise DatasetError(f"--output {output} is a real mask folder; inputs are never overwritten")
 
 
 # --------------------------------------------------------------------------------------- the folder's bookkeeping
@@ -131,6 +140,7 @@ def check_state(output: str, previous: Optional[Dict], current: Dict) -> None:
     """OutputStateError when ``previous`` (the folder's state) disagrees with ``current`` on a shared key."""
     if not previous:
         return
+    previous = {**IMPLIED_SETTINGS, **previous}
     differ = sorted(k for k in current if k in previous and previous[k] != current[k])
     if differ:
         shown = "; ".join(f"{k}: {previous[k]!r} -> {current[k]!r}" for k in differ)
@@ -283,7 +293,7 @@ def build_stats(
     records: Sequence[dict],
     class_names: Sequence[str],
     thresholds: Sequence[float],
-    tolerance_margin: float,
+    tolerance_margin: Optional[float],
     class_loss_path: str,
     stats_folder: str,
 ) -> dict:

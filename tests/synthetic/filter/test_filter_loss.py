@@ -144,7 +144,7 @@ def write_pairs(root, sizes, seed=0):
 def pass1(model, source, tmp_path):
     """Pass 1 of a filter run in batches of 3 over ``source``."""
     options = FilterOptions(str(tmp_path / "out"), batch_size=3, num_workers=0, progress=False)
-    return SyntheticFilter(model, options, source, ["a", "b", "c", "d"]).class_loss_pass(source)
+    return SyntheticFilter(model, options, source, ["a", "b", "c", "d"]).class_loss_pass(source)[0]
 
 
 def test_pass1_class_means_equal_a_per_image_brute_force_with_padding_ignored(tmp_path):

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.synthetic.filter.rule import apply_filter, class_thresholds, filled_value, noisy_pixels
+from freemask.synthetic.filter.rule import (
+    apply_filter,
+    class_thresholds,
+    filled_value,
+    noisy_pixels,
+    quantile_thresholds,
+)
 
 IGNORE = 255
 
@@ -79,3 +85,35 @@ def test_apply_filter_keeps_dtype_and_untouched_pixels_and_leaves_the_input_alon
     assert np.array_equal(raw, before)
     with pytest.raises(ValueError, match="shape"):
         apply_filter(raw, noisy[:1], fill=0)
+
+
+# ------------------------------------------------------------------------------------------- the quantile rule
+UPPER = np.array([1.0, 2.0, 4.0, math.inf])  # bins: <= 1, (1, 2], (2, 4], > 4
+
+
+@pytest.mark.parametrize("rate, expected", [(0.05, 4.0), (0.049, math.inf), (0.2, 2.0), (0.5, 1.0), (0.0, math.inf)])
+def test_quantile_threshold_is_the_first_bin_edge_with_at_most_the_rate_above(rate, expected):
+    counts = np.array([[50, 30, 15, 5]])  # above each bin: 50, 20, 5, 0 of 100
+    assert quantile_thresholds(counts, UPPER, rate).tolist() == [expected]
+
+
+def test_a_one_pixel_class_keeps_its_pixel_and_an_absent_class_keeps_everything():
+    counts = np.array([[0, 0, 1, 0], [0, 0, 0, 0], [0, 1, 0, 0]])
+    thresholds = quantile_thresholds(counts, UPPER, 0.02)
+    assert thresholds.dtype == torch.float64 and thresholds.tolist() == [4.0, math.inf, 2.0]
+    labels = torch.tensor([[0, 1, 2, 2]])
+    loss = torch.tensor([[4.0, 1e9, 2.0, 2.0001]])  # on the edge: kept; above it: filtered
+    assert noisy_pixels(loss, labels, thresholds, IGNORE).tolist() == [[False, False, False, True]]
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, math.nan])
+def test_quantile_rejects_a_rate_outside_zero_one(rate):
+    with pytest.raises(ValueError, match="clean rate"):
+        quantile_thresholds(np.array([[1, 1, 1, 1]]), UPPER, rate)
+
+
+def test_kept_pixels_are_never_filtered():
+    thresholds = class_thresholds([0.8], margin=1.25)
+    labels, loss = torch.zeros(1, 3, dtype=torch.long), torch.tensor([[5.0, 5.0, 0.1]])
+    keep = torch.tensor([[True, False, False]])
+    assert noisy_pixels(loss, labels, thresholds, IGNORE, keep).tolist() == [[False, True, False]]
