@@ -2,9 +2,12 @@
 check, the ranks' shares, and the loop that writes the pairs.
 
 Every output depends on its ``(stem, seed)`` alone (the noise from :mod:`.noise`, the layout from the mask, the
-backend's settings), so the work can be cut any way: the unfinished pairs, in sorted order, are cut into batches
-and rank ``r`` of ``W`` takes batches ``r, r + W, ...``. One process or eight, batch 1 or 16, interrupted or not:
-the same files.
+backend's settings), so the work can be cut any way. The float kernels are not batch-invariant, though (see
+``diffusion.py``): on a CPU the backend runs one request per call, so one process or eight, batch 1 or 16,
+interrupted or not give the same files; on a GPU a batch is one call and its companions move the rounding. So that a
+resumed run still equals an uninterrupted one there, the batches are cut once from the whole sorted pair list (never
+from what is left to do), rank ``r`` of ``W`` takes the unfinished batches ``r, r + W, ...``, and a partly finished
+batch is recomputed whole (only its missing pairs are written).
 """
 
 import logging
@@ -12,7 +15,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -203,11 +206,6 @@ def run_settings(job: GenerationJob, backend: GenerationBackend) -> Dict[str, An
     }
 
 
-def _broadcast(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    return comm.all_gather(value)[0]
-
-
 def _prepare_output(job: GenerationJob, backend: GenerationBackend) -> Tuple[Dict[str, Any], List[Pair]]:
     """On rank 0: clear (--overwrite) or check the folder, write the settings; returns (settings, finished pairs)."""
     root = job.output
@@ -237,7 +235,7 @@ def _setup(job: GenerationJob, backend: GenerationBackend) -> Tuple[Optional[Dic
             result = e
     else:
         result = None
-    result = _broadcast(result)
+    result = comm.broadcast(result)
     if isinstance(result, outputs.OutputSettingsError):
         raise result
     return result
@@ -246,10 +244,15 @@ def _setup(job: GenerationJob, backend: GenerationBackend) -> Tuple[Optional[Dic
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def rank_batches(todo: Sequence[Pair], batch_size: int, rank: int, world_size: int) -> List[List[Pair]]:
-    """This rank's batches: the sorted ``todo`` cut into batches of ``batch_size``, every ``world_size``-th one."""
-    batches = [list(todo[i : i + batch_size]) for i in range(0, len(todo), batch_size)]
-    return batches[rank::world_size]
+def rank_batches(
+    pairs: Sequence[Pair], done: AbstractSet[Pair], batch_size: int, rank: int, world_size: int
+) -> List[List[Pair]]:
+    """This rank's batches: ``pairs`` (sorted) cut into batches of ``batch_size``, the batches holding a pair not in
+    ``done``, every ``world_size``-th one of those. Cut from all pairs so a batch's companions never depend on what an
+    interrupted run finished."""
+    batches = [list(pairs[i : i + batch_size]) for i in range(0, len(pairs), batch_size)]
+    todo = [b for b in batches if any(p not in done for p in b)]
+    return todo[rank::world_size]
 
 
 class _MaskCache:
@@ -273,12 +276,16 @@ def _progress(total: int, enabled: bool):
 
 
 def generate_pairs(
-    job: GenerationJob, backend: GenerationBackend, batches: Sequence[Sequence[Pair]], progress: bool
+    job: GenerationJob,
+    backend: GenerationBackend,
+    batches: Sequence[Sequence[Pair]],
+    done: AbstractSet[Pair],
+    progress: bool,
 ) -> int:
-    """Generate and write ``batches``; returns the number of pairs written."""
+    """Generate ``batches`` and write their pairs not in ``done``; returns the number of pairs written."""
     cache = _MaskCache(job)
     written = 0
-    with _progress(sum(len(b) for b in batches), progress) as bar:
+    with _progress(sum(p not in done for b in batches for p in b), progress) as bar:
         for batch in batches:
             masks = [cache.get(stem) for stem, _ in batch]
             requests = [
@@ -287,9 +294,11 @@ def generate_pairs(
             ]
             images = backend.generate(requests, batch_latents(batch, backend.latent_shape))
             for (stem, seed), image, (_, mask) in zip(batch, images, masks):
+                if (stem, seed) in done:
+                    continue
                 outputs.write_pair(job.output, stem, seed, image, mask, job.jpeg_quality)
                 written += 1
-            bar.update(len(batch))
+                bar.update(1)
     return written
 
 
@@ -301,7 +310,7 @@ def run_generation(job: GenerationJob, backend_fn: Callable[[], GenerationBacken
     done = set(finished)
     todo = [p for p in job.pairs if p not in done]
     rank, world = comm.get_rank(), comm.get_world_size()
-    mine = rank_batches(todo, job.batch_size, rank, world)
+    mine = rank_batches(job.pairs, done, job.batch_size, rank, world)
     logger.info(
         "Generating %d pairs into %s (%d of %d already there), %d processes, batch %d, backend %s",
         len(todo),
@@ -313,7 +322,7 @@ def run_generation(job: GenerationJob, backend_fn: Callable[[], GenerationBacken
         backend.name,
     )
     start = time.perf_counter()
-    written = generate_pairs(job, backend, mine, job.progress and comm.is_main_process())
+    written = generate_pairs(job, backend, mine, done, job.progress and comm.is_main_process())
     seconds = time.perf_counter() - start
     if written:
         logger.info("Rank %d: %d images in %.1f s (%.3f images/s)", rank, written, seconds, written / seconds)

@@ -103,10 +103,18 @@ def test_same_files_for_any_batch_size_and_the_manifest_lists_the_pairs(tmp_path
 
 
 def test_rank_batches_share_the_work_without_overlap():
-    todo = [("s", i) for i in range(7)]
-    shares = [gen_run.rank_batches(todo, 2, r, 3) for r in range(3)]
+    pairs = [("s", i) for i in range(7)]
+    shares = [gen_run.rank_batches(pairs, set(), 2, r, 3) for r in range(3)]
     flat = [p for share in shares for batch in share for p in batch]
-    assert sorted(flat) == todo and shares[0] == [[("s", 0), ("s", 1)], [("s", 6)]]
+    assert sorted(flat) == pairs and shares[0] == [[("s", 0), ("s", 1)], [("s", 6)]]
+
+
+def test_rank_batches_keep_their_companions_when_a_run_resumes():
+    """Batches are cut from all pairs: a resumed run recomputes a partly finished batch with the same companions
+    (on a GPU they move the rounding), and skips the finished batches."""
+    pairs = [("s", i) for i in range(7)]
+    done = {("s", 0), ("s", 1), ("s", 3)}
+    assert gen_run.rank_batches(pairs, done, 2, 0, 1) == [[("s", 2), ("s", 3)], [("s", 4), ("s", 5)], [("s", 6)]]
 
 
 def test_an_interrupted_run_resumes_to_the_same_files_doing_only_the_missing_pairs(tmp_path, monkeypatch):
@@ -127,10 +135,22 @@ def test_an_interrupted_run_resumes_to_the_same_files_doing_only_the_missing_pai
         run_generation(job, lambda: FakeBackend(16))
     monkeypatch.setattr(outputs, "write_pair", write_pair)
     os.remove(outputs.mask_path(job.output, *calls[-1]))  # a kill between the image and its mask
+    written = []
+
+    def recorded(*args):
+        written.append(args[1:3])
+        write_pair(*args)
+
+    monkeypatch.setattr(outputs, "write_pair", recorded)
     backend = FakeBackend(16)
     run_generation(job, lambda: backend)
     assert snapshot(job.output) == snapshot(reference.output)
-    assert sorted(backend.generated) == sorted(set(job.pairs) - set(calls[:3]))
+    missing = set(job.pairs) - set(calls[:3])
+    assert sorted(written) == sorted(missing)
+    # Only the unfinished batches ran (a partly finished one whole, with its companions).
+    batches = gen_run.rank_batches(job.pairs, set(calls[:3]), job.batch_size, 0, 1)
+    assert sorted(backend.generated) == sorted(p for b in batches for p in b)
+    assert len(backend.generated) < len(job.pairs)
 
 
 def test_other_settings_are_refused_and_overwrite_redoes(tmp_path):
@@ -153,7 +173,8 @@ def test_more_seeds_later_add_only_their_pairs(tmp_path):
     more = GenerationJob(**{**job.__dict__, "pairs": all_pairs(sorted(job.masks.paths), [42, 45])})
     backend = FakeBackend(16)
     manifest = run_generation(more, lambda: backend)
-    assert sorted(backend.generated) == [("m0", 45), ("m1", 45), ("m2", 45)]
+    # The new pairs, each computed in its batch of the new list (with an old companion it does not rewrite).
+    assert sorted(p for p in backend.generated if p[1] == 45) == [("m0", 45), ("m1", 45), ("m2", 45)]
     after = snapshot(job.output)
     assert all(after[k] == v for k, v in before.items() if k != outputs.MANIFEST_NAME)
     assert manifest["pairs"]["m0"] == [42, 43, 44, 45]
