@@ -68,7 +68,8 @@ collect_env_info as c, format_env_info as f; print(f(c(\"$DEVICE\")))'"
 
 SWIN_T=configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
 TOY=configs/toy/mask2former_R18_toy.yaml
-MSDA_TESTS=(tests/modeling/test_ms_deform_attn_cuda.py tests/modeling/test_ms_deform_attn_cuda_stress.py)
+MSDA_TESTS=(tests/modeling/test_ms_deform_attn_cuda.py tests/modeling/test_ms_deform_attn_cuda_stress.py
+    tests/modeling/test_pixel_decoder_host_syncs.py)
 TRAIN_VARIANTS=fp32,fp32+tf32,bf16,bf16+tf32,bf16+mixed,bf16+mixed+v3,fp32+pt,bf16+mixed+pt
 
 # The GPU steps, as (name, limit in seconds, command) in run order; --dry-run lists them, the GPU run runs them.
@@ -76,17 +77,19 @@ GPU_STEPS=()
 gpu() { GPU_STEPS+=("$1|$2|$(printf '%q ' "${@:3}")"); }  # the command quoted for eval
 gpu "build the op (sm_90)" 100 env CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}" TORCH_CUDA_ARCH_LIST=9.0 \
     "$PYTHON" -m pip install -q --no-build-isolation --no-deps --target /tmp/site ./ops
-gpu "MSDeformAttn CUDA tests (v2, v3)" 60 "$PYTHON" -m pytest -q "${MSDA_TESTS[@]}"
+gpu "MSDeformAttn CUDA tests (v2, v3) and the pixel decoder without host syncs" 65 "$PYTHON" -m pytest -q "${MSDA_TESTS[@]}"
 gpu "MSDeformAttn bench (pytorch / v2 / v3; fp32 / bf16 / mixed)" 45 "$PYTHON" bench/ms_deform_attn.py --warmup 3 \
     --iters 10
 gpu "TF32 loss curve (toy Mask2Former, 200 steps)" 40 "$PYTHON" bench/train_step.py --config-file "$TOY" \
     --device cuda --batch-size 4 --size 128 --variants fp32,fp32+tf32 --warmup 1 --iters 199 --loss-every 20
-gpu "train step (Swin-T 512, bs16, 50 steps)" 150 "$PYTHON" bench/train_step.py --config-file "$SWIN_T" --device cuda \
+gpu "train step (Swin-T 512, bs16, 50 steps)" 110 "$PYTHON" bench/train_step.py --config-file "$SWIN_T" --device cuda \
     --batch-size 16 --size 512 --variants "$TRAIN_VARIANTS" --warmup 2 --iters 48
-gpu "inference" 30 "$PYTHON" bench/inference.py --config-file "$SWIN_T" --device cuda --batch-size 1,16 --size 512 \
+gpu "inference" 25 "$PYTHON" bench/inference.py --config-file "$SWIN_T" --device cuda --batch-size 1,16 --size 512 \
     --variants fp32,bf16 --iters 10
 gpu "filter throughput" 25 "$PYTHON" bench/filter_throughput.py --size 512x512 --num-images 32 --batch-size 16 \
     --num-workers 8
+gpu "generation: our sampling vs FreestyleNet's (SD 1.x shapes, 512, 10 steps)" 40 "$PYTHON" bench/generate.py \
+    --real-size --device cuda --steps 10 --batch-size 8 --rounds 2
 FIXED_LIMITS=30  # the carried wheels (20) and the environment (10)
 
 if [ $DRY_RUN -eq 1 ]; then

@@ -6,14 +6,15 @@
 #
 # The image has torch, torchvision, numpy, scipy, opencv, pyyaml, tqdm, tabulate, tensorboard, regex, safetensors,
 # huggingface-hub and portalocker (/work/.library/device/KINDS.md); missing are the ones below. timm is carried at
-# this project's pin because the Swin override relies on timm 1.0 internals. Pure-Python packages published only as
+# this project's pin because the Swin override relies on timm 1.0 internals; transformers at our pin (the image
+# has 5.17) beside diffusers, which the image lacks (bench/generate.py). Pure-Python packages published only as
 # source (fvcore, iopath, yacs) are built into wheels here; compiled ones are downloaded for cp312 manylinux.
 set -eu -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/exclude
 mkdir -p .whl
 PURE=(fvcore==0.1.5.post20221221 iopath==0.1.10 yacs==0.1.8 termcolor==3.1.0 open-clip-torch==3.3.0 ftfy==6.3.1
-      wcwidth==0.2.13 timm==1.0.31)
+      wcwidth==0.2.13 timm==1.0.31 diffusers==0.42.1 transformers==5.24.0)
 python3 -m pip wheel -q --no-deps -w .whl "${PURE[@]}"
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
