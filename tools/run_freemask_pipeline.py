@@ -12,7 +12,8 @@ fine-tuning -> real-only training with other seeds (the noise level). Each train
 at its end. The table (mIoU, pACC, and the filter's pixel precision / recall against the defects the generator
 planted) is printed and written to <output root>/freemask_pipeline.md.
 
-Re-running the same command skips finished steps and continues an interrupted one; --force redoes every step.
+Re-running the same command skips finished steps and continues an interrupted one; --force redoes every step;
+--only STEP ... runs just those steps and the steps they need (--only joint_resampled: data, real, filter, resample).
 The toy data lives in <output root>/datasets by default, so the filtered masks and the manifest written into its
 synthetic root never touch a dataset used elsewhere. Trailing KEY VALUE pairs override the config of every
 training and of the filter (they must describe the same model). Re-sampling draws at most as many copies as there

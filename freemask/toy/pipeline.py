@@ -224,9 +224,15 @@ def prepare_generated_root(options: PipelineOptions) -> None:
     """The generating run's datasets root: toy/<REAL_DIR> links to the toy data's real images (idempotent; the link
     may point at data the data step is still to make), toy/<SYN_DIR> is the generate step's output."""
     real = os.path.join(options.steps_datasets_root, "toy", REAL_DIR)
+    target = os.path.join(options.datasets_root, "toy", REAL_DIR)
     os.makedirs(os.path.dirname(real), exist_ok=True)
     if not os.path.islink(real):
-        os.symlink(os.path.join(options.datasets_root, "toy", REAL_DIR), real)
+        os.symlink(target, real)
+    elif os.readlink(real) != target:
+        raise PipelineError(
+            f"{real} links to {os.readlink(real)}, not to this run's toy data {target}: its steps were run on "
+            f"other real images; choose another --output-root (or the --datasets-root of that run)"
+        )
 
 
 def _generate_step(options: PipelineOptions, generation: Generation) -> Step:

@@ -197,7 +197,7 @@ def test_generated_pairs_are_filtered_resampled_and_trained_on(generating):
     assert f"({NO_DEFECTS}; the filter removed {published[1]} of their labelled pixels)" in text
 
 
-def test_generating_rerun_skips_and_the_default_run_stops(generating):
+def test_generating_rerun_skips_and_other_data_stops(generating, tmp_path):
     output_root, datasets, _, _ = generating
     proc = run_tool(output_root, datasets, "--generate-tiny", "--only", "joint_resampled", *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -208,6 +208,10 @@ def test_generating_rerun_skips_and_the_default_run_stops(generating):
     assert proc.stderr.startswith("error: step real was run with another command") and "--force" in proc.stderr
     assert f"with DETECTRON2_DATASETS={os.path.join(output_root, GENERATED_DATASETS)}" in proc.stderr
     assert proc.stderr.count("\n") == 1
+    proc = run_tool(output_root, str(tmp_path / "other"), "--generate-tiny", *SMALL)  # other real images
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    generated_real = os.path.join(output_root, GENERATED_DATASETS, "toy", "ADEChallengeData2016")
+    assert proc.stderr.startswith(f"error: {generated_real} links to {datasets}"), proc.stderr
 
 
 def test_select_steps_takes_what_a_step_needs():
