@@ -5,6 +5,10 @@ Why subprocesses of the real CLIs: the pipeline is the end-to-end check of what 
 shortcuts into the library. Steps, in order::
 
     data             tools/make_toy_dataset.py, only when <datasets>/toy is absent (never regenerated)
+    generate         only with ``PipelineOptions.generation``: tools/generate_syn.py --backend tiny paints the
+                     synthetic images of the real toy masks into <generated root>/toy/<SYN_DIR>, whose toy/<REAL_DIR>
+                     links to the toy data's; every step runs with that root as DETECTRON2_DATASETS, so the steps
+                     below read the generated pairs instead of the toy generator's, unchanged
     real             train_net.py, real images only; its model is the filter model
     filter           tools/filter_syn.py with that model -> <synthetic root>/annotations_filtered, class_loss.json
     filter_<v>       tools/filter_syn.py with another rule (FILTER_VARIANTS), reusing class_loss.json and its
@@ -19,7 +23,8 @@ Every training evaluates once, at its end (``TEST.EVAL_PERIOD 0``), into ``<outp
 ``<output root>/steps/<step>.json`` records a step's command; a re-run skips a finished step whose command is the
 same and whose outputs exist, continues an unfinished one (``train_net.py --resume``; ``filter_syn.py`` resumes by
 itself), and redoes a step from scratch with ``force`` or when a step it needs was (re)done in this run. A record
-with another command stops the run (the outputs belong to other settings) unless ``force``.
+with another command, or of a run on the other synthetic images (the record of a generating run names its datasets
+root), stops the run (the outputs belong to other settings) unless ``force``.
 """
 
 import json
@@ -32,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..config import ConfigError
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME
-from ..data.datasets.toy import SYN_DIR, TOY_CLASSES
+from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
 from ..engine.defaults import setup_cfg
 from ..errors import UserError
 from ..utils.atomic import atomic_write_bytes
@@ -44,6 +49,8 @@ RESULTS = os.path.join("inference", "sem_seg_results.json")
 _SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PERIOD")
 _LOG_TAIL = 15
 CLASSES_FILE = "classes.txt"
+GENERATED_DATASETS = "generated_datasets"  # <output root>/<this>: DETECTRON2_DATASETS of a generating run
+GENERATION_MANIFEST = "generation_manifest.json"  # written by tools/generate_syn.py into its output root
 
 
 class PipelineError(UserError, RuntimeError):
@@ -56,13 +63,13 @@ class Training:
 
     name: str
     config: str
-    needs: Tuple[str, ...]
+    needs: Tuple[str, ...]  # "synthetic": the step that made the synthetic images (PipelineOptions.synthetic_step)
     weights_from: Optional[str] = None  # step whose model_final.pth initialises this run
 
 
 TRAININGS = (
     Training("real", REAL_CONFIG, ("data",)),
-    Training("joint_raw", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint.yaml", ("data",)),
+    Training("joint_raw", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint.yaml", ("synthetic",)),
     Training("joint_filtered", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint_filtered.yaml", ("filter",)),
     Training("joint_resampled", f"{CONFIG_DIR}/semantic_fpn_R18_toy_joint_resampled.yaml", ("resample",)),
     Training("synpretrain", f"{CONFIG_DIR}/semantic_fpn_R18_toy_synpretrain.yaml", ("resample",)),
@@ -86,20 +93,42 @@ FILTER_VARIANTS = (
 
 
 @dataclass(frozen=True)
+class Generation:
+    """The ``generate`` step's settings: tools/generate_syn.py's tiny random model (it paints noise, so a generating
+    run checks the chain mask -> image -> filter -> resample -> train, not the method) at the toy data's shape."""
+
+    seeds: int  # images per real mask (seeds 42, 43, ...): the toy data's count, so re-sampling sees the same copies
+    size: int  # image side in pixels: the toy data's
+    steps: int = 2  # sampling steps
+
+
+@dataclass(frozen=True)
 class PipelineOptions:
     repo: str  # repository root: scripts and configs are found there
     output_root: str
-    datasets_root: str  # DETECTRON2_DATASETS of every step
+    datasets_root: str  # the toy data (the data step makes it); DETECTRON2_DATASETS of every step unless generating
     python: str
     iters_scale: float = 1.0
     noise_seeds: Sequence[int] = (43,)
     max_copies: int = 20
     opts: Sequence[str] = ()  # config overrides for every training and the filter (the model must match)
     force: bool = False
+    generation: Optional[Generation] = None  # None: the toy generator's synthetic images
+    only: Tuple[str, ...] = ()  # run just these steps and those they need (select_steps); empty: every step
+
+    @property
+    def steps_datasets_root(self) -> str:
+        """DETECTRON2_DATASETS of every step: the toy data, or the generated root whose toy/<REAL_DIR> links to it."""
+        return os.path.join(self.output_root, GENERATED_DATASETS) if self.generation else self.datasets_root
+
+    @property
+    def synthetic_step(self) -> str:
+        """The step that made the synthetic images the filter and the joint trainings read."""
+        return "generate" if self.generation else "data"
 
     @property
     def synthetic_root(self) -> str:
-        return os.path.join(self.datasets_root, "toy", SYN_DIR)
+        return os.path.join(self.steps_datasets_root, "toy", SYN_DIR)
 
     def step_dir(self, name: str) -> str:
         return os.path.join(self.output_root, name)
@@ -151,6 +180,7 @@ def scaled_schedule(config: str, opts: Sequence[str], scale: float) -> List[str]
 
 def _training_step(options: PipelineOptions, run: Training, name: str, extra: Sequence[str] = ()) -> Step:
     out = options.step_dir(name)
+    needs = tuple(options.synthetic_step if need == "synthetic" else need for need in run.needs)
     config = os.path.join(options.repo, run.config)
     keys = ["OUTPUT_DIR", out, *scaled_schedule(config, options.opts, options.iters_scale), "TEST.EVAL_PERIOD", "0"]
     if run.weights_from:
@@ -161,7 +191,7 @@ def _training_step(options: PipelineOptions, run: Training, name: str, extra: Se
     return Step(
         name,
         ["train_net.py", "--config-file", run.config, *keys],
-        run.needs,
+        needs,
         (final, os.path.join(out, RESULTS)),
         resume_flag="--resume",
         eval_argv=evaluate,
@@ -188,6 +218,30 @@ def prepare_variant_root(options: PipelineOptions, variant: FilterVariant) -> No
     if not os.path.islink(images):
         os.symlink(os.path.join(options.synthetic_root, IMAGES_DIR), images)
     atomic_write_bytes(os.path.join(root, CLASSES_FILE), ("\n".join(TOY_CLASSES) + "\n").encode())
+
+
+def prepare_generated_root(options: PipelineOptions) -> None:
+    """The generating run's datasets root: toy/<REAL_DIR> links to the toy data's real images (idempotent; the link
+    may point at data the data step is still to make), toy/<SYN_DIR> is the generate step's output."""
+    real = os.path.join(options.steps_datasets_root, "toy", REAL_DIR)
+    target = os.path.join(options.datasets_root, "toy", REAL_DIR)
+    os.makedirs(os.path.dirname(real), exist_ok=True)
+    if not os.path.islink(real):
+        os.symlink(target, real)
+    elif os.readlink(real) != target:
+        raise PipelineError(
+            f"{real} links to {os.readlink(real)}, not to this run's toy data {target}: its steps were run on "
+            f"other real images; choose another --output-root (or the --datasets-root of that run)"
+        )
+
+
+def _generate_step(options: PipelineOptions, generation: Generation) -> Step:
+    syn = options.synthetic_root
+    argv = ["tools/generate_syn.py", "--backend", "tiny", "--real-dataset", "toy_sem_seg_train", "--output", syn]
+    argv += ["--seeds", str(generation.seeds), "--size", str(generation.size), "--steps", str(generation.steps)]
+    argv += ["--no-progress"]
+    outputs = (os.path.join(syn, IMAGES_DIR), os.path.join(syn, GENERATION_MANIFEST))
+    return Step("generate", argv, ("data",), outputs, redo_flag="--overwrite")  # resumes by itself
 
 
 def _variant_steps(options: PipelineOptions, filter_argv: List[str], class_loss: str) -> List[Step]:
@@ -221,8 +275,9 @@ def plan_steps(options: PipelineOptions) -> List[Step]:
             (toy_meta,),
             only_if_missing=True,
         ),
+        *([_generate_step(options, options.generation)] if options.generation else []),
         _training_step(options, TRAININGS[0], "real"),
-        Step("filter", filter_argv, ("real",), filter_outputs, redo_flag="--overwrite"),
+        Step("filter", filter_argv, ("real", options.synthetic_step), filter_outputs, redo_flag="--overwrite"),
         *_variant_steps(options, filter_argv, class_loss),
         Step("resample", resample_argv, ("filter",), (os.path.join(syn, MANIFEST_NAME),)),
     ]
@@ -235,6 +290,25 @@ def plan_steps(options: PipelineOptions) -> List[Step]:
         _training_step(options, TRAININGS[0], f"real_seed{seed}", ["SEED", str(seed)]) for seed in options.noise_seeds
     ]
     return steps
+
+
+def select_steps(steps: List[Step], only: Sequence[str]) -> List[Step]:
+    """The steps named in ``only`` and every step they need, in execution order (all of them when ``only`` is
+    empty): a short run through one chain, e.g. ``joint_resampled`` is data, real, filter, resample and itself."""
+    if not only:
+        return steps
+    by_name = {step.name: step for step in steps}
+    unknown = [name for name in only if name not in by_name]
+    if unknown:
+        raise PipelineError(f"no step named {', '.join(unknown)}; the steps are {', '.join(by_name)}")
+    wanted: Set[str] = set()
+    todo = list(only)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(by_name[name].needs)
+    return [step for step in steps if step.name in wanted]
 
 
 # ------------------------------------------------------------------------------------------------------------- run
@@ -250,8 +324,16 @@ def read_record(options: PipelineOptions, name: str) -> Optional[Dict]:
         return json.load(f)
 
 
+def _record_datasets(options: PipelineOptions) -> Optional[str]:
+    """The datasets root a record names: a generating run's (its steps read other synthetic images under the same
+    commands); None, and no key in the record, for a run on the toy generator's images."""
+    return options.steps_datasets_root if options.generation else None
+
+
 def _write_record(options: PipelineOptions, step: Step, finished: bool, seconds: Optional[float]) -> None:
     record = {"command": step.argv, "finished": finished, "seconds": seconds}
+    if _record_datasets(options):
+        record["datasets"] = _record_datasets(options)
     atomic_write_bytes(_record_path(options, step.name), (json.dumps(record, indent=1) + "\n").encode())
 
 
@@ -271,11 +353,13 @@ def _decide(options: PipelineOptions, step: Step, redone: Set[str]) -> Optional[
         return "redo"
     if record is None:
         return "first"
-    if record["command"] != step.argv:
+    if record["command"] != step.argv or record.get("datasets") != _record_datasets(options):
+        shown = shown_command(record["command"], options.repo)
+        if record.get("datasets") != _record_datasets(options):
+            shown += f" with DETECTRON2_DATASETS={record.get('datasets') or options.datasets_root}"
         raise PipelineError(
-            f"step {step.name} was run with another command ({_record_path(options, step.name)}): "
-            f"{shown_command(record['command'], options.repo)}; pass --force to redo every step with the current "
-            f"settings, or choose another --output-root"
+            f"step {step.name} was run with another command ({_record_path(options, step.name)}): {shown}; pass "
+            f"--force to redo every step with the current settings, or choose another --output-root"
         )
     if record["finished"]:
         return None if done else "redo"
@@ -290,8 +374,8 @@ def _log_tail(path: str) -> str:
 def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str], None]) -> float:
     argv = step.command(mode)
     log_path = os.path.join(options.output_root, "steps", f"{step.name}.log")
-    log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.datasets_root)} {shown_command(argv, options.repo)}")
-    env = {**os.environ, "DETECTRON2_DATASETS": options.datasets_root}
+    log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.steps_datasets_root)} {shown_command(argv, options.repo)}")
+    env = {**os.environ, "DETECTRON2_DATASETS": options.steps_datasets_root}
     script, *args = argv
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as out:
@@ -317,11 +401,13 @@ def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str
 
 
 def run_pipeline(options: PipelineOptions, log: Callable[[str], None] = print) -> Dict[str, str]:
-    """Run every step that is not already done; returns step name -> 'skipped' | 'ran'."""
+    """Run every (selected) step that is not already done; returns step name -> 'skipped' | 'ran'."""
+    steps = select_steps(plan_steps(options), options.only)
     os.makedirs(os.path.join(options.output_root, "steps"), exist_ok=True)
+    if options.generation:
+        prepare_generated_root(options)
     for variant in FILTER_VARIANTS:
         prepare_variant_root(options, variant)
-    steps = plan_steps(options)
     redone: Set[str] = set()
     outcome: Dict[str, str] = {}
     for index, step in enumerate(steps, 1):

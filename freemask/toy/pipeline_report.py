@@ -2,7 +2,8 @@
 
 Read only from the files the steps wrote (``<step>/inference/sem_seg_results.json``, ``<step>/config.yaml``,
 ``steps/<step>.json``, the synthetic root's masks and manifest), so the table of a resumed run is the table of the
-runs that produced those files.
+runs that produced those files. Generated synthetic images (the pipeline's generate step) have no ``defects/``
+folder: the filter's share of removed pixels comes from its ``filter_stats.json`` and the defect columns say so.
 """
 
 import json
@@ -37,6 +38,8 @@ ROWS = {
     "finetune": ("pre-train on synthetic -> fine-tune on real", "filtered & resampled"),
 }
 TOY_IGNORE = 0  # toy masks are raw ADE20K-style: 0 = unlabelled, also for filtered pixels
+DEFECTS_DIR = "defects"  # the toy generator's defect maps in the synthetic root
+NO_DEFECTS = "no planted defects: generated images"
 
 
 def _fmt(value: Optional[float], digits: int = 2, signed: bool = False) -> str:
@@ -99,13 +102,21 @@ def _training_rows(options: PipelineOptions) -> List[str]:
     return lines
 
 
-def filter_defect_counts(options: PipelineOptions) -> Optional[DefectCounts]:
-    """The filter's pixels against the planted defects, or None before the filter has run."""
+def has_planted_defects(options: PipelineOptions) -> bool:
+    """Whether the synthetic images are the toy generator's, with its defect maps (generated ones have none)."""
+    return os.path.isdir(os.path.join(options.synthetic_root, DEFECTS_DIR))
+
+
+def defect_counts(options: PipelineOptions, filtered: str) -> DefectCounts:
+    """The pixels a filter removed (its masks folder ``filtered``) against the planted defects."""
     syn = options.synthetic_root
-    filtered = os.path.join(syn, FILTERED_MASKS_DIR)
-    if not os.path.isdir(filtered):
-        return None
-    return score_defect_folders(os.path.join(syn, MASKS_DIR), filtered, os.path.join(syn, "defects"), TOY_IGNORE)
+    return score_defect_folders(os.path.join(syn, MASKS_DIR), filtered, os.path.join(syn, DEFECTS_DIR), TOY_IGNORE)
+
+
+def _filtered_share(stats_dir: str) -> str:
+    """The filter's own share of removed synthetic pixels (``filter_stats.json``), as a table cell."""
+    overall = (_read_json(os.path.join(stats_dir, "filter_stats.json")) or {}).get("overall")
+    return f"{_pct(overall['fraction'])}%" if overall else "n/a"
 
 
 def _pct(value: float) -> str:
@@ -125,7 +136,6 @@ def _filters(options: PipelineOptions) -> List[tuple]:
 def _comparison_rows(options: PipelineOptions) -> List[str]:
     """One row per filter rule: what it removed from the synthetic set (against the planted defects), what it
     would remove from the real images (its own diagnostic), and the mIoU of joint training on its masks."""
-    syn = options.synthetic_root
     lines = [
         "| rule | filtered | precision | recall | clean pixels removed | clean removed within "
         f"{BOUNDARY_RADIUS} px of a boundary | diagnostic: real pixels removed | joint training mIoU (no re-sampling) "
@@ -136,23 +146,28 @@ def _comparison_rows(options: PipelineOptions) -> List[str]:
         if not os.path.isdir(masks):
             lines.append(f"| {label} | (not run) | | | | | | |")
             continue
-        counts = score_defect_folders(os.path.join(syn, MASKS_DIR), masks, os.path.join(syn, "defects"), TOY_IGNORE)
-        clean = counts.labelled - counts.defects
-        removed_clean = (counts.filtered - counts.hits) / clean if clean else math.nan
         diagnostic = (_read_json(os.path.join(stats_dir, "filter_stats.json")) or {}).get("diagnostic") or {}
         miou = (_read_json(os.path.join(options.step_dir(step), RESULTS)) or {}).get("mIoU")
-        cells = [
-            label,
-            f"{_pct(counts.filtered_fraction)}%",
-            f"{_pct(counts.precision)}%",
-            f"{_pct(counts.recall)}%",
-            f"{_pct(removed_clean)}%",
-            f"{_pct(counts.clean_filtered_boundary_share)}%",
-            f"{_pct(diagnostic['fraction'])}%" if diagnostic else "n/a",
-            _fmt(miou),
-        ]
+        if has_planted_defects(options):
+            cells = [label, *_defect_cells(defect_counts(options, masks))]
+        else:
+            cells = [label, _filtered_share(stats_dir), NO_DEFECTS, "", "", ""]
+        cells += [f"{_pct(diagnostic['fraction'])}%" if diagnostic else "n/a", _fmt(miou)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _defect_cells(counts: DefectCounts) -> List[str]:
+    """filtered, precision, recall, clean pixels removed, clean removed near a boundary."""
+    clean = counts.labelled - counts.defects
+    removed_clean = (counts.filtered - counts.hits) / clean if clean else math.nan
+    return [
+        f"{_pct(counts.filtered_fraction)}%",
+        f"{_pct(counts.precision)}%",
+        f"{_pct(counts.recall)}%",
+        f"{_pct(removed_clean)}%",
+        f"{_pct(counts.clean_filtered_boundary_share)}%",
+    ]
 
 
 def _defect_rows(counts: DefectCounts) -> List[str]:
@@ -176,6 +191,11 @@ def render_table(options: PipelineOptions, command: str) -> str:
         f"{meta.get('num_train')} real training and {meta.get('num_val')} validation images of "
         f"{meta.get('height')}x{meta.get('width')}, {meta.get('num_seeds')} synthetic copies per real mask"
     )
+    if options.generation:
+        data += (
+            " painted by tools/generate_syn.py --backend tiny (a random model: noise images, so this checks the chain, "
+            "not the method)"
+        )
     lines = [
         "# FreeMask pipeline on the toy dataset",
         "",
@@ -196,8 +216,13 @@ def render_table(options: PipelineOptions, command: str) -> str:
         "synthetic images, on the pixels labelled in the synthetic masks:",
         "",
     ]
-    counts = filter_defect_counts(options)
-    lines += _defect_rows(counts) if counts else ["(the filter has not run)"]
+    syn = options.synthetic_root
+    if not os.path.isdir(os.path.join(syn, FILTERED_MASKS_DIR)):
+        lines.append("(the filter has not run)")
+    elif not has_planted_defects(options):
+        lines.append(f"({NO_DEFECTS}; the filter removed {_filtered_share(syn)} of their labelled pixels)")
+    else:
+        lines += _defect_rows(defect_counts(options, os.path.join(syn, FILTERED_MASKS_DIR)))
     return "\n".join(lines) + "\n"
 
 

@@ -1,10 +1,13 @@
 """tools/run_freemask_pipeline.py end to end on the shrunk toy dataset, with every schedule cut to a few iterations.
 
-One pipeline run (about 60 s of CPU) is shared by the tests of this module: the table, the files the FreeMask tools
-wrote, a re-run that skips every step, and a re-run with other settings that stops.
+One pipeline run (about 60 s of CPU) is shared by the tests of the default pipeline: the table, the files the FreeMask
+tools wrote, a re-run that skips every step, and a re-run with other settings that stops. A second, shorter run
+(``--generate-tiny --only joint_resampled``) checks that the generate step's pairs are the ones the filter, the
+re-sampler and the joint training read.
 """
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -14,8 +17,8 @@ import sys
 import pytest
 
 from freemask.data.datasets.synthetic import read_manifest
-from freemask.toy.pipeline import Step, scaled_schedule
-from freemask.toy.pipeline_report import ROWS
+from freemask.toy.pipeline import GENERATED_DATASETS, PipelineError, Step, scaled_schedule, select_steps
+from freemask.toy.pipeline_report import NO_DEFECTS, ROWS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "run_freemask_pipeline.py")
@@ -125,3 +128,95 @@ def test_schedule_scaling_and_mode_flags():
     step = Step("x", ["train_net.py", "--config-file", "c.yaml", "SEED", "1"], (), ("/nonexistent",), "--resume")
     assert step.command("resume") == ["train_net.py", "--resume", "--config-file", "c.yaml", "SEED", "1"]
     assert step.command("first") == step.command("redo") == step.argv
+
+
+# ------------------------------------------------------------------------------------------ --generate-tiny
+CHAIN = ["generate", "real", "filter", "resample", "joint_resampled"]
+
+
+def tree(root):
+    """Every file under ``root`` with its size and mtime: what a run must leave as it was."""
+    return {
+        os.path.join(d, n): (os.path.getsize(os.path.join(d, n)), os.path.getmtime(os.path.join(d, n)))
+        for d, _, names in os.walk(root)
+        for n in names
+    }
+
+
+@pytest.fixture(scope="module")
+def generating(toy_datasets, tmp_path_factory):
+    """(output root, datasets root, toy files before, first run) of the shortest generating run."""
+    base = tmp_path_factory.mktemp("generating")
+    datasets, output_root = str(base / "datasets"), str(base / "out")
+    shutil.copytree(toy_datasets, datasets)
+    before = tree(datasets)
+    proc = run_tool(output_root, datasets, "--generate-tiny", "--only", "joint_resampled", *SMALL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return output_root, datasets, before, proc
+
+
+def test_generated_pairs_are_filtered_resampled_and_trained_on(generating):
+    output_root, datasets, before, proc = generating
+    ran = re.findall(r"^\[\d+/\d+\] (\S+): running", proc.stdout, re.M)
+    assert ran == CHAIN, proc.stdout[-3000:]  # the toy data exists already: the data step is skipped
+    # Nothing was written into the toy data: its synthetic root has no filtered masks and no manifest, so the
+    # filtered and re-sampled splits below could only come from the generated root.
+    assert tree(datasets) == before
+    toy_syn = os.path.join(datasets, "toy", "ADE20K_Synthetic")
+    assert not os.path.exists(os.path.join(toy_syn, "annotations_filtered"))
+    syn = os.path.join(output_root, GENERATED_DATASETS, "toy", "ADE20K_Synthetic")
+    manifest = json.load(open(os.path.join(syn, "generation_manifest.json")))
+    assert manifest["settings"]["backend"] == "tiny" and manifest["settings"]["size"] == 64
+    generated = {f"{stem}_seed_{seed}" for stem, seeds in manifest["pairs"].items() for seed in seeds}
+    assert len(generated) == 8 * 2  # every real mask, the toy data's 2 seeds
+    assert {n[: -len(".jpg")] for n in os.listdir(os.path.join(syn, "images"))} == generated
+    assert not os.path.exists(os.path.join(syn, "defects"))
+    for name in generated:  # the tiny model's noise, not the toy generator's pictures of the same masks
+        image = open(os.path.join(syn, "images", f"{name}.jpg"), "rb").read()
+        assert image != open(os.path.join(toy_syn, "images", f"{name}.jpg"), "rb").read(), name
+    filtered = {n[: -len(".png")] for n in os.listdir(os.path.join(syn, "annotations_filtered")) if n.endswith(".png")}
+    assert filtered == generated
+    stats = json.load(open(os.path.join(syn, "filter_stats.json")))
+    assert {r["file"][: -len(".png")] for r in stats["per_image"]} == generated
+    pairs = read_manifest(os.path.join(syn, "resampled_manifest.txt"), syn)
+    assert pairs and all(image.startswith(os.path.join(syn, "images", "")) for image, _ in pairs)
+    assert {os.path.basename(image)[: -len(".jpg")] for image, _ in pairs} <= generated
+    log = open(os.path.join(output_root, "steps", "joint_resampled.log")).read()
+    assert f"Training dataset toy_syn_resampled_sem_seg_train: {len(pairs)} images" in log
+    for step in CHAIN:
+        record = json.load(open(os.path.join(output_root, "steps", f"{step}.json")))
+        assert record["finished"] and record["datasets"] == os.path.join(output_root, GENERATED_DATASETS)
+    text = open(os.path.join(output_root, "freemask_pipeline.md")).read()
+    assert "painted by tools/generate_syn.py --backend tiny" in text
+    rows = {tuple(cells[:2]): cells for cells in table_cells(text)}
+    joint = rows[ROWS["joint_resampled"]]
+    assert joint[2] == str(len(pairs)) and re.fullmatch(NUMBER, joint[4]), joint
+    assert rows[ROWS["joint_raw"]][4] == "n/a"  # not selected by --only
+    published = next(cells for cells in table_cells(text) if cells[0].startswith("mean-margin"))
+    assert published[1] == f"{100 * stats['overall']['fraction']:.1f}%" and published[2] == NO_DEFECTS
+    assert f"({NO_DEFECTS}; the filter removed {published[1]} of their labelled pixels)" in text
+
+
+def test_generating_rerun_skips_and_other_data_stops(generating, tmp_path):
+    output_root, datasets, _, _ = generating
+    proc = run_tool(output_root, datasets, "--generate-tiny", "--only", "joint_resampled", *SMALL)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = re.findall(r"^\[\d+/\d+\] (\S+): (.*)$", proc.stdout, re.M)
+    assert [n for n, _ in steps] == ["data", *CHAIN] and all(s == "done already, skipped" for _, s in steps), steps
+    proc = run_tool(output_root, datasets, "--only", "real", *SMALL)  # same commands, the toy generator's images
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: step real was run with another command") and "--force" in proc.stderr
+    assert f"with DETECTRON2_DATASETS={os.path.join(output_root, GENERATED_DATASETS)}" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    proc = run_tool(output_root, str(tmp_path / "other"), "--generate-tiny", *SMALL)  # other real images
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    generated_real = os.path.join(output_root, GENERATED_DATASETS, "toy", "ADEChallengeData2016")
+    assert proc.stderr.startswith(f"error: {generated_real} links to {datasets}"), proc.stderr
+
+
+def test_select_steps_takes_what_a_step_needs():
+    steps = [Step(n, [n], needs, ()) for n, needs in [("a", ()), ("b", ("a",)), ("c", ("a",)), ("d", ("b",))]]
+    assert [s.name for s in select_steps(steps, ["d"])] == ["a", "b", "d"]
+    assert select_steps(steps, []) == steps
+    with pytest.raises(PipelineError, match="no step named x; the steps are a, b, c, d"):
+        select_steps(steps, ["x"])
