@@ -8,8 +8,6 @@ random draws with locations in [-0.3, 1.3], so points and corners fall outside t
 
 import pytest
 import torch
-from test_mask_former import striped_batch, tiny_cfg
-from test_ms_deform_attn import _meta
 
 from freemask.modeling import build_model
 from freemask.modeling.ops import ms_deform_attn_cuda as loader
@@ -37,9 +35,9 @@ def test_extension_exposes_forward_and_backward_and_refuses_cpu_tensors():
         freemask_msda.forward(value, loc, weights, [2, 2], [0])
 
 
-def random_inputs(shapes, n, lq, m, d, p, dtype, seed):
+def random_inputs(deform_attn_meta, shapes, n, lq, m, d, p, dtype, seed):
     g = torch.Generator(device="cuda").manual_seed(seed)
-    spatial, starts, s = _meta(shapes)
+    spatial, starts, s = deform_attn_meta(shapes)
     value = torch.randn(n, s, m, d, device="cuda", generator=g).to(dtype)
     loc = (torch.rand(n, lq, m, len(shapes), p, 2, device="cuda", generator=g) * 1.6 - 0.3).to(dtype)
     # Keep float32 points 1e-3 pixel away from cell edges: there loc * W - 0.5 rounded in float32 can land in the
@@ -79,11 +77,11 @@ TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 @needs_gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"N{s[1]}M{s[3]}D{s[4]}L{len(s[0])}P{s[5]}")
-def test_forward_and_three_gradients_match_pytorch(shape, dtype):
+def test_forward_and_three_gradients_match_pytorch(shape, dtype, deform_attn_meta):
     levels, n, lq, m, d, p = shape
     compiled = loader.compiled_fn(freemask_msda)
     for seed in range(2):
-        inputs = random_inputs(levels, n, lq, m, d, p, dtype, seed)
+        inputs = random_inputs(deform_attn_meta, levels, n, lq, m, d, p, dtype, seed)
         reference = run(ms_deform_attn_pytorch, *[t.double() if t.is_floating_point() else t for t in inputs])
         results = run(compiled, *inputs)
         for name, got, want in zip(("output", "grad value", "grad locations", "grad weights"), results, reference):
@@ -92,8 +90,10 @@ def test_forward_and_three_gradients_match_pytorch(shape, dtype):
 
 
 @needs_gpu
-def test_non_contiguous_inputs_and_metadata_on_the_gpu():
-    value, spatial, starts, loc, weights, grad_out = random_inputs([(8, 8), (4, 4)], 2, 10, 4, 32, 4, torch.float32, 3)
+def test_non_contiguous_inputs_and_metadata_on_the_gpu(deform_attn_meta):
+    levels = [(8, 8), (4, 4)]
+    inputs = random_inputs(deform_attn_meta, levels, 2, 10, 4, 32, 4, torch.float32, 3)
+    value, spatial, starts, loc, weights, grad_out = inputs
     strided = [t.transpose(0, 1).contiguous().transpose(0, 1) for t in (value, loc, weights, grad_out)]
     assert not any(t.is_contiguous() for t in strided)  # same values, batch-minor strides
     compiled = loader.compiled_fn(freemask_msda)
@@ -106,16 +106,18 @@ def test_non_contiguous_inputs_and_metadata_on_the_gpu():
 
 
 @needs_gpu
-def test_gradcheck_float64():
-    value, spatial, starts, loc, weights, _ = random_inputs([(3, 2), (2, 1)], 2, 3, 2, 4, 2, torch.float64, 4)
+def test_gradcheck_float64(deform_attn_meta):
+    levels = [(3, 2), (2, 1)]
+    value, spatial, starts, loc, weights, _ = random_inputs(deform_attn_meta, levels, 2, 3, 2, 4, 2, torch.float64, 4)
     compiled = loader.compiled_fn(freemask_msda)
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     assert torch.autograd.gradcheck(lambda v, sl, w: compiled(v, spatial, starts, sl, w), leaves, eps=1e-6, atol=1e-5)
 
 
 @needs_gpu
-def test_empty_level_and_wrong_dtype_are_rejected():
-    value, spatial, starts, loc, weights, _ = random_inputs([(2, 3), (1, 1)], 1, 2, 2, 8, 1, torch.float32, 5)
+def test_empty_level_and_wrong_dtype_are_rejected(deform_attn_meta):
+    levels = [(2, 3), (1, 1)]
+    value, spatial, starts, loc, weights, _ = random_inputs(deform_attn_meta, levels, 1, 2, 2, 8, 1, torch.float32, 5)
     compiled = loader.compiled_fn(freemask_msda)
     with pytest.raises(ValueError, match="level 1 is empty"):
         compiled(value[:, :6], torch.tensor([[2, 3], [0, 4]]), torch.tensor([0, 6]), loc, weights)
@@ -124,10 +126,11 @@ def test_empty_level_and_wrong_dtype_are_rejected():
 
 
 @needs_gpu
-def test_mask2former_trains_to_the_same_losses_with_op_and_fallback(repo_root, monkeypatch):
+def test_mask2former_trains_to_the_same_losses_with_op_and_fallback(mask_former_tiny_cfg, striped_batch,
+                                                                    monkeypatch):
     def train(impl):
         monkeypatch.setenv(loader.IMPL_ENV, impl)
-        cfg = tiny_cfg(repo_root)
+        cfg = mask_former_tiny_cfg()
         cfg.merge_from_list(["MODEL.DEVICE", "cuda", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "256"])  # 8 heads of 32 channels
         torch.manual_seed(0)
         model = build_model(cfg).train()

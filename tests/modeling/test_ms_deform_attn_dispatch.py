@@ -11,7 +11,6 @@ import types
 
 import pytest
 import torch
-from test_ms_deform_attn import _inputs
 
 from freemask.config import ConfigError, get_cfg
 from freemask.modeling import build_model
@@ -54,10 +53,10 @@ def test_auto_without_extension_takes_pytorch_path_and_logs_once(caplog):
     assert "pip install --no-build-isolation ./ops" in message
 
 
-def test_cpu_tensors_take_pytorch_path_even_with_op_installed(caplog):
+def test_cpu_tensors_take_pytorch_path_even_with_op_installed(caplog, deform_attn_inputs):
     caplog.set_level(logging.INFO, logger=LOADER_LOG)
     set_compiled_ms_deform_attn(fake_compiled)
-    value, spatial, starts, loc, weights = _inputs()
+    value, spatial, starts, loc, weights = deform_attn_inputs()
     for _ in range(2):
         out = deform_attn.ms_deform_attn(value, spatial, starts, loc, weights)
     torch.testing.assert_close(out, ms_deform_attn_pytorch(value, spatial, starts, loc, weights))
@@ -174,13 +173,13 @@ def fake_extension():
     return ext
 
 
-def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch):
+def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch, deform_attn_inputs):
     ext = fake_extension()
     monkeypatch.setitem(sys.modules, "freemask_msda_fake", ext)
     monkeypatch.setattr(loader, "EXTENSION", "freemask_msda_fake")
     compiled = loader.select_ms_deform_attn(is_cuda=True)
     assert compiled is not None and deform_attn.compiled_ms_deform_attn() is compiled
-    value, spatial, starts, loc, weights = _inputs(dtype=torch.float64)
+    value, spatial, starts, loc, weights = deform_attn_inputs(dtype=torch.float64)
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     out = compiled(value, spatial, starts, loc, weights)
     grads = torch.autograd.grad(out.square().sum(), leaves)
@@ -192,15 +191,15 @@ def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch):
     assert ext.calls == [("forward", [5, 7, 3, 4, 2, 2], [0, 35, 47]), ("backward", [5, 7, 3, 4, 2, 2], [0, 35, 47])]
 
 
-def test_compiled_wrapper_rejects_empty_levels_before_the_kernel(monkeypatch):
+def test_compiled_wrapper_rejects_empty_levels_before_the_kernel(monkeypatch, deform_attn_inputs):
     ext = fake_extension()
-    value, _, _, loc, weights = _inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
+    value, _, _, loc, weights = deform_attn_inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
     with pytest.raises(ValueError, match="level 1 is empty"):
         loader.compiled_fn(ext)(value[:, :6], torch.tensor([[2, 3], [0, 4]]), torch.tensor([0, 6]), loc, weights)
     assert ext.calls == []
 
 
-def test_build_without_this_gpus_architecture_names_the_fix():
+def test_build_without_this_gpus_architecture_names_the_fix(deform_attn_inputs):
     ext = fake_extension()
 
     def no_kernel_image(*args):
@@ -208,7 +207,7 @@ def test_build_without_this_gpus_architecture_names_the_fix():
 
     ext.forward = no_kernel_image
     with pytest.raises(RuntimeError, match=r"not compiled for this GPU; rebuild it with TORCH_CUDA_ARCH_LIST="):
-        loader.compiled_fn(ext)(*_inputs())
+        loader.compiled_fn(ext)(*deform_attn_inputs())
 
 
 def test_one_line_python_reports_the_path(repo_root):
