@@ -1,8 +1,12 @@
+import contextlib
+import fcntl
 import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -45,27 +49,67 @@ def repo_root() -> pathlib.Path:
     return REPO
 
 
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``path`` (made if absent), released when the block ends or the process dies."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def toy_datasets(tmp_path_factory) -> str:
+def made_once(tmp_path_factory) -> Callable[[str, Callable[[pathlib.Path], None]], pathlib.Path]:
+    """``made_once(name, make)``: the folder ``make(folder)`` fills, made once for the whole run and shared.
+
+    A session fixture runs once per pytest-xdist worker; the folder lives in the directory all workers of this run
+    share (the parent of each worker's base temp; the base temp itself without xdist), and a file lock makes the
+    first worker that asks build it while the others wait and reuse it. A ``.done`` marker is written last, so a
+    folder left half-made by a failed ``make`` is made again. Tests must treat it as read-only (copy it to change it).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = root / "made_once"
+    shared.mkdir(exist_ok=True)
+
+    def get(name: str, make: Callable[[pathlib.Path], None]) -> pathlib.Path:
+        folder, done = shared / name, shared / f"{name}.done"
+        with _file_lock(shared / f"{name}.lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                make(folder)
+                done.touch()
+        return folder
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def toy_datasets(made_once) -> str:
     """A small toy dataset (the README's generator, shrunk) made once for every test that trains or evaluates."""
-    root = tmp_path_factory.mktemp("datasets")
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "make_toy_dataset.py"),
-            "--root",
-            str(root),
-            "--num-train",
-            "8",
-            "--num-val",
-            "4",
-            "--seeds",
-            "2",
-            "--size",
-            "64x64",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return str(root)
+
+    def make(root: pathlib.Path) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tools" / "make_toy_dataset.py"),
+                "--root",
+                str(root),
+                "--num-train",
+                "8",
+                "--num-val",
+                "4",
+                "--seeds",
+                "2",
+                "--size",
+                "64x64",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    return str(made_once("datasets", make))
