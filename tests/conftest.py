@@ -24,8 +24,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """End-to-end tests (tests/e2e/: whole train_net / tool runs, tens of seconds each) first, the rest in their
-    order: pytest-xdist hands tests out in collection order, so a long test collected late would run alone at the
-    end while the other workers idle. Longest first keeps the workers busy to the end."""
+    order. With ``--dist worksteal`` (the README's command) each worker starts on a contiguous share of this order
+    and an idle one takes the tail of another's queue, so the long tests start at once and the short ones fill the
+    end; a long test collected late would run alone at the end while the other workers idle. (``--dist load`` sends
+    consecutive chunks of a quarter of a worker's share: every e2e test went to one worker, which ran on alone.)"""
     items.sort(key=lambda item: 0 if f"{os.sep}e2e{os.sep}" in str(item.fspath) else 1)
 
 

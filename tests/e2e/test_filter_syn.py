@@ -60,13 +60,17 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def filtered_toy(tool, toy_model, toy_datasets, tmp_path_factory):
-    """A copy of the toy datasets filtered once by the tool; (root, snapshot of its results)."""
-    root = str(tmp_path_factory.mktemp("filtered") / "datasets")
-    shutil.copytree(toy_datasets, root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DETECTRON2_DATASETS", root)
-        run_tool(tool, argv(toy_model))
+def filtered_toy(tool, toy_model, toy_datasets, made_once):
+    """A copy of the toy datasets filtered once by the tool (once per run, whichever xdist worker asks first);
+    (root, snapshot of its results)."""
+
+    def make(folder):
+        shutil.copytree(toy_datasets, folder / "datasets")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("DETECTRON2_DATASETS", str(folder / "datasets"))
+            run_tool(tool, argv(toy_model))
+
+    root = str(made_once("filtered_toy", make) / "datasets")
     return root, snapshot(root)
 
 

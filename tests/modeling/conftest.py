@@ -1,10 +1,12 @@
 """Helpers several modeling tests share, as fixtures (the helper modules here are imported by this file only, so no
 test module imports another module of the tests)."""
 
-from typing import Callable
+import pathlib
+from typing import Callable, Tuple
 
 import deform_attn_inputs as deform_attn_inputs_module
 import mask_former_tiny
+import open_vocab_tiny
 import pytest
 import swin_release_order
 
@@ -41,3 +43,27 @@ def mask_former_tiny_cfg(repo_root) -> Callable[[], CfgNode]:
 def striped_batch() -> Callable:
     """``striped_batch(n=2, size=64)``: images whose 4 vertical stripes' colour says the class."""
     return mask_former_tiny.striped_batch
+
+
+class OpenVocabTiny:
+    """The tiny OpenVocabulary of open_vocab_tiny.py for one test: its config, model, samples, splits and record."""
+
+    test_split: str = open_vocab_tiny.TEST
+    test_names: Tuple[str, ...] = open_vocab_tiny.TEST_NAMES
+
+    def __init__(self, repo_root: pathlib.Path):
+        self._repo_root = repo_root
+
+    def cfg(self, *opts) -> CfgNode:
+        """The toy Mask2Former config made an OpenVocabulary over the tiny splits, then ``opts`` (KEY, VALUE, ...)."""
+        return open_vocab_tiny.tiny_cfg(self._repo_root, *opts)
+
+    model = staticmethod(open_vocab_tiny.tiny_model)  # the model of a config, seeded
+    sample = staticmethod(open_vocab_tiny.random_sample)  # a mapper-like training dict
+    record = staticmethod(open_vocab_tiny.write_all_task_record)  # an all-task record written to a folder
+    register = staticmethod(open_vocab_tiny.register)  # an open-vocabulary split registered once
+
+
+@pytest.fixture
+def open_vocab(repo_root) -> OpenVocabTiny:
+    return OpenVocabTiny(repo_root)
