@@ -1,8 +1,12 @@
+import contextlib
+import fcntl
 import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -20,8 +24,10 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """End-to-end tests (tests/e2e/: whole train_net / tool runs, tens of seconds each) first, the rest in their
-    order: pytest-xdist hands tests out in collection order, so a long test collected late would run alone at the
-    end while the other workers idle. Longest first keeps the workers busy to the end."""
+    order. With ``--dist worksteal`` (the README's command) each worker starts on a contiguous share of this order
+    and an idle one takes the tail of another's queue, so the long tests start at once and the short ones fill the
+    end; a long test collected late would run alone at the end while the other workers idle. (``--dist load`` sends
+    consecutive chunks of a quarter of a worker's share: every e2e test went to one worker, which ran on alone.)"""
     items.sort(key=lambda item: 0 if f"{os.sep}e2e{os.sep}" in str(item.fspath) else 1)
 
 
@@ -45,27 +51,67 @@ def repo_root() -> pathlib.Path:
     return REPO
 
 
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``path`` (made if absent), released when the block ends or the process dies."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
-def toy_datasets(tmp_path_factory) -> str:
+def made_once(tmp_path_factory) -> Callable[[str, Callable[[pathlib.Path], None]], pathlib.Path]:
+    """``made_once(name, make)``: the folder ``make(folder)`` fills, made once for the whole run and shared.
+
+    A session fixture runs once per pytest-xdist worker; the folder lives in the directory all workers of this run
+    share (the parent of each worker's base temp; the base temp itself without xdist), and a file lock makes the
+    first worker that asks build it while the others wait and reuse it. A ``.done`` marker is written last, so a
+    folder left half-made by a failed ``make`` is made again. Tests must treat it as read-only (copy it to change it).
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    shared = root / "made_once"
+    shared.mkdir(exist_ok=True)
+
+    def get(name: str, make: Callable[[pathlib.Path], None]) -> pathlib.Path:
+        folder, done = shared / name, shared / f"{name}.done"
+        with _file_lock(shared / f"{name}.lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                make(folder)
+                done.touch()
+        return folder
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def toy_datasets(made_once) -> str:
     """A small toy dataset (the README's generator, shrunk) made once for every test that trains or evaluates."""
-    root = tmp_path_factory.mktemp("datasets")
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "tools" / "make_toy_dataset.py"),
-            "--root",
-            str(root),
-            "--num-train",
-            "8",
-            "--num-val",
-            "4",
-            "--seeds",
-            "2",
-            "--size",
-            "64x64",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return str(root)
+
+    def make(root: pathlib.Path) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tools" / "make_toy_dataset.py"),
+                "--root",
+                str(root),
+                "--num-train",
+                "8",
+                "--num-val",
+                "4",
+                "--seeds",
+                "2",
+                "--size",
+                "64x64",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    return str(made_once("datasets", make))

@@ -1,13 +1,11 @@
 """bench/train_step.py and bench/inference.py run end to end on the toy Mask2Former and print one row per measurement.
 
 Tiny shapes (64x64, 1 warm-up, 1 timed iteration) keep both under a few seconds each; the numbers themselves are not
-checked, only that each measurement happened and the table carries it.
+checked, only that each measurement happened and the table carries it. One test runs the command itself, the others
+call the script's main in this process (no interpreter start-up).
 """
 
-import importlib.util
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -16,28 +14,7 @@ TOY = "configs/toy/mask2former_R18_toy.yaml"
 TINY = ["--config-file", TOY, "--device", "cpu", "--size", "64", "--warmup", "1", "--iters", "1"]
 
 
-def run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "bench", script), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def table_rows(stdout: str) -> list:
-    """Cells of the github-format table's data rows (header and separator left out)."""
-    lines = [line for line in stdout.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
-
-
-def test_train_step_prints_a_row_per_variant_with_comparable_losses():
+def test_train_step_prints_a_row_per_variant_with_comparable_losses(run_bench, table_rows):
     proc = run_bench("train_step.py", *TINY, "--batch-size", "2", "--variants", "bf16,fp32+cl")
     rows = table_rows(proc.stdout)
     expected = [("fp32", "2", "64"), ("bf16", "2", "64"), ("fp32+cl", "2", "64")]  # baseline added first
@@ -51,23 +28,15 @@ def test_train_step_prints_a_row_per_variant_with_comparable_losses():
     assert "MODEL.BACKBONE.PRETRAINED and MODEL.WEIGHTS set to ''" in proc.stdout
 
 
-def test_inference_prints_a_row_per_variant_and_batch_size():
-    proc = run_bench("inference.py", *TINY, "--batch-size", "1,2", "--variants", "fp32,fp32+cl")
-    rows = table_rows(proc.stdout)
+def test_inference_prints_a_row_per_variant_and_batch_size(bench_main, table_rows):
+    out = bench_main("inference", *TINY, "--batch-size", "1,2", "--variants", "fp32,fp32+cl")
+    rows = table_rows(out)
     assert [(r[0], r[1]) for r in rows] == [("fp32", "1"), ("fp32+cl", "1"), ("fp32", "2"), ("fp32+cl", "2")]
     for row in rows:
         assert float(row[3]) > 0 and float(row[5]) > 0
     assert [float(r[8]) for r in rows if r[0] == "fp32"] == [0.0, 0.0]  # the baseline against itself
     # channels_last changes only the memory layout: the scores agree to float rounding.
     assert all(float(r[8]) < 1e-3 for r in rows)
-
-
-def load_script(name: str):
-    """The script as a module, so argument errors are checked in this process (no second interpreter start-up)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(REPO, "bench", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize(
@@ -79,7 +48,7 @@ def load_script(name: str):
     ],
 )
 @pytest.mark.parametrize("script", ["train_step", "inference"])
-def test_bad_arguments_stop_with_one_clear_line(script, args, message, capsys):
+def test_bad_arguments_stop_with_one_clear_line(script, args, message, capsys, load_script):
     main = load_script(script).main
     with pytest.raises(SystemExit) as exit_info:
         main(["--config-file", os.path.join(REPO, TOY), "--device", "cpu", *args])
@@ -89,10 +58,10 @@ def test_bad_arguments_stop_with_one_clear_line(script, args, message, capsys):
 
 
 @pytest.mark.parametrize("config", ["configs/toy/segformer_mit_b0_toy.yaml", "configs/toy/segmenter_vit_tiny_toy.yaml"])
-def test_both_scripts_cover_segformer_and_segmenter(config):
+def test_both_scripts_cover_segformer_and_segmenter(config, bench_main, table_rows):
     """The scripts take any config: the toy SegFormer and Segmenter train a step and predict in the same tables."""
     args = ["--config-file", config, "--device", "cpu", "--size", "64", "--warmup", "1", "--iters", "1"]
-    train_rows = table_rows(run_bench("train_step.py", *args, "--batch-size", "2", "--variants", "fp32").stdout)
+    train_rows = table_rows(bench_main("train_step", *args, "--batch-size", "2", "--variants", "fp32"))
     assert [r[0] for r in train_rows] == ["fp32"] and 0 < float(train_rows[0][8]) < float("inf")
-    infer_rows = table_rows(run_bench("inference.py", *args, "--batch-size", "1", "--variants", "fp32").stdout)
+    infer_rows = table_rows(bench_main("inference", *args, "--batch-size", "1", "--variants", "fp32"))
     assert [(r[0], r[1]) for r in infer_rows] == [("fp32", "1")] and float(infer_rows[0][3]) > 0

@@ -2,7 +2,6 @@
 says, and every config builds and predicts a 512x512 image (see config_families.py for the grouping of forwards)."""
 
 import pytest
-from config_families import check_freemask_recipes, forward_groups, predict_512, recipes
 
 DATASETS = {
     "ade20k-150": {"classes": 150, "real_iter": 160000},
@@ -16,7 +15,7 @@ CASES = [(d, b) for d, backbones in BACKBONES.items() for b in backbones]
 
 
 @pytest.mark.parametrize("dataset,backbone", CASES)
-def test_published_recipe_and_freemask_variants(repo_root, dataset, backbone):
+def test_published_recipe_and_freemask_variants(repo_root, dataset, backbone, recipes, check_freemask_recipes):
     cfgs = recipes(repo_root, dataset, "mask2former", f"maskformer2_{backbone}")
     real = cfgs["real"]
     assert real.MODEL.META_ARCHITECTURE == "MaskFormer"
@@ -30,10 +29,10 @@ def test_published_recipe_and_freemask_variants(repo_root, dataset, backbone):
     check_freemask_recipes(cfgs, dataset)
 
 
-def test_forward_groups_are_one_per_backbone_and_dataset(repo_root):
+def test_forward_groups_are_one_per_backbone_and_dataset(repo_root, forward_groups):
     assert [len(g) for g in forward_groups(repo_root, "mask2former")] == [4] * len(CASES)
 
 
 @pytest.mark.parametrize("index", range(len(CASES)))
-def test_every_config_builds_and_predicts_a_512_image(repo_root, index):
+def test_every_config_builds_and_predicts_a_512_image(repo_root, index, forward_groups, predict_512):
     predict_512(forward_groups(repo_root, "mask2former")[index][0])

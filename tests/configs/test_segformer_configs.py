@@ -2,7 +2,6 @@
 config building and predicting a 512x512 image (see config_families.py for the grouping of forwards)."""
 
 import pytest
-from config_families import RECIPES, check_freemask_recipes, forward_groups, predict_512, recipes
 
 DATASETS = {
     "ade20k-150": {"classes": 150, "real_iter": 160000, "joint_warmup": 3000},
@@ -12,10 +11,10 @@ VARIANTS = ("b2", "b4")
 
 
 @pytest.mark.parametrize("dataset,variant", [(d, v) for d in DATASETS for v in VARIANTS])
-def test_published_recipe_and_freemask_variants(repo_root, dataset, variant):
+def test_published_recipe_and_freemask_variants(repo_root, dataset, variant, recipes, check_freemask_recipes):
     facts = DATASETS[dataset]
     cfgs = recipes(repo_root, dataset, "segformer", f"segformer_mit_{variant}")
-    real, joint, pre, fine = (cfgs[r] for r in RECIPES)
+    real, joint, fine = cfgs["real"], cfgs["joint"], cfgs["finetune"]
 
     m, s = real.MODEL, real.SOLVER
     assert (m.META_ARCHITECTURE, m.BACKBONE.NAME, m.SEM_SEG_HEAD.NAME) == (
@@ -42,11 +41,11 @@ def test_published_recipe_and_freemask_variants(repo_root, dataset, variant):
     check_freemask_recipes(cfgs, dataset, joint_also_changes=("SOLVER.WARMUP_ITERS",))
 
 
-def test_forward_groups_are_one_per_size_and_dataset(repo_root):
+def test_forward_groups_are_one_per_size_and_dataset(repo_root, forward_groups):
     groups = forward_groups(repo_root, "segformer")
-    assert [len(g) for g in groups] == [len(RECIPES)] * len(DATASETS) * len(VARIANTS)
+    assert [len(g) for g in groups] == [4] * len(DATASETS) * len(VARIANTS)
 
 
 @pytest.mark.parametrize("index", range(len(DATASETS) * len(VARIANTS)))
-def test_every_config_builds_and_predicts_a_512_image(repo_root, index):
+def test_every_config_builds_and_predicts_a_512_image(repo_root, index, forward_groups, predict_512):
     predict_512(forward_groups(repo_root, "segformer")[index][0])

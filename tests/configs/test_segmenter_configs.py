@@ -3,7 +3,6 @@ says, and every config builds and predicts a 512x512 image (see config_families.
 """
 
 import pytest
-from config_families import check_freemask_recipes, forward_groups, predict_512, recipes
 
 from freemask.evaluation.inference import sliding_windows
 
@@ -16,7 +15,7 @@ CASES = [(d, b) for d in DATASETS for b in BACKBONES]
 
 
 @pytest.mark.parametrize("dataset,backbone", CASES)
-def test_real_only_config_is_the_published_segmenter_recipe(repo_root, dataset, backbone):
+def test_real_only_config_is_the_published_segmenter_recipe(repo_root, dataset, backbone, recipes):
     cfg = recipes(repo_root, dataset, "segmenter", f"segmenter_{backbone}")["real"]
     timm_name = BACKBONES[backbone]
     m, s = cfg.MODEL, cfg.SOLVER
@@ -39,16 +38,18 @@ def test_real_only_config_is_the_published_segmenter_recipe(repo_root, dataset, 
 
 
 @pytest.mark.parametrize("dataset,backbone", CASES)
-def test_freemask_recipes_differ_from_real_only_exactly_as_published(repo_root, dataset, backbone):
+def test_freemask_recipes_differ_from_real_only_exactly_as_published(
+    repo_root, dataset, backbone, recipes, check_freemask_recipes
+):
     check_freemask_recipes(recipes(repo_root, dataset, "segmenter", f"segmenter_{backbone}"), dataset)
 
 
-def test_forward_groups_are_one_per_backbone_and_dataset(repo_root):
+def test_forward_groups_are_one_per_backbone_and_dataset(repo_root, forward_groups):
     assert [len(g) for g in forward_groups(repo_root, "segmenter")] == [4] * len(CASES)
 
 
 @pytest.mark.parametrize("index", range(len(CASES)))
-def test_every_config_builds_and_predicts_a_512_image(repo_root, index):
+def test_every_config_builds_and_predicts_a_512_image(repo_root, index, forward_groups, predict_512):
     cfg, _ = predict_512(forward_groups(repo_root, "segmenter")[index][0])
     # A 512x512 test image is one sliding window: the forward above was the whole sliding-window inference.
     assert len(sliding_windows(512, 512, cfg.TEST.SLIDING_WINDOW.CROP_SIZE, cfg.TEST.SLIDING_WINDOW.STRIDE)) == 1

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from config_families import load
 from timm.models.swin_transformer import SwinTransformerBlock
 
 from freemask.data.mapper import SemSegDatasetMapper
@@ -35,9 +34,9 @@ def config_path(repo_root, dataset, size):
 
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("size", SIZES)
-def test_published_recipe(repo_root, dataset, size):
+def test_published_recipe(repo_root, dataset, size, load_config):
     classes, batch, lr, decay, warmup_factor, crop, large_crop, _ = DATASETS[dataset]
-    cfg = load(config_path(repo_root, dataset, size))
+    cfg = load_config(config_path(repo_root, dataset, size))
     m, s, t = cfg.MODEL, cfg.SOLVER, cfg.TEST
     assert (m.META_ARCHITECTURE, m.BACKBONE.NAME, m.SEM_SEG_HEAD.NAME) == ("SeMaskFPN", "SeMaskSwin", "SeMaskFPNHead")
     assert (m.BACKBONE.TIMM_NAME, m.BACKBONE.PRETRAINED) == SIZES[size] and m.BACKBONE.DROP_PATH_RATE == 0.3
@@ -67,11 +66,11 @@ def test_published_recipe(repo_root, dataset, size):
     assert list(t.AUG.RATIOS) == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and t.AUG.FLIP and not t.AUG.ENABLED
 
 
-def test_every_semask_config_builds(repo_root):
+def test_every_semask_config_builds(repo_root, load_config):
     paths = sorted(glob.glob(str(repo_root / "configs" / "*" / "semask" / "semask_fpn_*.yaml")))
     assert len(paths) == len(DATASETS) * len(SIZES)
     for path in paths:
-        cfg = load(path)
+        cfg = load_config(path)
         cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
         with torch.device("meta"):
             model = build_model(cfg)
@@ -93,8 +92,10 @@ RELEASE_LAYOUT = {  # image (h, w): (network input, [per stage: (tokens h, w), (
 
 
 @pytest.mark.parametrize("image_size", RELEASE_LAYOUT)
-def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(repo_root, tmp_path, image_size):
-    cfg = load(config_path(repo_root, "ade20k-150", "tiny"))
+def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(
+    repo_root, tmp_path, image_size, load_config
+):
+    cfg = load_config(config_path(repo_root, "ade20k-150", "tiny"))
     cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
     h, w = image_size
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((h, w, 3), np.uint8))
@@ -126,10 +127,10 @@ def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(r
     assert seen["groups"] == [groups for _, _, groups in stages]
 
 
-def test_cityscapes_windows_need_no_padding(repo_root):
+def test_cityscapes_windows_need_no_padding(repo_root, load_config):
     """1024x2048 images in 768x768 windows at stride 512: 2 x 4 windows, all 768x768 (multiples of 32, so the Swin
     pads nothing at the patch embedding or the merges; each stage pads only to its window)."""
-    cfg = load(config_path(repo_root, "cityscapes-19", "tiny"))
+    cfg = load_config(config_path(repo_root, "cityscapes-19", "tiny"))
     window = cfg.TEST.SLIDING_WINDOW
     boxes = sliding_windows(1024, 2048, tuple(window.CROP_SIZE), tuple(window.STRIDE))
     assert [(y1, x1) for y1, x1, _, _ in boxes] == [(y, x) for y in (0, 256) for x in (0, 512, 1024, 1280)]

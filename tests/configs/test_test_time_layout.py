@@ -24,7 +24,6 @@ from typing import List, Tuple
 import numpy as np
 import pytest
 import torch
-from config_families import load
 
 from freemask.data import transforms as T
 from freemask.evaluation.inference import SegmentationInference
@@ -79,8 +78,8 @@ def whole(size, padded):
 
 
 @pytest.mark.parametrize("path", shipped_configs("mask2former"))
-def test_mask2former_pads_test_images_to_32(path):
-    cfg = load(str(ROOT / path))
+def test_mask2former_pads_test_images_to_32(path, load_config):
+    cfg = load_config(str(ROOT / path))
     if cfg.INPUT.MIN_SIZE_TEST == 640:  # the 640 recipes (Swin-B)
         assert layout(cfg, (512, 683)) == ((640, 854), whole((640, 854), (640, 864)))
         assert layout(cfg, (256, 320)) == ((640, 800), whole((640, 800), (640, 800)))
@@ -91,15 +90,15 @@ def test_mask2former_pads_test_images_to_32(path):
 
 
 @pytest.mark.parametrize("path", shipped_configs("segformer"))
-def test_segformer_tests_the_whole_image_unpadded(path):
-    cfg = load(str(ROOT / path))
+def test_segformer_tests_the_whole_image_unpadded(path, load_config):
+    cfg = load_config(str(ROOT / path))
     assert layout(cfg, (512, 683)) == ((512, 683), whole((512, 683), (512, 683)))
     assert layout(cfg, (256, 320)) == ((512, 640), whole((512, 640), (512, 640)))
 
 
 @pytest.mark.parametrize("path", shipped_configs("segmenter"))
-def test_segmenter_slides_unpadded_windows_cut_at_the_border(path):
-    cfg = load(str(ROOT / path))
+def test_segmenter_slides_unpadded_windows_cut_at_the_border(path, load_config):
+    cfg = load_config(str(ROOT / path))
     assert layout(cfg, (512, 683)) == ((512, 683), [((2, 3, 512, 512), [(0, 0, 512, 512), (0, 171, 512, 683)])])
     assert layout(cfg, (256, 320)) == ((512, 640), [((2, 3, 512, 512), [(0, 0, 512, 512), (0, 128, 512, 640)])])
     # Given to the helper directly (as after a multi-scale ratio below 1): one window of the image's own size.

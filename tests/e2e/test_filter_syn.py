@@ -45,18 +45,13 @@ def tool():
 
 
 @pytest.fixture(scope="module")
-def toy_model(toy_datasets, tmp_path_factory):
-    """A Semantic FPN trained for 40 iterations on the real toy images at 64 px (about 15 s of CPU)."""
-    out = str(tmp_path_factory.mktemp("filter_model"))
+def toy_model(trained_once):
+    """A Semantic FPN trained for 40 iterations on the real toy images at 64 px (about 15 s of CPU), once per run."""
     overrides = ["SOLVER.MAX_ITER", "40", "SOLVER.BASE_LR", "0.002", "SOLVER.CHECKPOINT_PERIOD", "1000"]
     overrides += ["TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "0"]
-    overrides += ["INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "[64, 64]", "OUTPUT_DIR", out, *SMALL]
-    env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
-        [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", CONFIG, *overrides],
-        check=True, capture_output=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
-    return os.path.join(out, "model_final.pth")
+    overrides += ["INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.CROP.SIZE", "[64, 64]", *SMALL]
+    run = trained_once("filter_model", "--config-file", CONFIG, *overrides)
+    return os.path.join(run.output_dir, "model_final.pth")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -70,13 +65,17 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def filtered_toy(tool, toy_model, toy_datasets, tmp_path_factory):
-    """A copy of the toy datasets filtered once by the tool; (root, snapshot of its results)."""
-    root = str(tmp_path_factory.mktemp("filtered") / "datasets")
-    shutil.copytree(toy_datasets, root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DETECTRON2_DATASETS", root)
-        run_tool(tool, argv(toy_model))
+def filtered_toy(tool, toy_model, toy_datasets, made_once):
+    """A copy of the toy datasets filtered once by the tool (once per run, whichever xdist worker asks first);
+    (root, snapshot of its results)."""
+
+    def make(folder):
+        shutil.copytree(toy_datasets, folder / "datasets")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("DETECTRON2_DATASETS", str(folder / "datasets"))
+            run_tool(tool, argv(toy_model))
+
+    root = str(made_once("filtered_toy", make) / "datasets")
     return root, snapshot(root)
 
 

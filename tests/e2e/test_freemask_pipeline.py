@@ -37,14 +37,18 @@ def run_tool(output_root, datasets, *extra):
 
 
 @pytest.fixture(scope="module")
-def pipeline(toy_datasets, tmp_path_factory):
-    """(output root, datasets root, first run) of one pipeline on a private copy of the session toy data."""
-    base = tmp_path_factory.mktemp("pipeline")
-    datasets, output_root = str(base / "datasets"), str(base / "out")
-    shutil.copytree(toy_datasets, datasets)
-    proc = run_tool(output_root, datasets, *SMALL)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return output_root, datasets, proc
+def pipeline(toy_datasets, made_once):
+    """(output root, datasets root, first run's stdout) of one pipeline on a private copy of the session toy data,
+    run once for the whole test run even when xdist hands this module's tests to two workers."""
+
+    def make(base):
+        shutil.copytree(toy_datasets, base / "datasets")
+        proc = run_tool(str(base / "out"), str(base / "datasets"), *SMALL)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        (base / "stdout.txt").write_text(proc.stdout)
+
+    base = made_once("freemask_pipeline", make)
+    return str(base / "out"), str(base / "datasets"), (base / "stdout.txt").read_text()
 
 
 def table_cells(text):
@@ -52,9 +56,9 @@ def table_cells(text):
 
 
 def test_table_has_every_row_with_numbers(pipeline):
-    output_root, _, proc = pipeline
+    output_root, _, stdout = pipeline
     text = open(os.path.join(output_root, "freemask_pipeline.md")).read()
-    assert text in proc.stdout  # printed and written
+    assert text in stdout  # printed and written
     rows = {tuple(cells[:2]): cells for cells in table_cells(text)}
     expected = [*ROWS.values(), ("real only, SEED 43 (seed noise)", "-")]
     for key in expected:
@@ -96,7 +100,7 @@ def test_rerun_skips_every_step(pipeline):
     assert len(steps) == 14 and all(status == "done already, skipped" for _, status in steps), steps
     assert {n: os.path.getmtime(os.path.join(logs, n)) for n in os.listdir(logs)} == before
     table = open(os.path.join(output_root, "freemask_pipeline.md")).read()
-    assert table in first.stdout  # same results read back
+    assert table in first  # same results read back
 
 
 def test_other_settings_in_the_same_output_root_stop_with_one_line(pipeline):

@@ -19,11 +19,23 @@ def read(output_dir, name):
         return json.load(f)
 
 
-def test_panoptic_config_trains_and_eval_only_reports_all_three_tasks(train_net, tmp_path):
-    out = str(tmp_path / "run")
-    proc = train_net("--config-file", config("panoptic"), *FAST, "OUTPUT_DIR", out)
+THRESHOLDS = ["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.0"]
+
+
+def trained_panoptic(trained_once):
+    """The panoptic toy trained once for this module's tests: a few iterations at a higher rate and zero thresholds
+    give the toy model real matches, and synthetic semantic pairs in every batch (DATALOADER.SYN_RATIO: per-class
+    targets beside the real images' per-object ones), which the panoptic path must take as the semantic one does."""
+    return trained_once("mask2former_R18_toy_panoptic", "--config-file", config("panoptic"), *FAST, *THRESHOLDS,
+                        "SOLVER.MAX_ITER", "20", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "5",
+                        "DATASETS.TRAIN_SYN", "('toy_syn_sem_seg_train',)", "DATALOADER.SYN_RATIO", "0.5")  # fmt: skip
+
+
+def test_panoptic_config_trains_and_eval_only_reports_all_three_tasks(train_net, trained_once, tmp_path):
+    run = trained_panoptic(trained_once)
+    out = run.output_dir
     for line in ("Evaluation on toy_panoptic_val: mIoU=", "(panoptic_seg): PQ=", "(segm): AP="):
-        assert line in proc.stdout + proc.stderr
+        assert line in run.log
     trained = {name: read(out, name) for name in ("panoptic_results.json", "instance_results.json")}
     metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.json"))]
     final = metrics[-1]
@@ -31,8 +43,8 @@ def test_panoptic_config_trains_and_eval_only_reports_all_three_tasks(train_net,
 
     evaluated = str(tmp_path / "eval")
     weights = os.path.join(out, "model_final.pth")
-    train_net("--config-file", config("panoptic"), "--eval-only", *FAST, "OUTPUT_DIR", evaluated, "MODEL.WEIGHTS",
-              weights)
+    train_net("--config-file", config("panoptic"), "--eval-only", *FAST, *THRESHOLDS, "OUTPUT_DIR", evaluated,
+              "MODEL.WEIGHTS", weights)  # fmt: skip
     assert {name: read(evaluated, name) for name in trained} == trained
     assert read(evaluated, "sem_seg_results.json") == read(out, "sem_seg_results.json")
 
@@ -45,25 +57,19 @@ def test_instance_config_evaluates_mask_ap_only(train_net, tmp_path):
     assert not os.path.exists(os.path.join(out, "inference", "sem_seg_results.json"))
 
 
-def test_two_process_eval_only_equals_one_process(train_net, tmp_path):
+def test_two_process_eval_only_equals_one_process(train_net, trained_once, tmp_path):
     """Issue 12's gathering to rank 0: with the same weights, two gloo processes (two images each) report exactly
-    the mIoU, PQ and mask AP of one process (every result file, per class included). A few iterations at a higher
-    rate and zero thresholds give the toy model real matches, so equal results are evidence, not two empty sets."""
-    thresholds = ["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD",
-                  "0.0"]  # fmt: skip
-    out = str(tmp_path / "run")
-    # trained with synthetic semantic pairs in every batch (DATALOADER.SYN_RATIO: per-class targets beside the real
-    # images' per-object ones), which the panoptic path must take as the semantic one does
-    proc = train_net("--config-file", config("panoptic"), *FAST, *thresholds, "OUTPUT_DIR", out,
-                     "SOLVER.MAX_ITER", "20", "SOLVER.BASE_LR", "0.005", "SOLVER.WARMUP_ITERS", "5",
-                     "DATASETS.TRAIN_SYN", "('toy_syn_sem_seg_train',)", "DATALOADER.SYN_RATIO", "0.5")  # fmt: skip
-    assert "1 of 2 images per global batch synthetic" in proc.stdout + proc.stderr
+    the mIoU, PQ and mask AP of one process (every result file, per class included). The shared run's matches make
+    equal results evidence, not two empty sets."""
+    run = trained_panoptic(trained_once)
+    out = run.output_dir
+    assert "1 of 2 images per global batch synthetic" in run.log
     files = ("sem_seg_results.json", "panoptic_results.json", "instance_results.json")
     single = {name: read(out, name) for name in files}  # the training run's final evaluation, in one process
     assert single["panoptic_results.json"]["PQ"] > 0 and single["sem_seg_results.json"]["mIoU"] > 0
 
     evaluated = str(tmp_path / "eval")
-    proc = train_net("--config-file", config("panoptic"), "--eval-only", "--num-gpus", "2", *FAST, *thresholds,
+    proc = train_net("--config-file", config("panoptic"), "--eval-only", "--num-gpus", "2", *FAST, *THRESHOLDS,
                      "OUTPUT_DIR", evaluated, "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"))  # fmt: skip
     log = proc.stdout + proc.stderr
     assert "Rank 0 of 2" in log and os.path.isfile(os.path.join(evaluated, "log.txt.rank1"))

@@ -45,10 +45,14 @@ def read_results(output_dir):
         return json.load(f)
 
 
+def trained_toy(trained_once, config=TOY_CONFIG):
+    """The toy config trained with FAST and evaluated once for the whole run (read-only: copy it to change it)."""
+    return trained_once(os.path.basename(config), "--config-file", config, "--num-gpus", "1", *FAST).output_dir
+
+
 @pytest.mark.parametrize("config", [TOY_CONFIG, TOY_CONFIG.replace("semantic_fpn", "mask2former")])
-def test_train_then_eval_only_reproduces_final_evaluation(train_net, tmp_path, config):
-    out = str(tmp_path / "run")
-    train_net("--config-file", config, "--num-gpus", "1", *FAST, "OUTPUT_DIR", out)
+def test_train_then_eval_only_reproduces_final_evaluation(train_net, trained_once, tmp_path, config):
+    out = trained_toy(trained_once, config)
     files = set(os.listdir(out))
     assert {"config.yaml", "metrics.json", "last_checkpoint", "model_final.pth", "model_0000002.pth"} <= files
     assert any(f.startswith("events.out.tfevents") for f in files)
@@ -74,9 +78,9 @@ def test_train_then_eval_only_reproduces_final_evaluation(train_net, tmp_path, c
     assert f"mIoU={trained['mIoU']:.4g}" in proc.stdout
 
 
-def test_resume_continues_with_the_same_losses(train_net, tmp_path):
-    reference = str(tmp_path / "reference")
-    train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", reference, "DATASETS.TEST", "()")
+def test_resume_continues_with_the_same_losses(train_net, trained_once, tmp_path):
+    # The shared run also evaluated after its last iteration; evaluation changes neither the weights nor the losses.
+    reference = trained_toy(trained_once)
     # The state of a run killed during iteration 4: its last checkpoint is the one saved after iteration 2.
     interrupted = str(tmp_path / "interrupted")
     shutil.copytree(reference, interrupted)
@@ -261,9 +265,9 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(toy_datasets, tmp_pa
     assert not list(out.glob("*.tmp*"))
 
 
-def test_eval_only_keeps_the_training_config_and_says_it_appends(train_net, tmp_path):
+def test_eval_only_keeps_the_training_config_and_says_it_appends(train_net, trained_once, tmp_path):
     out = tmp_path / "run"
-    train_net("--config-file", TOY_CONFIG, *FAST, "OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "2")
+    shutil.copytree(trained_toy(trained_once), out)  # a training run's folder, evaluated again in place
     trained = (out / "config.yaml").read_text()
     proc = train_net(
         "--config-file", TOY_CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", str(out),

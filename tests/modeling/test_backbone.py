@@ -6,7 +6,6 @@ import timm
 import torch
 import torchvision
 from safetensors.torch import save_file
-from swin_release_order import swin_features
 from timm.models.swin_transformer import SwinTransformerBlock
 
 from freemask.config import get_cfg
@@ -275,7 +274,7 @@ def test_corrupt_file_and_hub_name_give_one_line_errors(tmp_path):
 
 
 @pytest.mark.parametrize("size", [(256, 320), (203, 277), (510, 683)])
-def test_swin_runs_as_the_release_at_any_size(size):
+def test_swin_runs_as_the_release_at_any_size(size, swin_features):
     """Equal, bit for bit, to a forward written in the official order (pad to the patch size at the embedding, per
     window, at odd merges; never the whole image to 32): 256x320 pins the multiple-of-32 outputs Mask2Former uses,
     the others are sizes timm's Swin refuses (not multiples of 4) or pads differently."""

@@ -1,26 +1,10 @@
 import torch
 
-from freemask.config import get_cfg
 from freemask.modeling import build_model
 
 
-def tiny_cfg(repo_root):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
-    cfg.merge_from_list(["MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"])
-    return cfg
-
-
-def striped_batch(n=2, size=64):
-    """Images whose colour says the class: 4 vertical stripes, class k painted with value 60 * k."""
-    label = (torch.arange(size) * 4 // size).expand(size, size)
-    image = (label * 60).to(torch.uint8).expand(3, size, size)
-    return [{"image": image.clone(), "sem_seg": label.clone(), "height": size, "width": size} for _ in range(n)]
-
-
-def test_losses_for_every_layer_and_scores_at_original_resolution(repo_root):
-    model = build_model(tiny_cfg(repo_root)).train()
+def test_losses_for_every_layer_and_scores_at_original_resolution(mask_former_tiny_cfg, striped_batch):
+    model = build_model(mask_former_tiny_cfg()).train()
     losses = model(striped_batch())
     assert {"loss_ce", "loss_mask", "loss_dice", "loss_ce_0", "loss_dice_2"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
@@ -33,8 +17,8 @@ def test_losses_for_every_layer_and_scores_at_original_resolution(repo_root):
     assert out[0]["sem_seg"].shape == (4, 96, 160) and (out[0]["sem_seg"] >= 0).all()
 
 
-def test_only_ignored_pixels_give_finite_losses(repo_root):
-    model = build_model(tiny_cfg(repo_root)).train()
+def test_only_ignored_pixels_give_finite_losses(mask_former_tiny_cfg, striped_batch):
+    model = build_model(mask_former_tiny_cfg()).train()
     batch = striped_batch()
     for x in batch:
         x["sem_seg"].fill_(255)
@@ -42,9 +26,9 @@ def test_only_ignored_pixels_give_finite_losses(repo_root):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
-def test_overfits_one_batch(repo_root):
+def test_overfits_one_batch(mask_former_tiny_cfg, striped_batch):
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(repo_root)).train()
+    model = build_model(mask_former_tiny_cfg()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = striped_batch(n=2, size=32)
     for _ in range(30):
@@ -59,10 +43,12 @@ def test_overfits_one_batch(repo_root):
     assert accuracy > 0.9
 
 
-def test_a_batch_mixing_instance_and_semantic_samples_gets_targets_of_each_kind(repo_root):
+def test_a_batch_mixing_instance_and_semantic_samples_gets_targets_of_each_kind(
+    mask_former_tiny_cfg, striped_batch
+):
     """DATALOADER.SYN_RATIO in a panoptic run: a real sample's objects are one target each (two cars, two targets),
     a synthetic pair's map one target per class (its two cars merged), padded to the batch; the step trains."""
-    model = build_model(tiny_cfg(repo_root)).train()
+    model = build_model(mask_former_tiny_cfg()).train()
     real, synthetic = striped_batch()
     cars = torch.zeros(2, 64, 64, dtype=torch.bool)
     cars[0, :10, :10], cars[1, 40:50, 40:50] = True, True

@@ -8,23 +8,6 @@ from freemask.modeling.ops import MSDeformAttn, ms_deform_attn, ms_deform_attn_p
 SHAPES = [(5, 7), (3, 4), (2, 2)]
 
 
-def _meta(shapes):
-    spatial = torch.tensor(shapes, dtype=torch.int64)
-    sizes = spatial.prod(1)
-    starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
-    return spatial, starts, int(sizes.sum())
-
-
-def _inputs(shapes=SHAPES, n=2, lq=3, m=2, d=3, p=2, dtype=torch.float32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    spatial, starts, s = _meta(shapes)
-    value = torch.randn(n, s, m, d, generator=g, dtype=dtype)
-    # Locations in [-0.3, 1.3] so some points and some bilinear corners fall outside the maps.
-    loc = torch.rand(n, lq, m, len(shapes), p, 2, generator=g, dtype=dtype) * 1.6 - 0.3
-    weights = torch.rand(n, lq, m, len(shapes), p, generator=g, dtype=dtype)
-    return value, spatial, starts, loc, weights
-
-
 def _loop_reference(value, shapes, starts, loc, weights):
     """Per-point bilinear sampling with explicit corners; pixel centres at (i + 0.5) / W, zero outside the map."""
     n, _, m, d = value.shape
@@ -47,8 +30,8 @@ def _loop_reference(value, shapes, starts, loc, weights):
     return out.reshape(n, lq, m * d)
 
 
-def test_matches_per_point_bilinear_loop():
-    value, spatial, starts, loc, weights = _inputs(dtype=torch.float64)
+def test_matches_per_point_bilinear_loop(deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(dtype=torch.float64)
     assert ((loc < 0) | (loc > 1)).any(), "the test must cover locations outside the maps"
     expected = _loop_reference(value, SHAPES, starts, loc, weights)
     out = ms_deform_attn_pytorch(value, spatial, starts, loc, weights)
@@ -56,8 +39,10 @@ def test_matches_per_point_bilinear_loop():
     torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
 
 
-def test_location_far_outside_samples_zero_and_pixel_centre_is_exact():
-    value, spatial, starts, loc, weights = _inputs(shapes=[(3, 4)], n=1, lq=2, m=1, d=2, p=1, dtype=torch.float64)
+def test_location_far_outside_samples_zero_and_pixel_centre_is_exact(deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(
+        shapes=[(3, 4)], n=1, lq=2, m=1, d=2, p=1, dtype=torch.float64
+    )
     loc[0, 0, 0, 0, 0] = torch.tensor([1.5, -0.7], dtype=torch.float64)  # entirely off the map
     loc[0, 1, 0, 0, 0] = torch.tensor([(2 + 0.5) / 4, (1 + 0.5) / 3], dtype=torch.float64)  # centre of pixel (y=1, x=2)
     weights.fill_(1.0)
@@ -66,8 +51,8 @@ def test_location_far_outside_samples_zero_and_pixel_centre_is_exact():
     torch.testing.assert_close(out[0, 1], value[0, 1 * 4 + 2, 0])
 
 
-def test_gradcheck_float64():
-    value, spatial, starts, loc, weights = _inputs(
+def test_gradcheck_float64(deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(
         shapes=[(3, 2), (2, 1)], n=1, lq=2, m=2, d=2, p=2, dtype=torch.float64
     )
     assert ((loc < 0) | (loc > 1)).any()  # gradients through zero-padded corners are checked too
@@ -78,11 +63,11 @@ def test_gradcheck_float64():
     )
 
 
-def test_dispatch_keeps_cpu_on_pytorch_path_even_with_compiled_impl():
+def test_dispatch_keeps_cpu_on_pytorch_path_even_with_compiled_impl(deform_attn_inputs):
     calls = []
     previous = set_compiled_ms_deform_attn(lambda *args: calls.append(args))
     try:
-        value, spatial, starts, loc, weights = _inputs()
+        value, spatial, starts, loc, weights = deform_attn_inputs()
         out = ms_deform_attn(value, spatial, starts, loc, weights)
     finally:
         set_compiled_ms_deform_attn(previous)
@@ -90,8 +75,8 @@ def test_dispatch_keeps_cpu_on_pytorch_path_even_with_compiled_impl():
     torch.testing.assert_close(out, ms_deform_attn_pytorch(value, spatial, starts, loc, weights))
 
 
-def test_empty_level_is_rejected():
-    value, _, _, loc, weights = _inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
+def test_empty_level_is_rejected(deform_attn_inputs):
+    value, _, _, loc, weights = deform_attn_inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
     spatial = torch.tensor([[2, 3], [0, 4]])
     with pytest.raises(ValueError, match="level 1 is empty"):
         ms_deform_attn_pytorch(value[:, :6], spatial, torch.tensor([0, 6]), loc, weights)
@@ -109,37 +94,37 @@ def test_empty_level_is_rejected():
         (lambda v, sp, st, sl, w: (v, sp, st, sl, w[..., :1]), "attention_weights"),
     ],
 )
-def test_bad_shapes_are_rejected(mutate, message):
-    args = mutate(*_inputs())
+def test_bad_shapes_are_rejected(mutate, message, deform_attn_inputs):
+    args = mutate(*deform_attn_inputs())
     with pytest.raises(ValueError, match=message):
         ms_deform_attn_pytorch(*args)
 
 
-def _module_inputs(module, shapes, n=2, lq=5, seed=0):
+def _module_inputs(deform_attn_meta, module, shapes, n=2, lq=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    spatial, starts, s = _meta(shapes)
+    spatial, starts, s = deform_attn_meta(shapes)
     query = torch.randn(n, lq, module.d_model, generator=g)
     ref = torch.rand(n, lq, len(shapes), 2, generator=g)
     feats = torch.randn(n, s, module.d_model, generator=g)
     return query, ref, feats, spatial, starts
 
 
-def test_module_output_shape_and_backward():
+def test_module_output_shape_and_backward(deform_attn_meta):
     torch.manual_seed(0)
     module = MSDeformAttn(d_model=16, n_levels=3, n_heads=4, n_points=2)
-    query, ref, feats, spatial, starts = _module_inputs(module, SHAPES)
+    query, ref, feats, spatial, starts = _module_inputs(deform_attn_meta, module, SHAPES)
     out = module(query, ref, feats, spatial, starts)
     assert out.shape == (2, 5, 16)
     out.square().sum().backward()
     assert all(p.grad is not None for p in module.parameters())
 
 
-def test_padding_mask_removes_masked_values():
+def test_padding_mask_removes_masked_values(deform_attn_meta):
     torch.manual_seed(0)
     module = MSDeformAttn(d_model=16, n_levels=2, n_heads=4, n_points=3)
     with torch.no_grad():  # spread the points so masked positions are actually sampled
         module.sampling_offsets.weight.normal_(0, 0.5)
-    query, ref, feats, spatial, starts = _module_inputs(module, [(6, 6), (3, 3)])
+    query, ref, feats, spatial, starts = _module_inputs(deform_attn_meta, module, [(6, 6), (3, 3)])
     mask = torch.zeros(feats.shape[:2], dtype=torch.bool)
     mask[:, 3:6] = True  # part of level 0
     mask[0, 36:] = True  # all of level 1 in image 0
@@ -164,23 +149,23 @@ def test_initial_sampling_offsets_and_uniform_weights():
     assert module.value_proj.bias.abs().sum() == 0 and module.value_proj.weight.std() > 0
 
 
-def test_module_rejects_bad_configuration_and_inputs():
+def test_module_rejects_bad_configuration_and_inputs(deform_attn_meta):
     with pytest.raises(ValueError, match="divisible by n_heads"):
         MSDeformAttn(d_model=10, n_heads=4)
     module = MSDeformAttn(d_model=16, n_levels=3, n_heads=4, n_points=2)
-    query, ref, feats, spatial, starts = _module_inputs(module, SHAPES)
+    query, ref, feats, spatial, starts = _module_inputs(deform_attn_meta, module, SHAPES)
     with pytest.raises(ValueError, match="n_levels=3"):
         module(query, ref[:, :, :2], feats[:, :41], spatial[:2], starts[:2])
     with pytest.raises(ValueError, match="reference_points"):
         module(query, ref[..., :1], feats, spatial, starts)
 
 
-def test_locations_stay_float32_and_value_follows_autocast(monkeypatch):
+def test_locations_stay_float32_and_value_follows_autocast(monkeypatch, deform_attn_meta):
     from freemask.modeling.ops import deform_attn as msda
 
     torch.manual_seed(0)
     module = MSDeformAttn(d_model=16, n_levels=3, n_heads=4, n_points=2)
-    query, ref, feats, spatial, starts = _module_inputs(module, SHAPES)
+    query, ref, feats, spatial, starts = _module_inputs(deform_attn_meta, module, SHAPES)
     seen = []
 
     def spy(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, **kwargs):

@@ -10,28 +10,20 @@ poisoned outputs, streams and the mixed-precision inputs.
 
 import pytest
 import torch
-from test_mask_former import striped_batch, tiny_cfg
-from test_ms_deform_attn import _meta
+from msda_cuda_cases import (
+    KERNELS,
+    SHAPES,
+    check_against_float64,
+    freemask_msda,
+    needs_extension,
+    needs_gpu,
+    random_inputs,
+    run,
+)
 
 from freemask.modeling import build_model
 from freemask.modeling.ops import deform_attn, ms_deform_attn_pytorch
 from freemask.modeling.ops import ms_deform_attn_cuda as loader
-
-try:
-    import freemask_msda
-except ImportError:
-    freemask_msda = None
-
-needs_extension = pytest.mark.skipif(
-    freemask_msda is None, reason="freemask_msda is not built: pip install --no-build-isolation ./ops"
-)
-needs_gpu = pytest.mark.skipif(
-    freemask_msda is None or not torch.cuda.is_available(),
-    reason="no CUDA GPU visible" if freemask_msda else "freemask_msda is not built (and a CUDA GPU is needed too)",
-)
-
-
-KERNELS = ["v2", "v3"]
 
 
 @needs_extension
@@ -45,63 +37,6 @@ def test_extension_exposes_forward_and_backward_and_refuses_cpu_tensors():
             freemask_msda.forward(value, loc, weights, [2, 2], [0], kernel)
     with pytest.raises(RuntimeError, match=r"kernel must be 2 or 3 \(FREEMASK_MSDA_KERNEL=v2\|v3\), got 4"):
         freemask_msda.forward(value, loc, weights, [2, 2], [0], 4)
-
-
-def away_from_cell_edges(loc, shapes):
-    """Points moved 1e-3 pixel away from cell edges: there loc * W - 0.5 rounded in float32 can land in the
-    neighbouring cell, where d/dloc (a one-sided derivative) differs from the float64 reference's by O(1).
-    Float16/bfloat16 locations times an integer size are exact in float32, so they need no nudge."""
-    sizes = torch.tensor([[w, h] for h, w in shapes], device=loc.device)[None, None, None, :, None, :]
-    frac = (loc.double() * sizes - 0.5).frac().abs()
-    return torch.where((frac < 1e-3) | (frac > 1 - 1e-3), loc + 2e-3 / sizes, loc).to(loc.dtype)
-
-
-def random_inputs(shapes, n, lq, m, d, p, dtype, seed, location_dtype=None):
-    """``location_dtype`` (float32 for the mixed-precision case) for locations and weights; default ``dtype``."""
-    g = torch.Generator(device="cuda").manual_seed(seed)
-    spatial, starts, s = _meta(shapes)
-    value = torch.randn(n, s, m, d, device="cuda", generator=g).to(dtype)
-    location_dtype = location_dtype or dtype
-    loc = (torch.rand(n, lq, m, len(shapes), p, 2, device="cuda", generator=g) * 1.6 - 0.3).to(location_dtype)
-    loc = away_from_cell_edges(loc, shapes)
-    logits = torch.randn(n, lq, m, len(shapes) * p, device="cuda", generator=g)
-    weights = logits.softmax(-1).view(n, lq, m, len(shapes), p).to(location_dtype)
-    grad_out = torch.randn(n, lq, m * d, device="cuda", generator=g).to(dtype)
-    return value, spatial, starts, loc, weights, grad_out
-
-
-def run(fn, value, spatial, starts, loc, weights, grad_out):
-    leaves = [t.detach().clone().requires_grad_() for t in (value, loc, weights)]
-    out = fn(leaves[0], spatial, starts, leaves[1], leaves[2])
-    out.backward(grad_out)
-    return [out] + [t.grad for t in leaves]
-
-
-def rel_error(got, want):
-    return ((got.double() - want).norm() / want.norm().clamp_min(1e-30)).item()
-
-
-# (level shapes, N, Lq, M, D, P): the Mask2Former head dims, an odd batch, a scalar-path D, many levels, D > 32 * V.
-SHAPES = [
-    ([(16, 16), (8, 8), (4, 4)], 3, 50, 8, 32, 4),
-    ([(13, 7), (7, 4), (4, 2), (2, 1)], 5, 37, 4, 64, 2),
-    ([(9, 11)], 1, 20, 2, 3, 1),
-    ([(6, 6), (5, 3), (3, 3), (2, 2), (1, 2)], 2, 9, 3, 8, 3),
-    ([(5, 4), (3, 2)], 2, 6, 1, 260, 2),
-]
-# What float32 accumulation allows: the output and dL/dvalue are rounded once to the value's dtype (relative rounding
-# 2^-9 for bfloat16, 2^-11 for float16, i.e. about 1.1e-3 / 2.8e-4 in norm), the location and weight gradients once to
-# theirs; the rest is float32 summation (~1e-6).
-TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 5e-3}
-
-
-def check_against_float64(compiled, inputs, dtype):
-    reference = run(ms_deform_attn_pytorch, *[t.double() if t.is_floating_point() else t for t in inputs])
-    results = run(compiled, *inputs)
-    names = ("output", "grad value", "grad locations", "grad weights")
-    for name, got, want, given in zip(names, results, reference, (inputs[0], inputs[0], inputs[3], inputs[4])):
-        assert got.dtype == given.dtype and torch.isfinite(got).all(), name
-        assert rel_error(got, want) <= TOLERANCE[dtype], f"{name}: {rel_error(got, want):.2e}"
 
 
 @needs_gpu
@@ -153,14 +88,16 @@ def test_empty_level_and_wrong_dtype_are_rejected():
 
 @needs_gpu
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_mask2former_trains_to_the_same_losses_with_op_and_fallback(repo_root, monkeypatch, kernel):
+def test_mask2former_trains_to_the_same_losses_with_op_and_fallback(
+    mask_former_tiny_cfg, striped_batch, monkeypatch, kernel
+):
     monkeypatch.setenv(loader.KERNEL_ENV, kernel)
     monkeypatch.setattr(loader, "_load_attempted", False)  # install the op anew, with this kernel
     monkeypatch.setattr(deform_attn, "_COMPILED_IMPL", None)
 
     def train(impl):
         monkeypatch.setenv(loader.IMPL_ENV, impl)
-        cfg = tiny_cfg(repo_root)
+        cfg = mask_former_tiny_cfg()
         cfg.merge_from_list(["MODEL.DEVICE", "cuda", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "256"])  # 8 heads of 32 channels
         torch.manual_seed(0)
         model = build_model(cfg).train()

@@ -15,7 +15,7 @@ import warnings
 
 import pytest
 import torch
-from test_ms_deform_attn_cuda import (
+from msda_cuda_cases import (
     KERNELS,
     TOLERANCE,
     away_from_cell_edges,

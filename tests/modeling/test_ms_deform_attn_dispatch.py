@@ -11,7 +11,6 @@ import types
 
 import pytest
 import torch
-from test_ms_deform_attn import _inputs
 
 from freemask.config import ConfigError, get_cfg
 from freemask.modeling import build_model
@@ -55,10 +54,10 @@ def test_auto_without_extension_takes_pytorch_path_and_logs_once(caplog):
     assert "pip install --no-build-isolation ./ops" in message
 
 
-def test_cpu_tensors_take_pytorch_path_even_with_op_installed(caplog):
+def test_cpu_tensors_take_pytorch_path_even_with_op_installed(caplog, deform_attn_inputs):
     caplog.set_level(logging.INFO, logger=LOADER_LOG)
     set_compiled_ms_deform_attn(fake_compiled)
-    value, spatial, starts, loc, weights = _inputs()
+    value, spatial, starts, loc, weights = deform_attn_inputs()
     for _ in range(2):
         out = deform_attn.ms_deform_attn(value, spatial, starts, loc, weights)
     torch.testing.assert_close(out, ms_deform_attn_pytorch(value, spatial, starts, loc, weights))
@@ -179,13 +178,13 @@ def fake_extension():
     return ext
 
 
-def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch):
+def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch, deform_attn_inputs):
     ext = fake_extension()
     monkeypatch.setitem(sys.modules, "freemask_msda_fake", ext)
     monkeypatch.setattr(loader, "EXTENSION", "freemask_msda_fake")
     compiled = loader.select_ms_deform_attn(is_cuda=True)
     assert compiled is not None and deform_attn.compiled_ms_deform_attn() is compiled
-    value, spatial, starts, loc, weights = _inputs(dtype=torch.float64)
+    value, spatial, starts, loc, weights = deform_attn_inputs(dtype=torch.float64)
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     out = compiled(value, spatial, starts, loc, weights)
     grads = torch.autograd.grad(out.square().sum(), leaves)
@@ -197,15 +196,15 @@ def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch):
     assert ext.calls == [("forward", [5, 7, 3, 4, 2, 2], [0, 35, 47]), ("backward", [5, 7, 3, 4, 2, 2], [0, 35, 47])]
 
 
-def test_compiled_wrapper_rejects_empty_levels_before_the_kernel(monkeypatch):
+def test_compiled_wrapper_rejects_empty_levels_before_the_kernel(monkeypatch, deform_attn_inputs):
     ext = fake_extension()
-    value, _, _, loc, weights = _inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
+    value, _, _, loc, weights = deform_attn_inputs(shapes=[(2, 3), (1, 1)], m=2, p=1)
     with pytest.raises(ValueError, match="level 1 is empty"):
         loader.compiled_fn(ext)(value[:, :6], torch.tensor([[2, 3], [0, 4]]), torch.tensor([0, 6]), loc, weights)
     assert ext.calls == []
 
 
-def test_build_without_this_gpus_architecture_names_the_fix():
+def test_build_without_this_gpus_architecture_names_the_fix(deform_attn_inputs):
     ext = fake_extension()
 
     def no_kernel_image(*args):
@@ -213,7 +212,7 @@ def test_build_without_this_gpus_architecture_names_the_fix():
 
     ext.forward = no_kernel_image
     with pytest.raises(RuntimeError, match=r"not compiled for this GPU; rebuild it with TORCH_CUDA_ARCH_LIST="):
-        loader.compiled_fn(ext)(*_inputs())
+        loader.compiled_fn(ext)(*deform_attn_inputs())
 
 
 def test_one_line_python_reports_the_path(repo_root):
@@ -238,9 +237,9 @@ def test_describe_says_why_cuda_tensors_fall_back():
 
 
 # ---------------------------------------------------------------------------------------------- kernels and dtypes
-def test_kernel_switch_defaults_to_v2_and_reaches_the_extension(monkeypatch, caplog):
+def test_kernel_switch_defaults_to_v2_and_reaches_the_extension(monkeypatch, caplog, deform_attn_inputs):
     caplog.set_level(logging.INFO, logger=LOADER_LOG)
-    inputs = _inputs(d=4)
+    inputs = deform_attn_inputs(d=4)
     ext = fake_extension()
     loader.compiled_fn(ext)(*inputs)
     monkeypatch.setenv(loader.KERNEL_ENV, " V3 ")
@@ -263,11 +262,13 @@ def test_unknown_kernel_is_one_clear_error(monkeypatch):
 
 @pytest.mark.parametrize("value_dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("location_dtype", [torch.bfloat16, torch.float32])
-def test_wrapper_hands_the_kernels_float32_locations_and_returns_the_value_dtype(value_dtype, location_dtype):
+def test_wrapper_hands_the_kernels_float32_locations_and_returns_the_value_dtype(
+    value_dtype, location_dtype, deform_attn_inputs
+):
     """Explicit casts: the kernels read (value dtype, float32, float32); gradients come back in each input's dtype,
     also under autocast (which must not re-cast anything: the compiled function is not on its lists)."""
     ext = fake_extension()
-    value, spatial, starts, loc, weights = _inputs(d=8)
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=8)
     leaves = [value.to(value_dtype).requires_grad_(), loc.to(location_dtype).requires_grad_()]
     leaves.append(weights.to(location_dtype).requires_grad_())
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -278,9 +279,9 @@ def test_wrapper_hands_the_kernels_float32_locations_and_returns_the_value_dtype
     assert [t.grad.dtype for t in leaves] == [value_dtype, location_dtype, location_dtype]
 
 
-def test_float8_and_float64_locations_with_float32_value_are_refused(monkeypatch):
+def test_float8_and_float64_locations_with_float32_value_are_refused(monkeypatch, deform_attn_inputs):
     ext = fake_extension()
-    value, spatial, starts, loc, weights = _inputs(d=4)
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=4)
     fn = loader.compiled_fn(ext)
     with pytest.raises(deform_attn.UnsupportedDtypeError, match=r"value is torch.float8_e4m3fn.*float8 is not"):
         fn(value.to(torch.float8_e4m3fn), spatial, starts, loc, weights)
@@ -293,9 +294,9 @@ def test_float8_and_float64_locations_with_float32_value_are_refused(monkeypatch
     assert ext.calls == []
 
 
-def test_backward_alerts_deterministic_mode():
+def test_backward_alerts_deterministic_mode(deform_attn_inputs):
     ext = fake_extension()
-    value, spatial, starts, loc, weights = _inputs(d=4)
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=4)
     value.requires_grad_()
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
@@ -312,19 +313,19 @@ def scalar_path_warnings(caplog):
     return [r for r in caplog.records if r.name == LOADER_LOG and "slow scalar path" in r.getMessage()]
 
 
-def test_scalar_path_is_warned_once_for_an_odd_head_dim(caplog):
+def test_scalar_path_is_warned_once_for_an_odd_head_dim(caplog, deform_attn_inputs):
     fn = loader.compiled_fn(fake_extension())
-    fn(*_inputs(d=4))  # 4 float32 channels = 16 bytes: vectorised
+    fn(*deform_attn_inputs(d=4))  # 4 float32 channels = 16 bytes: vectorised
     assert not scalar_path_warnings(caplog)
-    fn(*_inputs(d=6))
-    fn(*_inputs(d=6))
+    fn(*deform_attn_inputs(d=6))
+    fn(*deform_attn_inputs(d=6))
     (record,) = scalar_path_warnings(caplog)
     assert record.levelno == logging.WARNING
     assert "head dim 6 is not a multiple of 4 torch.float32" in record.getMessage()
 
 
-def test_scalar_path_is_warned_for_a_misaligned_view(caplog):
-    value, spatial, starts, loc, weights = _inputs(d=8, dtype=torch.float64)
+def test_scalar_path_is_warned_for_a_misaligned_view(caplog, deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=8, dtype=torch.float64)
     flat = torch.empty(value.numel() + 1, dtype=value.dtype)
     shifted = flat[1:].view(value.shape).copy_(value)  # contiguous, but 8 bytes past an aligned start
     assert shifted.is_contiguous() and shifted.data_ptr() % 16 == 8

@@ -7,9 +7,6 @@ sums are accumulated in float32, so the result's relative error stays near that 
 
 import pytest
 import torch
-from test_ms_deform_attn import _inputs
-from test_pixel_decoder import SHAPES as DECODER_SHAPES
-from test_pixel_decoder import _decoder, _features
 
 from freemask.config import get_cfg
 from freemask.modeling.ops import ms_deform_attn_pytorch
@@ -23,8 +20,8 @@ def rel_error(got, want):
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
-def test_mixed_inputs_equal_the_float32_path_to_low_precision_tolerance(dtype):
-    value, spatial, starts, loc, weights = _inputs(d=8, lq=20, seed=1)
+def test_mixed_inputs_equal_the_float32_path_to_low_precision_tolerance(dtype, deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=8, lq=20, seed=1)
     leaves = [value.to(dtype).requires_grad_(), loc.requires_grad_(), weights.requires_grad_()]
     out = ms_deform_attn_pytorch(leaves[0], spatial, starts, leaves[1], leaves[2])
     grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
@@ -43,38 +40,38 @@ def test_mixed_inputs_equal_the_float32_path_to_low_precision_tolerance(dtype):
     assert rel_error(out, full) < 1e-2
 
 
-def test_mixed_path_accumulates_in_float32():
+def test_mixed_path_accumulates_in_float32(deform_attn_inputs):
     """Many equal samples summed: a bfloat16 accumulator would lose the small ones, float32 keeps them."""
-    value, spatial, starts, loc, weights = _inputs(shapes=[(4, 4)], d=8, p=64, seed=3)
+    value, spatial, starts, loc, weights = deform_attn_inputs(shapes=[(4, 4)], d=8, p=64, seed=3)
     mixed = ms_deform_attn_pytorch(value.bfloat16(), spatial, starts, loc, weights)
     all_low = ms_deform_attn_pytorch(value.bfloat16(), spatial, starts, loc.bfloat16(), weights.bfloat16())
     ref = ms_deform_attn_pytorch(value.bfloat16().float(), spatial, starts, loc, weights)
     assert rel_error(mixed, ref) < 5e-3 < rel_error(all_low, ref)
 
 
-def test_pytorch_path_ignores_an_enclosing_autocast():
-    value, spatial, starts, loc, weights = _inputs(d=8)
+def test_pytorch_path_ignores_an_enclosing_autocast(deform_attn_inputs):
+    value, spatial, starts, loc, weights = deform_attn_inputs(d=8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = ms_deform_attn_pytorch(value, spatial, starts, loc, weights)
     assert out.dtype == torch.float32  # not bf16: the einsum runs in the inputs' dtype, not autocast's
     torch.testing.assert_close(out, ms_deform_attn_pytorch(value, spatial, starts, loc, weights))
 
 
-def test_decoder_key_maps_to_the_constructor():
+def test_decoder_key_maps_to_the_constructor(tiny_pixel_decoder):
     cfg = get_cfg()
     assert cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 is True  # official behaviour until measured
     cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_FP32 = False
-    assert MSDeformAttnPixelDecoder.from_config(cfg, DECODER_SHAPES)["force_fp32"] is False
+    assert MSDeformAttnPixelDecoder.from_config(cfg, tiny_pixel_decoder.SHAPES)["force_fp32"] is False
 
 
 @pytest.mark.parametrize("deformable_fp32", [True, False])
-def test_decoder_under_bf16_autocast(deformable_fp32, monkeypatch):
+def test_decoder_under_bf16_autocast(deformable_fp32, monkeypatch, tiny_pixel_decoder):
     """DEFORMABLE_FP32 True: float32 outputs, as outside autocast. False: bf16 outputs, the op fed a bf16 value with
     float32 locations and weights, and mask features within bf16 noise of the float32 decoder."""
     from freemask.modeling.ops import deform_attn
 
-    decoder = _decoder(force_fp32=deformable_fp32).eval()
-    features = _features(2, 64, 64)
+    decoder = tiny_pixel_decoder.build(force_fp32=deformable_fp32).eval()
+    features = tiny_pixel_decoder.features(2, 64, 64)
     seen = []
     original = deform_attn.ms_deform_attn
 

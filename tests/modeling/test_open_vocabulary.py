@@ -6,15 +6,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from open_vocab_tiny import (
-    TEST,
-    TEST_NAMES,
-    random_sample,
-    register,
-    tiny_cfg,
-    tiny_model,
-    write_all_task_record,
-)
 
 from freemask.config import ConfigError
 from freemask.data import DatasetCatalog, build_train_loader
@@ -37,13 +28,13 @@ def _spy_tasks(model):
 
 
 @pytest.mark.parametrize("task", TASK_NAMES)
-def test_one_training_step_per_task(repo_root, task):
-    model = tiny_model(tiny_cfg(repo_root, "INPUT.TASK_NAME", [task])).train()
+def test_one_training_step_per_task(task, open_vocab):
+    model = open_vocab.model(open_vocab.cfg("INPUT.TASK_NAME", [task])).train()
     g = torch.Generator().manual_seed(0)
     captured = []
     criterion = model.criterion.forward
     model.criterion.forward = lambda outputs, targets: captured.append(targets) or criterion(outputs, targets)
-    losses = model([random_sample(g), random_sample(g)])
+    losses = model([open_vocab.sample(g), open_vocab.sample(g)])
     assert {"loss_ce", "loss_mask", "loss_dice", "loss_ce_2"} <= set(losses)
     total = sum(losses.values())
     assert torch.isfinite(total)
@@ -57,11 +48,11 @@ def test_one_training_step_per_task(repo_root, task):
     assert model.no_object_embedding.grad is not None and model.interaction.gamma.grad is not None
 
 
-def test_task_targets_of_one_mapped_record(repo_root, tmp_path):
-    model = tiny_model(tiny_cfg(repo_root))
+def test_task_targets_of_one_mapped_record(tmp_path, open_vocab):
+    model = open_vocab.model(open_vocab.cfg())
     semantic = SemSegDatasetMapper(True, (64,), crop_size=None, flip=False, color_aug=False, num_classes=3)
     sample = AllTaskDatasetMapper(True, "semantic", semantic=semantic)(
-        write_all_task_record(tmp_path), np.random.default_rng(0)
+        open_vocab.record(tmp_path), np.random.default_rng(0)
     )
     targets = {task: model._target(sample, task, (64, 96)) for task in TASK_NAMES}
     assert targets[SEMANTIC]["labels"].tolist() == [0, 1, 2], "one mask per class present, the crowd car included"
@@ -71,63 +62,63 @@ def test_task_targets_of_one_mapped_record(repo_root, tmp_path):
     assert all(t["masks"].shape[-2:] == (64, 96) and not t["masks"][..., 64:].any() for t in targets.values())
 
 
-def test_ten_decoder_layers_train(repo_root):
-    model = tiny_model(tiny_cfg(repo_root, "MODEL.MASK_FORMER.DEC_LAYERS", 10, "INPUT.TASK_NAME", [PANOPTIC]))
+def test_ten_decoder_layers_train(open_vocab):
+    model = open_vocab.model(open_vocab.cfg("MODEL.MASK_FORMER.DEC_LAYERS", 10, "INPUT.TASK_NAME", [PANOPTIC]))
     assert len(model.transformer_decoder.transformer_cross_attention_layers) == 10
-    losses = model.train()([random_sample(torch.Generator().manual_seed(1))])
+    losses = model.train()([open_vocab.sample(torch.Generator().manual_seed(1))])
     assert "loss_dice_9" in losses and "loss_dice_10" not in losses and torch.isfinite(sum(losses.values()))
 
 
-def test_stage_one_prompts_load_frozen(repo_root, tmp_path):
-    stage1 = tiny_model(tiny_cfg(repo_root))
+def test_stage_one_prompts_load_frozen(tmp_path, open_vocab):
+    stage1 = open_vocab.model(open_vocab.cfg())
     with torch.no_grad():
         for p in stage1.prompt_learner.parameters():
             p.add_(1.0)
     path = tmp_path / "stage1.pth"
     torch.save({"model": {f"prompt_learner.{k}": v for k, v in stage1.prompt_learner.state_dict().items()}}, path)
-    model = tiny_model(tiny_cfg(repo_root, "MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT", str(path))).train()
+    model = open_vocab.model(open_vocab.cfg("MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT", str(path))).train()
     for (name, loaded), trained in zip(model.prompt_learner.named_parameters(), stage1.prompt_learner.parameters()):
         assert torch.equal(loaded, trained), name
         assert not loaded.requires_grad
-    sum(model([random_sample(torch.Generator().manual_seed(2))]).values()).backward()
+    sum(model([open_vocab.sample(torch.Generator().manual_seed(2))]).values()).backward()
     assert all(p.grad is None for p in model.prompt_learner.parameters())
     assert model.interaction.q_proj.weight.grad is not None
 
 
-def test_the_task_sequence_is_seeded_and_resumes_from_the_saved_step(repo_root):
-    cfg = tiny_cfg(repo_root, "MODEL.MASK_FORMER.DEC_LAYERS", 1)
-    model = tiny_model(cfg).train()
+def test_the_task_sequence_is_seeded_and_resumes_from_the_saved_step(open_vocab):
+    cfg = open_vocab.cfg("MODEL.MASK_FORMER.DEC_LAYERS", 1)
+    model = open_vocab.model(cfg).train()
     tasks = _spy_tasks(model)
     g = torch.Generator().manual_seed(3)
     for _ in range(4):
-        model([random_sample(g)])
+        model([open_vocab.sample(g)])
     assert tasks == [model.task_sampler.task_at(i) for i in range(4)] and int(model.train_step) == 4
-    resumed = tiny_model(cfg).train()
+    resumed = open_vocab.model(cfg).train()
     resumed.load_state_dict(model.state_dict())
     resumed_tasks = _spy_tasks(resumed)
-    resumed([random_sample(g)])
+    resumed([open_vocab.sample(g)])
     assert resumed_tasks == [model.task_sampler.task_at(4)]
 
 
-def test_a_sample_without_segments_trains_the_semantic_task(repo_root):
-    model = tiny_model(tiny_cfg(repo_root, "INPUT.TASK_NAME", [INSTANCE])).train()
+def test_a_sample_without_segments_trains_the_semantic_task(open_vocab):
+    model = open_vocab.model(open_vocab.cfg("INPUT.TASK_NAME", [INSTANCE])).train()
     tasks = _spy_tasks(model)
     g = torch.Generator().manual_seed(4)
-    losses = model([random_sample(g), random_sample(g, with_segments=False), random_sample(g)])
+    losses = model([open_vocab.sample(g), open_vocab.sample(g, with_segments=False), open_vocab.sample(g)])
     assert tasks == [INSTANCE, SEMANTIC], "two groups, each with its own prompt, one criterion call"
     assert torch.isfinite(sum(losses.values()))
 
 
-def test_config_mistakes_are_one_clear_error(repo_root):
+def test_config_mistakes_are_one_clear_error(open_vocab):
     with pytest.raises(ConfigError, match="NUM_CLASSES is 5 but .* names 3 training classes"):
-        tiny_model(tiny_cfg(repo_root, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5))
-    register("test_open_vocab_other_train", ("sky", "road", "grass"), set())
+        open_vocab.model(open_vocab.cfg("MODEL.SEM_SEG_HEAD.NUM_CLASSES", 5))
+    open_vocab.register("test_open_vocab_other_train", ("sky", "road", "grass"), set())
     with pytest.raises(ConfigError, match="share one vocabulary"):
-        tiny_model(tiny_cfg(repo_root, "DATASETS.TRAIN_SYN", ("test_open_vocab_other_train",)))
+        open_vocab.model(open_vocab.cfg("DATASETS.TRAIN_SYN", ("test_open_vocab_other_train",)))
     with pytest.raises(ConfigError, match="EMBEDDING_DIM 32 must be the CLIP embedding width 64"):
-        tiny_model(tiny_cfg(repo_root, "MODEL.SEM_SEG_HEAD.EMBEDDING_DIM", 32))
+        open_vocab.model(open_vocab.cfg("MODEL.SEM_SEG_HEAD.EMBEDDING_DIM", 32))
     with pytest.raises(ConfigError, match="EMB_SIZE 256"):
-        tiny_model(tiny_cfg(repo_root, "MODEL.SEM_SEG_HEAD.EMB_SIZE", 256))
+        open_vocab.model(open_vocab.cfg("MODEL.SEM_SEG_HEAD.EMB_SIZE", 256))
 
 
 def _test_batch():
@@ -138,10 +129,10 @@ def _test_batch():
     ]
 
 
-def test_inference_of_all_tasks_over_a_larger_vocabulary(repo_root):
+def test_inference_of_all_tasks_over_a_larger_vocabulary(open_vocab):
     on = ["MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True, "MODEL.MASK_FORMER.TEST.INSTANCE_ON", True]
-    model = tiny_model(tiny_cfg(repo_root, *on)).eval()
-    vocabulary = Vocabulary(TEST_NAMES, (True, True, True, False), (False, True, False, True))
+    model = open_vocab.model(open_vocab.cfg(*on)).eval()
+    vocabulary = Vocabulary(open_vocab.test_names, (True, True, True, False), (False, True, False, True))
     tasks = _spy_tasks(model)
     backbone_calls = []
     backbone = model.backbone.forward
@@ -160,7 +151,7 @@ def test_inference_of_all_tasks_over_a_larger_vocabulary(repo_root):
         assert set(instances["pred_classes"].tolist()) <= {1, 3}, "instances are the vocabulary's things"
         assert 3 in instances["pred_classes"].tolist(), "the test-only class can be predicted"
     # The seen flags choose the ensemble's exponents; without the ensemble CLIP is not asked.
-    flipped = Vocabulary(TEST_NAMES, (False, False, False, True), vocabulary.thing)
+    flipped = Vocabulary(open_vocab.test_names, (False, False, False, True), vocabulary.thing)
     with torch.no_grad():
         other = model(_test_batch(), vocabulary=flipped)
         model.clip_ensemble = False
@@ -169,8 +160,8 @@ def test_inference_of_all_tasks_over_a_larger_vocabulary(repo_root):
     assert not torch.allclose(plain[0]["sem_seg"], outputs[0]["sem_seg"])
 
 
-def test_semantic_only_inference_defaults_to_the_training_vocabulary(repo_root):
-    model = tiny_model(tiny_cfg(repo_root)).eval()
+def test_semantic_only_inference_defaults_to_the_training_vocabulary(open_vocab):
+    model = open_vocab.model(open_vocab.cfg()).eval()
     tasks = _spy_tasks(model)
     with torch.no_grad():
         outputs = model(_test_batch())
@@ -183,13 +174,13 @@ def test_semantic_only_inference_defaults_to_the_training_vocabulary(repo_root):
         model(_test_batch(), inference=flipped)
 
 
-def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
-    cfg = tiny_cfg(repo_root, "MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
-    model = tiny_model(cfg).eval()
-    runner = evaluation_model(cfg, model, TEST)
+def test_the_engine_hands_over_the_test_set_vocabulary(open_vocab):
+    cfg = open_vocab.cfg("MODEL.MASK_FORMER.TEST.PANOPTIC_ON", True)
+    model = open_vocab.model(cfg).eval()
+    runner = evaluation_model(cfg, model, open_vocab.test_split)
     assert isinstance(runner, TestTimeModel)
     vocabulary, postprocess = runner.options["vocabulary"], runner.options["postprocess"]
-    assert vocabulary.names == TEST_NAMES and vocabulary.seen == (True, True, True, False)
+    assert vocabulary.names == open_vocab.test_names and vocabulary.seen == (True, True, True, False)
     assert postprocess.thing_ids == (1, 3) and postprocess.panoptic_on
     with torch.no_grad():
         outputs = runner(_test_batch())
@@ -202,13 +193,12 @@ def test_the_engine_hands_over_the_test_set_vocabulary(repo_root):
         evaluation_model(cfg, model, "test_open_vocab_unnamed")
 
 
-def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path):
-    real = [write_all_task_record(tmp_path, f"real{i}") for i in range(2)]
+def test_a_joint_real_and_synthetic_batch_reaches_the_model(tmp_path, open_vocab):
+    real = [open_vocab.record(tmp_path, f"real{i}") for i in range(2)]
     syn = [{k: r[k] for k in ("file_name", "sem_seg_file_name")} for r in real]  # semantic maps only
-    register("test_open_vocab_joint_real", TEST_NAMES[:3], {"car"}, real)
-    register("test_open_vocab_joint_syn", TEST_NAMES[:3], {"car"}, syn)
-    cfg = tiny_cfg(
-        repo_root,
+    open_vocab.register("test_open_vocab_joint_real", open_vocab.test_names[:3], {"car"}, real)
+    open_vocab.register("test_open_vocab_joint_syn", open_vocab.test_names[:3], {"car"}, syn)
+    cfg = open_vocab.cfg(
         *("DATASETS.TRAIN", ("test_open_vocab_joint_real",), "DATASETS.TRAIN_SYN", ("test_open_vocab_joint_syn",)),
         *("DATALOADER.SYN_RATIO", 0.5, "DATALOADER.NUM_WORKERS", 0, "SOLVER.IMS_PER_BATCH", 2),
         *(
@@ -223,19 +213,20 @@ def test_a_joint_real_and_synthetic_batch_reaches_the_model(repo_root, tmp_path)
     )
     batch = next(iter(build_train_loader(cfg)))
     assert sorted("instances" in x for x in batch) == [False, True], "one real and one synthetic sample"
-    model = tiny_model(cfg).train()
+    model = open_vocab.model(cfg).train()
     tasks = _spy_tasks(model)
     losses = model(batch)
     assert sorted(tasks) == sorted([PANOPTIC, SEMANTIC]) and torch.isfinite(sum(losses.values()))
 
 
-def test_tensorboard_panels_draw_the_test_vocabulary(repo_root, tmp_path):
-    record = write_all_task_record(tmp_path)
+def test_tensorboard_panels_draw_the_test_vocabulary(tmp_path, open_vocab):
+    record = open_vocab.record(tmp_path)
     sem = cv2.imread(record["sem_seg_file_name"], cv2.IMREAD_UNCHANGED)
     sem[:4] = 3  # a "person" row: a class of the test vocabulary beyond the training one
     cv2.imwrite(record["sem_seg_file_name"], sem)
-    register("test_open_vocab_panels", TEST_NAMES, {"car", "person"}, [record], trainable_flag=[1, 1, 1, 0])
-    cfg = tiny_cfg(repo_root, "DATASETS.TEST", ("test_open_vocab_panels",))
-    model = tiny_model(cfg)
+    names = open_vocab.test_names
+    open_vocab.register("test_open_vocab_panels", names, {"car", "person"}, [record], trainable_flag=[1, 1, 1, 0])
+    cfg = open_vocab.cfg("DATASETS.TEST", ("test_open_vocab_panels",))
+    model = open_vocab.model(cfg)
     panels = prediction_panels(panel_model(cfg, model), cfg, "test_open_vocab_panels", 1)
     assert len(panels) == 1 and panels[0][1].ndim == 3 and model.training, "the model's mode is restored"

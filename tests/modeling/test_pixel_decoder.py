@@ -11,47 +11,24 @@ from freemask.modeling.build import build_pixel_decoder
 from freemask.modeling.pixel_decoder import MSDeformAttnPixelDecoder, PositionEmbeddingSine
 from freemask.modeling.pixel_decoder.msdeformattn_decoder import encoder_reference_points
 
-SHAPES = {"res2": ShapeSpec(16, 4), "res3": ShapeSpec(24, 8), "res4": ShapeSpec(40, 16), "res5": ShapeSpec(48, 32)}
 
-
-def _decoder(**kwargs) -> MSDeformAttnPixelDecoder:
-    torch.manual_seed(0)
-    args = {
-        "conv_dim": 32,
-        "mask_dim": 24,
-        "transformer_enc_layers": 2,
-        "transformer_nheads": 4,
-        "transformer_dim_feedforward": 64,
-    }
-    args.update(kwargs)
-    return MSDeformAttnPixelDecoder(SHAPES, **args)
-
-
-def _features(n: int, h: int, w: int, seed: int = 0) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        k: torch.randn(n, s.channels, math.ceil(h / s.stride), math.ceil(w / s.stride), generator=g)
-        for k, s in SHAPES.items()
-    }
-
-
-def test_the_builder_maps_the_config_to_the_constructor_arguments():
+def test_the_builder_maps_the_config_to_the_constructor_arguments(tiny_pixel_decoder):
     """Built by name from the config, the decoder has exactly the parameters of the one built from the same values."""
     cfg = get_cfg()
     h = cfg.MODEL.SEM_SEG_HEAD
     h.CONVS_DIM, h.MASK_DIM, h.TRANSFORMER_ENC_LAYERS = 32, 24, 2
     h.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS, h.DEFORMABLE_TRANSFORMER_ENCODER_DIM_FEEDFORWARD = 4, 64
-    built = build_pixel_decoder(cfg, SHAPES)
+    built = build_pixel_decoder(cfg, tiny_pixel_decoder.SHAPES)
     assert type(built) is MSDeformAttnPixelDecoder
-    direct = _decoder(norm=h.NORM)
+    direct = tiny_pixel_decoder.build(norm=h.NORM)
     assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in direct.state_dict().items()}
 
 
 @pytest.mark.parametrize("size", [(64, 64), (64, 160), (96, 32)])
-def test_output_shapes(size):
+def test_output_shapes(size, tiny_pixel_decoder):
     h, w = size
-    dec = _decoder()
-    mask, enc, ms = dec.forward_features(_features(2, h, w))
+    dec = tiny_pixel_decoder.build()
+    mask, enc, ms = dec.forward_features(tiny_pixel_decoder.features(2, h, w))
     assert mask.shape == (2, 24, h // 4, w // 4)
     assert enc.shape == (2, 32, h // 32, w // 32)
     assert [tuple(x.shape) for x in ms] == [(2, 32, h // s, w // s) for s in (32, 16, 8)]
@@ -59,31 +36,31 @@ def test_output_shapes(size):
     assert all(torch.isfinite(x).all() for x in (mask, *ms))
 
 
-def test_size_not_multiple_of_32():
+def test_size_not_multiple_of_32(tiny_pixel_decoder):
     # 72 x 100: maps of 3x4 / 5x7 / 9x13 / 18x25, as a stride-2 backbone with padding produces them.
-    mask, _, ms = _decoder().forward_features(_features(1, 72, 100))
+    mask, _, ms = tiny_pixel_decoder.build().forward_features(tiny_pixel_decoder.features(1, 72, 100))
     assert mask.shape[-2:] == (18, 25)
     assert [tuple(x.shape[-2:]) for x in ms] == [(3, 4), (5, 7), (9, 13)]
 
 
-def test_gradients_reach_every_parameter():
-    dec = _decoder()
+def test_gradients_reach_every_parameter(tiny_pixel_decoder):
+    dec = tiny_pixel_decoder.build()
     # At initialisation the offset and attention-weight matrices are zero (sampling depends on the query only after
     # training starts), so the positional path, level_embed included, gets no gradient; give them small values.
     with torch.no_grad():
         for layer in dec.transformer.encoder.layers:
             layer.self_attn.sampling_offsets.weight.normal_(0, 0.01)
             layer.self_attn.attention_weights.weight.normal_(0, 0.01)
-    mask, _, ms = dec.forward_features(_features(2, 64, 96))
+    mask, _, ms = dec.forward_features(tiny_pixel_decoder.features(2, 64, 96))
     (mask.square().mean() + sum(x.square().mean() for x in ms)).backward()
     missing = [n for n, p in dec.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, missing
 
 
-def test_res5_changes_mask_features():
+def test_res5_changes_mask_features(tiny_pixel_decoder):
     """res5 only reaches stride 4 through the encoder's cross-level attention and the FPN upsampling."""
-    dec = _decoder().eval()
-    feats = _features(1, 64, 64)
+    dec = tiny_pixel_decoder.build().eval()
+    feats = tiny_pixel_decoder.features(1, 64, 64)
     with torch.no_grad():
         base = dec.forward_features(feats)[0]
         feats2 = dict(feats, res5=feats["res5"] + torch.randn_like(feats["res5"]))
@@ -91,8 +68,8 @@ def test_res5_changes_mask_features():
     assert not torch.allclose(base, changed, atol=1e-5)
 
 
-def test_official_parameter_names():
-    names = set(_decoder().state_dict())
+def test_official_parameter_names(tiny_pixel_decoder):
+    names = set(tiny_pixel_decoder.build().state_dict())
     expected = {
         "input_proj.0.0.weight",
         "input_proj.0.1.weight",
@@ -119,7 +96,7 @@ def test_official_parameter_names():
         ):
             expected |= {prefix + part + ".weight", prefix + part + ".bias"}
     assert expected <= names, sorted(expected - names)
-    dec = _decoder()
+    dec = tiny_pixel_decoder.build()
     assert dec.transformer.level_embed.shape == (3, 32)
     assert isinstance(dec.pe_layer, PositionEmbeddingSine)
     # input_proj goes coarsest first: its first projection takes res5's 48 channels.
@@ -128,9 +105,9 @@ def test_official_parameter_names():
     assert "adapter_2.weight" not in names  # only res2 is an FPN level
 
 
-def test_missing_transformer_feature_names_key():
+def test_missing_transformer_feature_names_key(tiny_pixel_decoder):
     with pytest.raises(ValueError, match="DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES"):
-        MSDeformAttnPixelDecoder(SHAPES, conv_dim=32, transformer_in_features=("res3", "res6"))
+        MSDeformAttnPixelDecoder(tiny_pixel_decoder.SHAPES, conv_dim=32, transformer_in_features=("res3", "res6"))
 
 
 def test_position_encoding_values_and_shape():

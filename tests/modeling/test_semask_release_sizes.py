@@ -10,7 +10,6 @@ config's inference settings (SegmentationInference.from_config), so a config tha
 import pytest
 import torch
 import torch.nn.functional as F
-from swin_release_order import swin_features
 
 from freemask.config import get_cfg
 from freemask.evaluation.inference import SegmentationInference
@@ -37,20 +36,20 @@ def shipped(request):
     return cfg, model
 
 
-def release_scores(model, images: torch.Tensor) -> torch.Tensor:
+def release_scores(swin_features, model, images: torch.Tensor) -> torch.Tensor:
     features, _ = swin_features(model.backbone, images, model.backbone.semantic_layers)
     logits, _ = model.sem_seg_head(features)
     return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False).softmax(1)
 
 
 @pytest.mark.parametrize("size", [(512, 683), (203, 277)])
-def test_whole_image_path_equals_the_release_at_any_size(shipped, size):
+def test_whole_image_path_equals_the_release_at_any_size(shipped, size, swin_features):
     cfg, model = shipped
     torch.manual_seed(1)
     images = torch.randn(1, 3, *size)
     with torch.no_grad():
         ours = SegmentationInference.from_config(cfg)(model.predict, images, size)
-        reference = release_scores(model, images)[0]
+        reference = release_scores(swin_features, model, images)[0]
     assert ours.shape == reference.shape == (150, *size)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
     assert torch.equal(ours.argmax(0), reference.argmax(0))

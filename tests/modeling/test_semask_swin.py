@@ -5,7 +5,6 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from swin_release_order import swin_features
 
 from freemask.config import ConfigError
 from freemask.modeling.backbone.semask_swin import ALL_STAGES, SemanticLayer, SeMaskSwin, published_global_stages
@@ -127,7 +126,7 @@ def test_gate_gets_a_gradient_at_start_and_every_parameter_once_open():
 
 
 @pytest.mark.parametrize("size", [(512, 683), (203, 277), (256, 320)])
-def test_runs_as_the_release_at_any_size(size):
+def test_runs_as_the_release_at_any_size(size, swin_features):
     """Features and priors equal, bit for bit, a forward in the release's order (``SeMaskSwinTransformer``: pad to 4
     at the patch embedding, per Swin and semantic window, at odd merges; stages 3-4 global at 150 classes), with the
     semantic gates open so the layers matter. Padding the image to 32 first would change every token."""
