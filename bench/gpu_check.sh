@@ -9,7 +9,7 @@
 # GPU steps, each under its own time limit; a step that fails is reported and the next one still runs:
 #   1. environment (GPU, torch, the project's env line)
 #   2. build the MSDeformAttn op for sm_90 (ops/, nvcc) into /tmp/site             [dry run: skipped]
-#   3. its CUDA tests, kernels v2 and v3 (tests/modeling/test_ms_deform_attn_cuda*.py)
+#   3. its CUDA tests, kernels v2 and v3 (tests/modeling/ops/test_ms_deform_attn_cuda*.py)
 #   4. bench/ms_deform_attn.py: PyTorch path vs kernels v2 and v3; fp32, bf16 and mixed (bf16 value, fp32
 #      locations); Mask2Former's 512 and 1024 shapes; each against the bandwidth floor
 #   5. TF32 loss curve: toy Mask2Former, 200 training steps with TF32 off and on (bench/train_step.py --loss-every)
@@ -68,8 +68,8 @@ collect_env_info as c, format_env_info as f; print(f(c(\"$DEVICE\")))'"
 
 SWIN_T=configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
 TOY=configs/toy/mask2former_R18_toy.yaml
-MSDA_TESTS=(tests/modeling/test_ms_deform_attn_cuda.py tests/modeling/test_ms_deform_attn_cuda_stress.py
-    tests/modeling/test_pixel_decoder_host_syncs.py)
+MSDA_TESTS=(tests/modeling/ops/test_ms_deform_attn_cuda.py tests/modeling/ops/test_ms_deform_attn_cuda_stress.py
+    tests/modeling/pixel_decoder/test_pixel_decoder_host_syncs.py)
 TRAIN_VARIANTS=fp32,fp32+tf32,bf16,bf16+tf32,bf16+mixed,bf16+mixed+v3,fp32+pt,bf16+mixed+pt
 
 # The GPU steps, as (name, limit in seconds, command) in run order; --dry-run lists them, the GPU run runs them.

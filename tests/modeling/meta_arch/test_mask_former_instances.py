@@ -14,7 +14,7 @@ from freemask.modeling.postprocess import panoptic_inference, resize_mask_logits
 
 
 def tiny_cfg(repo_root):
-    """The toy Mask2Former with 4 classes and 256 points, as tests/modeling/test_mask_former.py builds it."""
+    """The toy Mask2Former with 4 classes and 256 points, as tests/modeling/meta_arch/test_mask_former.py builds it."""
     cfg = get_cfg()
     cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
