@@ -5,12 +5,12 @@ import math
 import os
 import resource
 import time
+import warnings
 from collections import OrderedDict
 from typing import Dict, List, Optional, Set, Tuple
 
 import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer
-from fvcore.nn import parameter_count
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -29,6 +29,12 @@ from ..utils.events import MetricStorage, default_writers
 from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_model, panel_model
 from .interrupt import StopRequest
 from .precision import apply_tf32
+
+with warnings.catch_warnings():
+    # fvcore.nn's __init__ runs torch.jit.script on its focal loss, deprecated since torch 2.14: a FutureWarning on
+    # every start that is neither ours nor the user's (and would break the one-line error contract on stderr).
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from fvcore.nn import parameter_count
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,16 @@ import pytest
 from freemask.engine.interrupt import StopRequest
 
 
-def test_first_ctrl_c_requests_a_stop_second_interrupts_and_handler_is_restored():
+@pytest.fixture
+def python_sigint_handler():
+    """Python's own SIGINT handler for the test, as in a user's training process: a pytest-xdist worker may hold
+    another one left by an earlier test, and the second Ctrl-C goes to whatever handler was there before."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_first_ctrl_c_requests_a_stop_second_interrupts_and_handler_is_restored(python_sigint_handler):
     before = signal.getsignal(signal.SIGINT)
     stop = StopRequest()
     with stop:
