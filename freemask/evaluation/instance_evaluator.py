@@ -190,7 +190,7 @@ class InstanceSegEvaluator:
                 if self.save_predictions:
                     write_results_json(os.path.join(self.output_dir, PREDICTIONS_FILE), predictions)
                 write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
-        metrics = comm.all_gather(metrics)[0]
+        metrics = comm.broadcast(metrics)
         return OrderedDict(segm=metrics)
 
     def _coco_metrics(self, predictions: List[dict], image_ids: List[object]) -> "OrderedDict[str, float]":

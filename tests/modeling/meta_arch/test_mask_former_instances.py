@@ -5,21 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.config import get_cfg
 from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
 from freemask.data.panoptic_png import id2rgb
 from freemask.modeling import build_model
 from freemask.modeling.criterion import targets_from_instances
 from freemask.modeling.postprocess import panoptic_inference, resize_mask_logits
-
-
-def tiny_cfg(repo_root):
-    """The toy Mask2Former with 4 classes and 256 points, as tests/modeling/meta_arch/test_mask_former.py builds it."""
-    cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
-    cfg.merge_from_list(["MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"])
-    return cfg
 
 
 def two_objects_batch(n=2, size=32):
@@ -52,8 +42,8 @@ def test_targets_from_instances_pad_with_false_and_keep_every_instance():
         targets_from_instances([{"gt_masks": masks, "gt_classes": torch.tensor([0, 0])}], (2, 8))
 
 
-def test_one_step_on_instances_gives_finite_losses_and_gradients(repo_root):
-    model = build_model(tiny_cfg(repo_root)).train()
+def test_one_step_on_instances_gives_finite_losses_and_gradients(mask_former_tiny_cfg):
+    model = build_model(mask_former_tiny_cfg()).train()
     batch = two_objects_batch(size=40)  # padded to 64 by SIZE_DIVISIBILITY 32
     batch[1]["instances"] = {"gt_masks": torch.zeros(0, 40, 40, dtype=torch.bool), "gt_classes": torch.zeros(0)}
     losses = model(batch)
@@ -63,9 +53,9 @@ def test_one_step_on_instances_gives_finite_losses_and_gradients(repo_root):
     assert model.transformer_decoder.class_embed.weight.grad.abs().sum() > 0
 
 
-def test_overfits_two_instances_of_one_class(repo_root):
+def test_overfits_two_instances_of_one_class(mask_former_tiny_cfg):
     torch.manual_seed(0)
-    model = build_model(tiny_cfg(repo_root)).train()
+    model = build_model(mask_former_tiny_cfg()).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = two_objects_batch()
     for _ in range(40):
@@ -85,7 +75,7 @@ def test_overfits_two_instances_of_one_class(repo_root):
         assert max(ious) > 0.7
 
 
-def test_instance_mapper_output_trains_the_model(tmp_path, repo_root):
+def test_instance_mapper_output_trains_the_model(tmp_path, mask_former_tiny_cfg):
     """The mapper's dicts (LSJ, a panoptic PNG) go into the model as they come: one finite step."""
     ids = np.ones((48, 80), np.int32)
     ids[10:30, 20:40], ids[5:15, 60:75] = 2, 3
@@ -100,6 +90,6 @@ def test_instance_mapper_output_trains_the_model(tmp_path, repo_root):
     }
     mapper = InstanceDatasetMapper(True, "lsj", LargeScaleJitter(image_size=64, min_scale=0.8, max_scale=1.2))
     batch = [mapper(record, np.random.default_rng(seed)) for seed in (0, 1)]
-    model = build_model(tiny_cfg(repo_root)).train()
+    model = build_model(mask_former_tiny_cfg()).train()
     losses = model(batch)
     assert all(torch.isfinite(v) for v in losses.values())
