@@ -1,6 +1,7 @@
 import contextlib
 import fcntl
 import logging
+import multiprocessing
 import os
 import pathlib
 import shutil
@@ -11,12 +12,18 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
+from freemask.utils.forked_script import PRELOAD
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
     """Under pytest-xdist, each worker takes its share of the cores for in-process torch work: N workers each
-    running torch on every core oversubscribe the machine (subprocess tests already run with OMP_NUM_THREADS=1)."""
+    running torch on every core oversubscribe the machine (subprocess tests already run with OMP_NUM_THREADS=1).
+
+    Processes the tests start through multiprocessing's ``forkserver`` (tool commands, two-rank workers) come from
+    one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py)."""
+    multiprocessing.set_forkserver_preload(PRELOAD)
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

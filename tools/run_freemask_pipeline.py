@@ -127,7 +127,6 @@ def main(argv=None) -> None:
         repo=REPO,
         output_root=output_root,
         datasets_root=datasets_root,
-        python=sys.executable,
         iters_scale=args.iters_scale,
         noise_seeds=tuple(args.noise_seeds),
         max_copies=max(1, seeds),

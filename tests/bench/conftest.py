@@ -6,26 +6,18 @@ as soon as two folders hold a module of the same name)."""
 import importlib.util
 import os
 import subprocess
-import sys
 from types import ModuleType
 from typing import Callable, List
 
 import pytest
+from script_runner import run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "bench", script), *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    proc = run_script([os.path.join(REPO, "bench", script), *args], env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 

@@ -9,13 +9,13 @@ the release sources, so a table that is wrong in both directions still fails.
 import importlib.util
 import os
 import pickle
-import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
+from script_runner import run_script
 
 from freemask.checkpoint import Checkpointer
 from freemask.checkpoint.convert import (
@@ -355,9 +355,9 @@ def test_cli_end_to_end_detectron2_pkl_predicts_like_the_exported_model(tmp_path
     source = export({k: v.clone() for k, v in original.state_dict().items()}, D2)
     write_detectron2_pkl(tmp_path / "model_final.pkl", {k: v for k, v in source.items() if "num_batches" not in k})
     dst = tmp_path / "converted" / "m2f.pth"
-    cmd = [sys.executable, "tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
+    cmd = ["tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
     cmd += ["--config-file", "configs/toy/mask2former_R18_toy.yaml", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"]
-    run = subprocess.run(cmd, check=False, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    run = run_script(cmd, cwd=repo_root, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "every model key is filled" in run.stdout
 
@@ -385,15 +385,8 @@ def test_cli_converts_official_panoptic_and_instance_checkpoints(tmp_path, repo_
     source["criterion.empty_weight"] = torch.ones(num_classes + 1)  # as official files carry it
     write_detectron2_pkl(tmp_path / "model_final.pkl", source)
     dst = tmp_path / "converted.pth"
-    cmd = [sys.executable, "tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
-    run = subprocess.run(
-        cmd + ["--config-file", f"configs/toy/{config}", *opts],
-        check=False,
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = ["tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
+    run = run_script(cmd + ["--config-file", f"configs/toy/{config}", *opts], cwd=repo_root, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "every model key is filled" in run.stdout
 

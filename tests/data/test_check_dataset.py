@@ -4,12 +4,11 @@ import importlib.util
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
+from script_runner import run_script
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.check import check_dataset
@@ -163,11 +162,8 @@ def test_cli_subprocess_exits_one_on_a_truncated_image(tmp_path):
         _mask(real / "annotations" / "training" / f"t{i}.png", [[1, 2, 3], [4, 5, 6]])
     _truncate(str(real / "images" / "training" / "t1.jpg"))
     out = tmp_path / "report.json"
-    run = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "check_dataset.py"), "toy_sem_seg_train", "--workers", "2"]
-        + ["--json", str(out)],
-        capture_output=True,
-        text=True,
+    run = run_script(
+        [REPO / "tools" / "check_dataset.py", "toy_sem_seg_train", "--workers", "2", "--json", out],
         env={**os.environ, "DETECTRON2_DATASETS": str(tmp_path)},
     )
     assert run.returncode == 1, run.stdout + run.stderr

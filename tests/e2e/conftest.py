@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence
 
 import pytest
+from script_runner import run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -13,17 +14,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def run_train_net(
     datasets: str, *args: str, check: bool = True, launcher: Sequence[str] = (), env: Optional[Dict[str, str]] = None
 ) -> subprocess.CompletedProcess:
-    """train_net.py in a subprocess (the user's command) on ``datasets``; fails the test on a non-zero exit if
-    ``check``."""
+    """train_net.py as the user's command on ``datasets`` (forked from the test's script server unless a
+    ``launcher`` such as torchrun comes first); fails the test on a non-zero exit if ``check``."""
     env = {**os.environ, "DETECTRON2_DATASETS": datasets, "OMP_NUM_THREADS": "1", **(env or {})}
-    proc = subprocess.run(
-        [sys.executable, *launcher, os.path.join(REPO, "train_net.py"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
-    )
+    command = [*launcher, os.path.join(REPO, "train_net.py"), *args]
+    if launcher:
+        command = [sys.executable, *command]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    else:
+        proc = run_script(command, env=env, cwd=REPO, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"train_net.py failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -31,7 +30,7 @@ def run_train_net(
 
 @pytest.fixture
 def train_net(toy_datasets):
-    """Run train_net.py in a subprocess (the user's command), returning the completed process."""
+    """Run train_net.py as the user's command, returning the completed process."""
 
     def run(*args, check=True, launcher=(), env=None):
         return run_train_net(toy_datasets, *args, check=check, launcher=launcher, env=env)

@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
+from script_runner import run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
@@ -50,10 +49,8 @@ def test_train_and_evaluate_on_raw_ade20k_layout(tmp_path):
         "OUTPUT_DIR", out,
     ]  # fmt: skip
     env = {**os.environ, "DETECTRON2_DATASETS": datasets, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train_net.py"), *args],
-        capture_output=True,
-        text=True,
+    proc = run_script(
+        [os.path.join(REPO, "train_net.py"), *args],
         env=env,
         cwd=REPO,
         timeout=300,

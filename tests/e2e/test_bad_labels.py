@@ -2,10 +2,9 @@
 
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
+from script_runner import run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
@@ -29,10 +28,8 @@ def test_out_of_range_label_is_one_line_in_training_and_found_by_check_dataset(t
     line = lines[0]
     assert line.startswith(f"error: {mask_path}: label 199") and "NUM_CLASSES 6" in line and "fix" in line
 
-    check = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "check_dataset.py"), "toy_sem_seg_train", "--no-progress"],
-        capture_output=True,
-        text=True,
+    check = run_script(
+        [os.path.join(REPO, "tools", "check_dataset.py"), "toy_sem_seg_train", "--no-progress"],
         env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
         cwd=REPO,
         timeout=300,

@@ -12,14 +12,13 @@ import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from script_runner import run_script
 
 from freemask.data.catalog import DatasetCatalog
 from freemask.errors import UserError, one_line
@@ -28,6 +27,7 @@ from freemask.synthetic.filter.rule import quantile_thresholds
 from freemask.synthetic.loss_histograms import read_loss_histograms
 from freemask.toy.defect_score import near_boundary
 from freemask.toy.generator import ToyParams, generate_toy_dataset
+from freemask.utils.forked_script import start_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "filter_syn.py")
@@ -293,16 +293,14 @@ def test_unwritable_output_is_one_line_before_the_model_is_built(tool, toy_model
     assert not built
 
 
-def launch_tool(data, args, **kwargs):
-    env = {**os.environ, "DETECTRON2_DATASETS": data, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, TOOL, *args], env=env, cwd=REPO, **kwargs)
+def tool_env(data):
+    return {**os.environ, "DETECTRON2_DATASETS": data, "OMP_NUM_THREADS": "1"}
 
 
 def test_two_processes_give_the_same_files_as_one(toy_model, filtered_toy, data):
     one = filtered_toy[1]
-    process = launch_tool(data, [*argv(toy_model, "--num-gpus", "2", "--overwrite")], stderr=subprocess.PIPE)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 0, stderr.decode()[-3000:]
+    proc = run_script([TOOL, *argv(toy_model, "--num-gpus", "2", "--overwrite")], env=tool_env(data), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert snapshot(data) == one  # class losses reduced over ranks, masks and statistics all identical
 
 
@@ -319,7 +317,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tool, toy_model, tmp_p
     shutil.rmtree(folder)
     for name in ("class_loss.json", "filter_stats.json"):
         os.remove(syn_path(root, name))
-    process = launch_tool(root, args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_script([TOOL, *args], stdout=os.devnull, stderr=os.devnull, env=tool_env(root), cwd=REPO)
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
         if os.path.isdir(folder) and len([n for n in os.listdir(folder) if n.endswith(".png")]) >= 3:

@@ -11,10 +11,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
+from script_runner import run_script
 
 from freemask.data.datasets.synthetic import read_manifest
 from freemask.toy.pipeline import GENERATED_DATASETS, PipelineError, Step, scaled_schedule, select_steps
@@ -33,7 +32,7 @@ NUMBER = r"[+-]?\d+\.\d+"
 def run_tool(output_root, datasets, *extra):
     args = ["--output-root", output_root, "--datasets-root", datasets, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
+    return run_script([TOOL, *args], env=env, cwd=REPO, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,9 @@ import math
 import os
 import pathlib
 import shutil
-import subprocess
-import sys
 
 import pytest
+from script_runner import run_script
 
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.datasets.synthetic import load_resampled, read_manifest
@@ -70,11 +69,8 @@ def _folders(toy_root, class_loss, real=None, *extra):
 
 def test_cli_manifest_is_the_resampled_split(toy):
     toy_root, class_loss = toy
-    proc = subprocess.run(
-        [sys.executable, str(TOOL), *_registered(class_loss, "--max-copies", "2")],
-        check=False,
-        capture_output=True,
-        text=True,
+    proc = run_script(
+        [TOOL, *_registered(class_loss, "--max-copies", "2")],
         cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         timeout=300,

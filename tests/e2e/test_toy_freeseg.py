@@ -6,12 +6,11 @@ The numbers check the machinery, not generalisation (a random CLIP knows nothing
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import torch
+from script_runner import run_script
 
 from freemask.checkpoint import load_trained_model
 from freemask.data.datasets.sem_seg import default_palette
@@ -78,12 +77,12 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, to
     weights = ["MODEL.WEIGHTS", os.path.join(stage2, "model_final.pth"), "MODEL.DEVICE", "cpu"]
     env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1"}
     demo_out = tmp_path / "demo"
-    subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "demo.py"),
+    run_script(
+        [os.path.join(REPO, "tools", "demo.py"),
          "--config-file", config("freeseg_R18_toy_alltask.yaml"),
          "--task", "semantic", "--vocabulary", ",".join(typed), "--input", image_path, "--output", str(demo_out),
          "--opacity", "1", "--no-progress", *weights],
-        check=True, capture_output=True, text=True, env=env, cwd=REPO,
+        check=True, env=env, cwd=REPO,
     )  # fmt: skip
     figure = cv2.cvtColor(cv2.imread(str(demo_out / "toy_val_00001.png")), cv2.COLOR_BGR2RGB)
     cfg = setup_cfg(config("freeseg_R18_toy_alltask.yaml"), weights)

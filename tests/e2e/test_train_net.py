@@ -4,11 +4,12 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
+import time
 
 import pytest
 import torch
+
+from freemask.utils.forked_script import start_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
@@ -234,21 +235,22 @@ def test_missing_dataset_is_one_line_before_the_model_is_built(train_net, tmp_pa
 def ctrl_c_after_iteration_two(toy_datasets, out, *extra):
     """Run train_net.py, press Ctrl-C once iteration 2 is logged; (exit code, stderr lines)."""
     env = {**os.environ, "DETECTRON2_DATASETS": toy_datasets, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *extra, *FAST]
+    command = [os.path.join(REPO, "train_net.py"), "--config-file", TOY_CONFIG, *extra, *FAST]
     command += ["OUTPUT_DIR", str(out), "SOLVER.MAX_ITER", "100000", "SOLVER.CHECKPOINT_PERIOD", "100000"]
+    stdout, stderr = out.parent / "stdout.txt", out.parent / "stderr.txt"
+    stdout.touch()
     # Its own process group: Ctrl-C in a terminal signals the whole group, DataLoader workers included.
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-                            start_new_session=True)  # fmt: skip
+    proc = start_script(command, stdout=str(stdout), stderr=str(stderr), env=env, cwd=REPO, start_new_session=True)
     try:
-        for line in proc.stdout:
-            if "iter: 2 " in line:
-                break
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and "iter: 2 " not in stdout.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
-        _, stderr = proc.communicate(timeout=300)
+        proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-    return proc.returncode, stderr
+    return proc.returncode, stderr.read_text()
 
 
 @pytest.mark.parametrize("processes", [[], ["--num-gpus", "2"]], ids=["one process", "two processes"])

@@ -300,7 +300,8 @@ def free_port():
 def test_two_ranks_gather_to_rank_0(tmp_path):
     json_file = write_json(tmp_path / "instances.json")
     output_dir, result_file = str(tmp_path / "inference"), str(tmp_path / "result")
-    mp.spawn(_distributed_worker, args=(2, free_port(), json_file, output_dir, result_file), nprocs=2)
+    args = (2, free_port(), json_file, output_dir, result_file)
+    mp.start_processes(_distributed_worker, args=args, nprocs=2, start_method="forkserver")  # as launch() does
     for rank in range(2):
         check(torch.load(f"{result_file}.rank{rank}", weights_only=False), EXPECTED_DUP)
     saved = json.loads((tmp_path / "inference" / "instance_results.json").read_text())

@@ -290,7 +290,8 @@ def test_two_ranks_gather_to_the_single_process_result(tmp_path):
     for rank in range(2):
         os.makedirs(tmp_path / f"rank{rank}")
     out_dir, result_file = str(tmp_path / "inference"), str(tmp_path / "result")
-    mp.spawn(_distributed_worker, args=(2, free_port(), str(tmp_path), out_dir, result_file), nprocs=2)
+    args = (2, free_port(), str(tmp_path), out_dir, result_file)
+    mp.start_processes(_distributed_worker, args=args, nprocs=2, start_method="forkserver")  # as launch() does
     for rank in range(2):
         check(torch.load(f"{result_file}.rank{rank}", weights_only=False), EXPECTED)
     assert json.loads((tmp_path / "inference" / "panoptic_results.json").read_text())["PQ"] == pytest.approx(290 / 3)

@@ -172,7 +172,8 @@ def test_two_process_reduction_equals_single_process(tmp_path):
     expected = run(SemSegEvaluator(5, IGNORE, list("abcde")), images)
     output_dir = str(tmp_path / "inference")
     result_file = str(tmp_path / "result")
-    mp.spawn(_distributed_worker, args=(2, free_port(), images, output_dir, result_file), nprocs=2)
+    args = (2, free_port(), images, output_dir, result_file)
+    mp.start_processes(_distributed_worker, args=args, nprocs=2, start_method="forkserver")  # as launch() does
     for rank in range(2):
         assert_same(torch.load(f"{result_file}.rank{rank}", weights_only=False), expected)
     with open(os.path.join(output_dir, "sem_seg_results.json")) as f:

@@ -10,19 +10,19 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from script_runner import run_script
 
 from freemask.data.datasets.synthetic import load_synthetic, read_manifest
 from freemask.generation.run import resampled_pairs
 from freemask.synthetic.class_loss import ClassLoss, write_class_loss
 from freemask.synthetic.sources import SourceSpec
+from freemask.utils.forked_script import start_script
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NUM_CLASSES = 6
@@ -183,9 +183,8 @@ TOOL = str(REPO / "tools" / "generate_syn.py")
 TINY = ["--backend", "tiny", "--size", "64", "--steps", "2", "--no-progress"]
 
 
-def command(datasets, *args, **kwargs):
-    env = {**os.environ, "DETECTRON2_DATASETS": datasets, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, TOOL, *args], env=env, cwd=REPO, text=True, **kwargs)
+def tool_env(datasets):
+    return {**os.environ, "DETECTRON2_DATASETS": datasets, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture
@@ -246,17 +245,16 @@ def test_the_output_is_a_synthetic_root_the_registered_splits_read(reference):
 
 def test_batch_size_and_process_count_do_not_change_a_byte(reference, toy_datasets, tmp_path):
     root = str(tmp_path / "two")
-    process = command(toy_datasets, "--real-dataset", "toy_sem_seg_train", "--output", root, "--seeds", "2", *TINY,
-                      "--batch-size", "3", "--num-gpus", "2", stderr=subprocess.PIPE)  # fmt: skip
-    _, err = process.communicate(timeout=600)
-    assert process.returncode == 0, err[-3000:]
+    args = ["--real-dataset", "toy_sem_seg_train", "--output", root, "--seeds", "2", *TINY, "--batch-size", "3"]
+    proc = run_script([TOOL, *args, "--num-gpus", "2"], env=tool_env(toy_datasets), cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert snapshot(root) == reference[1]
 
 
 def test_a_killed_run_finishes_only_the_missing_pairs_identically(reference, toy_datasets, generate, tmp_path, caplog):
     root = str(tmp_path / "killed")
     args = ["--real-dataset", "toy_sem_seg_train", "--output", root, "--seeds", "2", *TINY, "--batch-size", "1"]
-    process = command(toy_datasets, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_script([TOOL, *args], stdout=os.devnull, stderr=os.devnull, env=tool_env(toy_datasets), cwd=REPO)
     masks = os.path.join(root, "annotations")
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:

@@ -3,12 +3,11 @@ resuming, bad input. One run is the user's command in a subprocess; the others c
 
 import importlib.util
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
+from script_runner import run_script
 
 from freemask.checkpoint import Checkpointer
 from freemask.data.datasets.toy import TOY_CLASSES, TOY_COLORS
@@ -60,9 +59,7 @@ def test_overlays_labels_and_legend_of_every_input(weights, val_images, tmp_path
     out = tmp_path / "demo"
     args = demo_args(weights, "--input", val_images, "--output", out, "--opacity", 1.0, "--save-labels")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, TOOL, *args], check=False, capture_output=True, text=True, cwd=REPO, env=env, timeout=300
-    )
+    proc = run_script([TOOL, *args], cwd=REPO, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(os.listdir(val_images))
     assert sorted(os.listdir(out)) == sorted([n.replace(".jpg", ".png") for n in names] + ["labels"])

@@ -45,7 +45,8 @@ def _free_port() -> int:
 
 def test_two_processes_get_the_source_rank_object_and_one_seed(tmp_path):
     result_file = str(tmp_path / "result")
-    mp.spawn(_worker, args=(_free_port(), result_file), nprocs=2)
+    args = (_free_port(), result_file)
+    mp.start_processes(_worker, args=args, nprocs=2, start_method="forkserver")  # as launch() does
     ranks = [json.load(open(f"{result_file}.rank{r}")) for r in range(2)]
     for result in ranks:
         assert result["from_0"] == {"rank": 0, "names": ["r0"]}
