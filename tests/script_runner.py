@@ -2,9 +2,10 @@
 ``freemask.utils.forked_script``: the suite runs about a hundred tool commands, and each new interpreter spent ~8 s
 of CPU importing torch and timm before reading its first argument (most of the suite's time on 2 cores).
 
-A support module (imported by the conftests and the tests that run tools), not a test module. Commands a test signals
-or kills (``subprocess.Popen``), commands with a launcher (``torchrun``) and the tests of start-up itself (torch-free
-``--help``, import order) still start real interpreters.
+A support module (imported by the conftests and the tests that run tools), not a test module. A command a test
+signals or kills is started with ``forked_script.start_script`` (a ``Popen``-like handle); commands with a launcher
+(``torchrun``), ``-c`` code and the tests of start-up itself (torch-free ``--help``, import order) still start real
+interpreters.
 """
 
 import os

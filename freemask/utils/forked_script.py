@@ -3,18 +3,20 @@ already imported torch, torchvision and timm.
 
 Why: on a 2-core machine a new interpreter spends ~8 s of CPU importing those (timm -> torchvision ->
 torch._dynamo, sympy) before a tool reads its first argument. A command that runs other commands (the toy pipeline's
-fifteen steps, the test suite's hundred tool runs) pays that every time. The server (multiprocessing's
+fourteen steps, the test suite's hundred tool runs) pays that every time. The server (multiprocessing's
 ``forkserver``, started on the first call, one per process) imports only those third-party packages and computes
 nothing, so a fork of it is as clean as a new interpreter: no thread pool, no CUDA context, no FreeMask module. The
 fork then becomes the command: the script runs as ``__main__`` with the given argv, environment (read at run time;
 libgomp's ``OMP_NUM_THREADS`` is applied through ``torch.set_num_threads``), working directory and sys.path
 (the script's folder, ``PYTHONPATH``, then a new interpreter's), its stdout and stderr appended to files, and its exit
-code as the interpreter's (``sys.exit`` codes and messages, a traceback and 1 for an escaped exception; non-daemon
-threads and atexit handlers finished first). FreeMask's own modules are imported by the command itself, so their
+code as the interpreter's (``sys.exit`` codes and messages, a traceback and 1 for an escaped exception, death by
+SIGINT for an uncaught Ctrl-C; non-daemon threads and atexit handlers finished first); multiprocessing sees a main
+process with the platform's start method. FreeMask's own modules are imported by the command itself, so their
 import-time behaviour (a warning on stderr, a registration) is what a new interpreter shows.
 
 What differs from a new interpreter: environment variables read at import by torch, torchvision or timm are the
-server's (none of FreeMask's settings are), and the command is not a process-group leader of its own.
+server's (none of FreeMask's settings are), and the command shares its caller's process group unless
+``start_new_session`` (a Ctrl-C in the terminal reaches both, as it would reach a subprocess).
 """
 
 import atexit
