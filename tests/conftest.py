@@ -1,7 +1,6 @@
 import contextlib
 import fcntl
 import logging
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -12,7 +11,7 @@ from typing import Callable, Iterator
 import pytest
 import torch
 
-from freemask.utils.forked_script import PRELOAD
+from freemask.utils.forked_script import warm_forkserver
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -23,7 +22,7 @@ def pytest_configure(config):
 
     Processes the tests start through multiprocessing's ``forkserver`` (tool commands, two-rank workers) come from
     one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py)."""
-    multiprocessing.set_forkserver_preload(PRELOAD)
+    warm_forkserver()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))

@@ -1,7 +1,6 @@
 """Start one training process per GPU, on one or several machines, or join a process group made by torchrun."""
 
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -15,7 +14,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..errors import ArgumentError
-from ..utils.forked_script import PRELOAD
+from ..utils.forked_script import warm_forkserver
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def launch(
     # engine/interrupt.py); the parent only waits for them instead of dying with a traceback of its own.
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _wait_for_workers) if main_thread else None
-    multiprocessing.set_forkserver_preload(PRELOAD)
+    warm_forkserver()
     try:
         mp.start_processes(
             _worker,

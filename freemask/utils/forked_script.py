@@ -20,6 +20,7 @@ server's (none of FreeMask's settings are), and the command shares its caller's 
 """
 
 import atexit
+import functools
 import itertools
 import json
 import logging
@@ -31,28 +32,25 @@ import sys
 import threading
 import traceback
 import types
-from typing import List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 PRELOAD = ["torch", "torchvision", "timm"]  # third-party only (see the module docstring)
 # A command that got Ctrl-C with its caller (same terminal) may be saving a checkpoint: it gets this long to finish.
 INTERRUPT_GRACE_S = 30.0
 
-_fresh_sys_path: List[str] = []
-
-
-def _new_interpreter_sys_path() -> List[str]:
+@functools.lru_cache(maxsize=None)
+def _new_interpreter_sys_path() -> Tuple[str, ...]:
     """sys.path of a new interpreter without PYTHONPATH, less its first entry (the script's folder goes there)."""
-    if not _fresh_sys_path:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        code = "import json, sys; print(json.dumps(sys.path[1:]))"
-        _fresh_sys_path.extend(json.loads(subprocess.check_output([sys.executable, "-c", code], env=env, cwd="/")))
-    return list(_fresh_sys_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = "import json, sys; print(json.dumps(sys.path[1:]))"
+    return tuple(json.loads(subprocess.check_output([sys.executable, "-c", code], env=env, cwd="/")))
 
 
-def _server() -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)  # read when the server starts: at this process's first command
-    return context
+def warm_forkserver() -> multiprocessing.context.BaseContext:
+    """multiprocessing's ``forkserver`` context, its server to import :data:`PRELOAD` (read when the server starts:
+    at this process's first start through it, by this module, ``launch()`` or ``torch.multiprocessing``)."""
+    multiprocessing.set_forkserver_preload(PRELOAD)
+    return multiprocessing.get_context("forkserver")
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -91,17 +89,18 @@ def _as_a_main_process() -> None:
 
 
 def _redirect(stdout: str, stderr: str) -> None:
-    paths = {stdout: None, stderr: None}
-    for path in paths:
-        paths[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(paths[stdout], 1)
-    os.dup2(paths[stderr], 2)
-    for handle in paths.values():
+    """File descriptors 1 and 2 appended to the two files (one open file when both paths are the same)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(stdout, flags, 0o644)
+    err = out if stderr == stdout else os.open(stderr, flags, 0o644)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    for handle in {out, err}:
         os.close(handle)
 
 
 def _become(
-    argv: List[str], env: Mapping[str, str], cwd: str, outputs: Sequence[str], path: List[str], new_session: bool
+    argv: List[str], env: Mapping[str, str], cwd: str, outputs: Sequence[str], path: Sequence[str], new_session: bool
 ) -> None:
     """In the fork: run ``python argv[0] argv[1:]`` in ``cwd`` with ``env``, then exit with its code."""
     import torch
@@ -119,7 +118,7 @@ def _become(
     sys.argv[:] = argv
     main = types.ModuleType("__main__")
     main.__file__ = script
-    sys.modules["__main__"] = main  # where multiprocessing's spawn finds the script to re-run (--num-gpus 2)
+    sys.modules["__main__"] = main  # where multiprocessing finds the script its workers re-run (--num-gpus 2)
     code, interrupted = 0, False
     try:
         with open(script, "rb") as source:
@@ -189,7 +188,7 @@ def start_script(
         raise ValueError(f"start_script runs a Python script, not {argv[:1]}")
     env = dict(os.environ if env is None else env)
     args = (argv, env, str(cwd or os.getcwd()), (stdout, stderr), _new_interpreter_sys_path(), start_new_session)
-    process = _server().Process(target=_become, args=args)
+    process = warm_forkserver().Process(target=_become, args=args)
     process.start()
     return ForkedScript(process, [sys.executable, *argv])
 
