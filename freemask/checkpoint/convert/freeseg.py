@@ -49,8 +49,7 @@ FREESEG = (
 
 TRAIN_STEP = Fill(
     "train_step",
-    "the step counter of our task sampler, which FreeSeg does not keep (it draws tasks unseeded); 0 starts the "
-    "sequence",
+    "the step counter of our task sampler; FreeSeg keeps none, its tasks are drawn unseeded; 0 starts the sequence",
     lambda: torch.zeros((), dtype=torch.int64),
 )
 
