@@ -1,19 +1,23 @@
 #!/usr/bin/env python
-"""Convert a released Mask2Former, SegFormer, Segmenter or SeMask-FPN checkpoint into this project's layout, for
-MODEL.WEIGHTS.
+"""Convert a released Mask2Former, FreeSeg, SegFormer, Segmenter or SeMask-FPN checkpoint into this project's layout,
+for MODEL.WEIGHTS.
 
     python tools/convert_checkpoint.py model_final_<id>.pkl m2f.pth --config-file <config.yaml>
+    python tools/convert_checkpoint.py freeseg_model_final.pth freeseg.pth \
+        --config-file configs/coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml
     python tools/convert_checkpoint.py iter_160000.pth m2f.pth --from mmseg --config-file <config.yaml>
     python tools/convert_checkpoint.py iter_320000.pth b4.pth --config-file <segformer b4 config.yaml>
     python tools/convert_checkpoint.py semask_tiny_ade20k.pth semask_t.pth --config-file <semask config.yaml>
     python train_net.py --config-file <config.yaml> --eval-only MODEL.WEIGHTS m2f.pth
 
-Sources: official Mask2Former (detectron2 .pkl or .pth), official SeMask-FPN (MMSegmentation 0.x .pth) and
-FreeMask's MMSegmentation Mask2Former, SegFormer (MiT-B2/B4) and Segmenter (ViT-S/B mask transformer) .pth files;
-the layout is recognised from the keys (--from forces one). Nothing from the file is executed: .pkl files are read
-with an unpickler that only builds numpy arrays, .pth files with torch's weights_only loader. With --config-file (and
-trailing KEY VALUE overrides) the result is also checked against the model that config builds. Every key left over
-is listed; then the tool exits 1 without writing DST. The output {"model": state_dict} is written atomically.
+Sources: official Mask2Former (detectron2 .pkl or .pth), FreeSeg's stage-2 models (R50 and R101c .pth, detectron2
+layout; they carry their frozen CLIP, so MODEL.CLIP_ADAPTER.CLIP_WEIGHTS may stay empty when MODEL.WEIGHTS is the
+result), official SeMask-FPN (MMSegmentation 0.x .pth) and FreeMask's MMSegmentation Mask2Former, SegFormer (MiT-B2/B4)
+and Segmenter (ViT-S/B mask transformer) .pth files; the layout is recognised from the keys (--from forces one). Nothing
+from the file is executed: .pkl files are read with an unpickler that only builds numpy arrays, .pth files with torch's
+weights_only loader. With --config-file (and trailing KEY VALUE overrides) the result is also checked against the model
+that config builds. Every key left over is listed; then the tool exits 1 without writing DST. The output {"model":
+state_dict} is written atomically.
 """
 
 import argparse
@@ -59,6 +63,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.destination} ({len(report.tensors)} tensors)")
+    if report.note:
+        print(f"note: {report.note}")
     return 0
 
 

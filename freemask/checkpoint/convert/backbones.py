@@ -5,6 +5,12 @@ Facts the tables encode (checked against the sources, and by tests where they ar
 * timm's ResNet names equal torchvision's and MMSegmentation's plain ``ResNet``; detectron2 nests the norm under its
   conv (``res2.0.conv1.norm``) and calls the projection ``shortcut``. ``ResNetV1c`` (mmseg) and detectron2's DeepLab
   stem replace the 7x7 stem by three 3x3 convs, which timm's ``resnet50`` does not have.
+* detectron2's DeepLab stem (facebookresearch/detectron2, projects/DeepLab/deeplab/resnet.py, ``DeepLabStem``) is
+  conv1 (3 -> C/2, stride 2), conv2 (C/2 -> C/2), conv3 (C/2 -> C), each 3x3 without bias and followed by its norm
+  and a ReLU, then a 3x3 max pool of stride 2; with C = 128 (``STEM_OUT_CHANNELS``, FreeSeg's R101c) that is timm's
+  ``stem_type="deep"`` stem of width 64 (``resnet101s``): ``conv1`` = Sequential(conv, BN, ReLU, conv, BN, ReLU, conv)
+  then ``bn1``, so the third norm is ``bn1``. The residual stages are named as in any detectron2 ResNet; res5's
+  multi-grid dilations change no name (``tests/checkpoint/test_convert_freeseg.py`` checks the features numerically).
 * Official Swin puts patch merging at the *end* of stage i (``layers.i.downsample``); timm at the *start* of stage
   i + 1. Both concatenate the 2x2 neighbours in the order (0,0), (1,0), (0,1), (1,1) (row, column offset), so the
   weights copy as they are.
@@ -16,6 +22,7 @@ Facts the tables encode (checked against the sources, and by tests where they ar
 
 import torch
 
+from .layout import Variant
 from .rules import Drop, Refuse, Rule, Transform
 
 # Neighbour k of the unfold order (row * 2 + column) that official slot g = column * 2 + row holds; an involution.
@@ -42,19 +49,30 @@ UNFOLD_TO_OFFICIAL = Transform(
 
 _RECOMPUTED = "buffer derived from the window size; the model rebuilds it"
 _DEEP_STEM = (
-    "deep stem (three 3x3 convs, mmseg ResNetV1c / detectron2 DeepLab stem): our timm ResNet has the 7x7 stem of "
-    "torchvision's; use a checkpoint with a plain ResNet backbone"
+    "deep stem (three 3x3 convs, mmseg ResNetV1c): our timm ResNet has the 7x7 stem of torchvision's; use a "
+    "checkpoint with a plain ResNet backbone"
 )
 
+# The basic 7x7 stem; files with a DeepLab stem use DETECTRON2_DEEPLAB_STEM first (a Variant on stem.conv2).
 DETECTRON2_RESNET = (
     Rule("backbone.stem.conv1.weight", "backbone.body.conv1.weight"),
     Rule("backbone.stem.conv1.norm.*", "backbone.body.bn1.*"),
-    Refuse("backbone.stem.conv2.*", _DEEP_STEM),
-    Refuse("backbone.stem.conv3.*", _DEEP_STEM),
     Rule("backbone.res{s+1}.{b}.conv{c}.weight", "backbone.body.layer{s}.{b}.conv{c}.weight"),
     Rule("backbone.res{s+1}.{b}.conv{c}.norm.*", "backbone.body.layer{s}.{b}.bn{c}.*"),
     Rule("backbone.res{s+1}.{b}.shortcut.weight", "backbone.body.layer{s}.{b}.downsample.0.weight"),
     Rule("backbone.res{s+1}.{b}.shortcut.norm.*", "backbone.body.layer{s}.{b}.downsample.1.*"),
+)
+
+DETECTRON2_DEEPLAB_STEM = Variant(
+    "backbone.stem.conv2.",
+    (
+        Rule("backbone.stem.conv1.weight", "backbone.body.conv1.0.weight"),
+        Rule("backbone.stem.conv1.norm.*", "backbone.body.conv1.1.*"),
+        Rule("backbone.stem.conv2.weight", "backbone.body.conv1.3.weight"),
+        Rule("backbone.stem.conv2.norm.*", "backbone.body.conv1.4.*"),
+        Rule("backbone.stem.conv3.weight", "backbone.body.conv1.6.weight"),
+        Rule("backbone.stem.conv3.norm.*", "backbone.body.bn1.*"),
+    ),
 )
 
 DETECTRON2_SWIN = (

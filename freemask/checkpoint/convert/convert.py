@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checkpointer import CheckpointError, _atomic_torch_save
-from . import detectron2_mask2former, mmseg_mask2former, mmseg_segformer, mmseg_segmenter, mmseg_semask
+from . import detectron2_mask2former, freeseg, mmseg_mask2former, mmseg_segformer, mmseg_segmenter, mmseg_semask
 from .layout import Layout, choose_layout
 from .reading import as_tensor, read_checkpoint
 from .rules import apply_table
 
 LAYOUTS: tuple[Layout, ...] = (
     detectron2_mask2former.LAYOUT,
+    freeseg.LAYOUT,
     mmseg_mask2former.LAYOUT,
     mmseg_segformer.LAYOUT,
     mmseg_segmenter.LAYOUT,
@@ -35,6 +36,7 @@ class ConversionReport:
     num_source_keys: int
     tensors: dict[str, torch.Tensor]
     dropped: dict[str, list[str]] = field(default_factory=dict)  # reason -> source keys
+    filled: dict[str, list[str]] = field(default_factory=dict)  # reason -> our keys the release has no tensor for
     refused: dict[str, list[str]] = field(default_factory=dict)  # reason -> source keys
     unmatched: list[str] = field(default_factory=list)
     collisions: list[str] = field(default_factory=list)
@@ -45,6 +47,7 @@ class ConversionReport:
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     counters_added: list[str] = field(default_factory=list)  # BatchNorm step counters the file lacks, set to 0
     counters_removed: list[str] = field(default_factory=list)  # counters the model (e.g. FrozenBN) does not keep
+    note: str = ""  # what the layout says about using the result
 
     def problems(self) -> list[str]:
         """One phrase per kind of leftover; empty when every tensor found its place."""
@@ -67,6 +70,8 @@ class ConversionReport:
             lines.append(f"  set aside non-weight objects of types: {', '.join(self.ignored_objects)}")
         for reason, keys in self.dropped.items():
             lines.append(f"  dropped {len(keys)} keys ({reason}), e.g. {keys[0]}")
+        for reason, keys in self.filled.items():
+            lines.append(f"  added {', '.join(keys)} ({reason})")
         if self.counters_added:
             lines.append(
                 f"  added {len(self.counters_added)} BatchNorm num_batches_tracked counters (0; unused in eval)"
@@ -101,19 +106,26 @@ def convert_checkpoint(path: str, source_layout: str = "auto", layouts: Sequence
     weights = layout.weights(content) or {}
     state = {str(k): as_tensor(str(k), v, path) for k, v in weights.items()}
     try:
-        mapped = apply_table(state, layout.table)
+        mapped = apply_table(state, layout.table_for(list(state)))
     except ValueError as e:  # a tensor a rule cannot reshape: the file does not hold what its keys say
         raise CheckpointError(f"{path}: {e}") from None
+    filled: dict[str, list[str]] = {}
+    for fill in layout.fills:
+        if fill.target not in mapped.tensors:
+            mapped.tensors[fill.target] = fill.make()
+            filled.setdefault(fill.reason, []).append(fill.target)
     return ConversionReport(
         source=path,
         layout=layout.name,
         num_source_keys=len(state),
         tensors=mapped.tensors,
         dropped=mapped.dropped,
+        filled=filled,
         refused=mapped.refused,
         unmatched=mapped.unmatched,
         collisions=mapped.collisions,
         ignored_objects=ignored,
+        note=layout.note,
     )
 
 

@@ -2,10 +2,11 @@
 
 Our pixel decoder and transformer decoder were written with the official parameter names, so the head converts by
 prefix alone (``sem_seg_head.pixel_decoder.`` -> ``pixel_decoder.``, ``sem_seg_head.predictor.`` ->
-``transformer_decoder.``); only the backbones are renamed (``backbones.py``).
+``transformer_decoder.``); only the backbones are renamed (``backbones.py``). The file is recognised by its linear
+class head (``class_embed.weight``): FreeSeg's files share every other head name but end in an MLP.
 """
 
-from .backbones import DETECTRON2_RESNET, DETECTRON2_SWIN
+from .backbones import DETECTRON2_DEEPLAB_STEM, DETECTRON2_RESNET, DETECTRON2_SWIN
 from .layout import Layout
 from .rules import Drop, Rule
 
@@ -20,6 +21,7 @@ LAYOUT = Layout(
     family="detectron2",
     description="official Mask2Former release (.pkl/.pth with 'model', sem_seg_head.* keys)",
     weights_key="model",
-    marker="sem_seg_head.predictor.transformer_cross_attention_layers.",
+    marker="sem_seg_head.predictor.class_embed.weight",
     table=DETECTRON2_RESNET + DETECTRON2_SWIN + HEAD,
+    variants=(DETECTRON2_DEEPLAB_STEM,),
 )

@@ -5,9 +5,11 @@ the tensors sit in the file, a key prefix that only its files have, and its tabl
 adding such a module and listing it in ``LAYOUTS`` (``convert.py``); nothing else changes.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from ..checkpointer import CheckpointError
 from .rules import Entry
@@ -17,13 +19,40 @@ _OWN_LAYOUT_MARKER = "transformer_decoder.transformer_cross_attention_layers."
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Entries that take precedence over a layout's table in files holding a key that starts with ``marker``.
+
+    For a part that a release builds in two ways under partly the same names: detectron2's DeepLab stem has a
+    ``stem.conv1`` too, 3x3 instead of 7x7, followed by ``stem.conv2`` and ``stem.conv3``, so only the presence of
+    ``stem.conv2`` tells where ``stem.conv1`` goes.
+    """
+
+    marker: str
+    table: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Fill:
+    """A tensor of our model that the release has no counterpart of, written with the value ``make()`` gives.
+
+    ``reason`` says why that value is right (e.g. a step counter the release's training did not keep).
+    """
+
+    target: str
+    reason: str
+    make: Callable[[], torch.Tensor]
+
+
+@dataclass(frozen=True)
 class Layout:
     """A family of released checkpoints that one table converts.
 
     ``name`` is what reports print and ``--from`` accepts, as does ``family`` (the codebase: ``detectron2``,
     ``mmseg``), which selects all of that codebase's layouts; ``weights_key`` is the entry holding the tensors
     (a file that is a bare ``{name: tensor}`` mapping is accepted as well); ``marker`` is a key prefix that tells this
-    layout's files apart from other layouts of the same codebase.
+    layout's files apart from other layouts of the same codebase. ``variants`` adapt the table to the parts a file
+    holds (:class:`Variant`); ``fills`` add tensors the release never has (:class:`Fill`); ``note`` is printed after
+    a conversion, for what the user should know about using the result.
     """
 
     name: str
@@ -32,6 +61,9 @@ class Layout:
     weights_key: str
     marker: str
     table: tuple[Entry, ...]
+    variants: tuple[Variant, ...] = ()
+    fills: tuple[Fill, ...] = ()
+    note: str = ""
 
     def weights(self, content: Any) -> Mapping[str, Any] | None:
         """The ``{name: tensor or array}`` mapping of a file's content, or None when the file has none here."""
@@ -41,6 +73,11 @@ class Layout:
         if isinstance(inner, Mapping):
             return inner
         return content if content and all(isinstance(k, str) and "." in k for k in content) else None
+
+    def table_for(self, keys: Sequence[str]) -> tuple[Entry, ...]:
+        """The table for a file with these keys: the entries of the variants it has, then the layout's own."""
+        present = [v for v in self.variants if any(k.startswith(v.marker) for k in keys)]
+        return tuple(entry for variant in present for entry in variant.table) + self.table
 
     def matches(self, content: Any) -> bool:
         weights = self.weights(content)

@@ -1,9 +1,12 @@
 """Check converted tensors against the model a config builds: every key filled, nothing extra, every shape equal.
 
-The model is built on the ``meta`` device, so a Swin-L Mask2Former costs neither memory nor initialisation time and
-no pre-trained backbone file is needed; only names and shapes are compared.
+The model is built on the ``meta`` device, so a Swin-L Mask2Former costs neither memory nor initialisation time, and
+without its weight files (pre-trained backbone, CLIP, stage-1 prompt): only names and shapes are compared. A model
+with a part that moves itself to a device while being built (open_clip's ``create_model``, in FreeSeg's models)
+cannot be built on ``meta`` and is built on the CPU instead.
 """
 
+import logging
 from collections.abc import Mapping
 
 import torch
@@ -15,15 +18,26 @@ _COUNTER = "num_batches_tracked"
 
 
 def model_state_from_config(cfg: CfgNode) -> dict[str, torch.Tensor]:
-    """``{name: meta tensor}`` of the model ``cfg`` builds (pre-trained backbone loading switched off)."""
+    """``{name: tensor}`` of the model ``cfg`` builds without weight files (meta tensors where it can be)."""
     from ...modeling import build_model  # imports timm and every registered model: only when a check is asked for
 
     cfg = cfg.clone()
     cfg.defrost()
-    cfg.MODEL.DEVICE = "meta"
     cfg.MODEL.BACKBONE.PRETRAINED = ""
-    with torch.device("meta"):
-        return dict(build_model(cfg).state_dict())
+    cfg.MODEL.CLIP_ADAPTER.CLIP_WEIGHTS = ""
+    cfg.MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT = ""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # "random weights" warnings: the values are never used here
+    try:
+        cfg.MODEL.DEVICE = "meta"
+        try:
+            with torch.device("meta"):
+                return dict(build_model(cfg).state_dict())
+        except NotImplementedError:  # a part moved itself to a device: meta tensors cannot be copied
+            cfg.MODEL.DEVICE = "cpu"
+            return dict(build_model(cfg).state_dict())
+    finally:
+        logging.disable(previous)
 
 
 def check_against_model(report: ConversionReport, model_state: Mapping[str, torch.Tensor]) -> None:
