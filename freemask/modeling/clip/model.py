@@ -74,7 +74,13 @@ def build_clip(model_name: str, weights: str = "", allow_torchscript: bool = Fal
     if weights:
         _load_exactly(model, model_name, weights, state, is_openai)
     elif model_name not in _TINY_CONFIGS:
-        logger.warning("CLIP %s has random weights (%s is empty): fine for tests only", model_name, _WEIGHTS_KEY)
+        # A converted FreeSeg checkpoint (or one of ours) carries CLIP, and its strict load fills these weights.
+        logger.warning(
+            "CLIP %s is built without weights (%s is empty): they must come from MODEL.WEIGHTS (a converted FreeSeg "
+            "checkpoint carries CLIP); training from random CLIP weights is for tests only",
+            model_name,
+            _WEIGHTS_KEY,
+        )
     return FrozenClip(model, tokenizer, model_name)
 
 
