@@ -20,7 +20,7 @@ import torch
 from ..config import CfgNode
 from . import transforms as T
 from .errors import DatasetError
-from .instance_mapper import InstanceDatasetMapper, _category_map
+from .instance_mapper import InstanceDatasetMapper, category_map
 from .mapper import check_label_range, read_image
 
 
@@ -60,7 +60,7 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
             ids, seg_ids, masks, classes = self._read_targets(record, shape)
             if sem is None:
                 segments = record.get("segments_info", ())
-                sem = _category_map(shape, ids, segments, masks, classes, self.semantic.ignore_label)
+                sem = category_map(shape, ids, segments, masks, classes, self.semantic.ignore_label)
                 self._check_labels(record, sem)  # crowd segments, not targets, are painted too
         if sem is None:
             raise DatasetError(

@@ -158,7 +158,7 @@ class InstanceDatasetMapper:
         def category() -> np.ndarray:
             if sem is not None:
                 return sem
-            return _category_map((height, width), ids, segments, masks, classes, self.semantic.ignore_label)
+            return category_map((height, width), ids, segments, masks, classes, self.semantic.ignore_label)
 
         geometry, image_pad = self._draw((height, width), category, rng)
         image = geometry.apply(image, True, image_pad)
@@ -270,7 +270,7 @@ def _has_objects(record: Dict) -> bool:
     return "pan_seg_file_name" in record or "annotations" in record
 
 
-def _category_map(
+def category_map(
     shape: Tuple[int, int],
     ids: Optional[np.ndarray],
     segments_info: Sequence[dict],
