@@ -55,10 +55,11 @@ def instance_masks(record: Mapping[str, Any], shape: Shape) -> Tuple[List[np.nda
     return masks, [int(record["annotations"][i]["category_id"]) for i in indices]
 
 
-def check_annotations(record: Mapping[str, Any], shape: Shape) -> List[float]:
-    """Check every annotation of an instance record, crowd ones included, without decoding a mask (what evaluation
-    and the checker need); returns each annotation's pixel count."""
-    return [float(mask_util.area(annotation_rle(record, i, shape))) for i in range(len(record["annotations"]))]
+def check_annotations(record: Mapping[str, Any], shape: Shape) -> None:
+    """Check every annotation of an instance record, crowd ones included, without decoding a mask: what the test
+    mapper does before the instance evaluator gives the annotations to pycocotools."""
+    for index in range(len(record["annotations"])):
+        annotation_rle(record, index, shape)
 
 
 def annotation_rle(record: Mapping[str, Any], index: int, shape: Shape) -> dict:
@@ -66,8 +67,9 @@ def annotation_rle(record: Mapping[str, Any], index: int, shape: Shape) -> dict:
 
     RecordError (kind ``empty_annotation``) for a segmentation with no pixel: ``[]``, polygons of no area, an RLE
     of zeros; (kind ``bad_annotation``) for one that is malformed: a polygon that is not an even count of at least 6
-    numbers, an RLE without ``size`` / ``counts``, of another size than the image, or whose run lengths do not add
-    up to it (pycocotools would decode such an RLE into garbage or stop with "Invalid RLE mask representation")."""
+    numbers, an RLE without ``size`` / ``counts`` or whose run lengths do not add up to its image (pycocotools would
+    decode it into garbage or stop with "Invalid RLE mask representation"); (kind ``size_mismatch``) for an RLE of
+    another size than the image."""
     segmentation = record["annotations"][index].get("segmentation")
     where = _Where(record.get("annotation_file") or record["file_name"], _annotation_name(record, index))
     if isinstance(segmentation, list):
@@ -114,10 +116,10 @@ def _polygons_rle(polygons: list, shape: Shape, where: _Where) -> dict:
             isinstance(v, numbers.Real) and not isinstance(v, bool) for v in polygon
         )
         if not numbers_only or len(polygon) < 6 or len(polygon) % 2:
-            size = len(polygon) if isinstance(polygon, list) else type(polygon).__name__
+            found = f"{len(polygon)} values" if isinstance(polygon, list) else f"a {type(polygon).__name__}"
             raise where.malformed(
                 f"polygon {k} is not [x0, y0, x1, y1, ...] with at least 3 points (an even count of at least 6 "
-                f"numbers): it has {size}",
+                f"numbers): it is {found}",
             )
     if not any(_polygon_area(p) > 0 for p in polygons):
         raise where.empty("is polygons of area 0 (every point on one line)")
@@ -137,6 +139,8 @@ def _checked_rle(rle: dict, shape: Shape, where: _Where) -> dict:
     if size is None or counts is None:
         missing = " and ".join(k for k in ("size", "counts") if rle.get(k) is None)
         raise where.malformed(f"RLE without {missing}")
+    if not isinstance(size, (list, tuple)):
+        raise where.malformed(f"RLE size must be [height, width], got {size!r}")
     if list(size) != list(shape):
         raise where.malformed(
             f"RLE of size {list(size)} (height, width) on an image of {shape[0]}x{shape[1]} (HxW)",
