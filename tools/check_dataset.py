@@ -7,9 +7,14 @@
     python tools/check_dataset.py DATASETS.CUSTOM.NAME mine DATASETS.CUSTOM.ROOT /data/mine \
         DATASETS.CUSTOM.CLASSES_FILE /data/mine/classes.txt
 
-Each image must decode completely, each mask must exist, be single-channel and of its image's size, and hold only
-class labels 0..C-1 or the ignore label (after the zero-label reduction when the dataset uses it). Prints counts,
-the problems by kind (the first --max-problems of each; all of them in --json) and the class pixel histogram.
+Every registered split kind is checked by what its records hold, as training reads them: each image must decode
+completely; a semantic mask (semantic, synthetic, open-vocabulary and classification splits, panoptic splits that
+have one) must exist, be single-channel and of its image's size, and hold only class labels 0..C-1 or the ignore label
+(after the zero-label reduction when the dataset uses it); a panoptic PNG must be RGB, of its image's size, and hold
+exactly the segment ids its segments_info lists; an instance annotation must be a non-empty, well-formed polygon or
+RLE of its image's size; every segment / annotation class must be one of the metadata's classes (an instance split's
+thing_classes). Prints counts, the problems by kind (the first --max-problems of each; all of them in --json) and the
+class pixel histogram.
 Trailing KEY VALUE pairs override the defaults or --config-file; with a config and no dataset names, its
 DATASETS.CUSTOM splits (or else DATASETS.TRAIN + TRAIN_SYN + TEST) are checked.
 """
@@ -20,12 +25,12 @@ import re
 import sys
 from typing import List, Tuple
 
-from freemask.config import ConfigError
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.check import check_dataset
 from freemask.data.datasets import register_custom_from_config  # importing registers the builtin dataset names
 from freemask.data.errors import DatasetError
 from freemask.engine.defaults import setup_cfg
+from freemask.errors import UserError, one_line
 from freemask.utils.atomic import atomic_write_json
 
 # The first positional argument that looks like a config key (DATASETS.CUSTOM.ROOT) starts the KEY VALUE overrides.
@@ -68,8 +73,8 @@ def main(argv=None) -> int:
                 f"not registered: {', '.join(unknown)}; registered: {', '.join(sorted(DatasetCatalog.list()))}"
             )
         reports = [check_dataset(n, args.workers, progress=not args.no_progress) for n in names]
-    except (ConfigError, DatasetError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (UserError, FileNotFoundError) as e:  # ConfigError, DatasetError, a missing file ...: one line
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     for report in reports:
         print(report.format(args.max_problems))

@@ -20,7 +20,7 @@ import torch
 from ..config import CfgNode
 from . import transforms as T
 from .errors import DatasetError
-from .instance_mapper import InstanceDatasetMapper, _category_map
+from .instance_mapper import InstanceDatasetMapper, category_map
 from .mapper import check_label_range, read_image
 
 
@@ -51,6 +51,8 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
         if "image_id" in record:
             out["image_id"] = record["image_id"]
         sem = self._read_sem_seg(record, shape)
+        if sem is not None:
+            self._check_labels(record, sem)
         has_segments = "pan_seg_file_name" in record or "annotations" in record
         ids = seg_ids = masks = None
         classes: List[int] = []
@@ -58,13 +60,13 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
             ids, seg_ids, masks, classes = self._read_targets(record, shape)
             if sem is None:
                 segments = record.get("segments_info", ())
-                sem = _category_map(shape, ids, segments, masks, classes, self.semantic.ignore_label)
+                sem = category_map(shape, ids, segments, masks, classes, self.semantic.ignore_label)
+                self._check_labels(record, sem)  # crowd segments, not targets, are painted too
         if sem is None:
             raise DatasetError(
                 f"{record['file_name']}: the record has no semantic map ('sem_seg_file_name') and no segments; the "
                 f"all-task mapper needs one of them (register the split with its semantic or panoptic annotations)"
             )
-        self._check_classes(record, sem, classes)
         geometry, image_pad = self._draw(shape, lambda: sem, rng)
         image = geometry.apply(image, True, image_pad)
         if self.recipe == "semantic" and self.semantic.color_aug:
@@ -82,18 +84,12 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
             }
         return out
 
-    def _check_classes(self, record: Dict, sem: np.ndarray, classes: List[int]) -> None:
+    def _check_labels(self, record: Dict, sem: np.ndarray) -> None:
         num_classes = self.semantic.num_classes
         if num_classes is None:
             return
         path = record.get("sem_seg_file_name") or record.get("pan_seg_file_name") or record["file_name"]
         check_label_range(sem, num_classes, self.semantic.ignore_label, path, bool(record.get("reduce_zero_label")))
-        bad = sorted({int(c) for c in classes if not 0 <= int(c) < num_classes})
-        if bad:
-            raise DatasetError(
-                f"{path}: segment classes {bad} are not among the MODEL.SEM_SEG_HEAD.NUM_CLASSES {num_classes} "
-                f"classes of the training vocabulary; set NUM_CLASSES to the split's class count or fix its records"
-            )
 
 
 def _thing_flags(record: Dict) -> List[bool]:

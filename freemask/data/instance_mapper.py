@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import pycocotools.mask as mask_util
 import torch
 
 from ..config import CfgNode, ConfigError
 from . import transforms as T
 from .errors import DatasetError
 from .mapper import SemSegDatasetMapper, read_image, read_mask, reduce_zero_label
-from .panoptic_png import read_panoptic_png
+from .object_records import check_annotations, check_object_classes, instance_masks, panoptic_segment_ids
 
 RECIPES = ("lsj", "semantic")
 
@@ -96,28 +95,6 @@ class LargeScaleJitter:
         return Geometry(size, box, flip, flip_first=True, pad_to=(s, s))
 
 
-def annotation_to_mask(segmentation, height: int, width: int) -> np.ndarray:
-    """uint8 (H, W) bit mask of a COCO ``segmentation``: polygons (list of [x0, y0, x1, y1, ...]), an uncompressed
-    RLE (``counts`` a list) or a compressed RLE (``counts`` str / bytes)."""
-    if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if len(p) >= 6]
-        if not polygons:
-            return np.zeros((height, width), dtype=np.uint8)
-        rle = mask_util.merge(mask_util.frPyObjects(polygons, height, width))
-    elif isinstance(segmentation, dict):
-        rle = segmentation
-        if isinstance(rle["counts"], list):
-            rle = mask_util.frPyObjects(rle, height, width)
-    else:
-        raise DatasetError(
-            f"annotation segmentation must be polygons or an RLE dict, got {type(segmentation).__name__}"
-        )
-    mask = mask_util.decode(rle)
-    if mask.shape != (height, width):
-        raise DatasetError(f"an RLE of size {mask.shape[1]}x{mask.shape[0]} annotates a {width}x{height} image")
-    return mask
-
-
 class InstanceDatasetMapper:
     """Callable mapping a panoptic record (``pan_seg_file_name`` + ``segments_info``) or an instance record
     (``annotations``) to ``{"file_name", "image_id"?, "image": uint8 (3, H, W), "instances": {"gt_masks": bool
@@ -164,6 +141,8 @@ class InstanceDatasetMapper:
             out["image_id"] = record["image_id"]
         sem = self._read_sem_seg(record, (height, width))
         if not self.is_train:
+            if "annotations" in record:  # the instance evaluator reads them: a bad one stops here, named
+                check_annotations(record, (height, width))
             image = T.resize_for_test(image, self.semantic.min_size_test, self.semantic.max_size_test)
             out["image"] = self.semantic._to_chw(image)
             if sem is not None:
@@ -179,7 +158,7 @@ class InstanceDatasetMapper:
         def category() -> np.ndarray:
             if sem is not None:
                 return sem
-            return _category_map((height, width), ids, segments, masks, classes, self.semantic.ignore_label)
+            return category_map((height, width), ids, segments, masks, classes, self.semantic.ignore_label)
 
         geometry, image_pad = self._draw((height, width), category, rng)
         image = geometry.apply(image, True, image_pad)
@@ -243,27 +222,28 @@ class InstanceDatasetMapper:
 
     def _read_targets(self, record: Dict, shape: Tuple[int, int]) -> tuple:
         """(ids, seg_ids, None, classes) for a panoptic record, (None, None, masks, classes) for an instance one;
-        crowd segments / annotations are left out."""
+        crowd segments / annotations are left out. Read and checked by ``object_records.py`` (RecordError naming
+        the file); with ``num_classes`` set, a class outside the training vocabulary is one too."""
         if "pan_seg_file_name" in record:
-            path = record["pan_seg_file_name"]
-            ids = read_panoptic_png(path, record["segments_info"])
-            if ids.shape != shape:
-                raise DatasetError(
-                    f"{path}: panoptic PNG is {ids.shape[1]}x{ids.shape[0]}, its image {shape[1]}x{shape[0]}"
-                )
+            ids = panoptic_segment_ids(record, shape)
             segments = [s for s in record["segments_info"] if not s.get("iscrowd", 0)]
-            return ids, [s["id"] for s in segments], None, [s["category_id"] for s in segments]
-        if "annotations" in record:
-            anns = [a for a in record["annotations"] if not a.get("iscrowd", 0)]
-            try:
-                masks = [annotation_to_mask(a["segmentation"], *shape) for a in anns]
-            except DatasetError as error:
-                raise DatasetError(f"{record['file_name']}: {error}; fix the annotation file") from None
-            return None, None, masks, [a["category_id"] for a in anns]
-        raise DatasetError(
-            f"{record['file_name']}: the record has neither 'pan_seg_file_name' + 'segments_info' (panoptic) nor "
-            f"'annotations' (instance); register the dataset with one of them for the instance / panoptic mapper"
-        )
+            targets = ids, [s["id"] for s in segments], None, [s["category_id"] for s in segments]
+        elif "annotations" in record:
+            masks, classes = instance_masks(record, shape)
+            targets = None, None, masks, classes
+        else:
+            raise DatasetError(
+                f"{record['file_name']}: the record has neither 'pan_seg_file_name' + 'segments_info' (panoptic) nor "
+                f"'annotations' (instance); register the dataset with one of them for the instance / panoptic mapper"
+            )
+        num_classes = self.semantic.num_classes
+        if num_classes is not None:
+            vocabulary = (
+                f"the training vocabulary (MODEL.SEM_SEG_HEAD.NUM_CLASSES {num_classes}); set NUM_CLASSES to the "
+                "split's class count or fix its records"
+            )
+            check_object_classes(record, targets[3], num_classes, vocabulary)
+        return targets
 
     # ------------------------------------------------------------------------------------------------ augmenting
     def _draw(
@@ -290,7 +270,7 @@ def _has_objects(record: Dict) -> bool:
     return "pan_seg_file_name" in record or "annotations" in record
 
 
-def _category_map(
+def category_map(
     shape: Tuple[int, int],
     ids: Optional[np.ndarray],
     segments_info: Sequence[dict],

@@ -25,7 +25,7 @@ def write_png(path, rgb):
 
 def panoptic_record(tmp_path, height=64, width=128, crowd=False):
     """Blue stuff background (segment 1, class 0), a red thing square (segment 5, class 2), optionally a green crowd
-    thing (segment 9, class 3) at the bottom right; a listed segment 7 with no pixels."""
+    thing (segment 9, class 3) at the bottom right."""
     image = np.empty((height, width, 3), np.uint8)
     image[:] = BLUE
     ids = np.ones((height, width), np.int32)
@@ -33,7 +33,6 @@ def panoptic_record(tmp_path, height=64, width=128, crowd=False):
     segments = [
         {"id": 1, "category_id": 0, "iscrowd": 0, "isthing": False},
         {"id": 5, "category_id": 2, "iscrowd": 0, "isthing": True},
-        {"id": 7, "category_id": 1, "iscrowd": 0, "isthing": True},
     ]
     if crowd:
         image[-8:, -8:], ids[-8:, -8:] = GREEN, 9
@@ -72,7 +71,7 @@ def test_lsj_resize_and_flip_move_the_square_with_its_mask_and_pad_with_zero(tmp
         inst = out["instances"]
         assert out["image"].shape == (3, 64, 64) and out["image"].dtype == torch.uint8
         assert inst["gt_masks"].dtype == torch.bool and inst["gt_classes"].dtype == torch.int64
-        assert inst["gt_classes"].tolist() == [0, 2]  # segment 7 has no pixel: dropped
+        assert inst["gt_classes"].tolist() == [0, 2]
         square = inst["gt_masks"][1]
         flipped = bool(square[4:12, 40:56].all())
         flips.add(flipped)
@@ -162,7 +161,7 @@ def test_instance_annotations_polygons_and_rle_exclude_crowd(tmp_path):
 def test_a_bad_annotation_names_the_image(tmp_path):
     record = {"file_name": write_png(tmp_path / "x.png", np.zeros((8, 8, 3), np.uint8))}
     record["annotations"] = [{"segmentation": "not a mask", "category_id": 0, "iscrowd": 0}]
-    with pytest.raises(DatasetError, match="x.png: annotation segmentation must be polygons or an RLE"):
+    with pytest.raises(DatasetError, match="x.png: annotation #0: segmentation must be polygons or an RLE"):
         lsj(1.0)(record, np.random.default_rng(0))
     with pytest.raises(DatasetError, match="neither 'pan_seg_file_name'"):
         lsj(1.0)({"file_name": record["file_name"]}, np.random.default_rng(0))

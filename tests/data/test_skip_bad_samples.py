@@ -145,3 +145,26 @@ def test_training_runs_past_a_truncated_image_and_counts_it(toy_datasets, tmp_pa
     assert [m["skipped_samples"] for m in metrics] == [1, 2, 3]
     messages = [r.getMessage() for r in warnings if "Skipped training sample" in r.getMessage()]
     assert len(messages) == 1 and str(bad) in messages[0]  # warned once, naming the file
+
+
+def test_instance_training_skips_and_counts_an_empty_annotation(toy_datasets, tmp_path, monkeypatch):
+    """Issue 24: an instance annotation with ``segmentation: []`` is a bad sample like a truncated image."""
+    root = tmp_path / "datasets"
+    shutil.copytree(toy_datasets, root)
+    json_file = root / "toy" / "ADEChallengeData2016" / "ade20k_instance_train.json"
+    data = json.loads(json_file.read_text())
+    next(a for a in data["annotations"] if not a.get("iscrowd", 0))["segmentation"] = []
+    json_file.write_text(json.dumps(data))
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
+    cfg = get_cfg()
+    cfg.merge_from_file(
+        os.path.join(os.path.dirname(__file__), "..", "..", "configs", "toy", "mask2former_R18_toy_instance.yaml")
+    )
+    cfg.merge_from_list(
+        ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0",
+         "DATALOADER.SKIP_BAD_SAMPLES", "True", "DATASETS.TEST", "()", "INPUT.CROP.SIZE", "[64, 64]",
+         "INPUT.MIN_SIZE_TRAIN", "(64,)", "OUTPUT_DIR", str(tmp_path / "out"), "LOG_PERIOD", "1"]
+    )  # fmt: skip
+    Trainer(cfg).train()  # 8 training images, batch 8: the bad one in every batch
+    with open(tmp_path / "out" / "metrics.json") as f:
+        assert [json.loads(line)["skipped_samples"] for line in f] == [1, 2]

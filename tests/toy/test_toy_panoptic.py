@@ -116,11 +116,13 @@ def test_registered_splits_read_the_toy_files(root, monkeypatch):
         "image_id",
         "height",
         "width",
+        "annotation_file",
         "pan_seg_file_name",
         "segments_info",
         "sem_seg_file_name",
         "reduce_zero_label",
     }
+    assert rec["annotation_file"] == os.path.join(root, BASE, "ade20k_panoptic_train.json")
     assert rec["reduce_zero_label"] is True and (rec["height"], rec["width"]) == (64, 80)
     for seg in rec["segments_info"]:
         assert 0 <= seg["category_id"] < 6 and seg["isthing"] == (seg["category_id"] in (4, 5))

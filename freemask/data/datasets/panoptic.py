@@ -6,6 +6,7 @@ Why one module for every family (COCO, ADE20K, toy): they differ only by paths a
 Panoptic record (one per image of the panoptic JSON)::
 
     {"file_name": str, "image_id": int | str, "height": int, "width": int,
+     "annotation_file": str,                   # the panoptic JSON, named by every error about the record
      "pan_seg_file_name": str,                 # RGB PNG, segment id = R + 256 G + 256^2 B, 0 = void
      "segments_info": [{"id": int, "category_id": int (contiguous 0..K-1), "isthing": bool, "iscrowd": int,
                         "area": int, "bbox": [x, y, w, h]}],
@@ -14,9 +15,15 @@ Panoptic record (one per image of the panoptic JSON)::
 Instance record (pycocotools)::
 
     {"file_name": str, "image_id": int | str, "height": int, "width": int,
-     "annotations": [{"segmentation": polygons [[x0, y0, x1, y1, ...], ...] | RLE {"size", "counts"},
+     "annotation_file": str,                   # the instance JSON, named by every error about the record
+     "annotations": [{"id": the JSON's annotation id (when it has one),
+                      "segmentation": polygons [[x0, y0, x1, y1, ...], ...] | RLE {"size", "counts"},
                       "bbox": [x, y, w, h] (float), "bbox_mode": "XYWH_ABS", "category_id": int (contiguous),
                       "iscrowd": int}]}
+
+The segments and annotations are read and checked (ids both ways, empty or malformed masks, sizes) where they are
+decoded, by ``freemask/data/object_records.py``, so a bad one is a sample DATALOADER.SKIP_BAD_SAMPLES can skip; the
+loaders only check what makes the whole file unusable (a missing file, a category outside the dataset).
 
 Contiguous ids follow Mask2Former: a panoptic category's contiguous id is its position in the full category list
 (things and stuff together), ``thing_dataset_id_to_contiguous_id`` holds the things, and
@@ -168,6 +175,7 @@ def load_coco_panoptic_json(
             "image_id": ann["image_id"],
             "height": image.get("height"),
             "width": image.get("width"),
+            "annotation_file": json_file,
             "pan_seg_file_name": pan,
             "segments_info": segments,
         }
@@ -211,7 +219,8 @@ def load_coco_instances_json(
                 )
             annotations.append(
                 {
-                    "segmentation": ann["segmentation"],
+                    **({"id": ann["id"]} if "id" in ann else {}),
+                    "segmentation": ann.get("segmentation"),
                     "bbox": [float(v) for v in ann["bbox"]],
                     "bbox_mode": BOX_MODE_XYWH_ABS,
                     "category_id": thing_dataset_id_to_contiguous_id[ann["category_id"]],
@@ -224,6 +233,7 @@ def load_coco_instances_json(
                 "image_id": image_id,
                 "height": image["height"],
                 "width": image["width"],
+                "annotation_file": json_file,
                 "annotations": annotations,
             }
         )
