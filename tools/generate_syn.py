@@ -218,7 +218,9 @@ def launch_workers(args: argparse.Namespace) -> None:
     import logging
 
     from freemask.engine import launch
+    from freemask.generation.backend import check_backend_files
 
+    check_backend_files(args.backend, args.weights, args.config_dir)
     job = build_job(args)
     logging.getLogger("freemask").setLevel(logging.INFO)
     launch(
