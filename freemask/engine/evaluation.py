@@ -1,12 +1,12 @@
 """Which evaluators a test set gets, and how the model is run for them: the wiring of Mask2Former's three tasks.
 
 Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and the ``MODEL.MASK_FORMER.TEST.*_ON``
-flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
-with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
-set's metadata, thresholds from the config) is a value handed to the model for that pass (``TestTimeModel``), not
-state swapped on it. An open-vocabulary model (``OpenVocabulary``) is also handed the test set's vocabulary
-(``Vocabulary.from_metadata``: its class names, seen flags and thing classes), and its post-processing takes the thing
-ids from that vocabulary.
+flags (facebookresearch/Mask2Former, train_net.py, Trainer.build_evaluator): mIoU where the split has semantic
+maps, COCO panoptic quality with PANOPTIC_ON, mask AP with INSTANCE_ON, all from one inference pass. Here the flags
+decide; the post-processing (thing ids from the test set's metadata, thresholds from the config) is a value handed to
+the model for that pass (``TestTimeModel``), not state swapped on it. An open-vocabulary model (``OpenVocabulary``)
+is also handed the test set's vocabulary (``Vocabulary.from_metadata``: its class names, seen flags and thing
+classes), and its post-processing takes the thing ids from that vocabulary.
 """
 
 from typing import Dict, List, Optional
