@@ -183,7 +183,9 @@ def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
         prediction = demo.predict(model, model_input(image, mapper), postprocess, classes.vocabulary)
         if args.save_labels:
             save_image(labels_path(outputs[path]), demo.semantic_labels(prediction).astype(dtype))
-        figure = demo.render(tasks, image, prediction, classes, args.opacity, args.score_threshold)
+        figure = demo.render(
+            tasks, image, prediction, classes, args.opacity, args.score_threshold, postprocess, os.path.basename(path)
+        )
         save_image(outputs[path], figure)
     return len(todo), len(paths) - len(todo), tasks
 

@@ -161,6 +161,7 @@ def main(args: argparse.Namespace) -> None:
     from freemask.config import resolve_device
     from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
+    from freemask.evaluation.results_json import Provenance, results_produced_by
     from freemask.synthetic.filter.options import FilterOptions
     from freemask.synthetic.filter.outputs import check_output_is_not_input, default_output
     from freemask.synthetic.filter.run import SyntheticFilter, load_filter_model
@@ -201,7 +202,8 @@ def main(args: argparse.Namespace) -> None:
     candidates = [n for n in (args.real_dataset,) if n] + list(cfg.DATASETS.TRAIN)
     names = model_class_names([syn], candidates, num_classes)
     specs = [spec if spec.description else None for spec in (real, heldout)]
-    SyntheticFilter(model, options, syn, names, specs[0], cfg.MODEL.WEIGHTS, specs[1]).run()
+    with results_produced_by(Provenance(cfg.MODEL.WEIGHTS, cfg)):  # filter_stats.json names the model
+        SyntheticFilter(model, options, syn, names, specs[0], cfg.MODEL.WEIGHTS, specs[1]).run()
 
 
 def check_before_launch(args: argparse.Namespace) -> None:

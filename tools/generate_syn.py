@@ -19,7 +19,8 @@ Every image depends on its (stem, seed) alone: its noise comes from a generator 
 --batch-size and --num-gpus give the same files. A killed run re-run with the same command finishes only the
 missing pairs, with the files of an uninterrupted run; a run adding seeds or masks to a root adds only those pairs.
 A root holding pairs made with other settings is refused (--overwrite deletes its pairs and redoes them). Inputs
-are never modified; nothing is downloaded (the tool refuses hub names and missing files instead).
+are never modified; nothing is downloaded (the tool refuses hub names and missing files instead). A truncated or
+corrupt weight, config or tokenizer file is one line naming it, before any worker starts.
 
 --copies-from class_loss.json (tools/filter_syn.py's pass 1 on the real images): the resampler's copy count of a
 mask depends only on the real masks and the class losses, so generate for each mask exactly the seeds
@@ -218,7 +219,9 @@ def launch_workers(args: argparse.Namespace) -> None:
     import logging
 
     from freemask.engine import launch
+    from freemask.generation.backend import check_backend_files
 
+    check_backend_files(args.backend, args.weights, args.config_dir)
     job = build_job(args)
     logging.getLogger("freemask").setLevel(logging.INFO)
     launch(

@@ -5,9 +5,12 @@ all from one forward pass; the demo draws one of them, or all. The classes come 
 evaluated on (``DATASETS.TEST[0]``: names, colours, which are things), as in evaluation, or, for an open-vocabulary
 model (one whose ``forward`` takes a ``vocabulary``), from names the user types. The post-processing handed to the
 model is the one evaluation uses (``UniversalPostprocess.from_config``), with the thing classes of those classes.
+A panoptic or instance figure with nothing to draw (no segment kept, no instance above the score threshold) says so
+in a log line and on the figure itself, with the key or flag to lower: an unexplained bare image reads as a bug.
 """
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -30,6 +33,8 @@ TASKS = ("semantic", "panoptic", "instance")
 # apart, instance tells apart the things only, semantic neither.
 BY_SPECIFICITY = ("panoptic", "instance", "semantic")
 _FLAGS = {"semantic": "SEMANTIC_ON", "panoptic": "PANOPTIC_ON", "instance": "INSTANCE_ON"}
+
+logger = logging.getLogger(__name__)
 
 
 def tasks_on(cfg: CfgNode) -> Tuple[str, ...]:
@@ -141,8 +146,9 @@ def _colors(colors: Optional[Sequence[Sequence[int]]], count: int) -> Tuple[Tupl
 
 
 def demo_postprocess(cfg: CfgNode, classes: DemoClasses) -> Optional[UniversalPostprocess]:
-    """Evaluation's post-processing (thresholds from the config, the thing classes of ``classes``; Mask2Former's
-    inference, FREESEG_SPEC 2.3), or None for a semantic-only config, whose model is called as evaluation calls it."""
+    """Evaluation's post-processing (thresholds from the config, the thing classes of ``classes``; as in
+    facebookresearch/Mask2Former, mask2former/maskformer_model.py, MaskFormer.panoptic_inference), or None for a
+    semantic-only config, whose model is called as evaluation calls it."""
     flags = cfg.MODEL.MASK_FORMER.TEST
     if not (flags.PANOPTIC_ON or flags.INSTANCE_ON):
         return None
@@ -179,9 +185,14 @@ def render(
     classes: DemoClasses,
     opacity: float,
     score_threshold: float,
+    postprocess: Optional[UniversalPostprocess] = None,
+    name: str = "image",
 ) -> np.ndarray:
-    """The figure of ``tasks``: image | overlay | legend; several tasks stacked, each row titled with its task."""
-    rows = [_render_task(task, image, outputs, classes, opacity, score_threshold) for task in tasks]
+    """The figure of ``tasks``: image | overlay | legend; several tasks stacked, each row titled with its task.
+
+    ``postprocess``: the one ``outputs`` came from (its thresholds are named when no segment passed them);
+    ``name``: the image's name in the log line of a figure with nothing drawn."""
+    rows = [_render_task(task, image, outputs, classes, opacity, score_threshold, postprocess, name) for task in tasks]
     if len(rows) == 1:
         return rows[0]
     figure = None
@@ -191,18 +202,75 @@ def render(
     return figure
 
 
-def _render_task(task, image, outputs, classes: DemoClasses, opacity: float, score_threshold: float) -> np.ndarray:
+def empty_panoptic_note(postprocess: Optional[UniversalPostprocess]) -> Tuple[str, Tuple[str, ...]]:
+    """(log message, lines drawn on the figure) for a panoptic output without a segment. A query is kept when its
+    class is not no-object, its probability exceeds OBJECT_MASK_THRESHOLD and it keeps at least OVERLAP_THRESHOLD of
+    its mask (bytedance/FreeSeg, mask2former/open_vocabulary_model.py, OpenVocabulary.panoptic_inference): with
+    either threshold above 0 they are what to lower; at 0 every query predicted no-object or an empty mask."""
+    object_t = postprocess.object_mask_threshold if postprocess is not None else 0.0
+    overlap_t = postprocess.overlap_threshold if postprocess is not None else 0.0
+    if object_t > 0 or overlap_t > 0:
+        message = (
+            f"no panoptic segment passed MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD {object_t:g} / "
+            f"OVERLAP_THRESHOLD {overlap_t:g} (or every query predicted no-object): nothing drawn; lower them "
+            f"(append e.g. MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD {object_t / 2:g})"
+        )
+        lines = (
+            "nothing drawn: no segment passed",
+            "the thresholds; lower",
+            "MODEL.MASK_FORMER.TEST.",
+            f"OBJECT_MASK_THRESHOLD (now {object_t:g})",
+            f"or OVERLAP_THRESHOLD (now {overlap_t:g})",
+        )
+        return message, lines
+    message = (
+        "no panoptic segment: every query predicted no-object or an empty mask, with "
+        "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD and OVERLAP_THRESHOLD already 0: nothing drawn; the model "
+        "finds nothing in this image (trained long enough?)"
+    )
+    return message, ("nothing drawn: every query", "predicted no-object", "(thresholds already 0)")
+
+
+def empty_instance_note(scores: Sequence[float], score_threshold: float) -> Tuple[str, Tuple[str, ...]]:
+    """(log message, lines drawn on the figure) when no instance reaches the demo's ``--score-threshold``."""
+    if not scores:
+        message = "the model predicted no instance of a thing class: nothing drawn"
+        return message, ("nothing drawn: no instance", "of a thing class predicted")
+    best = max(scores)
+    message = (
+        f"no instance scored at least --score-threshold {score_threshold:g} (best {best:.2f}): nothing drawn; "
+        f"lower --score-threshold"
+    )
+    return message, (
+        "nothing drawn: no instance",
+        f"scored >= {score_threshold:g} (best {best:.2f});",
+        "lower --score-threshold",
+    )
+
+
+def _render_task(
+    task, image, outputs, classes: DemoClasses, opacity: float, score_threshold: float, postprocess, name: str
+) -> np.ndarray:
     names, colors = classes.names, classes.colors
     if task == "semantic":
         labels = semantic_labels(outputs)
         return labelled_panels([image, blend(image, colorize(labels, colors), opacity)], [labels], names, colors)
     if task == "panoptic":
         panoptic_seg, segments_info = outputs["panoptic_seg"]
-        return panoptic_figure(image, panoptic_seg.cpu().numpy(), segments_info, names, colors, opacity)
+        note: Tuple[str, ...] = ()
+        if not segments_info:
+            message, note = empty_panoptic_note(postprocess)
+            logger.warning("demo: %s: %s", name, message)
+        return panoptic_figure(image, panoptic_seg.cpu().numpy(), segments_info, names, colors, opacity, note=note)
     instances = outputs["instances"]
-    keep = (instances["scores"] >= score_threshold).cpu()
+    scores = instances["scores"].cpu()
+    keep = scores >= score_threshold
+    note = ()
+    if not bool(keep.any()):
+        message, note = empty_instance_note(scores.tolist(), score_threshold)
+        logger.warning("demo: %s: %s", name, message)
     masks = instances["pred_masks"].cpu()[keep].numpy()
     return instance_figure(
-        image, masks, instances["pred_classes"].cpu()[keep].tolist(), instances["scores"].cpu()[keep].tolist(),
-        names, colors, opacity,
+        image, masks, instances["pred_classes"].cpu()[keep].tolist(), scores[keep].tolist(), names, colors, opacity,
+        note=note,
     )  # fmt: skip

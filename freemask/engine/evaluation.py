@@ -1,15 +1,19 @@
 """Which evaluators a test set gets, and how the model is run for them: the wiring of Mask2Former's three tasks.
 
 Official Mask2Former picks evaluators by the dataset's ``evaluator_type`` and the ``MODEL.MASK_FORMER.TEST.*_ON``
-flags (FREESEG_SPEC 2.4): mIoU where the split has semantic maps, COCO panoptic quality with PANOPTIC_ON, mask AP
-with INSTANCE_ON, all from one inference pass. Here the flags decide; the post-processing (thing ids from the test
-set's metadata, thresholds from the config) is a value handed to the model for that pass (``TestTimeModel``), not
-state swapped on it. An open-vocabulary model (``OpenVocabulary``) is also handed the test set's vocabulary
-(``Vocabulary.from_metadata``: its class names, seen flags and thing classes), and its post-processing takes the thing
-ids from that vocabulary.
+flags (facebookresearch/Mask2Former, train_net.py, Trainer.build_evaluator): mIoU where the split has semantic
+maps, COCO panoptic quality with PANOPTIC_ON, mask AP with INSTANCE_ON, all from one inference pass. Here the flags
+decide; the post-processing (thing ids from the test set's metadata, thresholds from the config) is a value handed to
+the model for that pass (``TestTimeModel``), not state swapped on it. An open-vocabulary model (``OpenVocabulary``)
+is also handed the test set's vocabulary (``Vocabulary.from_metadata``: its class names, seen flags and thing
+classes), and its post-processing takes the thing ids from that vocabulary.
+
+Every result file of a pass says which weights and config produced it (``evaluation.results_json.Provenance``):
+``MODEL.WEIGHTS`` for ``--eval-only``, the checkpoint saved at that iteration (if any) during training.
 """
 
-from typing import Dict, List, Optional
+import os
+from typing import Any, Dict, List, Optional
 
 from torch import nn
 
@@ -22,6 +26,7 @@ from ..evaluation import (
     InstanceSegEvaluator,
     SemSegEvaluator,
 )
+from ..evaluation.results_json import Provenance
 from ..modeling.inference import SegmentationInference
 from ..modeling.meta_arch.open_vocabulary import OpenVocabulary
 from ..modeling.open_vocab import Vocabulary
@@ -36,6 +41,21 @@ LOGGED_METRICS = {
     "segm": ("AP", "AP50", "AP75", "AP_seen", "AP_unseen"),
     "classification": ("ACC1", "ACC5", "mACC1"),
 }
+
+
+def weights_provenance(cfg: CfgNode) -> Provenance:
+    """What produced an evaluation of the model loaded from ``MODEL.WEIGHTS`` (``--eval-only``)."""
+    return Provenance(cfg.MODEL.WEIGHTS, cfg)
+
+
+def training_provenance(cfg: CfgNode, checkpointer: Any, iteration: int, last: bool) -> Provenance:
+    """What produced an evaluation at ``iteration`` of training: the model in memory, which is the checkpoint
+    ``checkpointer`` saved at that iteration (``model_final.pth`` at the last one, ``model_<iteration>.pth`` at a
+    SOLVER.CHECKPOINT_PERIOD) when its ``last_checkpoint`` names it, else no file."""
+    name = "model_final.pth" if last else f"model_{iteration:07d}.pth"
+    path = os.path.join(cfg.OUTPUT_DIR, name)
+    saved = checkpointer.get_checkpoint_file()
+    return Provenance(path if saved and os.path.abspath(saved) == os.path.abspath(path) else None, cfg, iteration)
 
 
 def universal_postprocess(cfg: CfgNode, dataset_name: str) -> Optional[UniversalPostprocess]:

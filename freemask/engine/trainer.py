@@ -22,11 +22,19 @@ from ..errors import TrainingInterrupted, UserError
 from ..evaluation import inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
+from ..evaluation.results_json import Provenance, results_produced_by
 from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import MetricStorage, default_writers
-from .evaluation import LOGGED_METRICS, build_evaluator, evaluation_model, panel_model
+from .evaluation import (
+    LOGGED_METRICS,
+    build_evaluator,
+    evaluation_model,
+    panel_model,
+    training_provenance,
+    weights_provenance,
+)
 from .interrupt import StopRequest
 from .precision import apply_tf32
 
@@ -181,7 +189,8 @@ class Trainer:
         period = cfg.TEST.EVAL_PERIOD
         if not cfg.DATASETS.TEST or not (last or (period > 0 and (iteration + 1) % period == 0)):
             return {}
-        results = self.test(cfg, self.model_without_ddp)
+        produced_by = training_provenance(cfg, self.checkpointer, iteration, last)
+        results = self.test(cfg, self.model_without_ddp, produced_by)
         log_prediction_panels(storage, panel_model(cfg, self.model_without_ddp), cfg)
         storage.put_scalars(**_flatten_results(results))
         self.model.train()
@@ -301,8 +310,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------------ test
     @classmethod
-    def test(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Dict[str, float]]:
+    def test(
+        cls, cfg: CfgNode, model: nn.Module, produced_by: Optional[Provenance] = None
+    ) -> Dict[str, Dict[str, float]]:
         """Evaluate ``model`` on every dataset of DATASETS.TEST; results per dataset name (single dataset: unnested).
+        Every result file names ``produced_by`` (default: the weights of MODEL.WEIGHTS, as ``--eval-only`` loads).
 
         With TEST.AUG.EVAL_BOTH each dataset is evaluated twice, single-scale (results ``sem_seg``, files in
         ``inference/``) and multi-scale + flip (``sem_seg_ms_flip``, files in ``inference/ms_flip/``). With
@@ -310,6 +322,7 @@ class Trainer:
         ``panoptic_seg``, ``segm``).
         """
         results: Dict[str, Dict[str, float]] = OrderedDict()
+        produced_by = produced_by or weights_provenance(cfg)
         passes = _inference_passes(cfg) if cfg.TEST.AUG.EVAL_BOTH else [("sem_seg", "", "", None)]
         for name in cfg.DATASETS.TEST:
             results[name] = {}
@@ -319,7 +332,8 @@ class Trainer:
                     output_dir = os.path.join(output_dir, name)
                 evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
                 runner = evaluation_model(cfg, model, name, inference)
-                result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
+                with results_produced_by(produced_by):
+                    result = inference_on_dataset(runner, build_test_loader(cfg, name), evaluator)
                 result = result if key == "sem_seg" else {key: result.get("sem_seg", {})}
                 results[name].update(result)
                 for task, metrics in result.items():

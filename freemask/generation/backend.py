@@ -7,7 +7,8 @@ every path before importing diffusers and refuses anything that would need the n
 
 Backends: ``freestylenet`` (FreestyleNet's released checkpoint, rectified cross-attention; :mod:`.freestylenet`),
 ``controlnet`` (Stable Diffusion 1.5 + the segmentation ControlNet; :mod:`.controlnet`) and ``tiny`` (random tiny
-model for tests; :func:`freemask.generation.tiny.build_tiny_backend`).
+model for tests; :func:`freemask.generation.tiny.build_tiny_backend`). Every file a backend loads is checked where it
+loads it (:mod:`.file_checks`): a truncated or corrupt one is one line naming it.
 """
 
 from dataclasses import dataclass
@@ -98,3 +99,17 @@ def build_backend(
 
         return build_controlnet(weights, config_dir, dataset, options)
     raise GenerationError(f"--backend {name}: choose one of {', '.join(BACKENDS)}")
+
+
+def check_backend_files(name: str, weights: str, config_dir: Optional[str]) -> None:
+    """The checks ``build_backend`` runs on every file backend ``name`` loads (missing, remote, truncated, corrupt),
+    without building it: for the launching process, so a bad file is one line before any worker starts instead of
+    one per worker."""
+    if name == "freestylenet":
+        from .freestylenet import check_freestylenet_files
+
+        check_freestylenet_files(weights, config_dir)
+    elif name == "controlnet":
+        from .controlnet import check_controlnet_files
+
+        check_controlnet_files(weights, config_dir)

@@ -20,7 +20,8 @@ from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
-from .freestylenet import CONFIG_ENTRIES
+from .file_checks import check_files, folder_files, load_errors_as_user_errors
+from .freestylenet import CONFIG_COMPONENTS, CONFIG_ENTRIES
 from .offline import LOCAL_PIPELINE, import_diffusers, require_folder, weight_files_in
 
 IGNORE_COLOR = (0, 0, 0)
@@ -31,6 +32,8 @@ SD15_ENTRIES = CONFIG_ENTRIES + (
     f"vae/{_WEIGHTS.replace('|', '|vae/')}",
     "text_encoder/model.safetensors|text_encoder/pytorch_model.bin",
 )
+_WHAT_CONTROLNET = "the diffusers segmentation ControlNet"
+_WHAT_SD15 = "the diffusers Stable Diffusion 1.5 pipeline"
 _HOW_CONTROLNET = (
     "on a machine with network access run `hf download lllyasviel/sd-controlnet-seg --local-dir <folder>` and pass it "
     "as --weights"
@@ -57,26 +60,36 @@ class Ade20kPalette:
         return torch.from_numpy(self.lut[np.clip(painted, 0, 255)].transpose(2, 0, 1).copy())
 
 
+def check_controlnet_files(weights: str, config_dir: Optional[str]) -> None:
+    """GenerationError (one line) for a missing, remote, truncated or corrupt file the backend would load: the
+    ControlNet folder and the SD 1.5 folder (configs, tokenizer, weights). Reads headers only."""
+    require_folder(weights, "--weights", CONTROLNET_ENTRIES, _WHAT_CONTROLNET, _HOW_CONTROLNET)
+    if not config_dir:
+        raise GenerationError(f"--config-dir is required for the controlnet backend (SD 1.5 folder); {_HOW_SD15}")
+    require_folder(config_dir, "--config-dir", SD15_ENTRIES, _WHAT_SD15, _HOW_SD15)
+    check_files(folder_files(weights, ("",), weights=True), "--weights", _WHAT_CONTROLNET, _HOW_CONTROLNET)
+    check_files(folder_files(config_dir, CONFIG_COMPONENTS, weights=True), "--config-dir", _WHAT_SD15, _HOW_SD15)
+
+
 def build_controlnet(
     weights: str, config_dir: Optional[str], dataset: str, options: SamplingOptions
 ) -> StableDiffusionBackend:
     """The ControlNet backend (see :func:`freemask.generation.backend.build_backend`)."""
-    require_folder(weights, "--weights", CONTROLNET_ENTRIES, "the diffusers segmentation ControlNet", _HOW_CONTROLNET)
-    if not config_dir:
-        raise GenerationError(f"--config-dir is required for the controlnet backend (SD 1.5 folder); {_HOW_SD15}")
-    require_folder(config_dir, "--config-dir", SD15_ENTRIES, "the diffusers Stable Diffusion 1.5 pipeline", _HOW_SD15)
     family = dataset_family(dataset)
     if family != "ade20k":
         raise GenerationError(
             f"dataset {dataset}: the segmentation ControlNet knows ADE20K's 150-class palette only and COCO-Stuff's "
             f"classes have no faithful ADE20K colour; use --backend freestylenet with freestyle-sd-v1-4-coco.ckpt"
         )
+    check_controlnet_files(weights, config_dir)
     torch_dtype(options.dtype, options.device)  # refuse before the slow imports
     diffusers = import_diffusers()
-    controlnet = diffusers.ControlNetModel.from_pretrained(weights, local_files_only=True)
-    pipe = diffusers.StableDiffusionControlNetPipeline.from_pretrained(
-        config_dir, controlnet=controlnet, **LOCAL_PIPELINE
-    )
+    with load_errors_as_user_errors(f"--weights {weights}", _WHAT_CONTROLNET, _HOW_CONTROLNET):
+        controlnet = diffusers.ControlNetModel.from_pretrained(weights, local_files_only=True)
+    with load_errors_as_user_errors(f"--config-dir {config_dir}", _WHAT_SD15, _HOW_SD15):
+        pipe = diffusers.StableDiffusionControlNetPipeline.from_pretrained(
+            config_dir, controlnet=controlnet, **LOCAL_PIPELINE
+        )
     pipe.scheduler = plms_scheduler(diffusers, pipe.scheduler.config)
     from ..data.datasets.ade20k import ade20k_meta
 

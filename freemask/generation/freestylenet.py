@@ -14,6 +14,7 @@ from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
+from .file_checks import check_files, folder_files, load_errors_as_user_errors
 from .offline import LOCAL_PIPELINE, import_diffusers, require_file, require_folder
 from .rectified_attention import RectificationLayout, install_rectified_attention
 
@@ -30,6 +31,10 @@ CONFIG_WHAT = (
     "a diffusers Stable Diffusion v1 folder (model_index.json, unet/ vae/ text_encoder/ config.json, tokenizer/, "
     "scheduler/; weights not needed)"
 )
+# What the single-file load reads of the config folder: configs and the tokenizer, no weights.
+CONFIG_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+CHECKPOINT_WHAT = "FreestyleNet's released freestyle-sd-v1-4-ade20k.ckpt or freestyle-sd-v1-4-coco.ckpt"
+CHECKPOINT_HOW = "the links in FreestyleNet's README; README: Generating synthetic images"
 CONFIG_HOW = (
     "make it on a machine with network access with `hf download CompVis/stable-diffusion-v1-4 --include '*.json' "
     "'*.txt' --local-dir <folder>` (about 1 MB) and pass it as --config-dir"
@@ -43,21 +48,32 @@ def require_config_dir(config_dir: Optional[str], flag: str = "--config-dir") ->
     return config_dir
 
 
+def check_freestylenet_files(weights: str, config_dir: Optional[str]) -> None:
+    """GenerationError (one line) for a missing, remote, truncated or corrupt file the backend would load: the
+    checkpoint, the config folder's configs and tokenizer. Reads headers only; the launching process runs it before
+    any worker starts, and each worker again where it loads."""
+    require_file(weights, "--weights", CHECKPOINT_WHAT)
+    require_config_dir(config_dir)
+    check_files([weights], "--weights", CHECKPOINT_WHAT, CHECKPOINT_HOW)
+    check_files(folder_files(config_dir, CONFIG_COMPONENTS, weights=False), "--config-dir", CONFIG_WHAT, CONFIG_HOW)
+
+
 def build_freestylenet(
     weights: str, config_dir: Optional[str], dataset: str, options: SamplingOptions
 ) -> StableDiffusionBackend:
     """The FreestyleNet backend (see :func:`freemask.generation.backend.build_backend`)."""
-    require_file(weights, "--weights", "freestyle-sd-v1-4-ade20k.ckpt or freestyle-sd-v1-4-coco.ckpt")
-    require_config_dir(config_dir)
     family = dataset_family(dataset)
     if family is None:
         raise GenerationError(
             f"dataset {dataset}: FreestyleNet has name tables for ADE20K and COCO-Stuff only; pass ade20k, coco_stuff "
             f"or a dataset registered with their classes"
         )
+    check_freestylenet_files(weights, config_dir)
     torch_dtype(options.dtype, options.device)  # refuse before the slow imports
     diffusers = import_diffusers()
-    pipe = diffusers.StableDiffusionPipeline.from_single_file(weights, config=config_dir, **LOCAL_PIPELINE)
+    subject = f"--weights {weights} with --config-dir {config_dir}"
+    with load_errors_as_user_errors(subject, CHECKPOINT_WHAT, CHECKPOINT_HOW):
+        pipe = diffusers.StableDiffusionPipeline.from_single_file(weights, config=config_dir, **LOCAL_PIPELINE)
     pipe.scheduler = plms_scheduler(diffusers, pipe.scheduler.config)
     layout = RectificationLayout()
     install_rectified_attention(pipe.unet, layout)

@@ -26,6 +26,7 @@ from .visualizer import (
     blend,
     draw_legend,
     hstack_panels,
+    note_panel,
     upscale_factor,
 )
 
@@ -123,11 +124,14 @@ def instance_overlay(
     return out
 
 
-def _figure(image: np.ndarray, overlay: np.ndarray, classes: Sequence[int], names, colors) -> np.ndarray:
-    """image | overlay, then the legend of ``classes`` (each once, by id)."""
+def _figure(
+    image: np.ndarray, overlay: np.ndarray, classes: Sequence[int], names, colors, note: Sequence[str]
+) -> np.ndarray:
+    """image | overlay, then the legend of ``classes`` (each once, by id), then the ``note`` lines if any."""
     present = sorted(set(int(c) for c in classes))
     legend = draw_legend([names[c] for c in present], [colors[c] for c in present], image.shape[0])
-    return hstack_panels([image, overlay] + ([legend] if present else []))
+    notes = [note_panel(note, image.shape[0])] if note else []
+    return hstack_panels([image, overlay] + ([legend] if present else []) + notes)
 
 
 def _enlarge(array: np.ndarray, factor: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
@@ -142,12 +146,14 @@ def panoptic_figure(
     colors: Sequence[Sequence[int]],
     opacity: float,
     min_side: int = MIN_PANEL_SIDE,
+    note: Sequence[str] = (),
 ) -> np.ndarray:
-    """image | panoptic overlay | legend of the segments' classes, small images enlarged (``upscale_factor``)."""
+    """image | panoptic overlay | legend of the segments' classes | ``note`` (the demo says there why nothing is
+    drawn), small images enlarged (``upscale_factor``)."""
     factor = upscale_factor(image.shape, min_side)
     shown = _enlarge(image, factor)
     overlay = panoptic_overlay(shown, _enlarge(panoptic_seg, factor), segments_info, colors, names, opacity)
-    return _figure(shown, overlay, [s["category_id"] for s in segments_info], names, colors)
+    return _figure(shown, overlay, [s["category_id"] for s in segments_info], names, colors, note)
 
 
 def instance_figure(
@@ -159,9 +165,11 @@ def instance_figure(
     colors: Sequence[Sequence[int]],
     opacity: float,
     min_side: int = MIN_PANEL_SIDE,
+    note: Sequence[str] = (),
 ) -> np.ndarray:
-    """image | instance overlay | legend of the instances' classes, small images enlarged (``upscale_factor``)."""
+    """image | instance overlay | legend of the instances' classes | ``note``, small images enlarged
+    (``upscale_factor``)."""
     factor = upscale_factor(image.shape, min_side)
     shown = _enlarge(image, factor)
     overlay = instance_overlay(shown, _enlarge(masks, factor, (1, 2)), classes, scores, colors, names, opacity)
-    return _figure(shown, overlay, classes, names, colors)
+    return _figure(shown, overlay, classes, names, colors, note)

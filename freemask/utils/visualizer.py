@@ -162,6 +162,17 @@ def title_strip(lines: Sequence[str], width: int) -> np.ndarray:
     return strip
 
 
+def note_panel(lines: Sequence[str], height: int) -> np.ndarray:
+    """RGB panel of ``height`` pixels with one text line per entry (legend-sized text, top-aligned), as wide as its
+    longest line: what a figure shows in the legend's place when it has nothing to draw and says why."""
+    width = LEGEND_PAD * 2 + max((_text_width(text, LEGEND_SCALE) for text in lines), default=0)
+    panel = _canvas(max(height, LEGEND_PAD + LEGEND_ROW * len(lines)), width)
+    for i, text in enumerate(lines):
+        baseline = LEGEND_PAD + i * LEGEND_ROW + SWATCH - 2
+        cv2.putText(panel, text, (LEGEND_PAD, baseline), FONT, LEGEND_SCALE, TEXT_COLOR, 1, cv2.LINE_AA)
+    return panel
+
+
 def hstack_panels(panels: Sequence[np.ndarray], gap: int = PANEL_GAP) -> np.ndarray:
     """Panels side by side, ``gap`` background pixels between them; a shorter panel is padded with background at
     the bottom (a legend taller than a tiny image)."""

@@ -15,8 +15,11 @@ def config(name):
 
 
 def read(output_dir, name):
+    """The metrics of a results file, without ``produced_by`` (the weights and config, which differ by run)."""
     with open(os.path.join(output_dir, "inference", name)) as f:
-        return json.load(f)
+        results = json.load(f)
+    results.pop("produced_by")
+    return results
 
 
 THRESHOLDS = ["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.0"]

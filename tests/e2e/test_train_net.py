@@ -75,7 +75,11 @@ def test_train_then_eval_only_reproduces_final_evaluation(train_net, trained_onc
         "MODEL.WEIGHTS",
         os.path.join(out, "model_final.pth"),
     )
-    assert read_results(evaluated) == trained
+    evaluated_results, final = read_results(evaluated), os.path.abspath(os.path.join(out, "model_final.pth"))
+    # the same metrics, each file naming its producer: the training's final model, the same file evaluated
+    weights = trained.pop("produced_by")["weights"]
+    assert weights["path"] == final and evaluated_results.pop("produced_by")["weights"] == weights
+    assert evaluated_results == trained
     assert f"mIoU={trained['mIoU']:.4g}" in proc.stdout
 
 

@@ -19,6 +19,7 @@ from freemask.data.mapper import SemSegDatasetMapper, read_image
 from freemask.engine import demo
 from freemask.engine.defaults import setup_cfg
 from freemask.modeling import META_ARCH_REGISTRY, build_model
+from freemask.modeling.postprocess import UniversalPostprocess
 from freemask.utils import segment_overlays as S
 from freemask.utils import visualizer as V
 
@@ -142,6 +143,37 @@ def test_panoptic_config_draws_segments_by_default(tool, panoptic_weights, val_i
     assert drawn >= 2, "the sharpened random model should predict a few large segments"
 
 
+def test_a_panoptic_figure_with_no_segment_says_which_threshold_to_lower(
+    tool, panoptic_weights, val_images, toy_env, tmp_path, caplog
+):
+    """Issue 24: a model whose queries all miss the thresholds gave bare images without a word; now the log and the
+    figure (in the legend's place) name the keys to lower, and nothing is drawn over the image."""
+    out = tmp_path / "demo"
+    path = os.path.join(val_images, min(os.listdir(val_images)))
+    strict = ["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "1.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.8"]
+    argv = ["--config-file", PANOPTIC, "--no-progress", "--input", path, "--output", str(out), "--task", "panoptic"]
+    assert tool.main([*argv, "MODEL.WEIGHTS", panoptic_weights, *LOOSE, *strict]) == 0
+    message = (
+        "no panoptic segment passed MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD 1 / OVERLAP_THRESHOLD 0.8 (or every "
+        "query predicted no-object): nothing drawn; lower them"
+    )
+    assert f"demo: {os.path.basename(path)}: {message}" in caplog.text
+    image = read_image(path)
+    shown, overlay, note = panels(read_rgb(out / (os.path.basename(path)[:-4] + ".png")), image)
+    np.testing.assert_array_equal(overlay, shown)
+    lines = (
+        "nothing drawn: no segment passed",
+        "the thresholds; lower",
+        "MODEL.MASK_FORMER.TEST.",
+        "OBJECT_MASK_THRESHOLD (now 1)",
+        "or OVERLAP_THRESHOLD (now 0.8)",
+    )
+    np.testing.assert_array_equal(note, V.note_panel(lines, 256))
+    # with both thresholds at 0 there is nothing to lower: the note says every query predicted no-object
+    _, lines = demo.empty_panoptic_note(UniversalPostprocess(thing_ids=(0,)))
+    assert lines == ("nothing drawn: every query", "predicted no-object", "(thresholds already 0)")
+
+
 def test_task_all_stacks_one_titled_row_per_task(tool, panoptic_weights, val_images, toy_env, tmp_path, capsys):
     image = os.path.join(val_images, min(os.listdir(val_images)))
     rows = {}
@@ -163,7 +195,7 @@ def test_task_all_stacks_one_titled_row_per_task(tool, panoptic_weights, val_ima
     assert not np.array_equal(rows["semantic"], rows["panoptic"])
 
 
-def test_instance_config_outlines_each_instance(tool, instance_weights, val_images, toy_env, tmp_path, capsys):
+def test_instance_config_outlines_each_instance(tool, instance_weights, val_images, toy_env, tmp_path, capsys, caplog):
     out = tmp_path / "demo"
     path = os.path.join(val_images, min(os.listdir(val_images)))
     args = ["--input", path, "--output", out, "--opacity", 1.0, "--score-threshold", 0.0]
@@ -190,10 +222,21 @@ def test_instance_config_outlines_each_instance(tool, instance_weights, val_imag
     present = sorted(set(classes))
     expected = V.draw_legend([things[c] for c in present], [thing_colors[c] for c in present], 256)
     np.testing.assert_array_equal(legend[:, : expected.shape[1]], expected)
-    # the score threshold: none of the random instances reaches 0.99, so nothing is drawn over the image
+    # the score threshold: none of the random instances reaches 0.99, so nothing is drawn over the image, and the
+    # figure and the log say so, with the best score and the flag to lower
+    caplog.clear()
     assert run_demo(tool, INSTANCE, instance_weights, *args[:4], "--score-threshold", 0.99, "--overwrite") == 0
     figure = read_rgb(out / (os.path.basename(path)[:-4] + ".png"))
-    np.testing.assert_array_equal(panels(figure, image)[1], shown)
+    shown, overlay, note = panels(figure, image)
+    np.testing.assert_array_equal(overlay, shown)
+    best = max(instances["scores"].tolist())
+    message, lines = demo.empty_instance_note(instances["scores"].tolist(), 0.99)
+    assert f"no instance scored at least --score-threshold 0.99 (best {best:.2f})" in message
+    assert lines[-1] == "lower --score-threshold"
+    assert f"demo: {os.path.basename(path)}: {message}" in caplog.text
+    expected = V.note_panel(lines, 256)
+    np.testing.assert_array_equal(note, expected)
+    assert (expected != V.BACKGROUND).any()
 
 
 @pytest.mark.parametrize(
@@ -253,7 +296,7 @@ def stand_in(tmp_path):
     META_ARCH_REGISTRY._obj_map.pop(STAND_IN)  # fvcore's Registry has no public removal
 
 
-def test_vocabulary_names_the_classes_drawn(tool, stand_in, val_images, toy_env, tmp_path, capsys):
+def test_vocabulary_names_the_classes_drawn(tool, stand_in, val_images, toy_env, tmp_path, capsys, caplog):
     out = tmp_path / "demo"
     path = os.path.join(val_images, min(os.listdir(val_images)))
 
@@ -277,6 +320,13 @@ def test_vocabulary_names_the_classes_drawn(tool, stand_in, val_images, toy_env,
     VocabularyStandIn.received.clear()
     assert tool.main(argv()) == 0
     assert [v.names for v in VocabularyStandIn.received] == [tuple(TOY_CLASSES)]
+    # the open-vocabulary (FreeSeg) figure says so too when no segment passes the thresholds
+    caplog.clear()
+    assert tool.main([*argv("--vocabulary", "cat,dog"), "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "1.0"]) == 0
+    assert "no panoptic segment passed MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD 1 " in caplog.text
+    shown, overlay, note = panels(read_rgb(out / (os.path.basename(path)[:-4] + ".png")), image)
+    np.testing.assert_array_equal(overlay, shown)
+    assert note.shape[1] > 0 and (note != V.BACKGROUND).any()
     # a vocabulary without a name is one line naming the flag
     capsys.readouterr()
     assert tool.main(argv("--vocabulary", " , ")) == 1

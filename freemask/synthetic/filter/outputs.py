@@ -30,8 +30,9 @@ in which order.
      "classes": [{"id": 0, "name": "wall", "threshold": 0.26, "pixels": ..., "filtered": ..., "fraction": ...}],
      "per_image": [{"file": "x_seed_42.png", "pixels": ..., "filtered": ..., "fraction": ...}, ...]}
 
-followed by ``"rule"``, ``"clean_rate"`` (null for mean-margin), ``"boundary_band"`` and ``"diagnostic"`` (the
-clean-data cost on real images, :meth:`.diagnostic.CleanCost.to_json`; null with --no-diagnostic).
+followed by ``"rule"``, ``"clean_rate"`` (null for mean-margin), ``"boundary_band"``, ``"diagnostic"`` (the
+clean-data cost on real images, :meth:`.diagnostic.CleanCost.to_json`; null with --no-diagnostic) and, from
+``tools/filter_syn.py``, ``"produced_by"``: the model's weights (path, sha256) and config.
 ``pixels`` counts labelled (non-ignored) pixels of the synthetic masks; ``threshold`` is null for a class that never
 filters; ``tolerance_margin`` is null under the quantile rule; a fraction over zero pixels is 0.
 """
@@ -51,6 +52,7 @@ from ...data.datasets.synthetic import FILTERED_MASKS_DIR, MASKS_DIR
 from ...data.errors import DatasetError
 from ...data.mapper import read_mask
 from ...errors import UserError
+from ...evaluation.results_json import with_provenance
 from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from ..sources import MaskSource, SourceSpec
 from .batches import training_labels
@@ -334,4 +336,6 @@ def build_stats(
 
 
 def write_stats(path: str, stats: dict) -> None:
-    atomic_write_json(path, stats)
+    """Write ``filter_stats.json``, with ``produced_by`` (the filter model's weights and config) while the tool has
+    a provenance active (``evaluation.results_json.results_produced_by``)."""
+    atomic_write_json(path, with_provenance(stats))
