@@ -66,7 +66,7 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
             )
         self._check_classes(record, sem, classes)
         geometry, image_pad = self._draw(shape, lambda: sem, rng)
-        image = geometry.apply(image, True, image_pad)
+        image = geometry.apply(image, True, image_pad, self.semantic.resize_backend)
         if self.recipe == "semantic" and self.semantic.color_aug:
             image = T.photometric_distortion(image, rng)
         out["image"] = self.semantic._to_chw(image)
