@@ -7,6 +7,7 @@ samples 2x2 pixels, so a downscaled test image is a visibly different input for 
 nearest pixel centre under both (detectron2 resizes segmentation with Pillow's NEAREST).
 """
 
+import importlib.util
 import pathlib
 
 import cv2
@@ -146,6 +147,14 @@ def files(tmp_path_factory):
     return {"image": image, "mask": mask, "file_name": str(folder / "image.png"), "sem": str(folder / "mask.png")}
 
 
+def official_test_input(path: str, cfg, image: np.ndarray) -> np.ndarray:
+    """The image as the official code of the config's family resizes it for testing."""
+    short, max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    if path in DETECTRON2_FAMILY:
+        return pillow_bilinear(image, detectron2_output_shape(*image.shape[:2], short, max_size))
+    return opencv_linear(image, mmcv_output_shape(*image.shape[:2], short, max_size))
+
+
 def test_every_detectron2_family_config_resizes_with_pil_and_every_mmseg_one_with_cv2():
     for path in DETECTRON2_FAMILY:
         assert load(path).INPUT.RESIZE_BACKEND == "pil", path
@@ -161,12 +170,7 @@ def test_test_mapper_gives_the_official_codes_pixels(path, files):
     image = out["image"].numpy().transpose(1, 2, 0)
     if cfg.INPUT.FORMAT == "BGR":
         image = image[:, :, ::-1]
-    short, max_size = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
-    if path in DETECTRON2_FAMILY:
-        expected = pillow_bilinear(files["image"], detectron2_output_shape(900, 1200, short, max_size))
-    else:
-        expected = opencv_linear(files["image"], mmcv_output_shape(900, 1200, short, max_size))
-    np.testing.assert_array_equal(image, expected)
+    np.testing.assert_array_equal(image, official_test_input(path, cfg, files["image"]))
     assert (out["height"], out["width"]) == (900, 1200)
 
 
@@ -214,3 +218,14 @@ def test_coco_large_scale_jitter_resizes_with_pil(files):
     expected = T.crop(pillow_bilinear(files["image"], geometry.size), geometry.box)
     expected = T.pad_bottom_right(expected, (cfg.INPUT.IMAGE_SIZE,) * 2, 128)
     np.testing.assert_array_equal(out["image"].numpy().transpose(1, 2, 0), expected)
+
+
+@pytest.mark.parametrize("path", [DETECTRON2_FAMILY[0], MMSEG_FAMILY[0]])
+def test_demo_input_is_resized_as_the_family(path, files):
+    """tools/demo.py resizes an image as the config's family does, as the test mapper."""
+    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = load(path)
+    chw = tool.model_input(files["image"], SemSegDatasetMapper.from_config(cfg, is_train=False))["image"]
+    np.testing.assert_array_equal(chw.numpy().transpose(1, 2, 0), official_test_input(path, cfg, files["image"]))
