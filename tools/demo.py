@@ -41,7 +41,6 @@ from tqdm import tqdm
 
 from freemask import cli
 from freemask.checkpoint import load_trained_model
-from freemask.data import transforms as T
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper, read_image
 from freemask.engine import demo
@@ -130,7 +129,7 @@ def check_output(output: str, paths: Sequence[str]) -> None:
 def model_input(image: np.ndarray, mapper: SemSegDatasetMapper) -> dict:
     """The evaluation input of an RGB image, as the test mapper builds it: resized to the test size, CHW uint8 in
     INPUT.FORMAT, with the original size the scores are resized back to."""
-    resized = T.resize_for_test(image, mapper.min_size_test, mapper.max_size_test)
+    resized = mapper.resize_for_test(image)
     if mapper.image_format == "BGR":
         resized = resized[:, :, ::-1]
     chw = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1)))

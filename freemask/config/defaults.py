@@ -228,6 +228,11 @@ _C.INPUT.MAX_SIZE_TRAIN = 2048
 # Test resize: shortest edge MIN_SIZE_TEST, longest edge at most MAX_SIZE_TEST.
 _C.INPUT.MIN_SIZE_TEST = 512
 _C.INPUT.MAX_SIZE_TEST = 2048
+# How images are resized, in training and test, as the official code of the model family does (labels always take the
+# nearest pixel): "cv2" = mmcv's OpenCV bilinear and size rounding (MMSegmentation families: the FreeMask-table
+# Mask2Former, SegFormer, Segmenter, SeMask, Semantic FPN); "pil" = detectron2's Pillow bilinear, which averages the
+# whole footprint when it downscales, and ResizeShortestEdge's size rounding (Mask2Former panoptic / instance, FreeSeg).
+_C.INPUT.RESIZE_BACKEND = "cv2"
 _C.INPUT.CROP = CN()
 _C.INPUT.CROP.ENABLED = True
 _C.INPUT.CROP.SIZE = [512, 512]

@@ -68,7 +68,7 @@ class AllTaskDatasetMapper(InstanceDatasetMapper):
                 f"all-task mapper needs one of them (register the split with its semantic or panoptic annotations)"
             )
         geometry, image_pad = self._draw(shape, lambda: sem, rng)
-        image = geometry.apply(image, True, image_pad)
+        image = geometry.apply(image, True, image_pad, self.semantic.resize_backend)
         if self.recipe == "semantic" and self.semantic.color_aug:
             image = T.photometric_distortion(image, rng)
         out["image"] = self.semantic._to_chw(image)

@@ -87,6 +87,7 @@ class BinarySemanticMapper:
         flip: bool = True,
         ignore_label: int = 255,
         image_format: str = "RGB",
+        resize_backend: str = "cv2",
     ) -> None:
         if min(size_train, size_test) < 1 or expand_ratio <= 0:
             raise ConfigError(
@@ -99,7 +100,10 @@ class BinarySemanticMapper:
         self.flip = flip
         self.bgr = image_format == "BGR"
         # reading, size and label checks are the semantic mapper's (no class-count check: ids are the split's)
-        self._reader = SemSegDatasetMapper(False, ignore_label=ignore_label, image_format=image_format)
+        self._reader = SemSegDatasetMapper(
+            False, ignore_label=ignore_label, image_format=image_format, resize_backend=resize_backend
+        )
+        self.resize_backend = resize_backend
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> "BinarySemanticMapper":
@@ -114,6 +118,7 @@ class BinarySemanticMapper:
             flip=flip == "horizontal",
             ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             image_format=cfg.INPUT.FORMAT,
+            resize_backend=cfg.INPUT.RESIZE_BACKEND,
         )
 
     def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
@@ -150,7 +155,7 @@ class BinarySemanticMapper:
         if self.is_train:
             window = random_resized_box(binary, rng)
             image, binary = T.crop(image, window), T.crop(binary, window)
-        image = T.resize_image(np.ascontiguousarray(image), (self.size, self.size))
+        image = T.resize_image(np.ascontiguousarray(image), (self.size, self.size), self.resize_backend)
         binary = resize_binary(binary, self.size)
         if self.is_train and self.flip and rng.random() < 0.5:
             image, binary = T.hflip(image), T.hflip(binary.astype(np.uint8)).astype(bool)

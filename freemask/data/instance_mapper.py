@@ -46,11 +46,12 @@ class Geometry:
     flip_first: bool = False
     pad_to: Optional[Tuple[int, int]] = None
 
-    def apply(self, array: np.ndarray, is_image: bool, pad_value: int) -> np.ndarray:
-        """The transformed image (bilinear) or label map (nearest), as a new contiguous array."""
+    def apply(self, array: np.ndarray, is_image: bool, pad_value: int, resize_backend: str = "cv2") -> np.ndarray:
+        """The transformed image (bilinear, ``transforms.resize_image``'s ``resize_backend``) or label map (nearest),
+        as a new contiguous array."""
         if self.flip and self.flip_first:
             array = T.hflip(array)
-        array = T.resize_image(array, self.size) if is_image else T.resize_mask(array, self.size)
+        array = T.resize_image(array, self.size, resize_backend) if is_image else T.resize_mask(array, self.size)
         array = T.crop(array, self.box)
         if self.flip and not self.flip_first:
             array = T.hflip(array)
@@ -143,7 +144,7 @@ class InstanceDatasetMapper:
         if not self.is_train:
             if "annotations" in record:  # the instance evaluator reads them: a bad one stops here, named
                 check_annotations(record, (height, width))
-            image = T.resize_for_test(image, self.semantic.min_size_test, self.semantic.max_size_test)
+            image = self.semantic.resize_for_test(image)
             out["image"] = self.semantic._to_chw(image)
             if sem is not None:
                 out["sem_seg"] = torch.from_numpy(sem.astype(np.int64))
@@ -161,7 +162,7 @@ class InstanceDatasetMapper:
             return category_map((height, width), ids, segments, masks, classes, self.semantic.ignore_label)
 
         geometry, image_pad = self._draw((height, width), category, rng)
-        image = geometry.apply(image, True, image_pad)
+        image = geometry.apply(image, True, image_pad, self.semantic.resize_backend)
         if self.recipe == "semantic" and self.semantic.color_aug:
             image = T.photometric_distortion(image, rng)
         gt_masks = self._transform_targets(geometry, ids, seg_ids, masks, image.shape[:2])
@@ -181,7 +182,7 @@ class InstanceDatasetMapper:
         training by DATALOADER.SYN_RATIO): the same augmentation, ``sem_seg`` and no ``instances``, so the model
         gives it per-class targets."""
         geometry, image_pad = self._draw(sem.shape, lambda: sem, rng)
-        image = geometry.apply(image, True, image_pad)
+        image = geometry.apply(image, True, image_pad, self.semantic.resize_backend)
         if self.recipe == "semantic" and self.semantic.color_aug:
             image = T.photometric_distortion(image, rng)
         out["image"] = self.semantic._to_chw(image)
@@ -256,7 +257,7 @@ class InstanceDatasetMapper:
             return self.lsj.draw(shape[0], shape[1], rng), self.lsj.pad_value
         s = self.semantic
         short = T.sample_shortest_edge(s.min_size_train, s.min_size_train_sampling, rng)
-        size = T.shortest_edge_size(shape[0], shape[1], short, s.max_size_train)
+        size = T.shortest_edge_size(shape[0], shape[1], short, s.max_size_train, s.resize_backend)
         if s.crop_size is None:
             return Geometry(size, (0, 0, size[0], size[1]), s.flip and rng.random() < 0.5), 0
         check = 0.0 < s.cat_max_ratio < 1.0

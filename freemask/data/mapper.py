@@ -115,10 +115,12 @@ class SemSegDatasetMapper:
         ignore_label: int = 255,
         image_format: str = "RGB",
         num_classes: Optional[int] = None,
+        resize_backend: str = "cv2",
     ) -> None:
         """``crop_size`` None trains on whole resized images (no crop, no pad); ``cat_max_ratio`` outside (0, 1)
         disables the category-ratio check; ``num_classes`` (None: no check) makes a label outside
-        ``0..num_classes-1`` other than ``ignore_label`` a DatasetError naming the mask."""
+        ``0..num_classes-1`` other than ``ignore_label`` a DatasetError naming the mask; ``resize_backend`` resizes
+        images as mmcv ("cv2") or detectron2 ("pil") does (``transforms.resize_image``)."""
         if min_size_train_sampling not in ("choice", "range"):
             raise ConfigError(
                 f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {min_size_train_sampling!r}"
@@ -131,6 +133,8 @@ class SemSegDatasetMapper:
             raise ConfigError(f"INPUT.FORMAT must be RGB or BGR, got {image_format!r}")
         if not 0 <= ignore_label <= 255:
             raise ConfigError(f"MODEL.SEM_SEG_HEAD.IGNORE_VALUE must be in 0..255, got {ignore_label}")
+        if resize_backend not in T.RESIZE_BACKENDS:
+            raise ConfigError(f"INPUT.RESIZE_BACKEND must be one of {T.RESIZE_BACKENDS}, got {resize_backend!r}")
         self.is_train = is_train
         self.min_size_train = tuple(int(s) for s in min_size_train)
         self.min_size_train_sampling = min_size_train_sampling
@@ -144,6 +148,7 @@ class SemSegDatasetMapper:
         self.ignore_label = ignore_label
         self.image_format = image_format
         self.num_classes = num_classes
+        self.resize_backend = resize_backend
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True) -> "SemSegDatasetMapper":
@@ -164,6 +169,7 @@ class SemSegDatasetMapper:
             ignore_label=cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE,
             image_format=cfg.INPUT.FORMAT,
             num_classes=cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            resize_backend=cfg.INPUT.RESIZE_BACKEND,
         )
 
     def read(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
@@ -195,7 +201,7 @@ class SemSegDatasetMapper:
             image, mask = self._augment(image, mask, rng)
             return {"file_name": record["file_name"], "image": self._to_chw(image), "sem_seg": label_tensor(mask)}
         height, width = mask.shape
-        image = T.resize_for_test(image, self.min_size_test, self.max_size_test)
+        image = self.resize_for_test(image)
         return {
             "file_name": record["file_name"],
             "image": self._to_chw(image),
@@ -203,6 +209,11 @@ class SemSegDatasetMapper:
             "height": height,
             "width": width,
         }
+
+    def resize_for_test(self, image: np.ndarray) -> np.ndarray:
+        """The uint8 (H, W, 3) image at the test size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST, INPUT.RESIZE_BACKEND): the
+        one test-time resize of every mapper and of tools/demo.py."""
+        return T.resize_for_test(image, self.min_size_test, self.max_size_test, self.resize_backend)
 
     def _to_chw(self, image: np.ndarray) -> "torch.Tensor":
         """uint8 (3, H, W) in INPUT.FORMAT channel order (augmentations work in RGB)."""
@@ -212,8 +223,8 @@ class SemSegDatasetMapper:
 
     def _augment(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         short = T.sample_shortest_edge(self.min_size_train, self.min_size_train_sampling, rng)
-        size = T.shortest_edge_size(image.shape[0], image.shape[1], short, self.max_size_train)
-        image, mask = T.resize_image(image, size), T.resize_mask(mask, size)
+        size = T.shortest_edge_size(image.shape[0], image.shape[1], short, self.max_size_train, self.resize_backend)
+        image, mask = T.resize_image(image, size, self.resize_backend), T.resize_mask(mask, size)
         if self.crop_size:
             box = T.random_crop_box(mask, self.crop_size, rng, self.cat_max_ratio, self.ignore_label)
             image, mask = T.crop(image, box), T.crop(mask, box)

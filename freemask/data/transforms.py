@@ -11,8 +11,13 @@ from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image
 
 Box = Tuple[int, int, int, int]  # (y0, x0, y1, x1), end exclusive
+
+# How images are resized (INPUT.RESIZE_BACKEND): "cv2" as mmcv (the MMSegmentation families), "pil" as detectron2
+# (the Mask2Former universal and FreeSeg families). Label maps take the nearest pixel centre either way.
+RESIZE_BACKENDS = ("cv2", "pil")
 
 # How many times a crop is re-drawn while one category dominates it (MMSegmentation's RandomCrop).
 CROP_RETRIES = 10
@@ -29,17 +34,56 @@ def sample_shortest_edge(sizes: Sequence[int], sampling: str, rng: np.random.Gen
     raise ValueError(f"shortest-edge sampling must be 'choice' or 'range', got {sampling!r}")
 
 
-def shortest_edge_size(height: int, width: int, short: int, max_size: int) -> Tuple[int, int]:
-    """(new_h, new_w): shortest edge ``short`` unless that makes the longest exceed ``max_size``; aspect kept."""
+def shortest_edge_size(height: int, width: int, short: int, max_size: int, backend: str = "cv2") -> Tuple[int, int]:
+    """(new_h, new_w): shortest edge ``short`` unless that makes the longest exceed ``max_size``; aspect kept.
+
+    Each backend keeps its family's arithmetic, which differ when a side lands on x.5 (11x22 to 800 / 1333: 667x1333
+    with one factor, 666x1333 with detectron2's two steps):
+
+    - "cv2": one factor min(short / shortest, max_size / longest) times each side, rounded half up (mmcv,
+      mmcv/image/geometric.py, ``rescale_size``, which MMSegmentation's ``Resize`` calls);
+    - "pil": the shortest edge set to ``short`` and the other scaled, then both scaled down when the longest exceeds
+      ``max_size``, rounded half up (facebookresearch/detectron2, detectron2/data/transforms/augmentation_impl.py,
+      ``ResizeShortestEdge.get_output_shape``).
+    """
+    if backend == "pil":
+        factor = short / min(height, width)
+        new_h, new_w = (float(short), factor * width) if height < width else (factor * height, float(short))
+        longest = max(new_h, new_w)
+        if longest > max_size:
+            new_h, new_w = new_h * (max_size / longest), new_w * (max_size / longest)
+        return int(new_h + 0.5), int(new_w + 0.5)
+    _check_backend(backend)
     scale = min(short / min(height, width), max_size / max(height, width))
     return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
-def resize_image(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of an (H, W, 3) image to ``size`` = (h, w); the input itself when the size is unchanged."""
+def resize_image(image: np.ndarray, size: Tuple[int, int], backend: str = "cv2") -> np.ndarray:
+    """Bilinear resize of a uint8 (H, W, 3) image to ``size`` = (h, w); the input itself when the size is unchanged.
+
+    The two backends give different pixels, so each model family resizes as its official code does:
+
+    - "cv2": OpenCV's INTER_LINEAR, which samples the 2x2 nearest source pixels at any scale (mmcv,
+      mmcv/image/geometric.py, ``imresize``, MMSegmentation's resize);
+    - "pil": Pillow's BILINEAR, a triangle filter whose support grows with the reduction, so a downscale averages the
+      whole footprint of each output pixel (antialiased); upscaled, only its rounding differs from OpenCV's, by one
+      grey level at most, on about a quarter of the values (facebookresearch/detectron2,
+      detectron2/data/transforms/transform.py, ``ResizeTransform.apply_image``, its path for uint8 images, which
+      every detectron2 image resize takes; tests/data/test_resize_backends.py measures the difference).
+    """
     if image.shape[:2] == tuple(size):
         return image
+    if backend == "pil":
+        if image.dtype != np.uint8:
+            raise ValueError(f"the 'pil' resize takes uint8 images, got {image.dtype}")
+        return np.array(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    _check_backend(backend)
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in RESIZE_BACKENDS:
+        raise ValueError(f"resize backend must be one of {RESIZE_BACKENDS}, got {backend!r}")
 
 
 def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -53,9 +97,11 @@ def resize_mask(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST_EXACT)
 
 
-def resize_for_test(image: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
-    """The evaluation resize: shortest edge ``min_size``, longest at most ``max_size``, aspect kept, bilinear."""
-    return resize_image(image, shortest_edge_size(image.shape[0], image.shape[1], min_size, max_size))
+def resize_for_test(image: np.ndarray, min_size: int, max_size: int, backend: str = "cv2") -> np.ndarray:
+    """The evaluation resize: shortest edge ``min_size``, longest at most ``max_size``, aspect kept, bilinear, with the
+    size arithmetic and the filter of ``backend`` (see ``shortest_edge_size`` and ``resize_image``)."""
+    size = shortest_edge_size(image.shape[0], image.shape[1], min_size, max_size, backend)
+    return resize_image(image, size, backend)
 
 
 # -------------------------------------------------------------------------------------------------------------- crop
