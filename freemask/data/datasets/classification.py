@@ -1,7 +1,8 @@
 """Stage-1 (prompt learning) records: one per (image, class present), from a label-count file; and their sampling.
 
-FreeSeg's stage 1 classifies one ground-truth class mask at a time (FREESEG_SPEC 1.1, ``utils.load_binary_mask``),
-so its datasets list every (image, class) pair of a semantic split. Reading every mask to find its classes would
+FreeSeg's stage 1 classifies one ground-truth class mask at a time (bytedance/FreeSeg,
+mask2former/data/datasets/utils.py, ``load_binary_mask``), so its datasets list every (image, class) pair of a
+semantic split. Reading every mask to find its classes would
 take minutes on COCO at each start; the preparation scripts write ``<mask folder>_label_count.json`` once
 (``{mask file name: [class ids present]}``, freemask/data/prepare_open_vocab.py) and the records come from it.
 
@@ -81,7 +82,7 @@ def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List
     """At most ``per_class`` records of each ``category_id``, drawn without replacement by
     ``np.random.default_rng(seed)`` class by class in increasing id order; the kept records stay in dataset order.
 
-    FreeSeg's ``dataset_sample_per_class`` (``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``, FREESEG_SPEC 1.1) draws
+    FreeSeg's ``dataset_sample_per_class`` (train_net.py; ``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``) draws
     *with* replacement, so a class can repeat a sample while others of its samples go unused; we draw without. The
     result depends only on (records, per_class, seed), so every process of a distributed run selects the same set.
     """
