@@ -1,17 +1,23 @@
 """FreeSeg's stage 1, prompt learning: frozen CLIP classifies masked ground-truth crops, only the prompt trains.
 
 Each sample is one ground-truth mask of one image, already cut out around the mask by the stage-1 mapper
-(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The pixels
-outside the mask take CLIP's mean colour (MODEL.CLIP_ADAPTER.MASK_FILL, as the region classifier of stage 2; FreeSeg's
-stage 1 instead writes the mean's 0..1 values into the already normalised image, a slightly brighter grey, FREESEG_SPEC
-1.1 ``proposal_classification.py``), the crop is CLIP-normalised and resized to CLIP's input, and its CLIP features
-are scored as 100 x cosine against the prompt's text features of the training vocabulary for the task of this step.
-The loss is the cross-entropy over the training (seen) classes.
+(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The
+computation is FreeSeg's (bytedance/FreeSeg, mask2former/proposal_classification.py,
+``ProposalClipClassifier.forward``): the crop is CLIP-normalised ((x / 255 - mean) / std), then every pixel outside
+the mask is set to CLIP's mean (0.481, 0.458, 0.408) *in that normalised image* — a light grey, not the mean colour
+that normalises to 0, which is what stage 2's region classifier fills with (freemask/modeling/clip/regions.py,
+FreeSeg's ``MaskFormerClipAdapter``); MODEL.CLIP_ADAPTER.MASK_FILL is stage 2's key and stage 1 does not read it. The
+crop's CLIP features are scored as 100 x cosine (FreeSeg's ``ClipAdapter.get_sim_logits``) against the prompt's
+text features of the training vocabulary for the task of this step, and the loss is the cross-entropy over the
+training (seen) classes. A crop that is not CLIP's input size is resized to it (bicubic, ``align_corners=True``);
+the stage-1 mapper's crops already are.
 
 The task of training step i is ``TaskSampler(INPUT.TASK_NAME, SEED).task_at(i)``, with i counted in a buffer saved
-with the weights, so every rank uses the same task and a resumed run continues the sequence (FreeSeg's stage-1
-mapper names the task per sample instead). Evaluation uses the semantic task when it is among INPUT.TASK_NAME (what
-FreeSeg's stage 1 falls back to when a sample names none), else the first task.
+with the weights, so every rank uses the same task and a resumed run continues the sequence. FreeSeg takes the task
+of the batch's first sample instead, which only its COCO stage-1 records name (one record per semantic class, thing
+instance and panoptic segment, ``MaskFormerBinaryFullDatasetMapper``); a sample without one uses the semantic task,
+so its ADE20K and VOC stage 1 train the semantic prompt alone (our configs there list that task alone). Evaluation
+uses the semantic task when it is among INPUT.TASK_NAME (FreeSeg's test samples name no task), else the first task.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -24,7 +30,7 @@ from ...config import CfgNode, ConfigError
 from ...data.catalog import MetadataCatalog
 from ..build import META_ARCH_REGISTRY
 from ..clip import FrozenClip, PromptLearner, build_prompt_learner
-from ..clip.regions import LOGIT_SCALE, fill_color
+from ..clip.regions import LOGIT_SCALE
 from ..open_vocab import TaskSampler, Vocabulary
 
 SEMANTIC_TASK = "semantic segmentation."
@@ -44,7 +50,6 @@ class ProposalClipClassifier(nn.Module):
         test_vocabulary: Vocabulary,
         task_names: Sequence[str],
         seed: int,
-        mask_fill: str = "mean",
     ) -> None:
         super().__init__()
         self.clip = clip
@@ -53,7 +58,6 @@ class ProposalClipClassifier(nn.Module):
         self.test_vocabulary = test_vocabulary
         self.task_sampler = TaskSampler(task_names, seed)
         self.eval_task = SEMANTIC_TASK if SEMANTIC_TASK in task_names else task_names[0]
-        self.fill = fill_color(clip, mask_fill)
         # Training steps done: the index of the next step's task (saved, so a resumed run continues the sequence).
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
 
@@ -70,7 +74,6 @@ class ProposalClipClassifier(nn.Module):
             "test_vocabulary": vocabulary_of(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else train_vocabulary,
             "task_names": list(cfg.INPUT.TASK_NAME),
             "seed": cfg.SEED,
-            "mask_fill": cfg.MODEL.CLIP_ADAPTER.MASK_FILL,
         }
 
     @property
@@ -92,12 +95,13 @@ class ProposalClipClassifier(nn.Module):
         return [{"classification": row} for row in logits]
 
     def masked_crops(self, batched_inputs: List[dict]) -> torch.Tensor:
-        """(N, 3, S_clip, S_clip) CLIP-normalised images with the pixels outside each sample's mask filled."""
+        """(N, 3, S_clip, S_clip) CLIP-normalised images whose pixels outside each sample's mask hold CLIP's mean
+        (FreeSeg's fill, module docstring)."""
         images = torch.stack([x["image"] for x in batched_inputs]).to(self.device).float()
         masks = torch.stack([_field(x["instances"], "gt_masks")[0] for x in batched_inputs]).to(self.device)
         inside = masks[:, None].to(images.dtype)
-        color = images.new_tensor(self.fill).view(1, 3, 1, 1)
-        return self.clip.resize_image(self.clip.normalize_image(images * inside + (1 - inside) * color))
+        mean = images.new_tensor(self.clip.pixel_mean).view(1, 3, 1, 1)
+        return self.clip.resize_image(self.clip.normalize_image(images) * inside + (1 - inside) * mean)
 
     def _checked(self, targets: torch.Tensor) -> torch.Tensor:
         k = len(self.train_vocabulary)
