@@ -19,6 +19,7 @@ Nothing is added when the flag is absent or names only one kind (a closed-vocabu
 with an ``evaluation_set``: those results keep exactly their former keys.
 """
 
+import logging
 import math
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -27,6 +28,8 @@ import torch
 
 from ..data.catalog import MetadataCatalog
 from ..data.errors import DatasetError
+
+logger = logging.getLogger(__name__)
 
 
 def split_by_flag(
@@ -74,6 +77,10 @@ def dataset_open_vocab_metadata(
             f"{where}: {e}; register {key} as one 0/1 per contiguous class (1 = seen in training) and "
             "evaluation_set as {name: [contiguous class ids]}"
         ) from None
+    if flag is not None and len(set(flag)) == 2:
+        names = meta.get("stuff_classes") or meta.get("thing_classes")
+        unseen = [names[i] for i, f in enumerate(flag) if not f]
+        logger.info("%s: seen / unseen metrics over its %s, %d unseen: %s", dataset_name, key, len(unseen), unseen)
     return flag, evaluation_set
 
 
