@@ -21,6 +21,10 @@ class", the window's offset rounded as Python's ``round``). Where we differ:
 
 The training mask is resized nearest-neighbour, falling back to "any coverage" when that loses a thin mask entirely,
 so ``gt_masks`` is never empty there.
+
+A record of one panoptic segment (``segment_id``, ``pan_seg_file_name``: FreeSeg's COCO full-task stage-1 records,
+``MaskFormerBinaryFullDatasetMapper``) is cut around that segment of the panoptic PNG instead of a class of the
+semantic map; a record's ``task`` is passed on to the model, which classifies the batch with that task's prompt.
 """
 
 import math
@@ -33,7 +37,8 @@ import torch
 from ..config import CfgNode, ConfigError
 from . import transforms as T
 from .errors import DatasetError
-from .mapper import SemSegDatasetMapper
+from .mapper import SemSegDatasetMapper, read_image
+from .panoptic_png import read_panoptic_png
 
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -98,9 +103,10 @@ def resize_binary(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 class BinarySemanticMapper:
-    """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` to
-    ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S), "instances": {"gt_masks": bool
-    (1, S, S), "gt_classes": int64 (1,)}}`` (contract B of the FreeSeg port)."""
+    """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` (or a segment's,
+    module docstring) to ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S),
+    "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}, "task"?}`` (contract B of the FreeSeg
+    port)."""
 
     def __init__(
         self,
@@ -143,27 +149,47 @@ class BinarySemanticMapper:
     def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
         if self.is_train and rng is None:
             raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
-        image, labels = self._reader.read(record)
+        image, binary = self.read_binary(record)
         category = int(record["category_id"])
-        binary = labels == category
-        if not binary.any():
-            raise DatasetError(
-                f"{record['sem_seg_file_name']}: class {category} is not in the mask, but the split's label counts "
-                "list it; the label counts are stale — run the dataset's preparation script again with --force"
-            )
+        height, width = binary.shape
         image, binary = self.crop(image, binary, rng)
         if self.bgr:  # crops are made in RGB; the model gets INPUT.FORMAT
             image = image[:, :, ::-1]
-        return {
+        out = {
             "file_name": record["file_name"],
-            "height": labels.shape[0],
-            "width": labels.shape[1],
+            "height": height,
+            "width": width,
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "instances": {
                 "gt_masks": torch.from_numpy(np.ascontiguousarray(binary))[None],
                 "gt_classes": torch.tensor([category], dtype=torch.int64),
             },
         }
+        if "task" in record:
+            out["task"] = record["task"]
+        return out
+
+    def read_binary(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
+        """The RGB image and the bool mask of the record's class (semantic map) or segment (panoptic PNG)."""
+        if "segment_id" not in record:
+            image, labels = self._reader.read(record)
+            binary = labels == int(record["category_id"])
+            if not binary.any():
+                raise DatasetError(
+                    f"{record['sem_seg_file_name']}: class {record['category_id']} is not in the mask, but the split's "
+                    "label counts list it; the label counts are stale — run the dataset's preparation script again "
+                    "with --force"
+                )
+            return image, binary
+        image = read_image(record["file_name"])
+        png = record["pan_seg_file_name"]
+        binary = read_panoptic_png(png, record["segments_info"]) == int(record["segment_id"])
+        if binary.shape != image.shape[:2] or not binary.any():
+            raise DatasetError(
+                f"{png}: segment {record['segment_id']} is missing or the PNG is not the size of "
+                f"{record['file_name']}; prepare the split again with --force"
+            )
+        return image, binary
 
     def crop(
         self, image: np.ndarray, binary: np.ndarray, rng: Optional[np.random.Generator]

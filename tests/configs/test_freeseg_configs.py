@@ -125,8 +125,10 @@ def test_ade20k_sets_use_freesegs_class_names():
 
 
 def test_stage1_tasks_are_the_ones_freeseg_trains_with():
-    """FreeSeg's ADE20K and VOC stage-1 mappers name no task, so every step uses the semantic prompt."""
-    for relative in ("ade20k-135/freeseg/freeseg_learn_prompt_bs32_16k.yaml",
-                     "voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml"):  # fmt: skip
+    """FreeSeg's ADE20K stage 1 lists three tasks (its records name none: the semantic prompt trains), VOC's only the
+    semantic one; COCO's trains on full-task records, whose tasks its config must list."""
+    for relative, tasks in (("ade20k-135/freeseg/freeseg_learn_prompt_bs32_16k.yaml", 3),
+                            ("voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml", 1),
+                            ("coco-stuff-164k-156/freeseg/freeseg_learn_prompt_bs32_16k.yaml", 3)):  # fmt: skip
         cfg = setup_cfg(os.path.join(REPO, "configs", relative), NO_FILES)
-        assert list(cfg.INPUT.TASK_NAME) == ["semantic segmentation."]
+        assert len(cfg.INPUT.TASK_NAME) == tasks and cfg.INPUT.TASK_NAME[0] == "semantic segmentation."

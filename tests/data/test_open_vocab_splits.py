@@ -1,6 +1,6 @@
-"""FreeSeg's seen/unseen splits: the lists of meta/open_vocab_splits.json against the class tables and bytedance/FreeSeg's
-registrations (mask2former/data/datasets/register_*.py), and the metadata and re-indexing each kind derives from
-them."""
+"""FreeSeg's seen/unseen splits: the lists of meta/open_vocab_splits.json against the class tables and
+bytedance/FreeSeg's registrations (mask2former/data/datasets/register_*.py), and the metadata and re-indexing each
+kind derives from them."""
 
 import json
 

@@ -10,12 +10,20 @@ Record::
 
     {"file_name": str, "sem_seg_file_name": str, "category_id": int (contiguous in the split),
      "reduce_zero_label": False}
+
+FreeSeg's COCO stage 1 trains on its full-task base split (``load_full_binary_mask`` in
+mask2former/data/datasets/register_coco_full.py), whose records also name the task whose prompt classifies them:
+the semantic ones above (``"task": "sem_seg"``), then one per non-crowd thing segment (``"ins_seg"``) and one per
+non-crowd segment (``"pan_seg"``) of the panoptic annotation::
+
+    {"file_name": str, "pan_seg_file_name": str, "segments_info": [the image's segments], "segment_id": int,
+     "category_id": int (contiguous in the split), "task": "ins_seg" | "pan_seg"}
 """
 
 import json
 import os
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -78,9 +86,33 @@ def load_classification_records(
     return records
 
 
+def full_task_classification_records(semantic: Sequence[dict], panoptic: Sequence[dict]) -> List[dict]:
+    """FreeSeg's full-task stage-1 records (module docstring): ``semantic`` (from
+    :func:`load_classification_records`) tagged ``sem_seg``, then the ``ins_seg`` and the ``pan_seg`` records of the
+    panoptic records ``panoptic`` (``segments_info`` with contiguous ``category_id``, ``isthing``, ``iscrowd``)."""
+    records = [dict(r, task="sem_seg") for r in semantic]
+    for task, things_only in (("ins_seg", True), ("pan_seg", False)):
+        for image in panoptic:
+            for segment in image["segments_info"]:
+                if segment.get("iscrowd", 0) or (things_only and not segment["isthing"]):
+                    continue
+                records.append(
+                    {
+                        "file_name": image["file_name"],
+                        "pan_seg_file_name": image["pan_seg_file_name"],
+                        "segments_info": image["segments_info"],
+                        "segment_id": int(segment["id"]),
+                        "category_id": int(segment["category_id"]),
+                        "task": task,
+                    }
+                )
+    return records
+
+
 def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List[dict]:
-    """At most ``per_class`` records of each ``category_id``, drawn without replacement by
-    ``np.random.default_rng(seed)`` class by class in increasing id order; the kept records stay in dataset order.
+    """At most ``per_class`` records of each ``category_id`` (of each task and ``category_id`` where records name a
+    task: FreeSeg's ``dataset_sample_per_task_class``), drawn without replacement by ``np.random.default_rng(seed)``
+    group by group in increasing (task, id) order; the kept records stay in dataset order.
 
     FreeSeg's ``dataset_sample_per_class`` (train_net.py; ``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``) draws
     *with* replacement, so a class can repeat a sample while others of its samples go unused; we draw without. The
@@ -88,13 +120,13 @@ def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List
     """
     if per_class <= 0:
         return list(records)
-    by_class: Dict[int, List[int]] = defaultdict(list)
+    by_class: Dict[Tuple[str, int], List[int]] = defaultdict(list)
     for index, record in enumerate(records):
-        by_class[int(record["category_id"])].append(index)
+        by_class[(record.get("task", ""), int(record["category_id"]))].append(index)
     rng = np.random.default_rng(seed)
     chosen: List[int] = []
-    for category in sorted(by_class):
-        indices = by_class[category]
+    for group in sorted(by_class):
+        indices = by_class[group]
         if len(indices) > per_class:
             indices = rng.choice(indices, size=per_class, replace=False).tolist()
         chosen.extend(indices)

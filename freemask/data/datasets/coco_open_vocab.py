@@ -9,7 +9,9 @@ Full task (``datasets/prepare_coco_full_task.py``): ``coco/panoptic_detectron2/{
 ``panoptic_{train,val}2017[_base|_novel].json`` (80 things from the panoptic PNGs, 91 stuff classes from the
 stuffthingmaps, as bytedance/FreeSeg's datasets/prepare_coco_alldata.py), the same semantic maps, and the instance
 JSON (the original for the full split, ``panoptic_detectron2/instances_*_{base,novel}.json`` for the others) ->
-``coco_2017_{train,test}_full_task[_base|_novel]``. Every split has its ``_classification`` twin (stage 1).
+``coco_2017_{train,test}_full_task[_base|_novel]``. Every split has its ``_classification`` twin (stage 1); the
+``_base`` splits' hold FreeSeg's full-task stage-1 records (semantic classes, thing instances and panoptic segments,
+each with its task: classification.py).
 
 FreeSeg's panoptic and instance test set (its all-task configs' ``coco_2017_val_panoptic_with_sem_seg``: COCO's
 133 panoptic classes, bytedance/FreeSeg, mask2former/data/datasets/register_coco_panoptic.py) is registered here as
@@ -102,4 +104,6 @@ def register_coco_open_vocab() -> None:
             paths = {k: functools.partial(coco_path, *p) for k, p in coco_full_task_paths(folder, kind).items()}
             full_name = f"coco_2017_{name}_full_task{kind_suffix(kind)}"
             load = functools.partial(_load_full_task, paths, kind)
-            register_open_vocab_split(full_name, kind, split, load, paths, "coco_panoptic_seg", _FULL_HINT)
+            register_open_vocab_split(
+                full_name, kind, split, load, paths, "coco_panoptic_seg", _FULL_HINT, full_task_stage1=kind == "base"
+            )

@@ -1,11 +1,13 @@
 """Stage 1 computes what FreeSeg's computes (bytedance/FreeSeg, mask2former/proposal_classification.py,
 ``ProposalClipClassifier.forward``), written out step by step here: normalise the crop, set the pixels outside the
-mask to CLIP's mean in the normalised image, encode, 100 x cosine with the prompt's text features, cross-entropy."""
+mask to CLIP's mean in the normalised image, encode, 100 x cosine with the prompt's text features of the batch's
+task (its first sample's, else the semantic one), cross-entropy."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from freemask.config import get_cfg
+from freemask.config import ConfigError, get_cfg
 from freemask.data import MetadataCatalog
 from freemask.modeling import build_model
 from freemask.modeling.clip import TINY_CLIP_NAME
@@ -15,13 +17,13 @@ MetadataCatalog.get(TRAIN).set(stuff_classes=["sky", "grass", "car"])
 MetadataCatalog.get(TEST).set(stuff_classes=["sky", "grass", "person", "car"], trainable_flag=[1, 1, 0, 1])
 
 
-def _model():
+def _model(tasks=("semantic segmentation.",)):
     cfg = get_cfg()
     cfg.MODEL.META_ARCHITECTURE = "ProposalClipClassifier"
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.CLIP_ADAPTER.CLIP_MODEL_NAME = TINY_CLIP_NAME
     cfg.MODEL.CLIP_ADAPTER.PROMPT_DIM = 64
-    cfg.INPUT.TASK_NAME = ["semantic segmentation."]
+    cfg.INPUT.TASK_NAME = list(tasks)
     cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = [TRAIN], [TEST]
     torch.manual_seed(0)
     return build_model(cfg)
@@ -38,7 +40,7 @@ def _batch(size):
     return batch
 
 
-def _freeseg_logits(model, batch, names):
+def _freeseg_logits(model, batch, names, task="semantic segmentation."):
     clip = model.clip
     mean = torch.tensor(clip.pixel_mean).view(1, 3, 1, 1)
     std = torch.tensor(clip.pixel_std).view(1, 3, 1, 1)
@@ -48,7 +50,7 @@ def _freeseg_logits(model, batch, names):
     images = images * masks + (1 - masks) * mean  # ... then write CLIP's mean (0..1 values) outside the mask
     features = clip.encode_image(images)
     features = features / features.norm(dim=-1, keepdim=True)
-    text = model.prompt_learner(names, "semantic segmentation.")
+    text = model.prompt_learner(names, task)
     return 100 * features @ text.t()
 
 
@@ -78,3 +80,27 @@ def test_the_fill_is_the_mean_in_the_normalised_image():
     outside = ~batch[0]["instances"]["gt_masks"][0]
     for channel, value in enumerate(model.clip.pixel_mean):
         assert torch.allclose(crops[0, channel][outside], torch.tensor(value))
+
+
+def test_the_batch_takes_its_first_samples_task():
+    """FreeSeg's COCO full-task records name their task; the batch uses the first one's, others the semantic one."""
+    tasks = ("semantic segmentation.", "instance segmentation.", "panoptic segmentation.")
+    model = _model(tasks).train()
+    batch = _batch(model.clip.image_size)
+    batch[0]["task"], batch[1]["task"] = "pan_seg", "ins_seg"
+    loss = model(batch)["loss_cls"]
+    with torch.no_grad():
+        logits = _freeseg_logits(model, batch, ["sky", "grass", "car"], "panoptic segmentation.")
+        semantic = _freeseg_logits(model, batch, ["sky", "grass", "car"])
+    torch.testing.assert_close(loss.detach(), F.cross_entropy(logits, torch.tensor([0, 2])), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(logits, semantic)  # the task prompt matters
+    for sample in batch:
+        del sample["task"]
+    model.eval()
+    with torch.no_grad():
+        outputs = torch.stack([o["classification"] for o in model(batch)])
+        expected = _freeseg_logits(model, batch, ["sky", "grass", "person", "car"])
+    torch.testing.assert_close(outputs, expected, atol=1e-4, rtol=1e-4)
+    batch[0]["task"] = "ins_seg"
+    with pytest.raises(ConfigError, match="INPUT.TASK_NAME"):
+        _model().train()(batch)  # only the semantic task configured
