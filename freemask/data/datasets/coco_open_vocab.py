@@ -10,8 +10,8 @@ Full task (``datasets/prepare_coco_full_task.py``): ``coco/panoptic_detectron2/{
 stuffthingmaps, as bytedance/FreeSeg's datasets/prepare_coco_alldata.py), the same semantic maps, and the instance
 JSON (the original for the full split, ``panoptic_detectron2/instances_*_{base,novel}.json`` for the others) ->
 ``coco_2017_{train,test}_full_task[_base|_novel]``. Every split has its ``_classification`` twin (stage 1); the
-``_base`` splits' twins hold FreeSeg's full-task stage-1 records (semantic classes, thing instances and panoptic segments,
-each with its task: classification.py).
+``_base`` splits' twins hold FreeSeg's full-task stage-1 records (semantic classes, thing instances and panoptic
+segments, each with its task: classification.py).
 
 FreeSeg's panoptic and instance test set (its all-task configs' ``coco_2017_val_panoptic_with_sem_seg``: COCO's
 133 panoptic classes, bytedance/FreeSeg, mask2former/data/datasets/register_coco_panoptic.py) is registered here as
