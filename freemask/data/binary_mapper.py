@@ -1,22 +1,30 @@
 """FreeSeg's stage-1 mapper (``INPUT.DATASET_MAPPER_NAME "mask_former_binary_semantic"``): one class mask of one image,
-cut out around the mask, as a square crop for CLIP.
+cut out around the mask, as a crop for CLIP.
 
-Follows FreeSeg's ``MaskFormerBinarySemanticDatasetMapper`` (FREESEG_SPEC 1.1, mappers): crop the image to the
-class mask's box grown by ``MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO`` (``CropImageWithMask``); at training, a
-``RandomResizedCrop`` of that crop (area 8..100 %, aspect 3/4..4/3, resized to S x S) and a horizontal flip. Where we
-differ, on purpose:
+Follows bytedance/FreeSeg, mask2former/data/dataset_mappers/mask_former_binary_semantic_dataset_mapper.py
+(``MaskFormerBinarySemanticDatasetMapper``) and mask2former/data/augmentations.py: crop the image to the class mask's
+box grown by ``MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO`` (``CropImageWithMask`` / ``expand_box``: the box's right and
+bottom ends clamped to width - 1 / height - 1, coordinates truncated); at training, a ``RandomResizedCrop`` of that
+crop (area 8..100 %, aspect 3/4..4/3) and a horizontal flip; at test, the centre ``MIN_SIZE_TEST`` x ``MIN_SIZE_TEST``
+window of the crop at its own resolution (``CenterCrop``: a smaller crop is padded, image with 0, mask with "not the
+class", the window's offset rounded as Python's ``round``). Where we differ:
 
+- training output is S x S with S = ``INPUT.MIN_SIZE_TRAIN[0]``. FreeSeg resizes to height ``MIN_SIZE_TRAIN[1]`` x
+  width ``MIN_SIZE_TRAIN[0]`` (244 x 224 in its configs) and its CLIP interpolates the position embeddings to that
+  15 x 14 grid (third_party/CLIP/clip/model.py, ``VisionTransformer.forward``); our frozen CLIP takes its own input
+  size only, so a non-square crop would be resized again;
 - training: a window that would hold none of the mask is drawn again (up to 10 times, then the whole crop), where
-  FreeSeg returns ``None`` and detectron2 silently takes another sample;
-- test: the box crop is resized to S x S (deterministic, the whole mask in view, the same geometry as stage 2's
-  region crops, ``freemask/modeling/clip/regions.py``); FreeSeg's ``CenterCrop(MIN_SIZE_TEST)`` keeps the crop's
-  native resolution and shows a large mask through its central 224 px only;
-- the box end is exclusive (FreeSeg clamps it to width - 1, dropping the last column of a mask touching the border).
+  FreeSeg returns ``None`` and detectron2 silently takes another sample; our draws come from the per-sample seeded
+  generator, FreeSeg's from numpy's global one;
+- test: a centre window that misses the mask is kept (its crop is all fill: CLIP sees the mean colour) where FreeSeg
+  returns ``None`` and detectron2's loader replaces the sample by a random other one.
 
-S is ``INPUT.MIN_SIZE_TRAIN[0]`` at training (FreeSeg's RandomResizedCrop size; a second value, as in FreeSeg's
-COCO config ``(224, 244)``, is not used: crops are square) and ``INPUT.MIN_SIZE_TEST`` at test; FreeSeg's stage-1
-configs set both to 224. The mask is resized nearest-neighbour, falling back to "any coverage" when that loses a
-thin mask entirely, so ``gt_masks`` is never empty.
+The training mask is resized nearest-neighbour, falling back to "any coverage" when that loses a thin mask entirely,
+so ``gt_masks`` is never empty there.
+
+A record of one panoptic segment (``segment_id``, ``pan_seg_file_name``: FreeSeg's COCO full-task stage-1 records,
+``MaskFormerBinaryFullDatasetMapper``) is cut around that segment of the panoptic PNG instead of a class of the
+semantic map; a record's ``task`` is passed on to the model, which classifies the batch with that task's prompt.
 """
 
 import math
@@ -29,7 +37,8 @@ import torch
 from ..config import CfgNode, ConfigError
 from . import transforms as T
 from .errors import DatasetError
-from .mapper import SemSegDatasetMapper
+from .mapper import SemSegDatasetMapper, read_image
+from .panoptic_png import read_panoptic_png
 
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -37,15 +46,35 @@ RRC_TRIES = 10
 
 
 def mask_box(mask: np.ndarray, expand_ratio: float = 1.0) -> T.Box:
-    """(y0, x0, y1, x1), end exclusive, of the True pixels of a bool (H, W) mask, grown about its centre by
-    ``expand_ratio`` and clipped to the image; at least one pixel each way."""
+    """(y0, x0, y1, x1), end exclusive, of the crop FreeSeg cuts around the True pixels of a bool (H, W) mask
+    (``CropImageWithMask``): the mask's box (x, y, w, h with w = last column + 1 - first) grown about its centre by
+    ``expand_ratio``, its start clamped to 0 and its end to width - 1 / height - 1, then (x, y, w, h) truncated to
+    integers; at least one pixel each way."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    cy, cx, half_h, half_w = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) * expand_ratio / 2, (x1 - x0) * expand_ratio / 2
     height, width = mask.shape
-    top, left = max(0, int(math.floor(cy - half_h))), max(0, int(math.floor(cx - half_w)))
-    bottom, right = min(height, int(math.ceil(cy + half_h))), min(width, int(math.ceil(cx + half_w)))
-    return top, left, max(bottom, top + 1), max(right, left + 1)
+    x, y = float(cols[0]), float(rows[0])
+    w, h = float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])
+    cx, cy, w, h = x + 0.5 * w, y + 0.5 * h, w * expand_ratio, h * expand_ratio
+    left, top = max(0.0, cx - 0.5 * w), max(0.0, cy - 0.5 * h)
+    right, bottom = min(width - 1.0, cx + 0.5 * w), min(height - 1.0, cy + 0.5 * h)
+    x0, y0, w, h = int(left), int(top), max(int(right - left), 1), max(int(bottom - top), 1)
+    return y0, x0, y0 + h, x0 + w
+
+
+def center_window(image: np.ndarray, binary: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """FreeSeg's test-time ``CenterCrop(size)``: pad a side shorter than ``size`` (image 0, mask False; the extra
+    pixel of an odd padding goes right / bottom), then take the centred ``size`` x ``size`` window, its offset
+    ``round((side - size) / 2)`` (Python's round, halves to even)."""
+    pads = []
+    for side in binary.shape:
+        extra = max(size - side, 0)
+        pads.append((extra // 2, (extra + 1) // 2))
+    image = np.pad(image, (*pads, (0, 0)))
+    binary = np.pad(binary, pads)
+    height, width = binary.shape
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    box = (top, left, top + size, left + size)
+    return T.crop(image, box), T.crop(binary, box)
 
 
 def random_resized_box(mask: np.ndarray, rng: np.random.Generator) -> T.Box:
@@ -74,9 +103,10 @@ def resize_binary(mask: np.ndarray, size: int) -> np.ndarray:
 
 
 class BinarySemanticMapper:
-    """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` to
-    ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S), "instances": {"gt_masks": bool
-    (1, S, S), "gt_classes": int64 (1,)}}`` (contract B of the FreeSeg port)."""
+    """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` (or a segment's,
+    module docstring) to ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S),
+    "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}, "task"?}`` (contract B of the FreeSeg
+    port)."""
 
     def __init__(
         self,
@@ -124,27 +154,47 @@ class BinarySemanticMapper:
     def __call__(self, record: Dict, rng: Optional[np.random.Generator] = None) -> Dict:
         if self.is_train and rng is None:
             raise ValueError("the training mapper needs an rng (numpy Generator) so samples are reproducible")
-        image, labels = self._reader.read(record)
+        image, binary = self.read_binary(record)
         category = int(record["category_id"])
-        binary = labels == category
-        if not binary.any():
-            raise DatasetError(
-                f"{record['sem_seg_file_name']}: class {category} is not in the mask, but the split's label counts "
-                "list it; the label counts are stale — run the dataset's preparation script again with --force"
-            )
+        height, width = binary.shape
         image, binary = self.crop(image, binary, rng)
         if self.bgr:  # crops are made in RGB; the model gets INPUT.FORMAT
             image = image[:, :, ::-1]
-        return {
+        out = {
             "file_name": record["file_name"],
-            "height": labels.shape[0],
-            "width": labels.shape[1],
+            "height": height,
+            "width": width,
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "instances": {
                 "gt_masks": torch.from_numpy(np.ascontiguousarray(binary))[None],
                 "gt_classes": torch.tensor([category], dtype=torch.int64),
             },
         }
+        if "task" in record:
+            out["task"] = record["task"]
+        return out
+
+    def read_binary(self, record: Dict) -> Tuple[np.ndarray, np.ndarray]:
+        """The RGB image and the bool mask of the record's class (semantic map) or segment (panoptic PNG)."""
+        if "segment_id" not in record:
+            image, labels = self._reader.read(record)
+            binary = labels == int(record["category_id"])
+            if not binary.any():
+                raise DatasetError(
+                    f"{record['sem_seg_file_name']}: class {record['category_id']} is not in the mask, but the split's "
+                    "label counts list it; the label counts are stale — run the dataset's preparation script again "
+                    "with --force"
+                )
+            return image, binary
+        image = read_image(record["file_name"])
+        png = record["pan_seg_file_name"]
+        binary = read_panoptic_png(png, record["segments_info"]) == int(record["segment_id"])
+        if binary.shape != image.shape[:2] or not binary.any():
+            raise DatasetError(
+                f"{png}: segment {record['segment_id']} is missing or the PNG is not the size of "
+                f"{record['file_name']}; prepare the split again with --force"
+            )
+        return image, binary
 
     def crop(
         self, image: np.ndarray, binary: np.ndarray, rng: Optional[np.random.Generator]
@@ -152,11 +202,13 @@ class BinarySemanticMapper:
         """(uint8 (S, S, 3) image, bool (S, S) mask) around the mask (module docstring)."""
         box = mask_box(binary, self.expand_ratio)
         image, binary = T.crop(image, box), T.crop(binary, box)
-        if self.is_train:
-            window = random_resized_box(binary, rng)
-            image, binary = T.crop(image, window), T.crop(binary, window)
+        if not self.is_train:
+            image, binary = center_window(image, binary, self.size)
+            return np.ascontiguousarray(image), np.ascontiguousarray(binary)
+        window = random_resized_box(binary, rng)
+        image, binary = T.crop(image, window), T.crop(binary, window)
         image = T.resize_image(np.ascontiguousarray(image), (self.size, self.size), self.resize_backend)
         binary = resize_binary(binary, self.size)
-        if self.is_train and self.flip and rng.random() < 0.5:
+        if self.flip and rng.random() < 0.5:
             image, binary = T.hflip(image), T.hflip(binary.astype(np.uint8)).astype(bool)
         return image, binary

@@ -37,8 +37,8 @@ _PQ = ("PQ", "SQ", "RQ")
 # exist on open-vocabulary test sets only (metadata trainable_flag) and are skipped elsewhere.
 LOGGED_METRICS = {
     "sem_seg": ("mIoU", "fwIoU", "mACC", "pACC", "mIoU_seen", "mIoU_unseen", "hIoU", "pAcc_seen", "pAcc_unseen"),
-    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", *(f"{k}_{g}" for g in ("seen", "unseen") for k in _PQ)),
-    "segm": ("AP", "AP50", "AP75", "AP_seen", "AP_unseen"),
+    "panoptic_seg": ("PQ", "SQ", "RQ", "PQ_th", "PQ_st", *(f"{k}_{g}" for g in ("seen", "unseen") for k in _PQ), "hPQ"),
+    "segm": ("AP", "AP50", "AP75", "AP_seen", "AP_unseen", "hAP"),
     "classification": ("ACC1", "ACC5", "mACC1"),
 }
 

@@ -10,9 +10,13 @@ The ground truth is a COCO instances JSON (``json_file`` in the metadata, datase
 the records' ``annotations`` (detectron2's dataset dicts: contiguous ``category_id``, polygon or RLE
 ``segmentation``, ``iscrowd``), converted to the same COCO structure in memory.
 
-Seen / unseen (metadata ``trainable_flag``, FREESEG_SPEC 1.9): ``AP_seen`` / ``AP_unseen`` are the means of
-``AP-<class>`` over the seen / unseen thing classes, skipping classes without ground truth in the evaluated images
-(COCOeval leaves their AP undefined, -1), so neither is NaN while one class of its group has ground truth.
+Seen / unseen (metadata ``evaluation_flag``, else ``trainable_flag``: :mod:`.seen_unseen`): ``AP_seen`` /
+``AP_unseen`` are the means of ``AP-<class>`` over the seen / unseen thing classes, skipping classes without ground
+truth in the evaluated images (COCOeval leaves their AP undefined, -1), so neither is NaN while one class of its
+group has ground truth; ``hAP`` is their harmonic mean. FreeSeg (bytedance/FreeSeg,
+mask2former/evaluation/instance_seg_evaluation.py, ``COCOEvaluator._derive_coco_results``) takes ``np.mean`` of the
+same per-class values, NaN included (one class without ground truth makes its mean NaN); the two agree whenever every
+thing class has ground truth, as on the whole COCO val2017.
 """
 
 import contextlib
@@ -34,7 +38,7 @@ from ..data.errors import DatasetError
 from ..utils import comm
 from .panoptic_evaluator import gather_to_main, panoptic_categories
 from .results_json import write_results_json
-from .seen_unseen import dataset_open_vocab_metadata, mean_of_defined, split_by_flag
+from .seen_unseen import dataset_open_vocab_metadata, harmonic_mean, mean_of_defined, split_by_flag
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +57,8 @@ class InstanceSegEvaluator:
             and to find an input's ``image_id`` from its ``file_name``.
         output_dir: where rank 0 writes ``instance_results.json`` (and, with ``save_predictions``, detectron2's
             ``coco_instances_results.json``); None writes nothing.
-        trainable_flag: 0/1 per contiguous class (1 = seen in training), indexed like ``contiguous_id``; with both
-            kinds, ``AP_seen`` and ``AP_unseen`` join the results.
+        trainable_flag: 0/1 per contiguous class (1 = seen), indexed like ``contiguous_id``, the split the metrics
+            report on; with both kinds, ``AP_seen``, ``AP_unseen`` and ``hAP`` join the results.
     """
 
     def __init__(
@@ -198,7 +202,7 @@ class InstanceSegEvaluator:
         metrics: "OrderedDict[str, float]" = OrderedDict((k, nan) for k in SUMMARY_KEYS)
         metrics.update((f"AP-{c['name']}", nan) for c in self.categories)
         if self.seen_unseen is not None:
-            metrics.update((("AP_seen", nan), ("AP_unseen", nan)))
+            metrics.update((("AP_seen", nan), ("AP_unseen", nan), ("hAP", nan)))
         if not predictions:
             logger.warning("No instance predicted on %d images: every AP is NaN", len(image_ids))
             return metrics
@@ -230,7 +234,9 @@ class InstanceSegEvaluator:
             name = {c["contiguous_id"]: c["name"] for c in self.categories}
             for key, ids in zip(("AP_seen", "AP_unseen"), self.seen_unseen):
                 metrics[key] = mean_of_defined(metrics[f"AP-{name[i]}"] for i in ids)
-            logger.info("Mask AP seen %.2f, unseen %.2f (%%)", metrics["AP_seen"], metrics["AP_unseen"])
+            metrics["hAP"] = harmonic_mean(metrics["AP_seen"], metrics["AP_unseen"])
+            summary = (metrics[k] for k in ("AP_seen", "AP_unseen", "hAP"))
+            logger.info("Mask AP seen %.2f, unseen %.2f, harmonic %.2f (%%)", *summary)
         return metrics
 
 

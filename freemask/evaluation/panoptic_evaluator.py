@@ -12,11 +12,14 @@ converts them when loading the JSON); both are mapped to dataset ids through the
 ``thing_dataset_id_to_contiguous_id`` / ``stuff_dataset_id_to_contiguous_id`` (Mask2Former's single contiguous space:
 the stuff map lists every category, things included), and the saved predictions use dataset ids like COCO's files.
 
-Seen / unseen (metadata ``trainable_flag``, FREESEG_SPEC 1.9): ``PQ_seen`` etc. are the means of the per-class
-values over the seen / unseen categories, like ``PQ`` over classes with TP + FP + FN > 0 (panopticapi's averaging).
-FreeSeg instead averages panopticapi's ``per_class`` values, where an absent class is 0, over every seen / unseen
-category; we deliberately do not, so that a class missing from the evaluated images does not lower the mean (and
-``PQ_seen`` / ``PQ_unseen`` split ``PQ``'s classes exactly).
+Seen / unseen (metadata ``evaluation_flag``, else ``trainable_flag``: :mod:`.seen_unseen`): ``PQ_seen`` etc. are
+the means of the per-class values over the seen / unseen categories, like ``PQ`` over classes with TP + FP + FN > 0
+(panopticapi's averaging), and ``hPQ`` the harmonic mean of ``PQ_seen`` and ``PQ_unseen``. FreeSeg
+(bytedance/FreeSeg, mask2former/evaluation/panoptic_seg_evaluation.py, ``GeneralizedPanopticEvaluator.evaluate``)
+instead averages panopticapi's ``per_class`` values, where a class with no segment at all is 0, over every seen /
+unseen category; we deliberately do not, so that a class missing from the evaluated images does not lower the mean
+(and ``PQ_seen`` / ``PQ_unseen`` split ``PQ``'s classes exactly). The two agree whenever every category has a
+ground-truth or predicted segment, as on the whole COCO val2017 (all 133 categories occur in it).
 """
 
 import logging
@@ -38,7 +41,7 @@ from ..utils import comm
 from ..utils.atomic import atomic_write_bytes
 from .panoptic_quality import PQStat, pq_metrics, pq_stat_single_image
 from .results_json import write_results_json
-from .seen_unseen import dataset_open_vocab_metadata, split_by_flag
+from .seen_unseen import dataset_open_vocab_metadata, harmonic_mean, split_by_flag
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,9 @@ class COCOPanopticEvaluator:
         save_predictions: also write the predictions in COCO panoptic format under ``output_dir/panoptic/``
             (one RGB PNG per image + ``panoptic_predictions.json``), gathered to rank 0.
         annotation_file: the panoptic JSON the records were read from, named in error messages.
-        trainable_flag: 0/1 per contiguous class (1 = seen in training); with both kinds, ``PQ_seen``, ``SQ_seen``,
-            ``RQ_seen``, ``PQ_unseen``, ``SQ_unseen``, ``RQ_unseen`` join the results.
+        trainable_flag: 0/1 per contiguous class (1 = seen), the split the metrics report on; with both kinds,
+            ``PQ_seen``, ``SQ_seen``, ``RQ_seen``, ``PQ_unseen``, ``SQ_unseen``, ``RQ_unseen`` and ``hPQ`` join the
+            results.
     """
 
     def __init__(
@@ -236,6 +240,8 @@ class COCOPanopticEvaluator:
             total += stat
         num_images = sum(comm.all_gather(self._num_images))
         metrics = pq_metrics(total, self.categories, subsets=self._subsets)
+        if self._subsets:
+            metrics["hPQ"] = harmonic_mean(metrics["PQ_seen"], metrics["PQ_unseen"])
         if num_images == 0:
             logger.warning("No image was evaluated: every panoptic metric is NaN")
         self._log_tables(metrics, num_images)

@@ -1,17 +1,25 @@
-"""Seen / unseen summaries of open-vocabulary test sets: FreeSeg's zero-shot protocol (FREESEG_SPEC 1.9).
+"""Seen / unseen summaries of open-vocabulary test sets: FreeSeg's zero-shot protocol (bytedance/FreeSeg,
+mask2former/evaluation/generalized_sem_seg_evaluation.py, panoptic_seg_evaluation.py, instance_seg_evaluation.py).
 
 An open-vocabulary test set flags each contiguous class in its metadata ``trainable_flag`` (1 = seen: in the
-training vocabulary, 0 = unseen). The semantic, panoptic and instance evaluators take that list and add the means
-over the seen and the unseen classes next to the usual metrics, under our names ``*_seen`` / ``*_unseen`` (their
-averaging is the one of the metric they summarise: ``mIoU_seen`` is the mean of the same ``IoU-<class>`` values as
-``mIoU``). A semantic test set may also name class subsets in ``evaluation_set`` (``{"base": [ids]}``); for each
-entry X the semantic evaluator reports FreeSeg's own keys ``mIoU-X`` / ``mIoU-unX`` / ``hIoU-X`` / ``pAcc-X`` /
-``pAcc-unX`` with FreeSeg's averaging, so they compare with FreeSeg's published numbers.
+training vocabulary, 0 = unseen), which the model's CLIP ensemble reads. The semantic, panoptic and instance
+evaluators take the flag the metrics report on — ``evaluation_flag`` where the registration gives one, else
+``trainable_flag`` — and add the means over the seen and the unseen classes and their harmonic mean next to the usual
+metrics, under our names (``mIoU_seen`` / ``mIoU_unseen`` / ``hIoU``, ``PQ_seen`` / ``PQ_unseen`` / ``hPQ``,
+``AP_seen`` / ``AP_unseen`` / ``hAP``); their averaging is the one of the metric they summarise (``mIoU_seen`` is the
+mean of the same ``IoU-<class>`` values as ``mIoU``). Two flags because FreeSeg's COCO panoptic test set has two: its
+registration's ``trainable_flag`` (8 unseen classes, what its model uses) and the 11 unseen classes its panoptic
+evaluator hard-codes (the 7 things of which its instance evaluator hard-codes by name).
+
+A semantic test set may also name class subsets in ``evaluation_set`` (``{"base": [ids]}``); for each entry X the
+semantic evaluator reports FreeSeg's own keys ``mIoU-X`` / ``mIoU-unX`` / ``hIoU-X`` / ``pAcc-X`` / ``pAcc-unX``
+with FreeSeg's averaging, so they compare with FreeSeg's published numbers.
 
 Nothing is added when the flag is absent or names only one kind (a closed-vocabulary or a training split), even
 with an ``evaluation_set``: those results keep exactly their former keys.
 """
 
+import logging
 import math
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -20,6 +28,8 @@ import torch
 
 from ..data.catalog import MetadataCatalog
 from ..data.errors import DatasetError
+
+logger = logging.getLogger(__name__)
 
 
 def split_by_flag(
@@ -45,26 +55,32 @@ def split_by_flag(
 def dataset_open_vocab_metadata(
     dataset_name: str,
 ) -> Tuple[Optional[List[int]], Optional[Dict[str, List[int]]]]:
-    """The test set's ``trainable_flag`` and ``evaluation_set`` (None where absent), checked against its classes.
+    """The flag the test set's seen / unseen metrics use (``evaluation_flag``, else ``trainable_flag``) and its
+    ``evaluation_set`` (None where absent), checked against its classes.
 
     Both index the contiguous classes named by ``stuff_classes`` (``thing_classes`` for an instance-only split);
     a wrong entry is a DatasetError naming the dataset, raised before any image is evaluated.
     """
     meta = MetadataCatalog.get(dataset_name)
-    flag, evaluation_set = meta.get("trainable_flag"), meta.get("evaluation_set")
+    key = "evaluation_flag" if meta.get("evaluation_flag") is not None else "trainable_flag"
+    flag, evaluation_set = meta.get(key), meta.get("evaluation_set")
     num_classes = len(meta.get("stuff_classes") or meta.get("thing_classes") or [])
     where = f"dataset '{dataset_name}' (its registration's metadata)"
     try:
         if flag is not None:
             flag = _check_flag(flag)
             if len(flag) != num_classes:
-                raise ValueError(f"trainable_flag has {len(flag)} entries for {num_classes} classes")
+                raise ValueError(f"{key} has {len(flag)} entries for {num_classes} classes")
         evaluation_set = check_evaluation_set(evaluation_set, num_classes)
     except ValueError as e:
         raise DatasetError(
-            f"{where}: {e}; register trainable_flag as one 0/1 per contiguous class (1 = seen in training) and "
+            f"{where}: {e}; register {key} as one 0/1 per contiguous class (1 = seen in training) and "
             "evaluation_set as {name: [contiguous class ids]}"
         ) from None
+    if flag is not None and len(set(flag)) == 2:
+        names = meta.get("stuff_classes") or meta.get("thing_classes")
+        unseen = [names[i] for i, f in enumerate(flag) if not f]
+        logger.info("%s: seen / unseen metrics over its %s, %d unseen: %s", dataset_name, key, len(unseen), unseen)
     return flag, evaluation_set
 
 
@@ -117,11 +133,11 @@ def semantic_seen_unseen(
     ``mIoU`` averages); ``hIoU``: their harmonic mean; ``pAcc_seen`` / ``pAcc_unseen``: the share of the group's
     ground-truth pixels predicted as their own class.
 
-    ``mIoU-X`` / ``mIoU-unX`` for each ``evaluation_set`` entry X follow FreeSeg (FREESEG_SPEC 1.9): the sum of IoU
-    over the subset's classes with ground truth, divided by the number of its classes with ground truth OR
-    predictions, so a class predicted but absent from the evaluated images counts as an IoU of 0 there (not in
-    ``mIoU_seen``, which leaves it out, as ``mIoU`` does). ``hIoU-X`` is their harmonic mean and ``pAcc-X`` /
-    ``pAcc-unX`` the pixel accuracies over the subset and its complement.
+    ``mIoU-X`` / ``mIoU-unX`` for each ``evaluation_set`` entry X follow FreeSeg (``GeneralizedSemSegEvaluator.
+    evaluate``): the sum of IoU over the subset's classes with ground truth, divided by the number of its classes
+    with ground truth OR predictions, so a class predicted but absent from the evaluated images counts as an IoU of 0
+    there (not in ``mIoU_seen``, which leaves it out, as ``mIoU`` does). ``hIoU-X`` is their harmonic mean and
+    ``pAcc-X`` / ``pAcc-unX`` the pixel accuracies over the subset and its complement.
 
     Nothing without ``seen_unseen`` (no flag naming both kinds), ``evaluation_set`` or not: the interface contract
     ties every open-vocabulary key to ``trainable_flag`` (FreeSeg reports ``evaluation_set`` keys on their own).

@@ -10,8 +10,8 @@ Classes absent from the ground truth get NaN and are left out of the means, as i
 defined iff it has ground-truth pixels, its IoU iff it has ground-truth pixels and a non-empty union. (MMSegmentation
 instead skips classes with an empty union only; the two agree unless a class is predicted but never present.)
 
-On an open-vocabulary test set (metadata ``trainable_flag``, ``evaluation_set``) the seen / unseen means of
-:mod:`.seen_unseen` join the results, from the same matrix.
+On an open-vocabulary test set (metadata ``trainable_flag`` or ``evaluation_flag``, ``evaluation_set``) the seen /
+unseen means of :mod:`.seen_unseen` join the results, from the same matrix.
 """
 
 import logging

@@ -1,5 +1,6 @@
 """The stage-1 mapper (mask_former_binary_semantic): a square crop around one class mask, its output per contract B,
-reproducible from the seed at training, deterministic at test, and the crop helpers on hand-made masks."""
+reproducible from the seed at training, at test FreeSeg's centre window worked out step by step, and the crop
+helpers on hand-made masks (FreeSeg's box rule: bytedance/FreeSeg, mask2former/data/augmentations.py)."""
 
 import pathlib
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from freemask.config import get_cfg
-from freemask.data.binary_mapper import BinarySemanticMapper, mask_box, random_resized_box, resize_binary
+from freemask.data.binary_mapper import BinarySemanticMapper, center_window, mask_box, random_resized_box, resize_binary
 from freemask.data.errors import DatasetError
 from freemask.data.mappers import build_mapper
 
@@ -31,10 +32,17 @@ def test_mask_box_expands_about_the_centre_and_clips():
     mask[4:8, 10:20] = True
     assert mask_box(mask) == (4, 10, 8, 20)
     assert mask_box(mask, 2.0) == (2, 5, 10, 25)
-    assert mask_box(mask, 10.0) == (0, 0, 20, 30)
+    # x 10, w 10 -> centre 15, w 100 -> [-35, 65] -> [0, min(29, 65)]: FreeSeg clamps the end to width - 1 = 29
+    assert mask_box(mask, 10.0) == (0, 0, 19, 29)
     edge = np.zeros((5, 5), bool)
     edge[4, 4] = True
-    assert mask_box(edge) == (4, 4, 5, 5)  # the last row and column stay in the box
+    assert mask_box(edge) == (4, 4, 5, 5)  # end clamped to 4, width 0 -> at least one pixel
+    border = np.zeros((5, 5), bool)
+    border[1:3, 3:5] = True  # touches the right border: x 3, w 2 -> end min(4, 5) = 4 -> width 1
+    assert mask_box(border) == (1, 3, 3, 4)
+    odd = np.zeros((10, 10), bool)
+    odd[2:5, 2:5] = True  # x 2, w 3, ratio 1.5 -> centre 3.5, w 4.5 -> [1.25, 5.75] -> x int(1.25) 1, w int(4.5) 4
+    assert mask_box(odd, 1.5) == (1, 1, 5, 5)
 
 
 def test_random_resized_box_holds_the_mask():
@@ -54,18 +62,37 @@ def test_resize_binary_never_loses_a_thin_mask():
     assert not resize_binary(np.zeros((9, 9), bool), 4).any()
 
 
-def test_test_output_is_the_box_resized(record):
+def test_test_output_is_freesegs_centre_window(record):
+    """Class 3 covers rows 10..29, columns 40..69: the box is that 20 x 30 crop, kept at its resolution; for a 32 px
+    window it is padded by (32 - 20) / 2 = 6 rows above and below and (32 - 30) / 2 = 1 column each side."""
     mapper = BinarySemanticMapper(is_train=False, size_test=32)
     out = mapper(record)
     assert set(out) == {"file_name", "height", "width", "image", "instances"}
     assert (out["height"], out["width"]) == (60, 80)
     image, masks, classes = out["image"], out["instances"]["gt_masks"], out["instances"]["gt_classes"]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
-    assert masks.dtype == torch.bool and masks.shape == (1, 32, 32) and masks.all()  # the box is the mask
+    assert masks.dtype == torch.bool and masks.shape == (1, 32, 32)
     assert classes.dtype == torch.int64 and classes.tolist() == [3]
-    red = image[0].float().mean(dim=0)
-    assert 40 <= red.min() and red.max() < 70  # columns 40..69 only
+    expected_red = np.zeros((32, 32), np.uint8)
+    expected_red[6:26, 1:31] = np.arange(40, 70, dtype=np.uint8)[None]  # red = column index of the source
+    assert np.array_equal(image[0].numpy(), expected_red) and not image[1:].any()
+    expected_mask = np.zeros((32, 32), bool)
+    expected_mask[6:26, 1:31] = True
+    assert np.array_equal(masks[0].numpy(), expected_mask)
     assert torch.equal(mapper(record)["image"], image)  # deterministic
+    # A window smaller than the crop: offsets round((20 - 16) / 2) = 2 rows, round((30 - 16) / 2) = 7 columns.
+    small = BinarySemanticMapper(is_train=False, size_test=16)(record)["image"][0].numpy()
+    assert np.array_equal(small, np.broadcast_to(np.arange(47, 63, dtype=np.uint8), (16, 16)))
+
+
+def test_centre_window_rounds_half_offsets_to_even():
+    image = np.arange(21 * 3, dtype=np.uint8).reshape(21, 3)[:, :, None].repeat(3, axis=2)
+    binary = np.ones((21, 3), bool)
+    window, mask = center_window(image, binary, 16)
+    # rows: round((21 - 16) / 2) = round(2.5) = 2 (Python's round); columns: 3 -> 16, padded 6 left, 7 right
+    assert window.shape == (16, 16, 3) and np.array_equal(window[:, 6:9, 0], image[2:18, :, 0])
+    assert not window[:, :6].any() and not window[:, 9:].any()
+    assert mask[:, 6:9].all() and not mask[:, :6].any() and not mask[:, 9:].any()
 
 
 def test_training_crops_are_reproducible_and_hold_the_mask(record):
@@ -94,4 +121,5 @@ def test_built_from_the_config(record):
     train, test = build_mapper(cfg, is_train=True), build_mapper(cfg, is_train=False)
     assert train(record, np.random.default_rng(0))["image"].shape == (3, 40, 40)
     out = test(record)
-    assert out["image"].shape == (3, 48, 48) and out["image"][2].float().mean() > 40  # red is the last channel
+    # the 20 x 30 box padded by 14 rows and 9 columns each side; red is the last channel
+    assert out["image"].shape == (3, 48, 48) and out["image"][2, 14:34, 9:39].float().mean() > 40

@@ -1,4 +1,5 @@
-"""Stage-1 records from label counts, and DATASETS.SAMPLE_PER_CLASS: at most N per class, without replacement,
+"""Stage-1 records from label counts (and FreeSeg's full-task ones from panoptic records), and
+DATASETS.SAMPLE_PER_CLASS: at most N per class (per task and class where records name a task), without replacement,
 the same selection for the same seed whatever the process, applied where training sets are built."""
 
 import json
@@ -9,7 +10,12 @@ import pytest
 from freemask.config import ConfigError, get_cfg
 from freemask.data.build import build_train_loader
 from freemask.data.catalog import DatasetCatalog
-from freemask.data.datasets.classification import label_count_path, load_classification_records, sample_per_class
+from freemask.data.datasets.classification import (
+    full_task_classification_records,
+    label_count_path,
+    load_classification_records,
+    sample_per_class,
+)
 from freemask.data.errors import DatasetError
 
 
@@ -62,6 +68,28 @@ def test_sample_per_class_caps_without_replacement():
     assert sample_per_class(records, 5, seed=0) == kept  # the same on every process
     assert sample_per_class(records, 5, seed=1) != kept
     assert sample_per_class(records, -1, seed=0) == records
+
+
+def test_full_task_records_and_their_sampling_per_task():
+    """bytedance/FreeSeg, register_coco_full.py, load_full_binary_mask: semantic records, then one instance record
+    per non-crowd thing segment, then one panoptic record per non-crowd segment; sampled per task and class
+    (mask2former/data/build.py, dataset_sample_per_task_class)."""
+    semantic = [{"file_name": "a.jpg", "sem_seg_file_name": "a.png", "category_id": c} for c in (0, 2)]
+    segments = [
+        {"id": 5, "category_id": 0, "isthing": True, "iscrowd": 0},
+        {"id": 6, "category_id": 0, "isthing": True, "iscrowd": 1},  # crowd: no record
+        {"id": 9, "category_id": 2, "isthing": False, "iscrowd": 0},  # stuff: panoptic only
+    ]
+    panoptic = [{"file_name": "a.jpg", "pan_seg_file_name": "a_pan.png", "segments_info": segments}]
+    records = full_task_classification_records(semantic, panoptic)
+    assert [(r["task"], r["category_id"], r.get("segment_id")) for r in records] == [
+        ("sem_seg", 0, None), ("sem_seg", 2, None), ("ins_seg", 0, 5), ("pan_seg", 0, 5), ("pan_seg", 2, 9)
+    ]  # fmt: skip
+    assert records[2]["pan_seg_file_name"] == "a_pan.png" and records[2]["segments_info"] is segments
+    # Capped per (task, class): one of each of the five groups survives a cap of 1, even though three are class 0.
+    many = records * 3
+    kept = sample_per_class(many, 1, seed=0)
+    assert sorted((r["task"], r["category_id"]) for r in kept) == sorted((r["task"], r["category_id"]) for r in records)
 
 
 def test_sample_per_class_is_a_uniform_draw():

@@ -1,5 +1,6 @@
-"""FreeSeg's seen/unseen splits: the lists of meta/open_vocab_splits.json against the class tables and FREESEG_SPEC
-4.5, and the metadata and re-indexing each kind derives from them."""
+"""FreeSeg's seen/unseen splits: the lists of meta/open_vocab_splits.json against the class tables and
+bytedance/FreeSeg's registrations (mask2former/data/datasets/register_*.py), and the metadata and re-indexing each
+kind derives from them."""
 
 import json
 
@@ -12,7 +13,7 @@ from freemask.data.datasets.panoptic import PanopticCategories
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.modeling.open_vocab.vocabulary import Vocabulary
 
-# FREESEG_SPEC 4.5, as FreeSeg writes them: COCO "id - 1" values, VOC raw ids, ADE 0-based ids
+# As FreeSeg's registrations write them: COCO "id - 1" values, VOC raw ids, ADE 0-based ids
 COCO_UNSEEN_ID_MINUS_1 = [20, 24, 32, 33, 40, 56, 86, 99, 105, 123, 144, 147, 148, 168, 171]
 COCO_UNSEEN_THINGS = {"cow", "giraffe", "suitcase", "frisbee", "skateboard", "carrot", "scissors"}
 ADE_NOVEL_ID = [9, 15, 30, 37, 49, 60, 74, 81, 89, 99, 112, 128, 136, 143, 149]
@@ -38,6 +39,21 @@ def test_ade20k_unseen_are_freesegs_novel_ids():
     assert [split.categories.names[i] for i in split.unseen] == read_meta_file("open_vocab_splits.json")[
         "ade20k_150"
     ]["unseen_names"]
+
+
+def test_coco_panoptic_split_has_the_models_and_the_metrics_flags():
+    """register_coco_panoptic.py's trainable_flag (8 of its 9 ids exist among the 133) for the model, the 11 novel
+    classes of FreeSeg's panoptic evaluator for the metrics."""
+    split = open_vocab_split("coco_panoptic_133")
+    meta = split.metadata("all")
+    assert len(meta["stuff_classes"]) == 133 and meta["trainable_flag"].count(0) == 8
+    assert meta["evaluation_flag"].count(0) == 11
+    assert [meta["stuff_classes"][i] for i, f in enumerate(meta["evaluation_flag"]) if not f][7:10] == [
+        "cardboard", "playingfield", "river"
+    ]  # fmt: skip
+    assert "evaluation_flag" not in small_split().metadata("all")  # one list: the metrics use trainable_flag
+    with pytest.raises(ValueError, match="metric_unseen"):
+        OpenVocabSplit("bad", small_split().categories, (1,), (0, 1, 2, 3))
 
 
 def test_voc_unseen_are_the_last_five_raw_ids():

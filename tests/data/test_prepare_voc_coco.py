@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from freemask.data.binary_mapper import BinarySemanticMapper
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.open_vocab import open_vocab_split
 from freemask.data.panoptic_png import id2rgb, read_panoptic_png
@@ -178,5 +179,15 @@ def test_coco_full_task_files_and_registration(coco_root, monkeypatch):
     sem = DatasetCatalog.get("coco_2017_test_stuff_novel_sem_seg")
     road = int(split.to_kind("novel")[split.categories.ids.index(ROAD_STUFF)])
     assert np.unique(read(pathlib.Path(sem[0]["sem_seg_file_name"]))).tolist() == [road, 255]
+    # FreeSeg's full-task stage-1 records: each seen class of the semantic map, the person instance, and the person
+    # and sky-other panoptic segments (cow and road unseen), each naming its task
     stage1 = DatasetCatalog.get("coco_2017_train_full_task_base_classification")
-    assert sorted(r["category_id"] for r in stage1) == [0, sky]  # person and sky-other; cow and road unseen
+    tasks = [(r["task"], r["category_id"]) for r in stage1]
+    assert sorted(tasks[:2]) == [("sem_seg", 0), ("sem_seg", sky)]
+    assert tasks[2:] == [("ins_seg", 0), ("pan_seg", 0), ("pan_seg", sky)]
+    out = BinarySemanticMapper(is_train=False, size_test=8)(stage1[4])  # sky-other's segment of the panoptic PNG
+    segment = read_panoptic_png(stage1[4]["pan_seg_file_name"], stage1[4]["segments_info"]) == stage1[4]["segment_id"]
+    assert out["task"] == "pan_seg" and out["instances"]["gt_classes"].tolist() == [sky]
+    # FreeSeg's box of a segment touching the right border ends at column 7 - 1 (exclusive), then the 8 px window
+    rows, cols = segment.any(axis=1).nonzero()[0], segment.any(axis=0).nonzero()[0]
+    assert cols[-1] == 7 and int(out["instances"]["gt_masks"].sum()) == int(segment[rows[0] : rows[-1] + 1, :7].sum())

@@ -1,9 +1,11 @@
-"""Seen / unseen semantic metrics (FreeSeg's zero-shot protocol) on a hand-made confusion matrix, and the checks of
-the open-vocabulary metadata."""
+"""Seen / unseen metrics (FreeSeg's zero-shot protocol): semantic on a hand-made confusion matrix, the checks of the
+open-vocabulary metadata, and panoptic / instance / semantic on hand-made cases whose metrics follow the
+``evaluation_flag`` where a test set's two flags differ (FreeSeg's COCO panoptic set)."""
 
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,12 +50,12 @@ def evaluate(evaluator, conf=CONF):
     return evaluator.evaluate()["sem_seg"]
 
 
-def check(result, expected):
+def check(result, expected, tolerance=1e-9):
     for key, value in expected.items():
         if math.isnan(value):
             assert math.isnan(result[key]), key
         else:
-            assert result[key] == pytest.approx(value, abs=1e-9), key
+            assert result[key] == pytest.approx(value, abs=tolerance), key
 
 
 @pytest.fixture
@@ -139,3 +141,105 @@ def test_helpers():
     assert harmonic_mean(40.0, 60.0) == pytest.approx(48.0)
     assert math.isnan(harmonic_mean(math.nan, 10.0))
     assert mean_of_defined([1.0, math.nan, 3.0]) == 2.0 and math.isnan(mean_of_defined([math.nan]))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Two flags, as FreeSeg's COCO panoptic test set has: the model's trainable_flag and the metrics' evaluation_flag.
+# Classes car (thing, dataset id 11), person (thing, 12), sky (stuff, 23), road (stuff, 24).
+PAN_IDS = {11: 0, 12: 1, 23: 2, 24: 3}
+PAN_THINGS = {11: 0, 12: 1}
+PAN_NAMES = ["car", "person", "sky", "road"]
+MODEL_FLAG = [1, 1, 0, 1]  # trainable_flag: only sky unseen
+METRIC_FLAG = [1, 0, 0, 1]  # evaluation_flag: person and sky unseen
+
+
+@pytest.fixture
+def two_flag_dataset(request):
+    name = f"_test_two_flags_{request.node.name}"
+    MetadataCatalog.get(name).set(
+        stuff_classes=PAN_NAMES,
+        thing_classes=["car", "person"],
+        stuff_dataset_id_to_contiguous_id=PAN_IDS,
+        thing_dataset_id_to_contiguous_id=PAN_THINGS,
+        ignore_label=255,
+        trainable_flag=MODEL_FLAG,
+        evaluation_flag=METRIC_FLAG,
+    )
+    yield name
+    MetadataCatalog.remove(name)
+
+
+def test_panoptic_seen_unseen_and_harmonic_follow_the_evaluation_flag(two_flag_dataset, tmp_path):
+    import cv2
+
+    from freemask.data.panoptic_png import id2rgb
+    from freemask.evaluation import COCOPanopticEvaluator
+
+    # One 2 x 4 image. GT: car 1 (2 px), person 2 (2 px), sky 3 (2 px), road 4 (2 px).
+    gt = np.array([[1, 1, 2, 2], [3, 3, 4, 4]])
+    png = tmp_path / "gt.png"
+    cv2.imwrite(str(png), id2rgb(gt)[..., ::-1])
+    segments = [{"id": i, "category_id": i - 1, "iscrowd": 0} for i in (1, 2, 3, 4)]
+    # Prediction: car exact (IoU 1); person on 1 of its 2 px (IoU 1/2, not > 1/2: FP + FN, PQ 0); sky over its 2 px
+    # and one road pixel (IoU 2/3: TP, PQ 2/3); road on its other pixel (IoU 1/2: FP + FN, PQ 0).
+    pred = torch.tensor([[1, 1, 2, 0], [3, 3, 3, 4]])
+    pred_segments = [{"id": i, "category_id": i - 1, "isthing": i < 3} for i in (1, 2, 3, 4)]
+    evaluator = COCOPanopticEvaluator.from_dataset(two_flag_dataset)
+    evaluator.process(
+        [{"file_name": "img.jpg", "image_id": 1, "pan_seg_file_name": str(png), "segments_info": segments}],
+        [{"panoptic_seg": (pred, pred_segments)}],
+    )
+    result = evaluator.evaluate()["panoptic_seg"]
+    fixed_point = 1e-6  # the IoU sums are kept in fixed point (freemask/evaluation/panoptic_quality.py)
+    check(result, {"PQ-car": 100.0, "PQ-person": 0.0, "PQ-sky": 200 / 3, "PQ-road": 0.0}, fixed_point)
+    # Seen by evaluation_flag: car, road -> (100 + 0) / 2; unseen: person, sky -> (0 + 200/3) / 2.
+    seen, unseen = 50.0, 100 / 3
+    check(result, {"PQ_seen": seen, "PQ_unseen": unseen, "hPQ": 2 * seen * unseen / (seen + unseen)}, fixed_point)
+    assert result["hPQ"] == pytest.approx(40.0)
+    assert result["RQ_unseen"] == pytest.approx(50.0)  # person 0, sky 1 (one TP, no FP / FN)
+
+
+def test_instance_seen_unseen_and_harmonic_follow_the_evaluation_flag(two_flag_dataset, tmp_path):
+    import pycocotools.mask as mask_util
+
+    from freemask.evaluation import InstanceSegEvaluator
+
+    car, person = np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8)
+    car[:4, :4], person[4:, 4:] = 1, 1
+    annotations = []
+    for k, (mask, cat) in enumerate(((car, 11), (person, 12))):
+        rle = mask_util.encode(np.asfortranarray(mask))
+        rle["counts"] = rle["counts"].decode("ascii")
+        bbox = mask_util.toBbox(rle).tolist()
+        annotations.append(
+            {"id": k + 1, "image_id": 1, "category_id": cat, "segmentation": rle, "area": 16.0, "bbox": bbox,
+             "iscrowd": 0}
+        )  # fmt: skip
+    json_file = tmp_path / "instances.json"
+    json_file.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "height": 8, "width": 8, "file_name": "img.jpg"}],
+                "annotations": annotations,
+                "categories": [{"id": 11, "name": "car"}, {"id": 12, "name": "person"}],
+            }
+        )
+    )
+    MetadataCatalog.get(two_flag_dataset).set(json_file=str(json_file))
+    evaluator = InstanceSegEvaluator.from_dataset(two_flag_dataset)
+    # The car found exactly (AP 100), the person missed (AP 0).
+    instances = {"pred_masks": torch.from_numpy(car[None].astype(bool)), "scores": torch.tensor([0.9]),
+                 "pred_classes": torch.tensor([0])}  # fmt: skip
+    evaluator.process([{"image_id": 1, "file_name": "img.jpg"}], [{"instances": instances}])
+    result = evaluator.evaluate()["segm"]
+    check(result, {"AP-car": 100.0, "AP-person": 0.0})
+    # evaluation_flag: car seen, person unseen (trainable_flag would call both seen: no AP_unseen at all).
+    check(result, {"AP_seen": 100.0, "AP_unseen": 0.0, "hAP": 0.0})
+
+
+def test_semantic_seen_unseen_follow_the_evaluation_flag(two_flag_dataset):
+    # Reuse the 4-class confusion matrix above (classes renamed): IoU 3/5, 1/3, 1/2 and none (no GT).
+    evaluator = SemSegEvaluator.from_dataset(two_flag_dataset)
+    result = evaluate(evaluator)
+    seen, unseen = 100 * 3 / 5, 100 * (1 / 3 + 1 / 2) / 2  # seen: class 0 (3 has no GT); unseen: 1, 2
+    check(result, {"mIoU_seen": seen, "mIoU_unseen": unseen, "hIoU": 2 * seen * unseen / (seen + unseen)})

@@ -1,6 +1,7 @@
 """ADE20K-150 with FreeSeg's seen/unseen split (135 seen / 15 unseen): ``ade20k_all_{train,val}[_base|_novel]``
-(panoptic + semantic + instance, FreeSeg's ``register_ade20k_all_data.py`` names, which FreeSeg itself never
-imports, FREESEG_SPEC 1.10) and their ``_classification`` twins.
+(panoptic + semantic + instance, under the names of bytedance/FreeSeg's mask2former/data/datasets/
+register_ade20k_all_data.py, which its datasets/__init__.py never imports) and their ``_classification`` twins, with
+FreeSeg's class names (``meta/ade20k_150_freeseg.json``: CLIP's prompts are built from them).
 
 ``datasets/prepare_ade20k_open_vocab.py`` writes the files under ``ADEChallengeData2016/`` (layout in
 ``open_vocab_register.ade_layout_paths``); the full splits read Mask2Former's panoptic / instance files

@@ -1,7 +1,8 @@
 """Stage-1 (prompt learning) records: one per (image, class present), from a label-count file; and their sampling.
 
-FreeSeg's stage 1 classifies one ground-truth class mask at a time (FREESEG_SPEC 1.1, ``utils.load_binary_mask``),
-so its datasets list every (image, class) pair of a semantic split. Reading every mask to find its classes would
+FreeSeg's stage 1 classifies one ground-truth class mask at a time (bytedance/FreeSeg,
+mask2former/data/datasets/utils.py, ``load_binary_mask``), so its datasets list every (image, class) pair of a
+semantic split. Reading every mask to find its classes would
 take minutes on COCO at each start; the preparation scripts write ``<mask folder>_label_count.json`` once
 (``{mask file name: [class ids present]}``, freemask/data/prepare_open_vocab.py) and the records come from it.
 
@@ -9,12 +10,20 @@ Record::
 
     {"file_name": str, "sem_seg_file_name": str, "category_id": int (contiguous in the split),
      "reduce_zero_label": False}
+
+FreeSeg's COCO stage 1 trains on its full-task base split (``load_full_binary_mask`` in
+mask2former/data/datasets/register_coco_full.py), whose records also name the task whose prompt classifies them:
+the semantic ones above (``"task": "sem_seg"``), then one per non-crowd thing segment (``"ins_seg"``) and one per
+non-crowd segment (``"pan_seg"``) of the panoptic annotation::
+
+    {"file_name": str, "pan_seg_file_name": str, "segments_info": [the image's segments], "segment_id": int,
+     "category_id": int (contiguous in the split), "task": "ins_seg" | "pan_seg"}
 """
 
 import json
 import os
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -77,23 +86,47 @@ def load_classification_records(
     return records
 
 
-def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List[dict]:
-    """At most ``per_class`` records of each ``category_id``, drawn without replacement by
-    ``np.random.default_rng(seed)`` class by class in increasing id order; the kept records stay in dataset order.
+def full_task_classification_records(semantic: Sequence[dict], panoptic: Sequence[dict]) -> List[dict]:
+    """FreeSeg's full-task stage-1 records (module docstring): ``semantic`` (from
+    :func:`load_classification_records`) tagged ``sem_seg``, then the ``ins_seg`` and the ``pan_seg`` records of the
+    panoptic records ``panoptic`` (``segments_info`` with contiguous ``category_id``, ``isthing``, ``iscrowd``)."""
+    records = [dict(r, task="sem_seg") for r in semantic]
+    for task, things_only in (("ins_seg", True), ("pan_seg", False)):
+        for image in panoptic:
+            for segment in image["segments_info"]:
+                if segment.get("iscrowd", 0) or (things_only and not segment["isthing"]):
+                    continue
+                records.append(
+                    {
+                        "file_name": image["file_name"],
+                        "pan_seg_file_name": image["pan_seg_file_name"],
+                        "segments_info": image["segments_info"],
+                        "segment_id": int(segment["id"]),
+                        "category_id": int(segment["category_id"]),
+                        "task": task,
+                    }
+                )
+    return records
 
-    FreeSeg's ``dataset_sample_per_class`` (``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``, FREESEG_SPEC 1.1) draws
+
+def sample_per_class(records: Sequence[dict], per_class: int, seed: int) -> List[dict]:
+    """At most ``per_class`` records of each ``category_id`` (of each task and ``category_id`` where records name a
+    task: FreeSeg's ``dataset_sample_per_task_class``), drawn without replacement by ``np.random.default_rng(seed)``
+    group by group in increasing (task, id) order; the kept records stay in dataset order.
+
+    FreeSeg's ``dataset_sample_per_class`` (train_net.py; ``DATASETS.SAMPLE_PER_CLASS`` / ``SAMPLE_SEED``) draws
     *with* replacement, so a class can repeat a sample while others of its samples go unused; we draw without. The
     result depends only on (records, per_class, seed), so every process of a distributed run selects the same set.
     """
     if per_class <= 0:
         return list(records)
-    by_class: Dict[int, List[int]] = defaultdict(list)
+    by_class: Dict[Tuple[str, int], List[int]] = defaultdict(list)
     for index, record in enumerate(records):
-        by_class[int(record["category_id"])].append(index)
+        by_class[(record.get("task", ""), int(record["category_id"]))].append(index)
     rng = np.random.default_rng(seed)
     chosen: List[int] = []
-    for category in sorted(by_class):
-        indices = by_class[category]
+    for group in sorted(by_class):
+        indices = by_class[group]
         if len(indices) > per_class:
             indices = rng.choice(indices, size=per_class, replace=False).tolist()
         chosen.extend(indices)

@@ -35,7 +35,8 @@ def coco_path(*parts: str) -> str:
     return os.path.join(datasets_root(), "coco", *parts)
 
 
-def _load_panoptic(split: str, with_sem_seg: bool) -> list:
+def load_coco_panoptic(split: str, with_sem_seg: bool) -> list:
+    """Records of COCO's panoptic ``split`` (train2017 | val2017), with the 133-class semantic maps if asked."""
     return load_coco_panoptic_json(
         coco_path("annotations", f"panoptic_{split}.json"),
         coco_path(split),
@@ -59,14 +60,14 @@ def register_coco_panoptic() -> None:
         }
         register_panoptic_split(
             f"coco_2017_{short}_panoptic",
-            functools.partial(_load_panoptic, split, False),
+            functools.partial(load_coco_panoptic, split, False),
             categories,
             paths,
             "coco_panoptic_seg",
         )
         register_panoptic_split(
             f"coco_2017_{short}_panoptic_with_sem_seg",
-            functools.partial(_load_panoptic, split, True),
+            functools.partial(load_coco_panoptic, split, True),
             categories,
             {**paths, "sem_seg_root": functools.partial(coco_path, f"panoptic_semseg_{split}")},
             "coco_panoptic_seg",

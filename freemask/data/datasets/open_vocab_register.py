@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Mapping, Tuple
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
-from .classification import load_classification_records
+from .classification import full_task_classification_records, load_classification_records
 from .open_vocab import KINDS, OpenVocabSplit, kind_suffix
 from .panoptic import ADE_LAYOUT_SPLITS, load_ade_layout
 from .sem_seg import load_sem_seg
@@ -30,10 +30,12 @@ def register_open_vocab_split(
     evaluator_type: str,
     hint: str,
     image_ext: str = ".jpg",
+    full_task_stage1: bool = False,
 ) -> None:
     """Register ``name`` (records of ``load``) and ``name + "_classification"`` (one record per image and class of
-    ``paths["sem_seg_root"]``'s label counts); a name already registered is left as it is (COCO-Stuff's full
-    training split is the FreeMask one)."""
+    ``paths["sem_seg_root"]``'s label counts, and with ``full_task_stage1`` one per thing segment and one per segment
+    of ``load``'s panoptic records, each naming its task: FreeSeg's COCO full-task base split); a name already
+    registered is left as it is (COCO-Stuff's full training split is the FreeMask one)."""
     meta = split.metadata(kind)
     if name not in DatasetCatalog:
         DatasetCatalog.register(name, load)
@@ -43,6 +45,8 @@ def register_open_vocab_split(
         load_stage1 = functools.partial(
             _load_stage1, paths["image_root"], paths["sem_seg_root"], len(meta["stuff_classes"]), image_ext, hint
         )
+        if full_task_stage1:
+            load_stage1 = functools.partial(_load_full_task_stage1, load_stage1, load)
         DatasetCatalog.register(stage1, load_stage1)
         MetadataCatalog.get(stage1).set(evaluator_type="classification", **meta).set_lazy(
             image_root=paths["image_root"], sem_seg_root=paths["sem_seg_root"]
@@ -51,6 +55,12 @@ def register_open_vocab_split(
 
 def _load_stage1(image_root: PathFn, sem_seg_root: PathFn, num_classes: int, image_ext: str, hint: str) -> List[dict]:
     return load_classification_records(image_root(), sem_seg_root(), num_classes, image_ext, hint)
+
+
+def _load_full_task_stage1(
+    load_semantic: Callable[[], List[dict]], load_panoptic: Callable[[], List[dict]]
+) -> List[dict]:
+    return full_task_classification_records(load_semantic(), load_panoptic())
 
 
 def load_prepared_sem_seg(image_root: str, mask_root: str, hint: str, image_ext: str = ".jpg") -> List[dict]:

@@ -2,9 +2,10 @@
 
 ``datasets/prepare_voc_sem_seg.py`` writes ``VOC2012/annotations_detectron2/{train,val}[_base|_novel]/`` (background
 and boundaries 255, classes 0..19, or re-indexed to the split) and their label counts; images are read from
-``JPEGImages/``, which holds more images than either split, so records follow the masks. Registered (FREESEG_SPEC 1.1):
-``voc_sem_seg_{train,test}`` (all 20, with ``trainable_flag``), ``voc_base_sem_seg_*`` (15), ``voc_novel_sem_seg_*``
-(5), each with its ``_classification`` twin for stage 1.
+``JPEGImages/``, which holds more images than either split, so records follow the masks. Registered as
+bytedance/FreeSeg's mask2former/data/datasets/register_voc_seg.py names them: ``voc_sem_seg_{train,test}`` (all
+20, with ``trainable_flag``), ``voc_base_sem_seg_*`` (15), ``voc_novel_sem_seg_*`` (5), each with its
+``_classification`` twin for stage 1.
 """
 
 import functools

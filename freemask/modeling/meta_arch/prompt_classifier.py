@@ -1,17 +1,22 @@
 """FreeSeg's stage 1, prompt learning: frozen CLIP classifies masked ground-truth crops, only the prompt trains.
 
 Each sample is one ground-truth mask of one image, already cut out around the mask by the stage-1 mapper
-(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The pixels
-outside the mask take CLIP's mean colour (MODEL.CLIP_ADAPTER.MASK_FILL, as the region classifier of stage 2; FreeSeg's
-stage 1 instead writes the mean's 0..1 values into the already normalised image, a slightly brighter grey, FREESEG_SPEC
-1.1 ``proposal_classification.py``), the crop is CLIP-normalised and resized to CLIP's input, and its CLIP features
-are scored as 100 x cosine against the prompt's text features of the training vocabulary for the task of this step.
-The loss is the cross-entropy over the training (seen) classes.
+(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The
+computation is FreeSeg's (bytedance/FreeSeg, mask2former/proposal_classification.py,
+``ProposalClipClassifier.forward``): the crop is CLIP-normalised ((x / 255 - mean) / std), then every pixel outside
+the mask is set to CLIP's mean (0.481, 0.458, 0.408) *in that normalised image* — a light grey, not the mean colour
+that normalises to 0, which is what stage 2's region classifier fills with (freemask/modeling/clip/regions.py,
+FreeSeg's ``MaskFormerClipAdapter``); MODEL.CLIP_ADAPTER.MASK_FILL is stage 2's key and stage 1 does not read it. The
+crop's CLIP features are scored as 100 x cosine (FreeSeg's ``ClipAdapter.get_sim_logits``) against the prompt's
+text features of the training vocabulary for the batch's task (below), and the loss is the cross-entropy over the
+training (seen) classes. A crop that is not CLIP's input size is resized to it (bicubic, ``align_corners=True``);
+the stage-1 mapper's crops already are.
 
-The task of training step i is ``TaskSampler(INPUT.TASK_NAME, SEED).task_at(i)``, with i counted in a buffer saved
-with the weights, so every rank uses the same task and a resumed run continues the sequence (FreeSeg's stage-1
-mapper names the task per sample instead). Evaluation uses the semantic task when it is among INPUT.TASK_NAME (what
-FreeSeg's stage 1 falls back to when a sample names none), else the first task.
+The task is FreeSeg's too: the whole batch is classified with the prompt of its first sample's ``task``
+(``sem_seg`` / ``ins_seg`` / ``pan_seg``), which only the COCO full-task stage-1 records name (one record per semantic
+class, thing instance and panoptic segment: freemask/data/datasets/classification.py); a sample without one uses
+"semantic segmentation.", so ADE20K's and VOC's stage 1 and every evaluation train and score the semantic prompt
+alone. The task must be one of INPUT.TASK_NAME (FreeSeg's prompt learner knows those only).
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -24,10 +29,15 @@ from ...config import CfgNode, ConfigError
 from ...data.catalog import MetadataCatalog
 from ..build import META_ARCH_REGISTRY
 from ..clip import FrozenClip, PromptLearner, build_prompt_learner
-from ..clip.regions import LOGIT_SCALE, fill_color
-from ..open_vocab import TaskSampler, Vocabulary
+from ..clip.regions import LOGIT_SCALE
+from ..open_vocab import Vocabulary
 
-SEMANTIC_TASK = "semantic segmentation."
+# A stage-1 record's ``task`` -> the task name its prompt starts with (FreeSeg's ProposalClipClassifier.forward).
+RECORD_TASKS = {
+    "sem_seg": "semantic segmentation.",
+    "ins_seg": "instance segmentation.",
+    "pan_seg": "panoptic segmentation.",
+}
 
 
 @META_ARCH_REGISTRY.register()
@@ -43,19 +53,13 @@ class ProposalClipClassifier(nn.Module):
         train_vocabulary: Vocabulary,
         test_vocabulary: Vocabulary,
         task_names: Sequence[str],
-        seed: int,
-        mask_fill: str = "mean",
     ) -> None:
         super().__init__()
         self.clip = clip
         self.prompt_learner = prompt_learner
         self.train_vocabulary = train_vocabulary
         self.test_vocabulary = test_vocabulary
-        self.task_sampler = TaskSampler(task_names, seed)
-        self.eval_task = SEMANTIC_TASK if SEMANTIC_TASK in task_names else task_names[0]
-        self.fill = fill_color(clip, mask_fill)
-        # Training steps done: the index of the next step's task (saved, so a resumed run continues the sequence).
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.task_names = tuple(task_names)
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> Dict[str, Any]:
@@ -69,8 +73,6 @@ class ProposalClipClassifier(nn.Module):
             "train_vocabulary": train_vocabulary,
             "test_vocabulary": vocabulary_of(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST else train_vocabulary,
             "task_names": list(cfg.INPUT.TASK_NAME),
-            "seed": cfg.SEED,
-            "mask_fill": cfg.MODEL.CLIP_ADAPTER.MASK_FILL,
         }
 
     @property
@@ -81,23 +83,34 @@ class ProposalClipClassifier(nn.Module):
         self, batched_inputs: List[dict], vocabulary: Optional[Vocabulary] = None
     ) -> Union[Dict[str, torch.Tensor], List[Dict[str, torch.Tensor]]]:
         features = F.normalize(self.clip.encode_image(self.masked_crops(batched_inputs)), dim=-1)
+        task = self.task_of(batched_inputs)
         if self.training:
-            task = self.task_sampler.task_at(int(self.steps_done))
-            self.steps_done += 1
             text = self.prompt_learner(self.train_vocabulary.names, task)
             targets = torch.cat([_field(x["instances"], "gt_classes") for x in batched_inputs]).to(self.device)
             return {"loss_cls": F.cross_entropy(LOGIT_SCALE * features @ text.t(), self._checked(targets.long()))}
         vocab = vocabulary if vocabulary is not None else self.test_vocabulary
-        logits = LOGIT_SCALE * features @ self.prompt_learner(vocab.names, self.eval_task).t()
+        logits = LOGIT_SCALE * features @ self.prompt_learner(vocab.names, task).t()
         return [{"classification": row} for row in logits]
 
+    def task_of(self, batched_inputs: List[dict]) -> str:
+        """The task name of the batch: its first sample's ``task``, the semantic task when it names none."""
+        record_task = batched_inputs[0].get("task", "sem_seg")
+        task = RECORD_TASKS.get(record_task)
+        if task not in self.task_names:
+            raise ConfigError(
+                f"a stage-1 sample names the task {record_task!r} ({task}), which INPUT.TASK_NAME "
+                f"{list(self.task_names)} does not list; add it (records name one of {sorted(RECORD_TASKS)})"
+            )
+        return task
+
     def masked_crops(self, batched_inputs: List[dict]) -> torch.Tensor:
-        """(N, 3, S_clip, S_clip) CLIP-normalised images with the pixels outside each sample's mask filled."""
+        """(N, 3, S_clip, S_clip) CLIP-normalised images whose pixels outside each sample's mask hold CLIP's mean
+        (FreeSeg's fill, module docstring)."""
         images = torch.stack([x["image"] for x in batched_inputs]).to(self.device).float()
         masks = torch.stack([_field(x["instances"], "gt_masks")[0] for x in batched_inputs]).to(self.device)
         inside = masks[:, None].to(images.dtype)
-        color = images.new_tensor(self.fill).view(1, 3, 1, 1)
-        return self.clip.resize_image(self.clip.normalize_image(images * inside + (1 - inside) * color))
+        mean = images.new_tensor(self.clip.pixel_mean).view(1, 3, 1, 1)
+        return self.clip.resize_image(self.clip.normalize_image(images) * inside + (1 - inside) * mean)
 
     def _checked(self, targets: torch.Tensor) -> torch.Tensor:
         k = len(self.train_vocabulary)

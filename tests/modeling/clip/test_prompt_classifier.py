@@ -1,5 +1,5 @@
-"""Stage 1 (ProposalClipClassifier): one training step moves only the prompt, the task sequence resumes, evaluation
-scores the test vocabulary, and its checkpoint hands a frozen prompt to stage 2."""
+"""Stage 1 (ProposalClipClassifier): one training step moves only the prompt, evaluation scores the test vocabulary,
+and its checkpoint hands a frozen prompt to stage 2."""
 
 import torch
 
@@ -10,7 +10,7 @@ from freemask.engine.evaluation import build_evaluator
 from freemask.evaluation import ClassificationEvaluator, inference_on_dataset
 from freemask.modeling import build_model
 from freemask.modeling.clip import TINY_CLIP_NAME, build_prompt_learner
-from freemask.modeling.open_vocab import TASK_NAMES, TaskSampler, Vocabulary
+from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 from freemask.solver import build_optimizer
 
 TRAIN, TEST = "_clip_stage1_train", "_clip_stage1_val"
@@ -81,28 +81,7 @@ def test_one_training_step_changes_only_the_prompt():
     optimizer.step()
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed == {"prompt_learner.prefix_prompt", "prompt_learner.task_prompt", "steps_done"}
-    assert int(after["steps_done"]) == 1
-
-
-def test_task_sequence_continues_after_resume(monkeypatch):
-    model = _model()
-    model.train()
-    seen = []
-    original = model.task_sampler.task_at
-    monkeypatch.setattr(model.task_sampler, "task_at", lambda i: seen.append(i) or original(i))
-    with torch.no_grad():
-        model(_batch([1]))
-        model(_batch([2]))
-    resumed = _model()
-    resumed.load_state_dict(model.state_dict())
-    resumed.train()
-    asked = []
-    monkeypatch.setattr(resumed.task_sampler, "task_at", lambda i: asked.append(i) or original(i))
-    with torch.no_grad():
-        resumed(_batch([1]))
-    assert seen == [0, 1] and asked == [2]
-    assert resumed.task_sampler.task_at(2) == TaskSampler(TASK_NAMES, 5).task_at(2)
+    assert changed == {"prompt_learner.prefix_prompt", "prompt_learner.task_prompt"}
 
 
 def test_evaluation_scores_the_test_vocabulary_and_feeds_the_evaluator(tmp_path):
@@ -113,7 +92,7 @@ def test_evaluation_scores_the_test_vocabulary_and_feeds_the_evaluator(tmp_path)
         typed = model(_batch([0]), vocabulary=Vocabulary.from_names(["cat", "dog", "traffic cone"]))
     assert [o["classification"].shape for o in outputs] == [(6,), (6,)]
     assert typed[0]["classification"].shape == (3,)
-    assert model.eval_task == "semantic segmentation."
+    assert model.task_of(_batch([0])) == "semantic segmentation."
     evaluator = build_evaluator(_cfg(), TEST, str(tmp_path))
     assert isinstance(evaluator, ClassificationEvaluator)
     results = inference_on_dataset(model, [_batch([0]), _batch([2, 5])], evaluator)
