@@ -17,7 +17,7 @@ from PIL import Image
 
 from freemask.config import ConfigError, get_cfg
 from freemask.data import transforms as T
-from freemask.data.binary_mapper import mask_box
+from freemask.data.binary_mapper import mask_box, random_resized_box
 from freemask.data.mapper import SemSegDatasetMapper
 from freemask.data.mappers import build_mapper
 
@@ -197,13 +197,16 @@ def test_training_mapper_resizes_the_image_as_the_family_and_labels_nearest(path
 
 
 def test_freeseg_stage1_crops_are_resized_with_pil(files):
-    """FreeSeg's stage-1 mapper resizes its class crops through detectron2's ResizeTransform: Pillow's bilinear."""
-    cfg = load("configs/voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml")
+    """FreeSeg's stage-1 training crops go through detectron2's ResizeTransform: Pillow's bilinear. (At test time
+    FreeSeg takes the centre window at the crop's own resolution: nothing is resized.)"""
+    cfg = load("configs/voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml", "INPUT.RANDOM_FLIP", "none")
     record = {"file_name": files["file_name"], "sem_seg_file_name": files["sem"], "category_id": 3}
-    out = build_mapper(cfg, is_train=False)(record)
+    out = build_mapper(cfg, is_train=True)(record, np.random.default_rng(5))
     box = mask_box(files["mask"] == 3, cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO)
-    size = (cfg.INPUT.MIN_SIZE_TEST,) * 2
-    expected = pillow_bilinear(np.ascontiguousarray(T.crop(files["image"], box)), size)
+    crop = T.crop(files["image"], box)
+    window = random_resized_box(T.crop(files["mask"] == 3, box), np.random.default_rng(5))  # the mapper's draw
+    size = (cfg.INPUT.MIN_SIZE_TRAIN[0],) * 2
+    expected = pillow_bilinear(np.ascontiguousarray(T.crop(crop, window)), size)
     np.testing.assert_array_equal(out["image"].numpy().transpose(1, 2, 0), expected)
 
 
