@@ -7,12 +7,10 @@ box grown by ``MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO`` (``CropImageWithMask`` / `
 bottom ends clamped to width - 1 / height - 1, coordinates truncated); at training, a ``RandomResizedCrop`` of that
 crop (area 8..100 %, aspect 3/4..4/3) and a horizontal flip; at test, the centre ``MIN_SIZE_TEST`` x ``MIN_SIZE_TEST``
 window of the crop at its own resolution (``CenterCrop``: a smaller crop is padded, image with 0, mask with "not the
-class", the window's offset rounded as Python's ``round``). Where we differ:
+class", the window's offset rounded as Python's ``round``). The training crop is ``RandomResizedCrop(MIN_SIZE_TRAIN)``'s
+size: height ``MIN_SIZE_TRAIN[1]`` x width ``MIN_SIZE_TRAIN[0]`` (244 x 224 in FreeSeg's configs; one value: square),
+which CLIP reads on position embeddings interpolated to its patch grid (``FrozenClip.encode_image``). Where we differ:
 
-- training output is S x S with S = ``INPUT.MIN_SIZE_TRAIN[0]``. FreeSeg resizes to height ``MIN_SIZE_TRAIN[1]`` x
-  width ``MIN_SIZE_TRAIN[0]`` (244 x 224 in its configs) and its CLIP interpolates the position embeddings to that
-  15 x 14 grid (third_party/CLIP/clip/model.py, ``VisionTransformer.forward``); our frozen CLIP takes its own input
-  size only, so a non-square crop would be resized again;
 - training: a window that would hold none of the mask is drawn again (up to 10 times, then the whole crop), where
   FreeSeg returns ``None`` and detectron2 silently takes another sample; our draws come from the per-sample seeded
   generator, FreeSeg's from numpy's global one;
@@ -28,7 +26,7 @@ semantic map; a record's ``task`` is passed on to the model, which classifies th
 """
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -93,25 +91,38 @@ def random_resized_box(mask: np.ndarray, rng: np.random.Generator) -> T.Box:
     return 0, 0, height, width
 
 
-def resize_binary(mask: np.ndarray, size: int) -> np.ndarray:
-    """Nearest-neighbour resize of a bool mask to (size, size); if that drops every True pixel (a thin mask shrunk),
-    the pixels the mask covers at all (area interpolation > 0) instead."""
-    out = T.resize_mask(mask.astype(np.uint8), (size, size)).astype(bool)
+def resize_binary(mask: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask to ``size`` (height, width); if that drops every True pixel (a thin
+    mask shrunk), the pixels the mask covers at all (area interpolation > 0) instead."""
+    out = T.resize_mask(mask.astype(np.uint8), size).astype(bool)
     if out.any() or not mask.any():
         return out
-    return cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA) > 0
+    return cv2.resize(mask.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_AREA) > 0
+
+
+def train_crop_size(min_size_train: Sequence[int]) -> Tuple[int, int]:
+    """(height, width) of the training crops from ``INPUT.MIN_SIZE_TRAIN``: FreeSeg's ``RandomResizedCrop(size)``
+    resizes to height ``size[1]`` x width ``size[0]`` (bytedance/FreeSeg, mask2former/data/augmentations.py,
+    ``RandomResizedCrop.get_transform``); one value is a square."""
+    sizes = [int(v) for v in min_size_train]
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise ConfigError(
+            f"INPUT.MIN_SIZE_TRAIN {sizes}: the stage-1 crop size is [width, height] (FreeSeg's [224, 244]) or one "
+            "value for a square crop"
+        )
+    return (sizes[1], sizes[0]) if len(sizes) == 2 else (sizes[0], sizes[0])
 
 
 class BinarySemanticMapper:
     """Callable mapping a stage-1 record ``{"file_name", "sem_seg_file_name", "category_id"}`` (or a segment's,
-    module docstring) to ``{"file_name", "height", "width" (original size), "image": uint8 (3, S, S),
-    "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}, "task"?}`` (contract B of the FreeSeg
+    module docstring) to ``{"file_name", "height", "width" (original size), "image": uint8 (3, h, w),
+    "instances": {"gt_masks": bool (1, h, w), "gt_classes": int64 (1,)}, "task"?}`` (contract B of the FreeSeg
     port)."""
 
     def __init__(
         self,
         is_train: bool,
-        size_train: int = 224,
+        size_train: Tuple[int, int] = (244, 224),
         size_test: int = 224,
         expand_ratio: float = 1.0,
         flip: bool = True,
@@ -119,13 +130,14 @@ class BinarySemanticMapper:
         image_format: str = "RGB",
         resize_backend: str = "cv2",
     ) -> None:
-        if min(size_train, size_test) < 1 or expand_ratio <= 0:
+        if min(*size_train, size_test) < 1 or expand_ratio <= 0:
             raise ConfigError(
-                f"the stage-1 crop needs positive sizes and expand ratio, got INPUT.MIN_SIZE_TRAIN[0] {size_train}, "
+                f"the stage-1 crop needs positive sizes and expand ratio, got INPUT.MIN_SIZE_TRAIN {size_train}, "
                 f"INPUT.MIN_SIZE_TEST {size_test}, MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO {expand_ratio}"
             )
         self.is_train = is_train
-        self.size = size_train if is_train else size_test
+        self.size_train = tuple(size_train)
+        self.size_test = size_test
         self.expand_ratio = expand_ratio
         self.flip = flip
         self.bgr = image_format == "BGR"
@@ -142,7 +154,7 @@ class BinarySemanticMapper:
             raise ConfigError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
         return cls(
             is_train,
-            size_train=int(cfg.INPUT.MIN_SIZE_TRAIN[0]),
+            size_train=train_crop_size(cfg.INPUT.MIN_SIZE_TRAIN),
             size_test=int(cfg.INPUT.MIN_SIZE_TEST),
             expand_ratio=float(cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO),
             flip=flip == "horizontal",
@@ -199,16 +211,17 @@ class BinarySemanticMapper:
     def crop(
         self, image: np.ndarray, binary: np.ndarray, rng: Optional[np.random.Generator]
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """(uint8 (S, S, 3) image, bool (S, S) mask) around the mask (module docstring)."""
+        """(uint8 (h, w, 3) image, bool (h, w) mask) around the mask: the training crop size, or the test window
+        (module docstring)."""
         box = mask_box(binary, self.expand_ratio)
         image, binary = T.crop(image, box), T.crop(binary, box)
         if not self.is_train:
-            image, binary = center_window(image, binary, self.size)
+            image, binary = center_window(image, binary, self.size_test)
             return np.ascontiguousarray(image), np.ascontiguousarray(binary)
         window = random_resized_box(binary, rng)
         image, binary = T.crop(image, window), T.crop(binary, window)
-        image = T.resize_image(np.ascontiguousarray(image), (self.size, self.size), self.resize_backend)
-        binary = resize_binary(binary, self.size)
+        image = T.resize_image(np.ascontiguousarray(image), self.size_train, self.resize_backend)
+        binary = resize_binary(binary, self.size_train)
         if self.flip and rng.random() < 0.5:
             image, binary = T.hflip(image), T.hflip(binary.astype(np.uint8)).astype(bool)
         return image, binary

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.config import get_cfg
+from freemask.config import ConfigError, get_cfg
 from freemask.data.binary_mapper import BinarySemanticMapper, center_window, mask_box, random_resized_box, resize_binary
 from freemask.data.errors import DatasetError
 from freemask.data.mappers import build_mapper
@@ -58,8 +58,9 @@ def test_random_resized_box_holds_the_mask():
 def test_resize_binary_never_loses_a_thin_mask():
     mask = np.zeros((200, 200), bool)
     mask[101, :] = True  # one row, between the rows nearest-neighbour samples at 1/10
-    assert resize_binary(mask, 20).any()
-    assert not resize_binary(np.zeros((9, 9), bool), 4).any()
+    assert resize_binary(mask, (20, 20)).any()
+    assert resize_binary(mask, (22, 20)).shape == (22, 20)
+    assert not resize_binary(np.zeros((9, 9), bool), (4, 4)).any()
 
 
 def test_test_output_is_freesegs_centre_window(record):
@@ -96,7 +97,7 @@ def test_centre_window_rounds_half_offsets_to_even():
 
 
 def test_training_crops_are_reproducible_and_hold_the_mask(record):
-    mapper = BinarySemanticMapper(is_train=True, size_train=24, expand_ratio=1.5)
+    mapper = BinarySemanticMapper(is_train=True, size_train=(24, 24), expand_ratio=1.5)
     outs = [mapper(dict(record, category_id=1), np.random.default_rng(seed)) for seed in range(8)]
     for out in outs:
         assert out["image"].shape == (3, 24, 24) and out["instances"]["gt_masks"].any()
@@ -119,7 +120,14 @@ def test_built_from_the_config(record):
     cfg.INPUT.MIN_SIZE_TEST = 48
     cfg.INPUT.FORMAT = "BGR"
     train, test = build_mapper(cfg, is_train=True), build_mapper(cfg, is_train=False)
-    assert train(record, np.random.default_rng(0))["image"].shape == (3, 40, 40)
+    # FreeSeg's RandomResizedCrop([w, h]): height MIN_SIZE_TRAIN[1], width MIN_SIZE_TRAIN[0] (its 244 x 224 crops)
+    trained = train(record, np.random.default_rng(0))
+    assert trained["image"].shape == (3, 44, 40) and trained["instances"]["gt_masks"].shape == (1, 44, 40)
+    cfg.INPUT.MIN_SIZE_TRAIN = [40]
+    assert build_mapper(cfg, is_train=True)(record, np.random.default_rng(0))["image"].shape == (3, 40, 40)
+    cfg.INPUT.MIN_SIZE_TRAIN = [40, 44, 48]
+    with pytest.raises(ConfigError, match=r"INPUT.MIN_SIZE_TRAIN \[40, 44, 48\]: the stage-1 crop size"):
+        build_mapper(cfg, is_train=True)
     out = test(record)
     # the 20 x 30 box padded by 14 rows and 9 columns each side; red is the last channel
     assert out["image"].shape == (3, 48, 48) and out["image"][2, 14:34, 9:39].float().mean() > 40

@@ -205,7 +205,7 @@ def test_freeseg_stage1_crops_are_resized_with_pil(files):
     box = mask_box(files["mask"] == 3, cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO)
     crop = T.crop(files["image"], box)
     window = random_resized_box(T.crop(files["mask"] == 3, box), np.random.default_rng(5))  # the mapper's draw
-    size = (cfg.INPUT.MIN_SIZE_TRAIN[0],) * 2
+    size = (cfg.INPUT.MIN_SIZE_TRAIN[1], cfg.INPUT.MIN_SIZE_TRAIN[0])  # FreeSeg's 244 x 224
     expected = pillow_bilinear(np.ascontiguousarray(T.crop(crop, window)), size)
     np.testing.assert_array_equal(out["image"].numpy().transpose(1, 2, 0), expected)
 

@@ -12,6 +12,7 @@ batch-first transformer as open_clip does (OpenAI's blocks hold it internally; F
 """
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -268,9 +269,21 @@ class FrozenClip(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------- image
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, S, S) CLIP-normalised images -> (N, E), not normalised (no gradient: CLIP and images are fixed)."""
+        """(N, 3, H, W) CLIP-normalised images -> (N, E), not normalised (no gradient: CLIP and images are fixed).
+
+        An input other than S x S is read on position embeddings interpolated to its patch grid, as FreeSeg's CLIP
+        reads its 244 x 224 stage-1 crops (bytedance/FreeSeg, third_party/CLIP/clip/model.py,
+        ``VisionTransformer.forward``); at S x S this is open_clip's own ``encode_image``.
+        """
+        images = images.to(self.device)
         with torch.no_grad():
-            return self.model.encode_image(images.to(self.device))
+            if tuple(images.shape[-2:]) == (self.image_size, self.image_size):
+                return self.model.encode_image(images)
+            visual = self.model.visual
+            patch = visual.conv1.stride
+            grid = (images.shape[-2] // patch[0], images.shape[-1] // patch[1])
+            positions = grid_position_embedding(visual.positional_embedding, grid)
+            return torch.func.functional_call(visual, {"positional_embedding": positions}, (images,))
 
     def normalize_image(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in 0..255 -> CLIP-normalised."""
@@ -285,3 +298,12 @@ class FrozenClip(nn.Module):
             return images
         size = (self.image_size, self.image_size)
         return F.interpolate(images, size=size, mode="bicubic", align_corners=True)
+
+
+def grid_position_embedding(embedding: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """A ViT's (1 + g * g, D) position embedding (class token first) for a ``grid`` (gh, gw) of patches: the g x g
+    part resized bicubically with ``align_corners=True``, as FreeSeg's CLIP does (the identity at g x g)."""
+    side = math.isqrt(embedding.shape[0] - 1)
+    patches = embedding[1:].t().reshape(1, -1, side, side)
+    patches = F.interpolate(patches, size=grid, mode="bicubic", align_corners=True)
+    return torch.cat([embedding[:1], patches.reshape(embedding.shape[1], -1).t()])

@@ -1,7 +1,7 @@
 """FreeSeg's stage 1, prompt learning: frozen CLIP classifies masked ground-truth crops, only the prompt trains.
 
 Each sample is one ground-truth mask of one image, already cut out around the mask by the stage-1 mapper
-(``{"image": uint8 (3, S, S), "instances": {"gt_masks": bool (1, S, S), "gt_classes": int64 (1,)}}``). The
+(``{"image": uint8 (3, h, w), "instances": {"gt_masks": bool (1, h, w), "gt_classes": int64 (1,)}}``). The
 computation is FreeSeg's (bytedance/FreeSeg, mask2former/proposal_classification.py,
 ``ProposalClipClassifier.forward``): the crop is CLIP-normalised ((x / 255 - mean) / std), then every pixel outside
 the mask is set to CLIP's mean (0.481, 0.458, 0.408) *in that normalised image* — a light grey, not the mean colour
@@ -9,8 +9,8 @@ that normalises to 0, which is what stage 2's region classifier fills with (free
 FreeSeg's ``MaskFormerClipAdapter``); MODEL.CLIP_ADAPTER.MASK_FILL is stage 2's key and stage 1 does not read it. The
 crop's CLIP features are scored as 100 x cosine (FreeSeg's ``ClipAdapter.get_sim_logits``) against the prompt's
 text features of the training vocabulary for the batch's task (below), and the loss is the cross-entropy over the
-training (seen) classes. A crop that is not CLIP's input size is resized to it (bicubic, ``align_corners=True``);
-the stage-1 mapper's crops already are.
+training (seen) classes. Crops are not resized: CLIP reads a crop that is not its input size (FreeSeg's 244 x 224
+training crops) on position embeddings interpolated to the crop's patch grid, as FreeSeg's CLIP does.
 
 The task is FreeSeg's too: the whole batch is classified with the prompt of its first sample's ``task``
 (``sem_seg`` / ``ins_seg`` / ``pan_seg``), which only the COCO full-task stage-1 records name (one record per semantic
@@ -104,13 +104,13 @@ class ProposalClipClassifier(nn.Module):
         return task
 
     def masked_crops(self, batched_inputs: List[dict]) -> torch.Tensor:
-        """(N, 3, S_clip, S_clip) CLIP-normalised images whose pixels outside each sample's mask hold CLIP's mean
-        (FreeSeg's fill, module docstring)."""
+        """(N, 3, h, w) CLIP-normalised images whose pixels outside each sample's mask hold CLIP's mean (FreeSeg's
+        fill, module docstring), at the mapper's crop size: CLIP reads any size (``FrozenClip.encode_image``)."""
         images = torch.stack([x["image"] for x in batched_inputs]).to(self.device).float()
         masks = torch.stack([_field(x["instances"], "gt_masks")[0] for x in batched_inputs]).to(self.device)
         inside = masks[:, None].to(images.dtype)
         mean = images.new_tensor(self.clip.pixel_mean).view(1, 3, 1, 1)
-        return self.clip.resize_image(self.clip.normalize_image(images) * inside + (1 - inside) * mean)
+        return self.clip.normalize_image(images) * inside + (1 - inside) * mean
 
     def _checked(self, targets: torch.Tensor) -> torch.Tensor:
         k = len(self.train_vocabulary)

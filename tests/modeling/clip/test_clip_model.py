@@ -1,10 +1,14 @@
 """The frozen open_clip wrapper: the embedding text path FreeSeg's prompts use, the image path, names refused."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from freemask.modeling.clip import TINY_CLIP_NAME, ClipError, build_clip
+from freemask.modeling.clip.model import grid_position_embedding
 
 
 def test_embedding_text_path_equals_open_clip_encode_text(tiny_clip):
@@ -51,6 +55,26 @@ def test_image_path_and_normalisation(tiny_clip):
     torch.testing.assert_close(features, tiny_clip.model.encode_image(normalised))
     assert features.shape == (2, 64) and not features.requires_grad
     assert tiny_clip.resize_image(torch.rand(1, 3, 40, 40)).shape == (1, 3, 64, 64)
+
+
+def test_a_non_square_crop_is_read_on_interpolated_position_embeddings(tiny_clip):
+    """FreeSeg's stage-1 crops are 244 x 224 and its CLIP resizes the 14 x 14 position embeddings of ViT-B/16 to the
+    15 x 14 patch grid (bytedance/FreeSeg, third_party/CLIP/clip/model.py, VisionTransformer.forward: bicubic,
+    align_corners=True); the tiny CLIP's 4 x 4 grid becomes 5 x 4 for an 88 x 64 crop."""
+    torch.manual_seed(0)
+    crop = torch.randn(2, 3, 88, 64)  # 88 // 16 = 5 patch rows: the 8 extra pixels are dropped by the conv
+    visual = copy.deepcopy(tiny_clip.model.visual)
+    table = visual.positional_embedding.detach()
+    grid = table[1:].t().reshape(1, -1, 4, 4)
+    grid = F.interpolate(grid, size=(5, 4), mode="bicubic", align_corners=True).reshape(table.shape[1], 20).t()
+    visual.positional_embedding = nn.Parameter(torch.cat([table[:1], grid]))
+    with torch.no_grad():
+        expected = visual(crop)
+    features = tiny_clip.encode_image(crop)
+    torch.testing.assert_close(features, expected)
+    resized_first = tiny_clip.encode_image(tiny_clip.resize_image(crop))  # what stage 1 did before
+    assert (features - resized_first).abs().max() > 1e-3
+    assert torch.equal(grid_position_embedding(table, (4, 4)), table)  # the identity at CLIP's own grid
 
 
 @pytest.mark.parametrize(
