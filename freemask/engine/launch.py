@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ..errors import ArgumentError
+from ..errors import WORKER_INTERRUPTED_EXIT, ArgumentError, interrupted
 from ..utils.forked_script import warm_forkserver
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,8 @@ def launch(
             start_method="forkserver",
         )
     except mp.ProcessExitedException as e:
+        if e.exit_code == WORKER_INTERRUPTED_EXIT:  # Ctrl-C: the workers left the line to this process
+            raise interrupted() from None
         # The worker already printed why it exited (sys.exit with a message); don't bury that under a traceback.
         raise SystemExit(e.exit_code) from None
     finally:
