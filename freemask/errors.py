@@ -86,20 +86,25 @@ def interrupted() -> Interrupted:
 
 
 def output_write_error(
-    error: OSError, path: Optional[str] = None, intact: Optional[str] = None, then: Optional[str] = None
+    error: OSError,
+    path: Optional[str] = None,
+    intact: Optional[str] = None,
+    then: Optional[str] = None,
+    same_folder: bool = False,
 ) -> OutputWriteError:
     """OutputWriteError for the OS ``error`` met writing ``path`` (``error.filename`` when not given).
 
     ``intact`` says what is still usable (by default: the file itself, unchanged, as every write is atomic);
-    ``then`` what to do (by default: free space or choose another folder, then run the same command again)."""
+    ``then`` what to do (by default: free space or choose another folder, then run the same command again);
+    ``same_folder`` when going on needs this folder (a resumed training): free space there, no other folder."""
     path = path or error.filename or ""
     folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
     code = errno.errorcode.get(error.errno or 0, "")
     reason = f"{error.strerror or error}{f' ({code})' if code else ''}"
     if error.errno == errno.EROFS:
-        fix = f"{folder} is read-only: choose another output folder"
+        fix = f"{folder} is read-only: " + ("make it writable" if same_folder else "choose another output folder")
     else:
-        fix = f"free space in {folder} (or choose another output folder)"
+        fix = f"free space in {folder}" + ("" if same_folder else " (or choose another output folder)")
     what = path or "an output file"
     name = os.path.basename(path)
     if not intact:

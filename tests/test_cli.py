@@ -36,10 +36,10 @@ def test_checks_run_before_main(capsys):
 
 def test_interruption_is_its_own_line_with_exit_code_130(capsys):
     def interrupted():
-        raise TrainingInterrupted("interrupted at iteration 3; checkpoint saved to o/model_0000002.pth; resume ...")
+        raise TrainingInterrupted("interrupted after iteration 2; checkpoint saved to o/model_0000002.pth; resume ...")
 
     assert cli.run(interrupted) == 130
-    assert capsys.readouterr().err.startswith("interrupted at iteration 3;")
+    assert capsys.readouterr().err.startswith("interrupted after iteration 2;")
 
 
 def test_ctrl_c_in_any_command_is_one_line_with_exit_code_130(capsys):
