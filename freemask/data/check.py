@@ -10,7 +10,6 @@ memory stays flat over hundreds of thousands of files. Tools/check_dataset.py is
 
 import functools
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -19,6 +18,7 @@ import numpy as np
 from tabulate import tabulate
 from tqdm import tqdm
 
+from ..utils.worker_pool import process_pool
 from .catalog import DatasetCatalog, MetadataCatalog
 from .errors import DatasetError
 from .mapper import read_image, read_mask, reduce_zero_label
@@ -196,7 +196,7 @@ def _results(items: Sequence[Tuple[str, str, bool]], task, workers: int) -> Iter
         yield from map(task, items)
         return
     chunksize = max(1, min(64, len(items) // (workers * 16)))
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(task, items, chunksize=chunksize)
 
 

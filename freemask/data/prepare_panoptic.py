@@ -19,7 +19,6 @@ when its two JSON files exist (they are written last, atomically), and ``--force
 import functools
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import cv2
@@ -28,6 +27,7 @@ from pycocotools import mask as mask_util
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_write_bytes, atomic_write_json
+from ..utils.worker_pool import process_pool
 from .datasets.ade20k_panoptic import ade20k_instance_to_ade150, ade20k_panoptic_categories
 from .datasets.coco_panoptic import coco_panoptic_categories
 from .datasets.panoptic import segment_bbox
@@ -251,7 +251,7 @@ def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, pr
             if workers <= 1:
                 outputs = map(task, jobs)
             else:
-                pool = ProcessPoolExecutor(workers)
+                pool = process_pool(workers)
                 outputs = pool.map(task, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 16))))
             for output, error in outputs:
                 if output is None:

@@ -15,6 +15,7 @@ import torch.multiprocessing as mp
 
 from ..errors import WORKER_INTERRUPTED_EXIT, ArgumentError, interrupted
 from ..utils.forked_script import warm_forkserver
+from ..utils.worker_pool import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def launch(
         mp.start_processes(
             _worker,
             nprocs=num_gpus_per_machine,
-            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout, os.getpid()),
             daemon=False,
             start_method="forkserver",
         )
@@ -115,7 +116,10 @@ def _worker(
     dist_url: str,
     args: Tuple,
     timeout: timedelta,
+    launcher_pid: int,
 ) -> None:
+    # A killed launcher (kill -9, OOM) takes its workers with it instead of leaving them training on their own.
+    die_with_parent(launcher_pid)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)
