@@ -284,8 +284,8 @@ class Trainer:
         if agreed:
             comm.synchronize()
         raise TrainingInterrupted(
-            f"interrupted after iteration {done}; checkpoint saved to {path}; resume with: {resume_command()} "
-            f"(continues at iteration {done + 1})"
+            f"interrupted after iteration {done}; checkpoint saved to {path}; resume (at iteration {done + 1}) with: "
+            f"{resume_command()}"
         ) from None
 
     def run_step(self, data_iter, iteration: int, storage: MetricStorage) -> None:

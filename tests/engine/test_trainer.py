@@ -125,8 +125,7 @@ def test_ctrl_c_saves_the_iteration_it_finished_and_resume_continues(toy_dataset
     assert "\n" not in message and error.value.exit_code == 130
     # One numbering, the log's (iterations from 0): iteration 4 finished, model_0000004.pth, resuming at 5.
     assert message.startswith(f"interrupted after iteration 4; checkpoint saved to {tmp_path / 'model_0000004.pth'};")
-    assert "resume with: python " in message and "--resume" in message
-    assert message.endswith("(continues at iteration 5)")
+    assert "; resume (at iteration 5) with: python " in message and "--resume" in message
     assert open(tmp_path / "last_checkpoint").read() == "model_0000004.pth"
     assert torch.load(tmp_path / "model_0000004.pth", weights_only=True)["iteration"] == 4
     assert not (tmp_path / "model_final.pth").exists() and not list(tmp_path.glob("*.tmp*"))
