@@ -71,6 +71,8 @@ def in_worker(main: Callable[..., Any], *args: Any) -> None:
         if error is None:
             raise
         if isinstance(e, KeyboardInterrupt):
+            if not _in_process_group():  # one process: launch() called this directly, run() prints the line
+                raise
             sys.exit(WORKER_INTERRUPTED_EXIT)
         if isinstance(error, TrainingInterrupted):
             # Every rank stops with the same line; one copy is enough (other errors may differ by rank: all print).
@@ -78,10 +80,15 @@ def in_worker(main: Callable[..., Any], *args: Any) -> None:
         sys.exit(report(error))
 
 
-def _rank() -> int:
-    """This process's rank in the job (0 without a process group); reads torch only if the job loaded it."""
+def _in_process_group() -> bool:
+    """Whether this process is one rank of several (a launch() worker); reads torch only if the job loaded it."""
     dist = sys.modules.get("torch.distributed")
-    return dist.get_rank() if dist is not None and dist.is_available() and dist.is_initialized() else 0
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def _rank() -> int:
+    """This process's rank in the job (0 without a process group)."""
+    return sys.modules["torch.distributed"].get_rank() if _in_process_group() else 0
 
 
 def report(error: UserError) -> int:

@@ -160,3 +160,13 @@ def test_missing_dataset_is_reported_without_loading_the_model_zoo(tmp_path):
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env)
     assert proc.returncode == 1 and proc.stderr.startswith("error: toy dataset not found: "), proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_in_a_single_process_worker_reaches_the_runner(capsys):
+    """launch() with one process calls in_worker directly: its Ctrl-C must still print the runner's line."""
+
+    def pressed_ctrl_c():
+        raise KeyboardInterrupt
+
+    assert cli.run(cli.in_worker, pressed_ctrl_c) == 130
+    assert capsys.readouterr().err.startswith("interrupted (Ctrl-C); ")
