@@ -23,8 +23,8 @@ from .errors import (
     TrainingInterrupted,
     UserError,
     check_writable_folder,
+    file_system_refusal,
     interrupted,
-    is_file_system_full_or_read_only,
     one_line,
     output_write_error,
 )
@@ -54,9 +54,8 @@ def as_user_error(error: BaseException) -> Optional[UserError]:
         return error
     if isinstance(error, KeyboardInterrupt):
         return interrupted()
-    if is_file_system_full_or_read_only(error):
-        return output_write_error(error)  # type: ignore[arg-type]
-    return None
+    refused = file_system_refusal(error)
+    return output_write_error(refused) if refused is not None else None
 
 
 def in_worker(main: Callable[..., Any], *args: Any) -> None:

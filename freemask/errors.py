@@ -70,10 +70,22 @@ FILE_SYSTEM_ERRNOS = frozenset(
 )
 
 
-def is_file_system_full_or_read_only(error: BaseException) -> bool:
-    """Whether ``error`` is an OS write failure caused by the file system (full, over quota, read-only, file too
-    large), which the user fixes by freeing space or choosing another folder."""
-    return isinstance(error, OSError) and error.errno in FILE_SYSTEM_ERRNOS
+def file_system_refusal(error: BaseException) -> Optional[OSError]:
+    """The OS write failure caused by the file system (full, over quota, read-only, file too large) that ``error``
+    is or comes from, which the user fixes by freeing space or choosing another folder; None for anything else.
+
+    Followed through ``raise ... from`` and "during handling" chains: a writer may wrap it (torch.save's zip writer
+    raises ``RuntimeError: ... unexpected pos`` while cleaning up after the OSError). Another user error is itself."""
+    seen = 0
+    current: Optional[BaseException] = error
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in FILE_SYSTEM_ERRNOS:
+            return current
+        if isinstance(current, UserError):
+            return None
+        seen += 1
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return None
 
 
 def interrupted() -> Interrupted:

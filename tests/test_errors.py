@@ -61,3 +61,21 @@ def test_writable_folder_check(tmp_path, monkeypatch):
     with pytest.raises(OutputNotWritableError, match=r"--output .*/ro/out cannot be created: .*/ro is not writable"):
         (tmp_path / "ro").mkdir()
         check_writable_folder(str(tmp_path / "ro" / "out"), "--output")
+
+
+def test_a_full_disk_is_found_behind_the_error_a_writer_raised_while_cleaning_up():
+    """torch.save's zip writer, when its file's write fails, raises "RuntimeError: ... unexpected pos" during the
+    handling of the OSError: the cause is still the full disk."""
+    import errno
+
+    from freemask.errors import file_system_refusal
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
+    except RuntimeError as wrapped:
+        assert file_system_refusal(wrapped).errno == errno.ENOSPC
+    assert file_system_refusal(RuntimeError("a bug")) is None
+    assert file_system_refusal(OSError(errno.EACCES, "denied")) is None

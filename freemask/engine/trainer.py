@@ -23,7 +23,7 @@ from ..checkpoint import Checkpointer
 from ..cli import resume_command
 from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
-from ..errors import TrainingInterrupted, UserError, is_file_system_full_or_read_only, output_write_error
+from ..errors import TrainingInterrupted, UserError, file_system_refusal, output_write_error
 from ..evaluation import inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
@@ -156,11 +156,12 @@ class Trainer:
                 f"interrupted {how} {when}, without saving a checkpoint; "
                 f"{self._last_checkpoint_note()}; resume with: {resume_command()}"
             ) from None
-        except OSError as e:
-            if not is_file_system_full_or_read_only(e):
+        except Exception as e:
+            refused = file_system_refusal(e)
+            if refused is None:
                 raise
             intact, then = self._last_checkpoint_note(), f"resume with: {resume_command()}"
-            raise output_write_error(e, intact=intact, then=then, same_folder=True) from None
+            raise output_write_error(refused, intact=intact, then=then, same_folder=True) from None
 
     def _train(self) -> Dict[str, Dict[str, float]]:
         cfg = self.cfg
@@ -200,7 +201,7 @@ class Trainer:
         except Exception as e:
             # After a Ctrl-C, a failure of the next batch or collective (a loader worker hit before it could ignore
             # SIGINT, a peer rank gone) is part of the stop; the last complete iteration is still consistent.
-            if not self._stop.requested or is_file_system_full_or_read_only(e):
+            if not self._stop.requested or file_system_refusal(e) is not None:
                 raise
             self._save_interrupted(self._done, agreed=False)
         finally:

@@ -17,7 +17,7 @@ import os
 import re
 from typing import Any, Iterator, List, Optional
 
-from ..errors import UserError, is_file_system_full_or_read_only, output_write_error
+from ..errors import UserError, file_system_refusal, output_write_error
 
 TMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
@@ -39,10 +39,11 @@ def atomic_path(path: str) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except OSError as e:
-        if isinstance(e, UserError) or not is_file_system_full_or_read_only(e):
+    except Exception as e:
+        refused = None if isinstance(e, UserError) else file_system_refusal(e)
+        if refused is None:
             raise
-        raise output_write_error(e, path) from None
+        raise output_write_error(refused, path) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

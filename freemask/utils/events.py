@@ -16,7 +16,7 @@ from typing import Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import UserError, is_file_system_full_or_read_only, output_write_error
+from ..errors import UserError, file_system_refusal, output_write_error
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,12 @@ def _named_write_errors(path: str) -> Iterator[None]:
     """An OS write failure of the file system (full, read-only) inside the block as OutputWriteError naming ``path``."""
     try:
         yield
-    except OSError as e:
-        if isinstance(e, UserError) or not is_file_system_full_or_read_only(e):
+    except Exception as e:
+        refused = None if isinstance(e, UserError) else file_system_refusal(e)
+        if refused is None:
             raise
-        raise output_write_error(e, e.filename or path, intact="what was written to it before is intact") from None
+        intact = "what was written to it before is intact"
+        raise output_write_error(refused, refused.filename or path, intact=intact) from None
 
 
 class JSONWriter:

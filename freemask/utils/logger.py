@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Optional
 
-from ..errors import is_file_system_full_or_read_only, output_write_error
+from ..errors import file_system_refusal, output_write_error
 
 
 class LogFileHandler(logging.FileHandler):
@@ -16,7 +16,8 @@ class LogFileHandler(logging.FileHandler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         error = sys.exc_info()[1]
-        if error is None or not is_file_system_full_or_read_only(error):
+        refused = file_system_refusal(error) if error is not None else None
+        if refused is None:
             super().handleError(record)
             return
         path = self.baseFilename
@@ -24,7 +25,7 @@ class LogFileHandler(logging.FileHandler):
             logger.removeHandler(self)
         with contextlib.suppress(OSError):  # closing flushes the same unwritable buffer
             self.close()
-        raise output_write_error(error, path, intact="the lines written before are intact") from None  # type: ignore
+        raise output_write_error(refused, path, intact="the lines written before are intact") from None
 
 
 def setup_logger(output_dir: Optional[str] = None, rank: int = 0, name: str = "freemask") -> logging.Logger:
