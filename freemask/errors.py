@@ -42,10 +42,16 @@ class OutputNotWritableError(UserError, PermissionError):
     """An output folder cannot be created or written; raised before any work that would be lost."""
 
 
-class OutputWriteError(UserError, OSError):
-    """The file system refused a write: full (ENOSPC), over quota (EDQUOT) or read-only (EROFS). Still an OSError
-    (``errno`` and ``filename`` set) for callers that catch those; the message names the file, its folder, what is
-    intact and what to do."""
+class OutputWriteError(UserError):
+    """The file system refused a write: full (ENOSPC), over quota (EDQUOT) or read-only (EROFS); the message names the
+    file, its folder, what is intact and what to do. ``errno``, ``strerror`` and ``filename`` are the OSError's.
+
+    Deliberately not an OSError: code that collects a failed file and goes on to the next (``except OSError``) must
+    not do so here, where every later file would fail alike; the run stops with this one line instead."""
+
+    errno: Optional[int] = None
+    strerror: Optional[str] = None
+    filename: Optional[str] = None
 
 
 class Interrupted(UserError):
@@ -70,7 +76,7 @@ FILE_SYSTEM_ERRNOS = frozenset(
 )
 
 
-def file_system_refusal(error: BaseException) -> Optional[OSError]:
+def file_system_refusal(error: BaseException) -> "Optional[OSError | OutputWriteError]":
     """The OS write failure caused by the file system (full, over quota, read-only, file too large) that ``error``
     is or comes from, which the user fixes by freeing space or choosing another folder; None for anything else.
 
@@ -79,7 +85,7 @@ def file_system_refusal(error: BaseException) -> Optional[OSError]:
     seen = 0
     current: Optional[BaseException] = error
     while current is not None and seen < 8:
-        if isinstance(current, OSError) and current.errno in FILE_SYSTEM_ERRNOS:
+        if isinstance(current, (OSError, OutputWriteError)) and current.errno in FILE_SYSTEM_ERRNOS:
             return current
         if isinstance(current, UserError):
             return None
@@ -98,7 +104,7 @@ def interrupted() -> Interrupted:
 
 
 def output_write_error(
-    error: OSError,
+    error: "OSError | OutputWriteError",
     path: Optional[str] = None,
     intact: Optional[str] = None,
     then: Optional[str] = None,

@@ -186,3 +186,37 @@ def test_ctrl_c_of_a_multi_process_command_is_one_line(tmp_path):
         for pid in [process.pid if process else 0, *sleepers]:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_of_a_prepare_run_is_one_line_and_stops_the_workers_at_once(tmp_path):
+    output = raw_ade20k(tmp_path, 2000)
+    log, errors = tmp_path / "log.txt", tmp_path / "stderr.txt"
+    script = os.path.join(REPO, "datasets", "prepare_ade20k_sem_seg.py")
+    command = [script, "--root", str(tmp_path), "--workers", "2"]
+    process = start_script(command, stdout=str(log), stderr=str(errors), cwd=REPO, start_new_session=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            workers = children(process.pid)
+            if len(workers) == 2 and output.is_dir() and len(os.listdir(output)) >= 4:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None and len(workers) == 2, errors.read_text()[-2000:]
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in its terminal does: every process of the group
+        start = time.monotonic()
+        assert process.wait(timeout=60) == 130
+        assert time.monotonic() - start < 10  # not after the workers' queued files
+        lines = [line for line in errors.read_text().splitlines() if line and not line.startswith("ADE20K training")]
+        assert lines == [
+            "interrupted (Ctrl-C); every output file already written is complete (files are written atomically): "
+            "run the same command again to continue"
+        ]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        for pid in [process.pid, *workers]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
