@@ -7,7 +7,15 @@ from freemask.config import ConfigError
 from freemask.data.catalog import DatasetNotRegisteredError
 from freemask.data.errors import DatasetError
 from freemask.engine.trainer import LossNotFiniteError
-from freemask.errors import OutputNotWritableError, PathNotFoundError, UserError, check_writable_folder, one_line
+from freemask.errors import (
+    Interrupted,
+    OutputNotWritableError,
+    OutputWriteError,
+    PathNotFoundError,
+    UserError,
+    check_writable_folder,
+    one_line,
+)
 from freemask.modeling.backbone.weights import WeightFileError
 from freemask.synthetic.class_loss import ClassLossError
 from freemask.synthetic.filter.outputs import OutputStateError
@@ -27,6 +35,8 @@ ERRORS = [
     LossNotFiniteError,
     PathNotFoundError,
     OutputNotWritableError,
+    OutputWriteError,
+    Interrupted,
 ]
 
 

@@ -15,8 +15,9 @@ process with the platform's start method. FreeMask's own modules are imported by
 import-time behaviour (a warning on stderr, a registration) is what a new interpreter shows.
 
 What differs from a new interpreter: environment variables read at import by torch, torchvision or timm are the
-server's (none of FreeMask's settings are), and the command shares its caller's process group unless
-``start_new_session`` (a Ctrl-C in the terminal reaches both, as it would reach a subprocess).
+server's (none of FreeMask's settings are), the command shares its caller's process group unless
+``start_new_session`` (a Ctrl-C in the terminal reaches both, as it would reach a subprocess), and it dies with its
+caller (``worker_pool.die_with_parent``: a killed pipeline leaves no step running).
 """
 
 import atexit
