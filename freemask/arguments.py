@@ -1,8 +1,11 @@
-"""detectron2's command-line flags for train_net.py, outside freemask.engine (which loads torch) so that --help
-answers at once."""
+"""detectron2's command-line flags for train_net.py, and the choices of other tools' flags, outside freemask.engine
+(which loads torch) so that --help answers at once."""
 
 import argparse
 from typing import Optional
+
+# tools/demo.py --task: the outputs a model can draw, in the order freemask.engine.demo lists those a config turns on.
+DEMO_TASKS = ("semantic", "panoptic", "instance")
 
 
 def default_argument_parser(description: Optional[str] = None) -> argparse.ArgumentParser:

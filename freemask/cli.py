@@ -1,5 +1,7 @@
 """The one command-line runner of train_net.py and the tools: early checks, then the tool's main; any user error is
-one line on stderr and an exit code, a real bug keeps its traceback.
+one line on stderr and an exit code, a real bug keeps its traceback. So are the two things that happen to any
+command: Ctrl-C (one line, exit 130) and a file system that refuses a write (full, over quota, read-only: one line
+naming the file, exit 1).
 
 It parses nothing (each tool owns its arguments) and imports nothing heavy at module level, so a tool that imports
 it can answer ``--help`` and reject a mistyped config path before torch is loaded. The order of the checks follows
@@ -14,46 +16,84 @@ import shlex
 import sys
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError, TrainingInterrupted, UserError, check_writable_folder, one_line
+from .errors import (
+    WORKER_INTERRUPTED_EXIT,
+    ConfigError,
+    Interrupted,
+    TrainingInterrupted,
+    UserError,
+    check_writable_folder,
+    file_system_refusal,
+    interrupted,
+    one_line,
+    output_write_error,
+)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(main: Callable[..., Any], *args: Any, checks: Sequence[Callable[[], Any]] = ()) -> int:
-    """Run each of ``checks`` then ``main(*args)``; returns the exit code (0, or the user error's code after
-    printing ``error: <one line>``). For ``sys.exit(run(...))`` in a tool's ``__main__`` block."""
+    """Run each of ``checks`` then ``main(*args)``; returns the exit code: ``main``'s own when it returns an int,
+    else 0, or the user error's code after printing ``error: <one line>``; Ctrl-C and a full or read-only file
+    system are user errors too. For ``sys.exit(run(...))`` in a tool's ``__main__`` block."""
     try:
         for check in checks:
             check()
-        main(*args)
-    except UserError as e:
-        return report(e)
-    return 0
+        code = main(*args)
+    except BaseException as e:  # noqa: BLE001 - KeyboardInterrupt included; anything else is re-raised as it was
+        error = as_user_error(e)
+        if error is None:
+            raise
+        return report(error)
+    return code if isinstance(code, int) else 0
+
+
+def as_user_error(error: BaseException) -> Optional[UserError]:
+    """The UserError ``error`` is, or stands for (Ctrl-C; a write the file system refused); None for a bug."""
+    if isinstance(error, UserError):
+        return error
+    if isinstance(error, KeyboardInterrupt):
+        return interrupted()
+    refused = file_system_refusal(error)
+    return output_write_error(refused) if refused is not None else None
 
 
 def in_worker(main: Callable[..., Any], *args: Any) -> None:
     """Entry point of a spawned ``--num-gpus`` worker (``launch(in_worker, ..., args=(main, ...))``): a user error
     exits the worker with its code after one line, which ``launch`` turns into the same exit code in the parent
-    instead of a traceback of the worker."""
+    instead of a traceback of the worker. A bare Ctrl-C (every rank gets it from the terminal) exits silently with
+    WORKER_INTERRUPTED_EXIT: the launching process prints the one line."""
     try:
         main(*args)
-    except TrainingInterrupted as e:
-        # Every rank stops with the same line; one copy is enough (other errors may differ by rank: all print).
-        sys.exit(report(e) if _rank() == 0 else e.exit_code)
-    except UserError as e:
-        sys.exit(report(e))
+    except BaseException as e:  # noqa: BLE001 - see run()
+        error = as_user_error(e)
+        if error is None:
+            raise
+        if isinstance(e, KeyboardInterrupt):
+            if not _in_process_group():  # one process: launch() called this directly, run() prints the line
+                raise
+            sys.exit(WORKER_INTERRUPTED_EXIT)
+        if isinstance(error, TrainingInterrupted):
+            # Every rank stops with the same line; one copy is enough (other errors may differ by rank: all print).
+            sys.exit(report(error) if _rank() == 0 else error.exit_code)
+        sys.exit(report(error))
+
+
+def _in_process_group() -> bool:
+    """Whether this process is one rank of several (a launch() worker); reads torch only if the job loaded it."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
 
 
 def _rank() -> int:
-    """This process's rank in the job (0 without a process group); reads torch only if the job loaded it."""
-    dist = sys.modules.get("torch.distributed")
-    return dist.get_rank() if dist is not None and dist.is_available() and dist.is_initialized() else 0
+    """This process's rank in the job (0 without a process group)."""
+    return sys.modules["torch.distributed"].get_rank() if _in_process_group() else 0
 
 
 def report(error: UserError) -> int:
     """Print ``error: <one line>`` (an interruption's own line as is) on stderr; returns the exit code."""
     message = one_line(error)
-    print(message if isinstance(error, TrainingInterrupted) else f"error: {message}", file=sys.stderr, flush=True)
+    print(message if isinstance(error, Interrupted) else f"error: {message}", file=sys.stderr, flush=True)
     return error.exit_code
 
 

@@ -7,7 +7,15 @@ from freemask.config import ConfigError
 from freemask.data.catalog import DatasetNotRegisteredError
 from freemask.data.errors import DatasetError
 from freemask.engine.trainer import LossNotFiniteError
-from freemask.errors import OutputNotWritableError, PathNotFoundError, UserError, check_writable_folder, one_line
+from freemask.errors import (
+    Interrupted,
+    OutputNotWritableError,
+    OutputWriteError,
+    PathNotFoundError,
+    UserError,
+    check_writable_folder,
+    one_line,
+)
 from freemask.modeling.backbone.weights import WeightFileError
 from freemask.synthetic.class_loss import ClassLossError
 from freemask.synthetic.filter.outputs import OutputStateError
@@ -27,6 +35,8 @@ ERRORS = [
     LossNotFiniteError,
     PathNotFoundError,
     OutputNotWritableError,
+    OutputWriteError,
+    Interrupted,
 ]
 
 
@@ -61,3 +71,21 @@ def test_writable_folder_check(tmp_path, monkeypatch):
     with pytest.raises(OutputNotWritableError, match=r"--output .*/ro/out cannot be created: .*/ro is not writable"):
         (tmp_path / "ro").mkdir()
         check_writable_folder(str(tmp_path / "ro" / "out"), "--output")
+
+
+def test_a_full_disk_is_found_behind_the_error_a_writer_raised_while_cleaning_up():
+    """torch.save's zip writer, when its file's write fails, raises "RuntimeError: ... unexpected pos" during the
+    handling of the OSError: the cause is still the full disk."""
+    import errno
+
+    from freemask.errors import file_system_refusal
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
+    except RuntimeError as wrapped:
+        assert file_system_refusal(wrapped).errno == errno.ENOSPC
+    assert file_system_refusal(RuntimeError("a bug")) is None
+    assert file_system_refusal(OSError(errno.EACCES, "denied")) is None

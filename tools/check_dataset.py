@@ -25,11 +25,11 @@ import re
 import sys
 from typing import List, Tuple
 
+from freemask import cli
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.check import check_dataset
 from freemask.data.datasets import register_custom_from_config  # importing registers the builtin dataset names
 from freemask.data.errors import DatasetError
-from freemask.engine.defaults import setup_cfg
 from freemask.errors import UserError, one_line
 from freemask.utils.atomic import atomic_write_json
 
@@ -47,6 +47,8 @@ def split_names_and_opts(items: List[str]) -> Tuple[List[str], List[str]]:
 
 def names_from_config(config_file: str, opts: List[str]) -> List[str]:
     """Register DATASETS.CUSTOM (if set) and return the names that config would use."""
+    from freemask.engine.defaults import setup_cfg  # torch: not needed for --help
+
     cfg = setup_cfg(config_file, opts)
     return register_custom_from_config(cfg) or list(cfg.DATASETS.TRAIN + cfg.DATASETS.TRAIN_SYN + cfg.DATASETS.TEST)
 
@@ -87,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

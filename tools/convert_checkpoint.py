@@ -24,29 +24,35 @@ import argparse
 import os
 import sys
 
-from freemask.checkpoint import CheckpointError
-from freemask.checkpoint.convert import (
-    LAYOUTS,
-    check_against_model,
-    convert_checkpoint,
-    model_state_from_config,
-    save_converted,
-)
+from freemask import cli
 from freemask.config import ConfigError
-from freemask.engine.defaults import setup_cfg
+
+# The converters (torch) are imported once the arguments are parsed, so that --help answers without loading them.
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SRC", help="released checkpoint (.pkl or .pth)")
     parser.add_argument("destination", metavar="DST", help="converted checkpoint to write (.pth)")
-    choices = ["auto"] + sorted({lay.family for lay in LAYOUTS} | {lay.name for lay in LAYOUTS})
-    parser.add_argument("--from", dest="layout", default="auto", choices=choices, help="source layout (default: auto)")
+    parser.add_argument("--from", dest="layout", default="auto", help="source layout: a family or name (default: auto)")
     parser.add_argument(
         "--config-file", default="", metavar="FILE", help="check the result against this config's model"
     )
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides for the check")
     args = parser.parse_intermixed_args(argv)
+    from freemask.checkpoint import CheckpointError
+    from freemask.checkpoint.convert import (
+        LAYOUTS,
+        check_against_model,
+        convert_checkpoint,
+        model_state_from_config,
+        save_converted,
+    )
+    from freemask.engine.defaults import setup_cfg
+
+    choices = ["auto"] + sorted({lay.family for lay in LAYOUTS} | {lay.name for lay in LAYOUTS})
+    if args.layout not in choices:
+        parser.error(f"argument --from: invalid choice: {args.layout!r} (choose from {', '.join(choices)})")
     try:
         cfg = setup_cfg(args.config_file, args.opts) if args.config_file or args.opts else None
         report = convert_checkpoint(args.source, args.layout)
@@ -69,4 +75,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Sequence
 
 from freemask import cli
-from freemask.errors import UserError
-from freemask.modeling.clip import convert_torchscript
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,12 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("source", metavar="SRC", help="OpenAI's CLIP file (TorchScript .pt)")
     parser.add_argument("destination", metavar="DST", help="plain state dict to write (.pth)")
     args = parser.parse_args(argv)
-    try:
-        count = convert_torchscript(args.source, args.destination)
-    except UserError as e:
-        return cli.report(e)
-    print(f"wrote {args.destination} ({count} tensors); set MODEL.CLIP_ADAPTER.CLIP_WEIGHTS {args.destination}")
-    return 0
+    return cli.run(convert, args.source, args.destination)
+
+
+def convert(source: str, destination: str) -> None:
+    from freemask.modeling.clip import convert_torchscript  # torch: not needed for --help
+
+    count = convert_torchscript(source, destination)
+    print(f"wrote {destination} ({count} tensors); set MODEL.CLIP_ADAPTER.CLIP_WEIGHTS {destination}")
 
 
 if __name__ == "__main__":

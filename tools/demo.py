@@ -36,18 +36,17 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from freemask import cli
-from freemask.checkpoint import load_trained_model
+from freemask.arguments import DEMO_TASKS
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper, read_image
-from freemask.engine import demo
-from freemask.engine.defaults import register_custom_dataset, setup_cfg
-from freemask.errors import ArgumentError, PathNotFoundError, UserError
+from freemask.errors import ArgumentError, PathNotFoundError
 from freemask.utils.logger import setup_logger
 from freemask.utils.visualizer import save_image
+
+# torch, the model and the engine are imported where they are used, so that --help answers without loading them.
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABELS_DIR = "labels"
@@ -67,7 +66,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--opacity", type=float, default=0.5, help="weight of the class colours (0..1, default 0.5)")
     parser.add_argument(
         "--task",
-        choices=(*demo.TASKS, "all"),
+        choices=(*DEMO_TASKS, "all"),
         help="output to draw when the config turns on several (default: the most specific on: panoptic, instance, "
         "semantic); all = one row per task on",
     )
@@ -129,6 +128,8 @@ def check_output(output: str, paths: Sequence[str]) -> None:
 def model_input(image: np.ndarray, mapper: SemSegDatasetMapper) -> dict:
     """The evaluation input of an RGB image, as the test mapper builds it: resized to the test size, CHW uint8 in
     INPUT.FORMAT, with the original size the scores are resized back to."""
+    import torch
+
     resized = mapper.resize_for_test(image)
     if mapper.image_format == "BGR":
         resized = resized[:, :, ::-1]
@@ -147,6 +148,10 @@ def read_input(path: str) -> np.ndarray:
 
 def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
     """Returns (written, skipped, tasks drawn)."""
+    from freemask.checkpoint import load_trained_model
+    from freemask.engine import demo
+    from freemask.engine.defaults import register_custom_dataset, setup_cfg
+
     cfg = setup_cfg(args.config_file, args.opts)
     paths = find_inputs(args.input)
     register_custom_dataset(cfg)
@@ -196,15 +201,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--opacity must be in [0, 1], got {args.opacity}")
     if not 0.0 <= args.score_threshold <= 1.0:
         parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    try:
-        cli.check_config_path(args.config_file)
-        cli.check_output_folders([("--output", args.output)])
-        written, skipped, tasks = run(args)
-    except UserError as e:
-        return cli.report(e)
+    checks = [
+        lambda: cli.check_config_path(args.config_file),
+        lambda: cli.check_output_folders([("--output", args.output)]),
+    ]
+    return cli.run(draw, args, checks=checks)
+
+
+def draw(args: argparse.Namespace) -> None:
+    """:func:`run`, then the one summary line."""
+    written, skipped, tasks = run(args)
     note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
     print(f"wrote {written} overlays to {args.output} ({', '.join(tasks)}){note}")
-    return 0
 
 
 if __name__ == "__main__":

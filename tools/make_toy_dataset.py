@@ -9,8 +9,10 @@ Does nothing when a complete dataset with the same parameters is already there; 
 
 import argparse
 import os
+import sys
 import time
 
+from freemask import cli
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 
@@ -67,4 +69,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run(main))

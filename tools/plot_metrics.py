@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from freemask import cli
 from freemask.utils.plot_metrics import MetricsError, plot_runs, read_metrics
 
 
@@ -44,4 +45,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

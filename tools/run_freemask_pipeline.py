@@ -34,11 +34,11 @@ import sys
 import time
 from typing import Tuple
 
-from freemask.engine.defaults import setup_cfg
-from freemask.errors import UserError, one_line
+from freemask import cli
+from freemask.errors import ArgumentError
 from freemask.toy.generator import ToyParams
-from freemask.toy.pipeline import REAL_CONFIG, Generation, PipelineOptions, run_pipeline
-from freemask.toy.pipeline_report import write_table
+
+# The pipeline and the config (torch) are imported once the arguments are parsed: --help answers without them.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUTPUT_ROOT = "output/freemask_pipeline"
@@ -102,24 +102,33 @@ def _toy_shape(datasets_root: str) -> Tuple[int, int, int]:
     return int(values["num_seeds"]), int(values["height"]), int(values["width"])
 
 
-def _generation(datasets_root: str) -> Generation:
-    """The generate step at the toy data's shape; one line when tools/generate_syn.py could not paint it."""
+def _generation(datasets_root: str):
+    """The generate step at the toy data's shape; ArgumentError when tools/generate_syn.py could not paint it."""
+    from freemask.toy.pipeline import Generation
+
     seeds, height, width = _toy_shape(datasets_root)
     if height != width or height % 8 or seeds < 1:
-        sys.exit(
-            f"error: --generate-tiny needs square toy images with a side divisible by 8 and at least one seed per "
+        raise ArgumentError(
+            f"--generate-tiny needs square toy images with a side divisible by 8 and at least one seed per "
             f"mask (tools/generate_syn.py --size); {os.path.join(datasets_root, 'toy')} has {height}x{width} and "
             f"{seeds} seeds: make the toy data with --size 128x128 (the default) into another --datasets-root"
         )
     return Generation(seeds=seeds, size=height)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = argument_parser().parse_args(argv)
-    try:
-        setup_cfg(os.path.join(REPO, REAL_CONFIG), args.opts)  # a bad override fails here, before any step
-    except UserError as e:
-        sys.exit(f"error: {one_line(e)}")
+    return cli.run(run, args, argv)
+
+
+def run(args: argparse.Namespace, argv=None) -> None:
+    """Every step not done yet, then the table; a step's own error already reached the user as that step's line in
+    its log, the PipelineError names the step and the log."""
+    from freemask.engine.defaults import setup_cfg
+    from freemask.toy.pipeline import REAL_CONFIG, PipelineOptions, run_pipeline
+    from freemask.toy.pipeline_report import write_table
+
+    setup_cfg(os.path.join(REPO, REAL_CONFIG), args.opts)  # a bad override fails here, before any step
     output_root = os.path.abspath(args.output_root or (GENERATING_OUTPUT_ROOT if args.generate_tiny else OUTPUT_ROOT))
     datasets_root = os.path.abspath(args.datasets_root or os.path.join(output_root, "datasets"))
     seeds = _toy_shape(datasets_root)[0]
@@ -137,14 +146,11 @@ def main(argv=None) -> None:
     )
     command = shlex.join(["python", "tools/run_freemask_pipeline.py", *(sys.argv[1:] if argv is None else argv)])
     start = time.perf_counter()
-    try:
-        run_pipeline(options, log=lambda line: print(line, flush=True))
-        table = write_table(options, command)
-    except UserError as e:  # a step's own error already reached the user as that step's one line
-        sys.exit(f"error: {one_line(e)}")
+    run_pipeline(options, log=lambda line: print(line, flush=True))
+    table = write_table(options, command)
     print(f"\n{table}\nWritten to {os.path.join(output_root, 'freemask_pipeline.md')} ", end="")
     print(f"({time.perf_counter() - start:.0f} s in this run)")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from freemask import cli
 from freemask.data.catalog import DatasetCatalog, DatasetNotRegisteredError, MetadataCatalog
 from freemask.data.datasets import load_sem_seg  # importing registers the builtin datasets
 from freemask.data.datasets.sem_seg import default_palette
@@ -287,4 +288,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

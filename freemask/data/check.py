@@ -14,7 +14,6 @@ memory stays flat over hundreds of thousands of files. Tools/check_dataset.py is
 
 import functools
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -24,6 +23,7 @@ import pycocotools.mask as mask_util
 from tabulate import tabulate
 from tqdm import tqdm
 
+from ..utils.worker_pool import process_pool
 from .catalog import DatasetCatalog, MetadataCatalog
 from .errors import DatasetError, RecordError
 from .mapper import read_image, read_mask, reduce_zero_label
@@ -301,7 +301,7 @@ def _results(items: Sequence[dict], task, workers: int) -> Iterator[RecordResult
         yield from map(task, items)
         return
     chunksize = max(1, min(64, len(items) // (workers * 16)))
-    with ProcessPoolExecutor(workers) as pool:
+    with process_pool(workers) as pool:
         yield from pool.map(task, items, chunksize=chunksize)
 
 

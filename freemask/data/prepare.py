@@ -4,7 +4,8 @@ Why convert at all when the loaders can reduce labels on the fly: the prepared f
 codebases (and the FreeMask configs) expect, and a uint8 lookup done once saves it on every epoch.
 
 Shared by ``datasets/prepare_*.py``. Every conversion here is:
-- parallel: a process pool over the files, chunked, with a tqdm bar;
+- parallel: a process pool over the files, chunked, with a tqdm bar; the workers die with the command
+  (``freemask.utils.worker_pool``), so a killed run stops writing at once;
 - atomic: each mask is written through ``freemask.utils.atomic`` (a hidden temporary file in the output folder,
   then renamed), so an interrupted run never leaves a half-written mask under its final name, and the temporaries
   of killed runs are removed when the next one starts;
@@ -16,7 +17,6 @@ Shared by ``datasets/prepare_*.py``. Every conversion here is:
 import functools
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_write_bytes, remove_stale_temporaries
+from ..utils.worker_pool import process_pool
 from .datasets.class_meta import read_meta_file
 from .datasets.sem_seg import IGNORE_LABEL
 from .errors import DatasetError
@@ -167,7 +168,7 @@ def _run(pairs, task, worker_args: tuple, workers: int) -> Iterator[Tuple[str, s
         yield from map(task, pairs)
         return
     chunksize = max(1, min(256, len(pairs) // (workers * 16)))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=worker_args) as pool:
+    with process_pool(workers, initializer=_init_worker, initargs=worker_args) as pool:
         yield from pool.map(task, pairs, chunksize=chunksize)
 
 

@@ -25,7 +25,6 @@ complete PNG of the input's size; a JSON file that exists; label counts listing 
 import functools
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
@@ -33,6 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_path, atomic_write_json
+from ..utils.worker_pool import process_pool
 from .datasets.classification import label_count_path
 from .datasets.open_vocab import OpenVocabSplit
 from .datasets.panoptic import read_json
@@ -56,7 +56,7 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, d
                 bar.update()
             return
         chunksize = max(1, min(64, len(items) // (workers * 16)))
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers) as pool:
             for out in pool.map(fn, items, chunksize=chunksize):
                 yield out
                 bar.update()

@@ -16,10 +16,10 @@ Parallel, atomic and idempotent like ``prepare.py``: COCO reuses its per-file ma
 when its two JSON files exist (they are written last, atomically), and ``--force`` redoes it.
 """
 
+import contextlib
 import functools
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, Mapping, Sequence, Tuple
 
 import cv2
@@ -28,6 +28,7 @@ from pycocotools import mask as mask_util
 from tqdm import tqdm
 
 from ..utils.atomic import atomic_write_bytes, atomic_write_json
+from ..utils.worker_pool import process_pool
 from .datasets.ade20k_panoptic import ade20k_instance_to_ade150, ade20k_panoptic_categories
 from .datasets.coco_panoptic import coco_panoptic_categories
 from .datasets.panoptic import segment_bbox
@@ -247,11 +248,11 @@ def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, pr
         os.makedirs(out_dir, exist_ok=True)
         images, annotations, instances = [], [], []
         errors = []
-        with tqdm(total=len(jobs), desc=f"ADE20K panoptic {short}", unit="file", disable=not progress) as bar:
-            if workers <= 1:
+        bar = tqdm(total=len(jobs), desc=f"ADE20K panoptic {short}", unit="file", disable=not progress)
+        with bar, process_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            if pool is None:
                 outputs = map(task, jobs)
             else:
-                pool = ProcessPoolExecutor(workers)
                 outputs = pool.map(task, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 16))))
             for output, error in outputs:
                 if output is None:
@@ -261,8 +262,6 @@ def prepare_ade20k_panoptic(root: str, workers: int = 0, force: bool = False, pr
                     annotations.append(output[1])
                     instances.extend(output[2])
                 bar.update()
-            if workers > 1:
-                pool.shutdown()
         result.errors.extend(errors)
         result.converted += len(jobs) - len(errors)
         if errors:

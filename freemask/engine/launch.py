@@ -13,8 +13,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ..errors import ArgumentError
+from ..errors import WORKER_INTERRUPTED_EXIT, ArgumentError, interrupted
 from ..utils.forked_script import warm_forkserver
+from ..utils.worker_pool import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,13 @@ def launch(
         mp.start_processes(
             _worker,
             nprocs=num_gpus_per_machine,
-            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout),
+            args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, args, timeout, os.getpid()),
             daemon=False,
             start_method="forkserver",
         )
     except mp.ProcessExitedException as e:
+        if e.exit_code == WORKER_INTERRUPTED_EXIT:  # Ctrl-C: the workers left the line to this process
+            raise interrupted() from None
         # The worker already printed why it exited (sys.exit with a message); don't bury that under a traceback.
         raise SystemExit(e.exit_code) from None
     finally:
@@ -113,7 +116,10 @@ def _worker(
     dist_url: str,
     args: Tuple,
     timeout: timedelta,
+    launcher_pid: int,
 ) -> None:
+    # A killed launcher (kill -9, OOM) takes its workers with it instead of leaving them training on their own.
+    die_with_parent(launcher_pid)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     os.environ["LOCAL_RANK"] = str(local_rank)

@@ -1,4 +1,9 @@
-"""Iteration-based trainer: DDP, AMP, gradient clipping, periodic checkpoints and evaluation, resumable."""
+"""Iteration-based trainer: DDP, AMP, gradient clipping, periodic checkpoints and evaluation, resumable.
+
+Iterations are numbered from 0 everywhere a user reads them: the console (``iter: 20``), metrics.json, checkpoint
+names (``model_0000020.pth`` holds the state after iteration 20), "Resuming at iteration 21" and the one-line
+messages when training stops early (Ctrl-C, a full disk, a NaN loss).
+"""
 
 import logging
 import math
@@ -18,7 +23,7 @@ from ..checkpoint import Checkpointer
 from ..cli import resume_command
 from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
-from ..errors import TrainingInterrupted, UserError
+from ..errors import TrainingInterrupted, UserError, file_system_refusal, output_write_error
 from ..evaluation import inference_on_dataset
 from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
@@ -26,7 +31,7 @@ from ..evaluation.results_json import Provenance, results_produced_by
 from ..modeling import build_model
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
-from ..utils.events import MetricStorage, default_writers
+from ..utils.events import METRICS_FILE, MetricStorage, default_writers, last_written_iteration
 from .evaluation import (
     LOGGED_METRICS,
     build_evaluator,
@@ -45,6 +50,9 @@ with warnings.catch_warnings():
     from fvcore.nn import parameter_count
 
 logger = logging.getLogger(__name__)
+
+# Checkpoint entry: the scalars of the saved iteration that metrics.json did not have yet when it was saved.
+UNWRITTEN_METRICS = "unwritten_metrics"
 
 
 class LossNotFiniteError(UserError, FloatingPointError):
@@ -105,6 +113,8 @@ class Trainer:
         # Training samples this rank's loader replaced (DATALOADER.SKIP_BAD_SAMPLES) since this process started.
         self._skipped_count = 0
         self._skipped_files: Set[str] = set()
+        # The resumed checkpoint's scalars that were not yet in metrics.json when it was saved (see train()).
+        self._resumed_metrics: Dict[str, float] = {}
 
     # ----------------------------------------------------------------------------------------------------- seams
     @classmethod
@@ -133,14 +143,35 @@ class Trainer:
         checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = checkpoint.get("iteration", -1) + 1
+            self._resumed_metrics = dict(checkpoint.get(UNWRITTEN_METRICS, {}))
             logger.info("Resuming at iteration %d", self.start_iter)
 
     # ----------------------------------------------------------------------------------------------------- train
     def train(self) -> Dict[str, Dict[str, float]]:
         """Run the remaining iterations, evaluating every TEST.EVAL_PERIOD and at the end; returns the last results.
 
-        Ctrl-C stops after the current iteration with a checkpoint of it (TrainingInterrupted says how to resume).
+        Ctrl-C stops after the current iteration with a checkpoint of it; a second Ctrl-C at once, keeping the last
+        checkpoint; a file system that refuses a write (full, over quota, read-only) stops too. Each is one
+        UserError line saying which checkpoint is intact and how to resume.
         """
+        self._done = self.start_iter - 1  # the last iteration whose update, checkpoint and evaluation are complete
+        try:
+            return self._train()
+        except KeyboardInterrupt:  # a second Ctrl-C (Python's handler is back, engine/interrupt.py), or one before
+            how = "at once (second Ctrl-C)" if self._stop.requested else "(Ctrl-C)"
+            when = f"after iteration {self._done}" if self._done >= 0 else "before the first iteration finished"
+            raise TrainingInterrupted(
+                f"interrupted {how} {when}, without saving a checkpoint; "
+                f"{self._last_checkpoint_note()}; resume with: {resume_command()}"
+            ) from None
+        except Exception as e:
+            refused = file_system_refusal(e)
+            if refused is None:
+                raise
+            intact, then = self._last_checkpoint_note(), f"resume with: {resume_command()}"
+            raise output_write_error(refused, intact=intact, then=then, same_folder=True) from None
+
+    def _train(self) -> Dict[str, Dict[str, float]]:
         cfg = self.cfg
         writers = default_writers(cfg.OUTPUT_DIR, self.max_iter) if comm.is_main_process() else []
         storage = MetricStorage()
@@ -153,32 +184,34 @@ class Trainer:
                 for writer in writers:
                     writer.close()
         logger.info("Starting training from iteration %d", self.start_iter)
-        self.model.train()
-        data_iter = iter(self.build_train_loader(cfg, self.start_iter))
-        done = self.start_iter - 1  # the last iteration whose update, checkpoint and evaluation are complete
         try:
+            self._write_lost_metrics_line(storage, writers)
+            self.model.train()
+            data_iter = iter(self.build_train_loader(cfg, self.start_iter))
             with self._stop:
                 for iteration in range(self.start_iter, self.max_iter):
                     storage.iter = iteration
                     self.run_step(data_iter, iteration, storage)
-                    periodic.step(iteration)
+                    # The scalars not yet in metrics.json go into the checkpoint: a run killed between the save and
+                    # the write gets them back on resume (_write_lost_metrics_line).
+                    periodic.step(iteration, **{UNWRITTEN_METRICS: storage.latest()})
                     last = iteration == self.max_iter - 1
                     results = self._evaluate_if_due(iteration, last, storage) or results
                     if last or (iteration + 1) % cfg.LOG_PERIOD == 0:
                         for writer in writers:
                             writer.write(storage)
                         storage.clear()
-                    done = iteration
+                    self._done = iteration
                     if self._stop_agreed and not last:
-                        self._save_interrupted(done)
-        except (TrainingInterrupted, LossNotFiniteError):
+                        self._save_interrupted(self._done)
+        except (TrainingInterrupted, LossNotFiniteError, KeyboardInterrupt):
             raise
-        except Exception:
+        except Exception as e:
             # After a Ctrl-C, a failure of the next batch or collective (a loader worker hit before it could ignore
             # SIGINT, a peer rank gone) is part of the stop; the last complete iteration is still consistent.
-            if not self._stop.requested:
+            if not self._stop.requested or file_system_refusal(e) is not None:
                 raise
-            self._save_interrupted(done, agreed=False)
+            self._save_interrupted(self._done, agreed=False)
         finally:
             for writer in writers:
                 writer.close()
@@ -208,13 +241,41 @@ class Trainer:
             resumed,
         )
         if os.path.abspath(resumed) != os.path.abspath(final) or not os.path.isfile(final):
-            self.checkpointer.save("model_final", iteration=self.start_iter - 1)
+            unwritten = {UNWRITTEN_METRICS: self._resumed_metrics}
+            self.checkpointer.save("model_final", iteration=self.start_iter - 1, **unwritten)
         storage.iter = self.start_iter - 1
+        lost = self._metrics_line_lost()
+        if lost:
+            storage.put_scalars(**self._resumed_metrics)
         results = self._evaluate_if_due(storage.iter, True, storage)
-        if results:
+        if results or lost:
             for writer in writers:
                 writer.write(storage)
         return results
+
+    def _metrics_line_lost(self) -> bool:
+        """Whether the resumed checkpoint's iteration was due a metrics.json line that is not there: the run was
+        killed after saving the checkpoint, before writing the line. Decided on the main process, for every rank
+        (an evaluation may come with it)."""
+        iteration = self.start_iter - 1
+        due = iteration == self.max_iter - 1 or (iteration + 1) % self.cfg.LOG_PERIOD == 0
+        lost = False
+        if comm.is_main_process() and iteration >= 0 and due and self._resumed_metrics:
+            lost = last_written_iteration(os.path.join(self.cfg.OUTPUT_DIR, METRICS_FILE)) < iteration
+        return bool(comm.broadcast(lost)) if comm.get_world_size() > 1 else lost
+
+    def _write_lost_metrics_line(self, storage: MetricStorage, writers: List) -> None:
+        """Resumed mid-run: write the checkpoint iteration's lost metrics.json line (see :meth:`_metrics_line_lost`),
+        with the evaluation that was due at it."""
+        if not self._metrics_line_lost():
+            return
+        storage.iter = self.start_iter - 1
+        logger.info("Writing the metrics of iteration %d, which the interrupted run had not written", storage.iter)
+        storage.put_scalars(**self._resumed_metrics)
+        self._evaluate_if_due(storage.iter, False, storage)
+        for writer in writers:
+            writer.write(storage)
+        storage.clear()
 
     def _save_interrupted(self, done: int, agreed: bool = True) -> None:
         """Checkpoint the last complete iteration (atomically, as every save) and raise TrainingInterrupted.
@@ -233,7 +294,8 @@ class Trainer:
         if agreed:
             comm.synchronize()
         raise TrainingInterrupted(
-            f"interrupted at iteration {done + 1}; checkpoint saved to {path}; resume with: {resume_command()}"
+            f"interrupted after iteration {done}; checkpoint saved to {path}; resume (at iteration {done + 1}) with: "
+            f"{resume_command()}"
         ) from None
 
     def run_step(self, data_iter, iteration: int, storage: MetricStorage) -> None:

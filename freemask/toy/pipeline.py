@@ -40,7 +40,7 @@ from ..config import ConfigError
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME
 from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
 from ..engine.defaults import setup_cfg
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..utils.atomic import atomic_write_bytes
 from ..utils.forked_script import run_script
 
@@ -381,9 +381,15 @@ def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as out:
         out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode}): {shown_command(argv, options.repo)}\n")
-    code = run_script(
-        [os.path.join(options.repo, script), *args], stdout=log_path, stderr=log_path, env=env, cwd=options.repo
-    )
+    try:
+        code = run_script(
+            [os.path.join(options.repo, script), *args], stdout=log_path, stderr=log_path, env=env, cwd=options.repo
+        )
+    except KeyboardInterrupt:  # the step got the Ctrl-C too (same terminal) and stopped at its own safe point
+        raise Interrupted(
+            f"interrupted (Ctrl-C) during step {step.name} (its log: {log_path}); finished steps are kept: run the "
+            f"same command again to skip them and continue {step.name}"
+        ) from None
     if code != 0:
         log(f"  last lines of {log_path}:\n{_log_tail(log_path)}")
         raise PipelineError(

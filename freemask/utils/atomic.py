@@ -4,7 +4,9 @@ A file appears under its final name only once complete: it is written to a hidde
 (``.<name>.<pid>.tmp``, same file system, so the rename is atomic) and then ``os.replace``-d into place. "The file
 exists" therefore means "the file is finished", which is what lets the tools skip finished outputs when a killed run
 is resumed. A failed write removes its temporary file; a killed one leaves it behind, and
-:func:`remove_stale_temporaries` clears those of processes no longer running.
+:func:`remove_stale_temporaries` clears those of processes no longer running. A write the file system refuses (full,
+over quota, read-only) raises :class:`~freemask.errors.OutputWriteError` naming the file and its folder, which every
+command line reports in one line: being atomic, the write left any earlier version of the file intact.
 
 Standard-library only (no torch), so light tools can import it.
 """
@@ -14,6 +16,8 @@ import json
 import os
 import re
 from typing import Any, Iterator, List, Optional
+
+from ..errors import UserError, file_system_refusal, output_write_error
 
 TMP_SUFFIX = ".tmp"
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
@@ -35,6 +39,11 @@ def atomic_path(path: str) -> Iterator[str]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as e:
+        refused = None if isinstance(e, UserError) else file_system_refusal(e)
+        if refused is None:
+            raise
+        raise output_write_error(refused, path) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

@@ -15,8 +15,9 @@ process with the platform's start method. FreeMask's own modules are imported by
 import-time behaviour (a warning on stderr, a registration) is what a new interpreter shows.
 
 What differs from a new interpreter: environment variables read at import by torch, torchvision or timm are the
-server's (none of FreeMask's settings are), and the command shares its caller's process group unless
-``start_new_session`` (a Ctrl-C in the terminal reaches both, as it would reach a subprocess).
+server's (none of FreeMask's settings are), the command shares its caller's process group unless
+``start_new_session`` (a Ctrl-C in the terminal reaches both, as it would reach a subprocess), and it dies with its
+caller (``worker_pool.die_with_parent``: a killed pipeline leaves no step running).
 """
 
 import atexit
@@ -33,6 +34,8 @@ import threading
 import traceback
 import types
 from typing import List, Mapping, Optional, Sequence, Tuple
+
+from .worker_pool import die_with_parent
 
 PRELOAD = ["torch", "torchvision", "timm"]  # third-party only (see the module docstring)
 # A command that got Ctrl-C with its caller (same terminal) may be saving a checkpoint: it gets this long to finish.
@@ -100,11 +103,19 @@ def _redirect(stdout: str, stderr: str) -> None:
 
 
 def _become(
-    argv: List[str], env: Mapping[str, str], cwd: str, outputs: Sequence[str], path: Sequence[str], new_session: bool
+    argv: List[str],
+    env: Mapping[str, str],
+    cwd: str,
+    outputs: Sequence[str],
+    path: Sequence[str],
+    new_session: bool,
+    caller: int,
 ) -> None:
-    """In the fork: run ``python argv[0] argv[1:]`` in ``cwd`` with ``env``, then exit with its code."""
+    """In the fork: run ``python argv[0] argv[1:]`` in ``cwd`` with ``env``, then exit with its code; killed with
+    ``caller`` (the process that started it), as a command dies with a pipeline step that is killed."""
     import torch
 
+    die_with_parent(caller)
     if new_session:
         os.setsid()
     _redirect(*outputs)
@@ -187,7 +198,8 @@ def start_script(
     if not argv or not argv[0].endswith(".py"):
         raise ValueError(f"start_script runs a Python script, not {argv[:1]}")
     env = dict(os.environ if env is None else env)
-    args = (argv, env, str(cwd or os.getcwd()), (stdout, stderr), _new_interpreter_sys_path(), start_new_session)
+    folder = str(cwd or os.getcwd())
+    args = (argv, env, folder, (stdout, stderr), _new_interpreter_sys_path(), start_new_session, os.getpid())
     process = warm_forkserver().Process(target=_become, args=args)
     process.start()
     return ForkedScript(process, [sys.executable, *argv])

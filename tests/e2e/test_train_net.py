@@ -263,11 +263,13 @@ def test_ctrl_c_saves_a_checkpoint_and_prints_how_to_resume(toy_datasets, tmp_pa
     code, stderr = ctrl_c_after_iteration_two(toy_datasets, out, *processes)
     assert code == 130 and "Traceback" not in stderr, stderr[-3000:]
     lines = [line for line in stderr.strip().splitlines() if "Terminating process" not in line]  # torch's spawn log
-    assert len(lines) == 1 and lines[0].startswith("interrupted at iteration "), stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith("interrupted after iteration "), stderr[-3000:]
     saved = open(out / "last_checkpoint").read()
-    assert f"checkpoint saved to {out / saved}; resume with: python " in lines[0] and "--resume" in lines[0]
+    assert f"checkpoint saved to {out / saved}; resume (at iteration " in lines[0] and "--resume" in lines[0]
     iteration = torch.load(out / saved, weights_only=True)["iteration"]
-    assert lines[0].startswith(f"interrupted at iteration {iteration + 1};") and iteration >= 2
+    assert lines[0].startswith(f"interrupted after iteration {iteration};") and iteration >= 2
+    assert f"; resume (at iteration {iteration + 1}) with: python " in lines[0]
+    assert saved == f"model_{iteration:07d}.pth"
     assert not list(out.glob("*.tmp*"))
 
 

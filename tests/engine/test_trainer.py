@@ -1,3 +1,5 @@
+import json
+import math
 import os
 import shutil
 import signal
@@ -7,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from freemask import cli
 from freemask.config import ConfigError, get_cfg
 from freemask.engine import Trainer
 from freemask.engine.trainer import iteration_seed
@@ -120,8 +123,9 @@ def test_ctrl_c_saves_the_iteration_it_finished_and_resume_continues(toy_dataset
         pytest.fail("Ctrl-C escaped as a KeyboardInterrupt traceback")
     message = str(error.value)
     assert "\n" not in message and error.value.exit_code == 130
-    assert message.startswith(f"interrupted at iteration 5; checkpoint saved to {tmp_path / 'model_0000004.pth'}")
-    assert "resume with: python " in message and "--resume" in message
+    # One numbering, the log's (iterations from 0): iteration 4 finished, model_0000004.pth, resuming at 5.
+    assert message.startswith(f"interrupted after iteration 4; checkpoint saved to {tmp_path / 'model_0000004.pth'};")
+    assert "; resume (at iteration 5) with: python " in message and "--resume" in message
     assert open(tmp_path / "last_checkpoint").read() == "model_0000004.pth"
     assert torch.load(tmp_path / "model_0000004.pth", weights_only=True)["iteration"] == 4
     assert not (tmp_path / "model_final.pth").exists() and not list(tmp_path.glob("*.tmp*"))
@@ -185,3 +189,121 @@ def test_build_model_logs_the_count_of_distinct_parameters(monkeypatch, caplog):
     with caplog.at_level("INFO", logger="freemask.engine.trainer"):
         Trainer.build_model(cfg)
     assert f"Model {cfg.MODEL.META_ARCHITECTURE}: 1.00M parameters" in caplog.messages
+
+
+def test_a_second_ctrl_c_stops_at_once_with_one_line_and_the_last_checkpoint_resumes(
+    toy_datasets, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    trainer = Trainer(toy_cfg(tmp_path))  # checkpoints after iterations 1, 3, 5
+    step = trainer.run_step
+
+    def ctrl_c_twice_during_iteration_four(data_iter, iteration, storage):
+        if iteration == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # a stop request: finish this iteration, save, stop
+            os.kill(os.getpid(), signal.SIGINT)  # the user does not want to wait
+        step(data_iter, iteration, storage)
+
+    monkeypatch.setattr(trainer, "run_step", ctrl_c_twice_during_iteration_four)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a user's process, not pytest's handler
+    try:
+        with pytest.raises(TrainingInterrupted) as error:
+            trainer.train()
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped as a KeyboardInterrupt traceback")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    message = str(error.value)
+    assert "\n" not in message and error.value.exit_code == 130
+    assert message.startswith("interrupted at once (second Ctrl-C) after iteration 3, without saving a checkpoint;")
+    assert f"the last checkpoint {tmp_path / 'model_0000003.pth'} is intact; resume with: python " in message
+    assert open(tmp_path / "last_checkpoint").read() == "model_0000003.pth" and not list(tmp_path.glob("*.tmp*"))
+
+    resumed = Trainer(toy_cfg(tmp_path))
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 4
+
+
+def test_a_full_disk_stops_with_one_line_keeps_the_last_checkpoint_and_resume_finishes(
+    toy_datasets, tmp_path, monkeypatch, capsys
+):
+    """The save of model_0000003.pth goes to /dev/full, which answers every write with ENOSPC as a full disk."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    real_open = open
+
+    def full_disk_for_the_second_checkpoint(path, *args, **kwargs):
+        return real_open("/dev/full" if "model_0000003.pth" in str(path) else path, *args, **kwargs)
+
+    monkeypatch.setattr("freemask.checkpoint.checkpointer.open", full_disk_for_the_second_checkpoint, raising=False)
+    monkeypatch.setattr(sys, "argv", ["train_net.py", "--config-file", "c.yaml"])
+    trainer = Trainer(toy_cfg(tmp_path))
+    assert cli.run(trainer.train) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: cannot write {tmp_path / 'model_0000003.pth'}: No space left on device (ENOSPC); the last "
+        f"checkpoint {tmp_path / 'model_0000001.pth'} is intact; free space in {tmp_path}, then resume with: "
+        "python train_net.py --resume --config-file c.yaml\n"
+    )
+    assert open(tmp_path / "last_checkpoint").read() == "model_0000001.pth"
+    assert torch.load(tmp_path / "model_0000001.pth", weights_only=True)["iteration"] == 1
+    assert not (tmp_path / "model_0000003.pth").exists() and not list(tmp_path.glob("*.tmp*"))
+
+    monkeypatch.undo()  # space freed
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    resumed = Trainer(toy_cfg(tmp_path))
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 2
+    resumed.train()
+    assert open(tmp_path / "last_checkpoint").read() == "model_final.pth"
+
+
+class Killed(BaseException):
+    """kill -9 of the training process, at a chosen point (nothing after it runs, no handler catches it)."""
+
+
+def metrics_lines(output_dir):
+    return [json.loads(line) for line in (output_dir / "metrics.json").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("moment", ["during the final save", "between a checkpoint and its metrics line"])
+def test_metrics_json_has_every_logged_iteration_after_a_resume(toy_datasets, tmp_path, monkeypatch, moment):
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    cfg = toy_cfg(tmp_path)  # 6 iterations, checkpoints after 1, 3, 5, a metrics line after every iteration
+    trainer = Trainer(cfg)
+    if moment == "during the final save":  # model_0000005.pth is complete, model_final.pth is being written
+        save = trainer.checkpointer.save
+
+        def killed_saving_the_final_model(name, **kwargs):
+            if name == "model_final":
+                raise Killed
+            save(name, **kwargs)
+
+        monkeypatch.setattr(trainer.checkpointer, "save", killed_saving_the_final_model)
+        lost, resumes_at = 5, 6
+    else:  # model_0000003.pth is complete, its metrics line not written yet
+        from freemask.utils.events import JSONWriter
+
+        write = JSONWriter.write
+
+        def killed_before_writing_iteration_three(self, storage):
+            if storage.iter == 3:
+                raise Killed
+            write(self, storage)
+
+        monkeypatch.setattr(JSONWriter, "write", killed_before_writing_iteration_three)
+        lost, resumes_at = 3, 4
+    with pytest.raises(Killed):
+        trainer.train()
+    monkeypatch.undo()
+    monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
+    assert [line["iteration"] for line in metrics_lines(tmp_path)] == list(range(lost))
+
+    resumed = Trainer(cfg)
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == resumes_at
+    resumed.train()
+    lines = metrics_lines(tmp_path)
+    assert [line["iteration"] for line in lines] == list(range(6))
+    restored = lines[lost]
+    assert {"total_loss", "lr", "time"} <= set(restored) and all(math.isfinite(v) for v in restored.values())
+    assert open(tmp_path / "last_checkpoint").read() == "model_final.pth"
