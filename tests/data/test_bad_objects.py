@@ -5,7 +5,6 @@ evaluation stops too, and tools/check_dataset.py reports them by kind; no datase
 import hashlib
 import importlib.util
 import json
-import os
 import pathlib
 import shutil
 
