@@ -16,6 +16,7 @@ from freemask.config import ConfigError, get_cfg
 from freemask.data import MetadataCatalog
 from freemask.engine.defaults import setup_cfg
 from freemask.engine.demo import demo_classes, demo_postprocess, parse_vocabulary
+from freemask.engine.evaluation import panel_model
 from freemask.modeling import build_model
 from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 from freemask.modeling.postprocess import UniversalPostprocess
@@ -161,11 +162,12 @@ def test_seen_flags_follow_freeseg_and_are_logged_once_per_vocabulary(repo_root)
 
 
 def test_the_demo_and_the_shipped_freeseg_configs_pick_freeseg_inference(repo_root):
-    cfg = setup_cfg(str(repo_root / TOY), ["MODEL.DEVICE", "cpu"])
+    cfg, model = _toy(repo_root)
     typed = parse_vocabulary("cat,traffic cone", cfg)
     assert typed.seen == (False, False) and "every class unseen" in typed.seen_source
     assert demo_postprocess(cfg, demo_classes(cfg, typed)).rule == "freeseg"
     assert demo_postprocess(cfg, demo_classes(cfg, None)).rule == "freeseg"
+    assert panel_model(cfg, model).options["postprocess"].rule == "freeseg", "the TensorBoard panels"
     shipped = get_cfg()
     shipped.merge_from_file(str(repo_root / "configs" / "common" / "freeseg.yaml"))
     assert shipped.MODEL.MASK_FORMER.TEST.POSTPROCESS == "freeseg"
