@@ -60,7 +60,7 @@ class Vocabulary:
         ``trainable_flag`` (1 = seen; absent = all unseen, FreeSeg's rule) and ``thing_classes``."""
         names = tuple(metadata.stuff_classes)
         flags = metadata.get("trainable_flag", None)
-        split = getattr(metadata, "name", "the split")
+        split = metadata.get("name") or "the split"
         if flags is not None:
             seen, source = tuple(bool(f) for f in flags), f"the trainable_flag of {split}"
         else:
