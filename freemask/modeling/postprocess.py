@@ -47,8 +47,8 @@ def panoptic_inference(
     ``[{"id", "isthing", "category_id"}]`` with contiguous category ids; ``thing_ids`` = the contiguous ids of the
     thing classes (metadata ``thing_dataset_id_to_contiguous_id.values()``).
 
-    Mask2Former's ``panoptic_inference``: a query is kept when its most probable class over K + 1 is not no-object and that
-    probability exceeds ``object_mask_threshold``; each pixel goes to the kept query with the largest
+    Mask2Former's ``panoptic_inference``: a query is kept when its most probable class over K + 1 is not no-object and
+    that probability exceeds ``object_mask_threshold``; each pixel goes to the kept query with the largest
     ``prob * sigmoid(mask)``. A kept query then becomes a segment of the pixels it won where its own sigmoid >= 0.5,
     unless it won nothing, its own mask is empty, or it kept less than ``overlap_threshold`` of its own mask
     (``won / own``); a stuff class already placed absorbs later queries of that class into its segment.
@@ -113,8 +113,8 @@ def instance_inference(
     """Scored, possibly overlapping instances: ``pred_masks`` bool (N, H, W), ``scores`` (N,), ``pred_classes``
     int64 (N,), sorted by class probability.
 
-    Mask2Former's ``instance_inference``: the top ``topk`` of all Q x K (query, class) probabilities (no-object dropped; a
-    query may come back with several classes), class = index mod K, query = index div K; with ``things_only``
+    Mask2Former's ``instance_inference``: the top ``topk`` of all Q x K (query, class) probabilities (no-object
+    dropped; a query may come back with several classes), class = index mod K, query = index div K; with ``things_only``
     (Mask2Former: when panoptic is on) pairs whose class is not in ``thing_ids`` are dropped. Mask = logit > 0;
     score = class probability x the mean sigmoid inside the mask (0 for an empty mask). Mask2Former's
     ``topk(sorted=False)`` order is unspecified; sorting changes nothing an evaluator sees.

@@ -45,9 +45,8 @@ Choices, kept from FreeSeg (F) or changed on purpose (C):
   prompt, no CLIP ensemble.
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
-
 import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,17 +60,9 @@ from ..criterion import targets_from_instances
 from ..heads.text_interaction import TEXT_NORMS, TextPixelInteraction
 from ..inference import SegmentationInference
 from ..open_vocab import TaskSampler, Vocabulary
-from ..open_vocab.ensemble import ensemble_probabilities, sharpen
-from ..open_vocab.freeseg_postprocess import freeseg_instances, freeseg_panoptic, resize_instances, resize_panoptic
-from ..postprocess import (
-    FREESEG_CORRECTED,
-    MASK2FORMER,
-    UniversalPostprocess,
-    instance_from_probs,
-    panoptic_segments,
-    resize_mask_logits,
-    semantic_from_probs,
-)
+from ..open_vocab.ensemble import ensemble_probabilities
+from ..open_vocab.task_outputs import freeseg_output, mask2former_output
+from ..postprocess import MASK2FORMER, UniversalPostprocess, resize_mask_logits, semantic_from_probs
 from ..transformer_decoder.open_vocab_decoder import OpenVocabMaskedTransformerDecoder
 from .mask_former import MaskFormer
 
@@ -353,10 +344,13 @@ class OpenVocabulary(MaskFormer):
                     scores = semantic_from_probs(probs, mask_pred)
                     result[key] = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
                 elif freeseg:
-                    result[key] = self._freeseg_output(key, probs, mask_pred, size, postprocess, vocabulary)
+                    things, trained = vocabulary.thing_ids, len(self.vocabulary)
+                    result[key] = freeseg_output(key, probs, mask_pred, size, postprocess, things, trained)
+                elif key == "sem_seg":
+                    result[key] = semantic_from_probs(probs, resize_mask_logits(mask_pred, size))
                 else:
                     mask_pred = resize_mask_logits(mask_pred, size)
-                    result[key] = self._mask2former_output(key, mask_cls, probs, mask_pred, postprocess, vocabulary)
+                    result[key] = mask2former_output(key, mask_cls, probs, mask_pred, postprocess, vocabulary.thing_ids)
         return results
 
     def _log_seen_flags(self, vocabulary: Vocabulary) -> None:
@@ -388,50 +382,6 @@ class OpenVocabulary(MaskFormer):
         clip_logits, valid = self.region_classifier(self.clip, rgb, mask_pred.sigmoid(), class_text)
         seen = torch.tensor(vocabulary.seen, dtype=torch.bool)
         return ensemble_probabilities(mask_cls, clip_logits, valid, seen, self.ensemble_weight)
-
-    def _freeseg_output(
-        self,
-        key: str,
-        probs: torch.Tensor,
-        mask_pred: torch.Tensor,
-        size: Tuple[int, int],
-        postprocess: UniversalPostprocess,
-        vocabulary: Vocabulary,
-    ) -> Any:
-        """FreeSeg's panoptic or instance output from (Q, K) probabilities and (Q, h, w) mask logits at the input
-        size, resized to ``size`` by nearest neighbour."""
-        corrected = postprocess.rule == FREESEG_CORRECTED
-        if key == "panoptic_seg":
-            panoptic = freeseg_panoptic(
-                probs, mask_pred, vocabulary.thing_ids, len(self.vocabulary), postprocess.overlap_threshold, corrected
-            )
-            return resize_panoptic(panoptic, size)
-        instances = freeseg_instances(probs, mask_pred, vocabulary.thing_ids, postprocess.overlap_threshold, corrected)
-        return resize_instances(instances, size)
-
-    @staticmethod
-    def _mask2former_output(
-        key: str,
-        mask_cls: torch.Tensor,
-        probs: torch.Tensor,
-        mask_pred: torch.Tensor,
-        postprocess: UniversalPostprocess,
-        vocabulary: Vocabulary,
-    ) -> Any:
-        """Mask2Former's panoptic or instance output from (Q, K) probabilities and (Q, H, W) mask logits at the
-        output size."""
-        if key == "sem_seg":
-            return semantic_from_probs(probs, mask_pred)
-        sharpened = sharpen(probs)
-        if key == "panoptic_seg":
-            scores, labels = sharpened.max(-1)
-            keep = mask_cls.argmax(-1).ne(mask_cls.shape[-1] - 1) & (scores > postprocess.object_mask_threshold)
-            return panoptic_segments(
-                scores, labels, keep, mask_pred, vocabulary.thing_ids, postprocess.overlap_threshold
-            )
-        return instance_from_probs(
-            sharpened, mask_pred, postprocess.detections_per_image, vocabulary.thing_ids, things_only=True
-        )
 
 
 def _concat_outputs(outputs: Sequence[dict]) -> dict:

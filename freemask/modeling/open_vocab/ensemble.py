@@ -8,7 +8,8 @@ mask2former/open_vocabulary_model.py, ``OpenVocabulary.semantic_inference``, ``t
 import torch
 
 # FreeSeg's temperature for the panoptic / instance score and label: softmax(p / 0.01) of the ensembled
-# probabilities (OpenVocabulary.panoptic_inference / instance_inference), which pushes a query's score towards 1 for its best class.
+# probabilities (OpenVocabulary.panoptic_inference / instance_inference), which pushes a query's score towards 1 for
+# its best class.
 SHARPEN_TEMPERATURE = 0.01
 
 

@@ -34,9 +34,9 @@ from PIL import Image
 from ..postprocess import SegmentsInfo
 from .ensemble import sharpen
 
-# FreeSeg's hard-coded thresholds: the least sharpened score of a thing segment (panoptic) and of an instance, the
+# FreeSeg's hard-coded thresholds: the sharpened score a thing segment (panoptic) and an instance need, the
 # fraction of the largest kept instance that the others' union must exceed for it to be dropped as a duplicate.
-THING_SCORE_THRESHOLD = 0.5
+SCORE_THRESHOLD = 0.5
 DUPLICATE_COVER_THRESHOLD = 0.8
 
 
@@ -77,7 +77,7 @@ def freeseg_panoptic(
         if original_area == 0 or area == 0 or area / original_area < overlap_threshold:
             continue
         isthing = label in things
-        if isthing and score < THING_SCORE_THRESHOLD:
+        if isthing and score < SCORE_THRESHOLD:
             continue
         if not isthing and label in stuff_segment:
             panoptic_seg[segment] = stuff_segment[label]
@@ -127,7 +127,7 @@ def freeseg_instances(
     for k, (score, label) in enumerate(zip(scores.tolist(), labels.tolist())):
         original_area = int(on[k].sum())
         area = int((on[k] & (semantic_map == label)).sum())
-        if area > 0 and original_area > 0 and score > THING_SCORE_THRESHOLD and area / original_area > overlap_threshold:
+        if area > 0 and original_area > 0 and score > SCORE_THRESHOLD and area / original_area > overlap_threshold:
             keep[k] = True
             groups.setdefault(label if corrected else 0, []).append(k)
     for members in groups.values():

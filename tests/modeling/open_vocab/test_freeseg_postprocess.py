@@ -173,7 +173,9 @@ def test_random_cases_match_the_step_by_step_reading(freeseg_reference, seed, co
 
 
 # ------------------------------------------------------------------------------------------------------------ resize
-@pytest.mark.parametrize("size,new", [((37, 53), (64, 80)), ((64, 80), (37, 53)), ((50, 64), (70, 90)), ((9, 9), (9, 9))])
+@pytest.mark.parametrize(
+    "size,new", [((37, 53), (64, 80)), ((64, 80), (37, 53)), ((50, 64), (70, 90)), ((9, 9), (9, 9))]
+)
 def test_nearest_resize_is_pils(freeseg_reference, size, new):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 200, size, generator=g, dtype=torch.int32)
