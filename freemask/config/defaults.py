@@ -151,6 +151,12 @@ _C.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
 _C.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
 _C.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0
 _C.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
+# Whose panoptic / instance rules and mask upsampling: "mask2former" (freemask/modeling/postprocess.py), or, for
+# META_ARCHITECTURE "OpenVocabulary" only, "freeseg" (FreeSeg's released inference, what its weights were evaluated
+# with: masks upsampled with align_corners=True, every output made at the input size then resized, its panoptic and
+# instance rules with their quirks) or "freeseg_corrected" (the same with FreeSeg's plain bugs fixed; see
+# freemask/modeling/open_vocab/freeseg_postprocess.py).
+_C.MODEL.MASK_FORMER.TEST.POSTPROCESS = "mask2former"
 
 # FreeSeg (open-vocabulary, META_ARCHITECTURE "OpenVocabulary"; stage 1 "ProposalClipClassifier"): the keys of its
 # config.py that this project reads, with its defaults (FREESEG_SPEC 1.7). The class head projects each query to CLIP's
@@ -164,6 +170,10 @@ _C.MODEL.SEM_SEG_HEAD.EMB_SIZE = 256
 _C.MODEL.SEM_SEG_HEAD.EMBED_DIM = 2048
 _C.MODEL.SEM_SEG_HEAD.NUM_HEADS = 8
 _C.MODEL.SEM_SEG_HEAD.USE_LAYER_SCALE = True
+# The interaction's text LayerNorm: "repeated" re-applies it before each map as FreeSeg does (the text is normalised
+# 1, 2, 3 and 4 times for the three multi-scale maps and the mask features); "once" normalises it once for all maps,
+# the computation of this project's versions before FreeSeg's was reproduced (for models trained with them).
+_C.MODEL.SEM_SEG_HEAD.INTERACTION_TEXT_NORM = "repeated"
 _C.MODEL.CLIP_ADAPTER = CN()
 # open_clip architecture name. OpenAI's weights need the QuickGELU variant ("ViT-B-16-quickgelu"): the plain
 # "ViT-B-16" loads them without error but with the wrong activation (FREESEG_SPEC 3.3).

@@ -146,9 +146,9 @@ def _colors(colors: Optional[Sequence[Sequence[int]]], count: int) -> Tuple[Tupl
 
 
 def demo_postprocess(cfg: CfgNode, classes: DemoClasses) -> Optional[UniversalPostprocess]:
-    """Evaluation's post-processing (thresholds from the config, the thing classes of ``classes``; as in
-    facebookresearch/Mask2Former, mask2former/maskformer_model.py, MaskFormer.panoptic_inference), or None for a
-    semantic-only config, whose model is called as evaluation calls it."""
+    """Evaluation's post-processing (rules and thresholds from the config, MODEL.MASK_FORMER.TEST.POSTPROCESS
+    included, the thing classes of ``classes``), or None for a semantic-only config, whose model is called as
+    evaluation calls it (an OpenVocabulary model then uses its own post-processing, the config's)."""
     flags = cfg.MODEL.MASK_FORMER.TEST
     if not (flags.PANOPTIC_ON or flags.INSTANCE_ON):
         return None

@@ -115,7 +115,8 @@ def panel_model(cfg: CfgNode, model: nn.Module) -> nn.Module:
     if not isinstance(model, OpenVocabulary) or not cfg.DATASETS.TEST:
         return model
     vocabulary = _test_vocabulary(cfg.DATASETS.TEST[0])
-    return TestTimeModel(model, postprocess=UniversalPostprocess(thing_ids=vocabulary.thing_ids), vocabulary=vocabulary)
+    semantic = UniversalPostprocess(thing_ids=vocabulary.thing_ids, rule=cfg.MODEL.MASK_FORMER.TEST.POSTPROCESS)
+    return TestTimeModel(model, postprocess=semantic, vocabulary=vocabulary)
 
 
 def _test_vocabulary(dataset_name: str) -> Vocabulary:

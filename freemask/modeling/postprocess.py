@@ -2,9 +2,11 @@
 
 Each function takes one image's decoder outputs, ``mask_cls`` (Q, K + 1) class logits (the last one no-object) and
 ``mask_pred`` (Q, H, W) mask logits already resized to the output size (Mask2Former resizes before inference when
-panoptic or instance is on; FREESEG_SPEC 2.1), and follows ``maskformer_model.py`` as FREESEG_SPEC 2.3 describes
-it. The outputs are what the evaluators consume: COCO panoptic (``panoptic_seg`` + ``segments_info``) and COCO
-instance (``pred_masks``, ``scores``, ``pred_classes``).
+panoptic or instance is on, ``sem_seg_postprocess_before_inference``), and follows facebookresearch/Mask2Former,
+mask2former/maskformer_model.py, ``MaskFormer.semantic_inference`` / ``panoptic_inference`` / ``instance_inference``.
+The outputs are what the evaluators consume: COCO panoptic (``panoptic_seg`` + ``segments_info``) and COCO instance
+(``pred_masks``, ``scores``, ``pred_classes``). FreeSeg's own rules, for its open-vocabulary model, are
+freemask/modeling/open_vocab/freeseg_postprocess.py; :class:`UniversalPostprocess` names which rules run (``rule``).
 """
 
 from dataclasses import dataclass
@@ -16,6 +18,10 @@ import torch.nn.functional as F
 from ..config import CfgNode, ConfigError
 
 SegmentsInfo = List[Dict[str, Any]]
+# MODEL.MASK_FORMER.TEST.POSTPROCESS: Mask2Former's rules (this file, any mask-classification model) or FreeSeg's
+# (freemask/modeling/open_vocab/freeseg_postprocess.py, the OpenVocabulary model only), as released or corrected.
+MASK2FORMER, FREESEG, FREESEG_CORRECTED = "mask2former", "freeseg", "freeseg_corrected"
+RULES = (MASK2FORMER, FREESEG, FREESEG_CORRECTED)
 
 
 def semantic_inference(mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> torch.Tensor:
@@ -41,8 +47,8 @@ def panoptic_inference(
     ``[{"id", "isthing", "category_id"}]`` with contiguous category ids; ``thing_ids`` = the contiguous ids of the
     thing classes (metadata ``thing_dataset_id_to_contiguous_id.values()``).
 
-    FREESEG_SPEC 2.3 (panoptic): a query is kept when its most probable class over K + 1 is not no-object and that
-    probability exceeds ``object_mask_threshold``; each pixel goes to the kept query with the largest
+    Mask2Former's ``panoptic_inference``: a query is kept when its most probable class over K + 1 is not no-object and
+    that probability exceeds ``object_mask_threshold``; each pixel goes to the kept query with the largest
     ``prob * sigmoid(mask)``. A kept query then becomes a segment of the pixels it won where its own sigmoid >= 0.5,
     unless it won nothing, its own mask is empty, or it kept less than ``overlap_threshold`` of its own mask
     (``won / own``); a stuff class already placed absorbs later queries of that class into its segment.
@@ -107,8 +113,8 @@ def instance_inference(
     """Scored, possibly overlapping instances: ``pred_masks`` bool (N, H, W), ``scores`` (N,), ``pred_classes``
     int64 (N,), sorted by class probability.
 
-    FREESEG_SPEC 2.3 (instance): the top ``topk`` of all Q x K (query, class) probabilities (no-object dropped; a
-    query may come back with several classes), class = index mod K, query = index div K; with ``things_only``
+    Mask2Former's ``instance_inference``: the top ``topk`` of all Q x K (query, class) probabilities (no-object
+    dropped; a query may come back with several classes), class = index mod K, query = index div K; with ``things_only``
     (Mask2Former: when panoptic is on) pairs whose class is not in ``thing_ids`` are dropped. Mask = logit > 0;
     score = class probability x the mean sigmoid inside the mask (0 for an empty mask). Mask2Former's
     ``topk(sorted=False)`` order is unspecified; sorting changes nothing an evaluator sees.
@@ -148,7 +154,8 @@ class UniversalPostprocess:
 
     Built ``from_config(cfg, metadata)``; called on one image it returns a dict with ``"sem_seg"`` (K, H, W),
     ``"panoptic_seg"`` (``panoptic_seg``, ``segments_info``) and ``"instances"`` for the tasks that are on, the keys
-    Mask2Former's model returns. ``mask_pred`` must already be at the output size.
+    Mask2Former's model returns. ``mask_pred`` must already be at the output size. ``rule`` names whose rules run
+    (``RULES``); only Mask2Former's are callable here, the OpenVocabulary model applies FreeSeg's itself.
     """
 
     semantic_on: bool = True
@@ -158,6 +165,7 @@ class UniversalPostprocess:
     overlap_threshold: float = 0.0
     detections_per_image: int = 100
     thing_ids: Tuple[int, ...] = ()
+    rule: str = MASK2FORMER
 
     @classmethod
     def from_config(
@@ -178,6 +186,10 @@ class UniversalPostprocess:
             )
         if not (t.SEMANTIC_ON or t.INSTANCE_ON or t.PANOPTIC_ON):
             raise ConfigError("MODEL.MASK_FORMER.TEST: SEMANTIC_ON, INSTANCE_ON and PANOPTIC_ON all off; turn one on")
+        if t.POSTPROCESS not in RULES:
+            raise ConfigError(
+                f"MODEL.MASK_FORMER.TEST.POSTPROCESS is {t.POSTPROCESS!r}; choose one of {', '.join(RULES)}"
+            )
         return cls(
             semantic_on=t.SEMANTIC_ON,
             instance_on=t.INSTANCE_ON,
@@ -186,9 +198,15 @@ class UniversalPostprocess:
             overlap_threshold=t.OVERLAP_THRESHOLD,
             detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             thing_ids=tuple(sorted(int(v) for v in (mapping or {}).values())),
+            rule=t.POSTPROCESS,
         )
 
     def __call__(self, mask_cls: torch.Tensor, mask_pred: torch.Tensor) -> Dict[str, Any]:
+        if self.rule != MASK2FORMER:
+            raise ConfigError(
+                f"MODEL.MASK_FORMER.TEST.POSTPROCESS {self.rule!r} is FreeSeg's post-processing, which only "
+                f"META_ARCHITECTURE OpenVocabulary runs; set POSTPROCESS {MASK2FORMER!r} for this model"
+            )
         out: Dict[str, Any] = {}
         if self.semantic_on:
             out["sem_seg"] = semantic_inference(mask_cls, mask_pred)

@@ -47,8 +47,8 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, to
 
     stage2 = str(tmp_path / "stage2")
     checkpoint = os.path.join(stage1, "model_final.pth")
-    train_net("--config-file", config("freeseg_R18_toy_alltask.yaml"), *FAST, *STAGE2_FAST, "OUTPUT_DIR", stage2,
-              "MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT", checkpoint)  # fmt: skip
+    trained_proc = train_net("--config-file", config("freeseg_R18_toy_alltask.yaml"), *FAST, *STAGE2_FAST,
+                             "OUTPUT_DIR", stage2, "MODEL.CLIP_ADAPTER.PROMPT_CHECKPOINT", checkpoint)  # fmt: skip
     trained = prompt_tensors(os.path.join(stage2, "model_final.pth"))
     assert trained.keys() == prompts.keys()
     assert all(torch.equal(trained[k], prompts[k]) for k in prompts)  # frozen through stage 2
@@ -68,7 +68,11 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, to
     # all six classes were scored: the per-class IoUs name the unseen ones too
     assert {"IoU-person", "IoU-road", "IoU-sky"} <= set(results)
     metrics = [json.loads(line) for line in open(os.path.join(stage2, "metrics.json"))]  # the training run's
-    assert {"sem_seg/mIoU_seen", "panoptic_seg/PQ_seen", "segm/AP_seen"} <= set(metrics[-1])
+    assert {"sem_seg/mIoU_seen", "panoptic_seg/PQ_seen"} <= set(metrics[-1])
+    # FreeSeg's instance rule (a query kept only where the semantic map names its class, no top-k) may keep no query
+    # of a 3-iteration model; AP is then NaN, which metrics.json leaves out
+    no_instance = "No instance predicted" in trained_proc.stdout + trained_proc.stderr
+    assert ("segm/AP_seen" in metrics[-1]) != no_instance
 
 
     # tools/demo.py --vocabulary: the trained model segments the classes typed, and the legend names them

@@ -6,6 +6,7 @@ import pathlib
 from typing import Callable, Tuple
 
 import deform_attn_inputs as deform_attn_inputs_module
+import freeseg_reference as freeseg_reference_module
 import mask_former_tiny
 import open_vocab_tiny
 import pixel_decoder_tiny
@@ -40,6 +41,13 @@ def tiny_pixel_decoder():
     """The tiny pixel decoder's helpers: ``.SHAPES`` (its input features), ``.build(**kwargs)`` (seeded decoder),
     ``.features(n, h, w, seed=0)`` (random inputs for it)."""
     return pixel_decoder_tiny
+
+
+@pytest.fixture
+def freeseg_reference():
+    """FreeSeg's panoptic / instance rules step by step (freeseg_reference.py): ``.panoptic``, ``.instances``,
+    ``.semantic_map``, ``.pil_nearest``."""
+    return freeseg_reference_module
 
 
 @pytest.fixture

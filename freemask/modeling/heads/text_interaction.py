@@ -1,15 +1,19 @@
 """FreeSeg's text-pixel interaction: every pixel of the pixel decoder's outputs attends to the class text features.
 
-FREESEG_SPEC 1.3 (``ContextInteraction``): ONE cross-attention, shared by the three multi-scale maps and the mask
-features. The pixels of a map, flattened and LayerNorm-ed, are the queries; the K + 1 text features of the current
-task (the K class features and the no-object embedding, the same for every image of the batch), LayerNorm-ed, are
-keys and values. The update is scaled by a learned per-channel layer scale (initial 0.1) and added to the NORMALISED
-pixels (not to the input features), so the decoder sees ``LN(x) + gamma * attn(LN(x), LN(t))``. Attention is
-``embed_dim`` wide with ``num_heads`` heads and dropout 0.1 on the attention weights, the projections Xavier-uniform
-with zero biases, as FreeSeg's.
+As bytedance/FreeSeg, mask2former/modeling/heads/module.py, ``ContextInteraction.forward`` and
+``MultiHeadAttention.forward`` compute it: ONE cross-attention (one set of projections, one pixel LayerNorm) serves
+the three multi-scale maps and then the mask features, in that order. The pixels of a map, flattened and LayerNorm-ed,
+are the queries; the K + 1 text features of the current task (the K class features and the no-object embedding, the
+same for every image of the batch) are keys and values, through the same projections' inputs. Attention is
+``embed_dim`` wide, split into ``num_heads`` heads, scaled by ``head_dim ** -0.5``, with dropout 0.1 on the attention
+weights in training and no mask. The update goes through ``out_proj``, is scaled by a learned per-channel layer scale
+(initial 0.1, no drop-path) and is added to the NORMALISED pixels, so the decoder sees
+``LN(x) + gamma * attn(LN(x), text)``. The projections are Xavier-uniform with zero biases.
 
-One difference, on purpose: FreeSeg's loop re-applies the text LayerNorm to its own output before each of the four
-maps (the text is normalised 1, 2, 3 and 4 times); here the text is normalised once and the same keys serve all maps.
+The text LayerNorm: FreeSeg re-applies it to its own output before each map, so the text is normalised once for the
+first multi-scale map, twice for the second, three times for the third and four times for the mask features
+(``text_norm="repeated"``, what FreeSeg's weights were trained with). ``text_norm="once"`` normalises the text once for
+every map: the computation of this project's earlier versions, kept so that models trained with it keep their outputs.
 """
 
 from typing import List, Tuple
@@ -17,6 +21,8 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+TEXT_NORMS = ("repeated", "once")
 
 
 class TextPixelInteraction(nn.Module):
@@ -29,6 +35,7 @@ class TextPixelInteraction(nn.Module):
         embed_dim: width of the attention (``EMBED_DIM``, 2048), split over ``num_heads`` heads (``NUM_HEADS``, 8).
         use_layer_scale: scale the update by a learned ``gamma`` (``USE_LAYER_SCALE``); ``init_value`` its start.
         dropout: on the attention weights, in training.
+        text_norm: "repeated" (FreeSeg) or "once" (MODEL.SEM_SEG_HEAD.INTERACTION_TEXT_NORM, see the module).
     """
 
     def __init__(
@@ -40,6 +47,7 @@ class TextPixelInteraction(nn.Module):
         use_layer_scale: bool = True,
         init_value: float = 0.1,
         dropout: float = 0.1,
+        text_norm: str = "repeated",
     ) -> None:
         super().__init__()
         if embed_dim % num_heads:
@@ -47,8 +55,14 @@ class TextPixelInteraction(nn.Module):
                 f"TextPixelInteraction: embed_dim {embed_dim} (MODEL.SEM_SEG_HEAD.EMBED_DIM) must be divisible by "
                 f"num_heads {num_heads} (MODEL.SEM_SEG_HEAD.NUM_HEADS)"
             )
+        if text_norm not in TEXT_NORMS:
+            raise ValueError(
+                f"TextPixelInteraction: text_norm {text_norm!r} (MODEL.SEM_SEG_HEAD.INTERACTION_TEXT_NORM) must be "
+                f"one of {list(TEXT_NORMS)}"
+            )
         self.num_heads = num_heads
         self.dropout = dropout
+        self.text_norm_mode = text_norm
         self.pixel_norm = nn.LayerNorm(pixel_dim)
         self.text_norm = nn.LayerNorm(text_dim)
         self.q_proj = nn.Linear(pixel_dim, embed_dim)
@@ -60,13 +74,18 @@ class TextPixelInteraction(nn.Module):
             nn.init.zeros_(layer.bias)
         self.gamma = nn.Parameter(torch.full((pixel_dim,), float(init_value))) if use_layer_scale else None
 
-    def attend(self, pixels: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        """One map: ``pixels`` (N, C, H, W), projected ``keys`` / ``values`` (N, heads, T, d) -> (N, C, H, W)."""
+    def _heads(self, x: Tensor) -> Tensor:
+        """(N, L, embed_dim) -> (N, heads, L, head_dim)."""
+        return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)
+
+    def attend(self, pixels: Tensor, text: Tensor) -> Tensor:
+        """One map: ``pixels`` (N, C, H, W) attend to the normalised ``text`` (N, T, text_dim) -> (N, C, H, W)."""
         n, c, h, w = pixels.shape
         q = self.pixel_norm(pixels.flatten(2).transpose(1, 2))  # (N, HW, C)
-        queries = self.q_proj(q).view(n, h * w, self.num_heads, -1).transpose(1, 2)  # (N, heads, HW, d)
         drop = self.dropout if self.training else 0.0
-        update = F.scaled_dot_product_attention(queries, keys, values, dropout_p=drop)  # (N, heads, HW, d)
+        update = F.scaled_dot_product_attention(  # softmax(q k^T / sqrt(head_dim)) v, per head
+            self._heads(self.q_proj(q)), self._heads(self.k_proj(text)), self._heads(self.v_proj(text)), dropout_p=drop
+        )  # (N, heads, HW, head_dim)
         update = self.out_proj(update.transpose(1, 2).reshape(n, h * w, -1))
         out = q + (self.gamma * update if self.gamma is not None else update)
         return out.transpose(1, 2).reshape(n, c, h, w)
@@ -74,10 +93,12 @@ class TextPixelInteraction(nn.Module):
     def forward(
         self, mask_features: Tensor, multi_scale: List[Tensor], text_features: Tensor
     ) -> Tuple[Tensor, List[Tensor]]:
-        """``mask_features`` (N, C, H/4, W/4), ``multi_scale`` three (N, C, H_i, W_i) maps, ``text_features``
-        (T, text_dim) -> the same maps after the interaction: ``(mask_features, multi_scale)``."""
-        n = mask_features.shape[0]
-        text = self.text_norm(text_features).unsqueeze(0).expand(n, -1, -1)  # (N, T, text_dim)
-        keys = self.k_proj(text).view(n, text.shape[1], self.num_heads, -1).transpose(1, 2)
-        values = self.v_proj(text).view(n, text.shape[1], self.num_heads, -1).transpose(1, 2)
-        return self.attend(mask_features, keys, values), [self.attend(x, keys, values) for x in multi_scale]
+        """``mask_features`` (N, C, H/4, W/4), ``multi_scale`` three (N, C, H_i, W_i) maps (the pixel decoder's order),
+        ``text_features`` (T, text_dim) -> the same maps after the interaction: ``(mask_features, multi_scale)``."""
+        text = text_features.unsqueeze(0).expand(mask_features.shape[0], -1, -1)  # (N, T, text_dim)
+        outputs = []
+        for i, pixels in enumerate([*multi_scale, mask_features]):  # FreeSeg's order: multi-scale maps, mask features
+            if i == 0 or self.text_norm_mode == "repeated":
+                text = self.text_norm(text)
+            outputs.append(self.attend(pixels, text))
+        return outputs[-1], outputs[:-1]

@@ -1,46 +1,51 @@
 """FreeSeg's stage-2 model (``OpenVocabulary``): our Mask2Former whose queries are classified by CLIP text features.
 
-Flow (FREESEG_SPEC 1.3-1.4): backbone -> pixel decoder -> text-pixel interaction with the K + 1 text features of one
-task's prompt (K class names + a learned no-object embedding) -> masked-attention decoder whose class head gives
-query embeddings -> logits ``100 x cos(embedding, text feature)`` for the final and every auxiliary prediction. The
-class list is data: the training split's names in training, any :class:`Vocabulary` at test time.
+Flow (bytedance/FreeSeg, mask2former/open_vocabulary_model.py, ``OpenVocabulary.forward``): backbone -> pixel decoder
+-> text-pixel interaction with the K + 1 text features of one task's prompt (K class names + a learned no-object
+embedding) -> masked-attention decoder whose class head gives query embeddings -> logits ``100 x cos(embedding, text
+feature)`` for the final and every auxiliary prediction. The class list is data: the training split's names in
+training, any :class:`Vocabulary` at test time.
 
 Choices, kept from FreeSeg (F) or changed on purpose (C):
 
 - (F) Text features: the prompt learner's L2-normalised class features with the normalised no-object embedding
-  (1 x E, N(0, width^-0.5), trained) appended; logit scale fixed at 100. 10 masked-attention layers are
-  ``DEC_LAYERS: 10`` (our key counts layers, 1.3).
+  (1 x E, N(0, width^-0.5), trained) appended; logit scale fixed at 100 (FreeSeg's ``MaskFormerClipAdapter``,
+  mask2former/modeling/clip_adapter/adapter.py). 10 masked-attention layers are ``DEC_LAYERS: 10`` (our key counts
+  layers).
 - (C) Task per step: ``TaskSampler(INPUT.TASK_NAME, SEED)`` indexed by a step counter saved with the weights (the
   ``train_step`` buffer), so every rank trains the same task and a resumed run continues the sequence (FreeSeg:
   unseeded ``random.choice`` per process).
 - (C) Loss: Mask2Former's point-sampled BCE + dice and CE (``MaskFormer.build_criterion``, CLASS_WEIGHT read) instead
-  of FreeSeg's focal + dice on full masks with a hard-coded class weight 1 (1.5): the same losses as our
-  Mask2Former, at Mask2Former's cost; every auxiliary loss is kept (FreeSeg drops the 10th).
-- Targets (1.4): semantic = one mask per class present in ``sem_seg``; instance = the non-crowd thing segments;
-  panoptic = all non-crowd segments (the ``open_vocab_all_task`` mapper). (C) A sample without segments (a FreeMask
-  synthetic pair, semantic maps only) trains with the semantic task in every step: the batch is split into task
-  groups, each with its own text features, interaction and decoder pass (backbone and pixel decoder once), and the
-  groups' outputs are concatenated for ONE criterion call, so the loss is that of the whole batch.
+  of FreeSeg's focal + dice on full masks with a hard-coded class weight 1: the same losses as our Mask2Former, at
+  Mask2Former's cost; every auxiliary loss is kept (FreeSeg drops the 10th).
+- Targets: semantic = one mask per class present in ``sem_seg``; instance = the non-crowd thing segments; panoptic =
+  all non-crowd segments (the ``open_vocab_all_task`` mapper). (C) A sample without segments (a FreeMask synthetic
+  pair, semantic maps only) trains with the semantic task in every step: the batch is split into task groups, each
+  with its own text features, interaction and decoder pass (backbone and pixel decoder once), and the groups' outputs
+  are concatenated for ONE criterion call, so the loss is that of the whole batch.
 - Inference: backbone and pixel decoder once; one interaction + decoder pass per enabled task with that task's
   prompt: semantic when SEMANTIC_ON, instance / panoptic when MODEL.MASK_FORMER.TEST.INSTANCE_ON / PANOPTIC_ON (the
   post-processing's flags; FreeSeg reads INPUT.TASK_NAME and always runs semantic). (F) Each query's mask (sigmoid,
   at the input resolution) is classified by CLIP on the un-normalised image (``region_logits``) and combined with
   the mask classifier by :func:`ensemble_probabilities` with lambda = CLIP_ENSEMBLE_WEIGHT and the vocabulary's
-  seen flags (CLIP_ENSEMBLE False: the mask classifier alone).
-- Post-processing through ``freemask/modeling/postprocess.py`` (Mask2Former's rules, 2.3) fed with the ensembled
-  probabilities: semantic = ``sum_q p * sigmoid(mask)``; (F) panoptic / instance score and label from FreeSeg's
-  sharpened ``softmax(p / 0.01)``; (C) panoptic drops a query when the mask classifier's argmax over K + 1 is
-  no-object and keeps it above OBJECT_MASK_THRESHOLD, Mask2Former's rule (FreeSeg compares the label with
-  NUM_CLASSES, a valid test class when the test vocabulary is larger, 1.10), then Mask2Former's pixel assignment and
-  overlap test (not FreeSeg's semantic-map test); (C) instance output is Mask2Former's top-k over (query, class)
-  pairs, thing classes of the vocabulary only (fixes FreeSeg's dropped last class and its ``lab`` grouping, 1.4).
-  (C) Masks are upsampled with ``align_corners=False`` (Mask2Former; FreeSeg True); with panoptic or instance on
-  they are resized to the original size before post-processing (Mask2Former's ``sem_seg_postprocess_before_inference``),
-  otherwise the semantic scores are combined at the input size and resized.
+  seen flags (none given: every class unseen, as FreeSeg; the flags used are logged once per vocabulary);
+  CLIP_ENSEMBLE False: the mask classifier alone.
+- Post-processing, by the handed post-processing's ``rule`` (MODEL.MASK_FORMER.TEST.POSTPROCESS):
+  (F) "freeseg" / "freeseg_corrected": FreeSeg's forward. Mask logits upsampled to the padded batch with
+  ``align_corners=True`` and cropped to the input size; semantic scores ``sum_q p * sigmoid(mask)`` made there and
+  resized bilinearly to the original size (detectron2's ``sem_seg_postprocess``); panoptic and instance outputs made
+  there by FreeSeg's rules (freemask/modeling/open_vocab/freeseg_postprocess.py) and resized by nearest neighbour.
+  (C) "mask2former": Mask2Former's ``align_corners=False``; with panoptic or instance on, masks resized to the
+  original size before any post-processing (``sem_seg_postprocess_before_inference``); Mask2Former's panoptic rule
+  (a query dropped when the mask classifier's argmax over K + 1 is no-object or its score is not above
+  OBJECT_MASK_THRESHOLD, then the pixel assignment between queries and the overlap test) and top-k instances over
+  (query, thing class) pairs, both scored by FreeSeg's sharpened ``softmax(p / 0.01)`` of the ensembled
+  probabilities. It is what this model computed before FreeSeg's inference was reproduced.
 - ``predict`` (inherited; the FreeMask filter's entry) is the mask classifier alone: training vocabulary, semantic
   prompt, no CLIP ensemble.
 """
 
+import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -52,22 +57,18 @@ from ...data import MetadataCatalog
 from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder
 from ..clip import FrozenClip, RegionClassifier, build_prompt_learner
 from ..criterion import targets_from_instances
-from ..heads.text_interaction import TextPixelInteraction
+from ..heads.text_interaction import TEXT_NORMS, TextPixelInteraction
 from ..inference import SegmentationInference
 from ..open_vocab import TaskSampler, Vocabulary
-from ..open_vocab.ensemble import ensemble_probabilities, sharpen
-from ..postprocess import (
-    UniversalPostprocess,
-    instance_from_probs,
-    panoptic_segments,
-    resize_mask_logits,
-    semantic_from_probs,
-)
+from ..open_vocab.ensemble import ensemble_probabilities
+from ..open_vocab.task_outputs import freeseg_output, mask2former_output
+from ..postprocess import MASK2FORMER, UniversalPostprocess, resize_mask_logits, semantic_from_probs
 from ..transformer_decoder.open_vocab_decoder import OpenVocabMaskedTransformerDecoder
 from .mask_former import MaskFormer
 
 SEMANTIC, INSTANCE, PANOPTIC = "semantic segmentation.", "instance segmentation.", "panoptic segmentation."
-LOGIT_SCALE = 100.0  # FreeSeg's fixed temperature of the cosine logits (not CLIP's learned one), FREESEG_SPEC 1.2
+LOGIT_SCALE = 100.0  # FreeSeg's fixed temperature of the cosine logits (not CLIP's learned one), get_sim_logits
+logger = logging.getLogger(__name__)
 
 
 def training_vocabulary(cfg: CfgNode) -> Vocabulary:
@@ -158,9 +159,10 @@ class OpenVocabulary(MaskFormer):
         self.region_classifier = region_classifier
         self.test_postprocess = test_postprocess or UniversalPostprocess(thing_ids=vocabulary.thing_ids)
         self.input_format = input_format
-        # FreeSeg's non_object_embedding (FREESEG_SPEC 1.2): appended, normalised, after the K class features.
+        # FreeSeg's non_object_embedding (MaskFormerClipAdapter): appended, normalised, after the K class features.
         self.no_object_embedding = nn.Parameter(torch.randn(1, clip.embed_dim) * clip.width**-0.5)
         self.register_buffer("train_step", torch.zeros((), dtype=torch.int64))
+        self._logged_vocabularies: set = set()  # the vocabularies whose seen flags were logged
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -177,6 +179,11 @@ class OpenVocabulary(MaskFormer):
                 f"MODEL.SEM_SEG_HEAD.EMB_SIZE {head.EMB_SIZE} (the interaction's pixel width) must equal CONVS_DIM "
                 f"{head.CONVS_DIM} and MASK_DIM {head.MASK_DIM} (the pixel decoder's outputs); set them equal"
             )
+        if head.INTERACTION_TEXT_NORM not in TEXT_NORMS:
+            raise ConfigError(
+                f"MODEL.SEM_SEG_HEAD.INTERACTION_TEXT_NORM is {head.INTERACTION_TEXT_NORM!r}; choose one of "
+                f"{', '.join(TEXT_NORMS)}"
+            )
         prompt_learner = build_prompt_learner(cfg, clip)  # loads and freezes PROMPT_CHECKPOINT when set
         backbone = build_backbone(cfg)
         decoder_args = OpenVocabMaskedTransformerDecoder.from_config(cfg, head.CONVS_DIM)
@@ -189,7 +196,12 @@ class OpenVocabulary(MaskFormer):
             "clip": clip,
             "prompt_learner": prompt_learner,
             "interaction": TextPixelInteraction(
-                head.EMB_SIZE, clip.embed_dim, head.EMBED_DIM, head.NUM_HEADS, head.USE_LAYER_SCALE
+                head.EMB_SIZE,
+                clip.embed_dim,
+                head.EMBED_DIM,
+                head.NUM_HEADS,
+                head.USE_LAYER_SCALE,
+                text_norm=head.INTERACTION_TEXT_NORM,
             ),
             "vocabulary": vocabulary,
             "task_sampler": TaskSampler(cfg.INPUT.TASK_NAME, cfg.SEED),
@@ -307,9 +319,11 @@ class OpenVocabulary(MaskFormer):
             )
             if on
         ]
+        self._log_seen_flags(vocabulary)
+        freeseg = postprocess.rule != MASK2FORMER
         # Mask2Former's sem_seg_postprocess_before_inference: with panoptic or instance on, masks are resized to the
-        # original size before any post-processing (FREESEG_SPEC 2.1).
-        before = postprocess.panoptic_on or postprocess.instance_on
+        # original size before any post-processing. FreeSeg's forward makes every output at the input size.
+        before = not freeseg and (postprocess.panoptic_on or postprocess.instance_on)
         images = [self._normalize(x["image"]) for x in batched_inputs]
         batch = self._pad_images(images, inference.size_divisibility)
         mask_features, multi_scale = self._pixel_features(batch)
@@ -318,7 +332,7 @@ class OpenVocabulary(MaskFormer):
             text = self.text_features(vocabulary, task)
             outputs = self._head(mask_features, multi_scale, text)
             masks = F.interpolate(
-                outputs["pred_masks"].float(), size=batch.shape[-2:], mode="bilinear", align_corners=False
+                outputs["pred_masks"].float(), size=batch.shape[-2:], mode="bilinear", align_corners=freeseg
             )
             for result, mask_cls, mask_pred, image, x in zip(
                 results, outputs["pred_logits"], masks, images, batched_inputs
@@ -326,13 +340,29 @@ class OpenVocabulary(MaskFormer):
                 mask_pred = mask_pred[:, : image.shape[-2], : image.shape[-1]]
                 probs = self.class_probabilities(mask_cls, mask_pred, x["image"], text[:-1], vocabulary)
                 size = (int(x["height"]), int(x["width"]))
-                if key == "sem_seg" and not before:
+                if key == "sem_seg" and not before:  # detectron2's sem_seg_postprocess of input-size scores
                     scores = semantic_from_probs(probs, mask_pred)
                     result[key] = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
-                    continue
-                mask_pred = resize_mask_logits(mask_pred, size)
-                result[key] = self._task_output(key, mask_cls, probs, mask_pred, postprocess, vocabulary)
+                elif freeseg:
+                    things, trained = vocabulary.thing_ids, len(self.vocabulary)
+                    result[key] = freeseg_output(key, probs, mask_pred, size, postprocess, things, trained)
+                elif key == "sem_seg":
+                    result[key] = semantic_from_probs(probs, resize_mask_logits(mask_pred, size))
+                else:
+                    mask_pred = resize_mask_logits(mask_pred, size)
+                    result[key] = mask2former_output(key, mask_cls, probs, mask_pred, postprocess, vocabulary.thing_ids)
         return results
+
+    def _log_seen_flags(self, vocabulary: Vocabulary) -> None:
+        """One info line per vocabulary: how many classes the CLIP ensemble treats as seen / unseen, and why."""
+        if not self.clip_ensemble or vocabulary in self._logged_vocabularies:
+            return
+        self._logged_vocabularies.add(vocabulary)
+        seen = sum(vocabulary.seen)
+        logger.info(
+            f"OpenVocabulary: CLIP ensemble over {len(vocabulary)} classes, {seen} seen and {len(vocabulary) - seen} "
+            f"unseen ({vocabulary.seen_source})"
+        )
 
     def class_probabilities(
         self,
@@ -352,29 +382,6 @@ class OpenVocabulary(MaskFormer):
         clip_logits, valid = self.region_classifier(self.clip, rgb, mask_pred.sigmoid(), class_text)
         seen = torch.tensor(vocabulary.seen, dtype=torch.bool)
         return ensemble_probabilities(mask_cls, clip_logits, valid, seen, self.ensemble_weight)
-
-    @staticmethod
-    def _task_output(
-        key: str,
-        mask_cls: torch.Tensor,
-        probs: torch.Tensor,
-        mask_pred: torch.Tensor,
-        postprocess: UniversalPostprocess,
-        vocabulary: Vocabulary,
-    ) -> Any:
-        """One task's output from (Q, K) probabilities and (Q, H, W) mask logits at the output size."""
-        if key == "sem_seg":
-            return semantic_from_probs(probs, mask_pred)
-        sharpened = sharpen(probs)
-        if key == "panoptic_seg":
-            scores, labels = sharpened.max(-1)
-            keep = mask_cls.argmax(-1).ne(mask_cls.shape[-1] - 1) & (scores > postprocess.object_mask_threshold)
-            return panoptic_segments(
-                scores, labels, keep, mask_pred, vocabulary.thing_ids, postprocess.overlap_threshold
-            )
-        return instance_from_probs(
-            sharpened, mask_pred, postprocess.detections_per_image, vocabulary.thing_ids, things_only=True
-        )
 
 
 def _concat_outputs(outputs: Sequence[dict]) -> dict:

@@ -1,13 +1,15 @@
 """FreeSeg's test-time class probabilities: the mask classifier and CLIP's region classifier, combined per class.
 
 The mask classifier was trained on the seen classes only, so it is trusted for those and CLIP for the unseen ones:
-a geometric mean whose exponent flips with the class's seen flag (FREESEG_SPEC 1.4).
+a geometric mean whose exponent flips with the class's seen flag (bytedance/FreeSeg,
+mask2former/open_vocabulary_model.py, ``OpenVocabulary.semantic_inference``, ``trained_mask``).
 """
 
 import torch
 
 # FreeSeg's temperature for the panoptic / instance score and label: softmax(p / 0.01) of the ensembled
-# probabilities (FREESEG_SPEC 1.4), which pushes a query's score towards 1 for its best class.
+# probabilities (OpenVocabulary.panoptic_inference / instance_inference), which pushes a query's score towards 1 for
+# its best class.
 SHARPEN_TEMPERATURE = 0.01
 
 

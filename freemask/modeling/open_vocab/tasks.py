@@ -1,10 +1,11 @@
 """Which task (semantic / instance / panoptic) a FreeSeg training iteration trains.
 
-FreeSeg draws ``random.choice(INPUT.TASK_NAME)`` per iteration and per process, unseeded (FREESEG_SPEC 1.4), so the
-processes of one step train different tasks and a run cannot be repeated. Here the draw comes from a generator seeded
-once (the run's SEED, shared by every rank) and indexed by the training step, so every rank draws the same task at
-the same step and a run with the same seed draws the same sequence. The model counts its own training steps (a buffer
-saved with its weights), so a resumed run continues the sequence where it stopped.
+FreeSeg draws ``random.choice(INPUT.TASK_NAME)`` per iteration and per process, unseeded (bytedance/FreeSeg,
+mask2former/open_vocabulary_model.py, ``OpenVocabulary.forward``), so the processes of one step train different tasks
+and a run cannot be repeated. Here the draw comes from a generator seeded once (the run's SEED, shared by every rank)
+and indexed by the training step, so every rank draws the same task at the same step and a run with the same seed
+draws the same sequence. The model counts its own training steps (a buffer saved with its weights), so a resumed run
+continues the sequence where it stopped.
 """
 
 import random

@@ -31,6 +31,12 @@ def test_vocabulary_from_metadata_and_names():
     vocab = Vocabulary.from_metadata(meta)
     assert vocab.names == ("sky", "car", "road") and vocab.seen == (True, True, False)
     assert vocab.thing_ids == (1,)
+    assert vocab.seen_source == "the trainable_flag of _test_vocab_split"
+    # no trainable_flag: every class unseen, as FreeSeg's trained_mask of zeros (the ensemble leans on CLIP)
+    unflagged = MetadataCatalog.get("_test_vocab_split_unflagged")
+    unflagged.set(stuff_classes=["sky", "car"], thing_classes=["car"])
+    assert Vocabulary.from_metadata(unflagged).seen == (False, False)
+    assert "_test_vocab_split_unflagged has no trainable_flag" in Vocabulary.from_metadata(unflagged).seen_source
     typed = Vocabulary.from_names(["cat", " dog", ""])
     assert typed.names == ("cat", "dog") and typed.seen == (False, False)
     with pytest.raises(VocabularyError, match="repeats"):
