@@ -1,10 +1,12 @@
 """One record -> the targets of all three tasks after ONE augmentation, for FreeSeg's all-task training.
 
-FreeSeg draws the task per iteration (FREESEG_SPEC 1.4), so each sample must be ready for any of them: the
-semantic map (semantic task: one mask per class present) and the non-crowd segments with their thing flags (panoptic:
-all of them; instance: the things). Its ``coco_full_lsj`` mapper builds large-scale-jitter transforms but trains
-with the semantic recipe (FREESEG_SPEC 1.6: shortest edge, crop with the category-area check, colour, flip), which is
-this mapper's default recipe too.
+FreeSeg draws the task per iteration (bytedance/FreeSeg, mask2former/open_vocabulary_model.py,
+``OpenVocabulary.forward``), so each sample must be ready for any of them: the semantic map (semantic task: one mask
+per class present) and the non-crowd segments with their thing flags (panoptic: all of them; instance: the things).
+Its ``coco_full_lsj`` mapper builds large-scale-jitter transforms but trains with the semantic recipe (shortest
+edge, crop with the category-area check, colour, flip: bytedance/FreeSeg,
+mask2former/data/dataset_mappers/coco_full_task_new_baseline_dataset_mapper.py,
+``COCOFullTaskNewBaselineDatasetMapper.from_config``), which is this mapper's default recipe too.
 
 A record without segments (a FreeMask synthetic pair, a semantic-only split) yields the semantic map alone, so real
 and synthetic records mix in one batch (the model trains such samples with the semantic task). A record with segments

@@ -1,6 +1,6 @@
 """Panoptic / instance records -> Mask2Former inputs with one target mask per object, after ONE shared augmentation.
 
-Two recipes (FREESEG_SPEC 2.2):
+Two recipes (facebookresearch/Mask2Former, mask2former/data/dataset_mappers/):
 
 - ``"lsj"``, COCO's large-scale jitter (Mask2Former's ``COCO{Instance,Panoptic}NewBaselineDatasetMapper``):
   horizontal flip, then detectron2's ``ResizeScale`` (the ``IMAGE_SIZE`` square box scaled by U(MIN_SCALE,

@@ -2,12 +2,15 @@
 
 Which mapper a config trains with is data, not code: each name is a builder ``(cfg, is_train) -> mapper``. The
 semantic mapper is the default, so every config written before panoptic / instance existed keeps its pipeline.
-The panoptic / instance names differ only in the augmentation recipe (FREESEG_SPEC 2.2): Mask2Former's
-``MaskFormerPanopticDatasetMapper`` / ``MaskFormerInstanceDatasetMapper`` (ADE: the semantic-style recipe) and
+The panoptic / instance names differ only in the augmentation recipe (facebookresearch/Mask2Former,
+mask2former/data/dataset_mappers/): Mask2Former's ``MaskFormerPanopticDatasetMapper`` /
+``MaskFormerInstanceDatasetMapper`` (ADE: the semantic-style recipe) and
 ``COCO{Panoptic,Instance}NewBaselineDatasetMapper`` (COCO: large-scale jitter). Our ``InstanceDatasetMapper`` reads
-either record kind, so the panoptic and instance names of one recipe build the same mapper; the name still says
-which records the config expects. ``open_vocab_all_task`` is FreeSeg's all-task mapper (``AllTaskDatasetMapper``:
-the semantic map and the segments with thing flags, after its semantic-style recipe, FREESEG_SPEC 1.6).
+either record kind, so the panoptic and instance names of one recipe build the same mapper; the name still says which
+records the config expects. ``open_vocab_all_task`` is FreeSeg's all-task mapper (``AllTaskDatasetMapper``: the semantic
+map and the segments with thing flags, after its semantic-style recipe: bytedance/FreeSeg,
+mask2former/data/dataset_mappers/coco_full_task_new_baseline_dataset_mapper.py,
+``COCOFullTaskNewBaselineDatasetMapper``).
 
 At test time every mapper returns ``file_name``, ``height``, ``width`` (the original size), the image at the test
 resize, ``image_id`` when the record has one, and ``sem_seg`` at the original size when the record names a semantic

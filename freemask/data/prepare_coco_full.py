@@ -1,9 +1,10 @@
 """COCO's "full task" annotations (FreeSeg): panoptic segments over the 171 COCO-Stuff classes, in all, base and novel
 versions, with the semantic maps and instance JSONs of the same splits.
 
-FreeSeg's ``prepare_coco_alldata.py`` (FREESEG_SPEC 1.8 step 1) keeps the *thing* segments of COCO's panoptic PNGs
-and replaces COCO panoptic's 53 merged stuff classes by COCO-Stuff's 91 stuff classes from the stuffthingmaps, so
-that one image has panoptic, instance and semantic targets over one 171-class vocabulary. Ours, per image:
+FreeSeg's preparation (bytedance/FreeSeg, datasets/prepare_coco_alldata.py, ``convert_to_trainID``) keeps the
+*thing* segments of COCO's panoptic PNGs and replaces COCO panoptic's 53 merged stuff classes by COCO-Stuff's 91
+stuff classes from the stuffthingmaps, so that one image has panoptic, instance and semantic targets over one
+171-class vocabulary. Ours, per image:
 
 - thing segments: the panoptic JSON's segments of thing categories (COCO ids 1..90), crowd ones included (flagged);
 - stuff segments: one per COCO-Stuff stuff class present in the prepared stuffthingmap, on its pixels *not* covered

@@ -1,10 +1,10 @@
 """Seen/unseen (``_base`` / ``_novel``) annotations of any dataset, written once by the same code for every family.
 
-What FreeSeg's ``prepare_*_novel.py`` / ``prepare_coco_alldata.py`` / ``prepare_voc_sem_seg.py`` and
-``tools/mask_cls_collect.py`` write (FREESEG_SPEC 1.8), by our own code and without their two bugs: their
-multi-process paths update results inside worker processes that never reach the parent (panoptic ``segments_info``
-kept as the input's; VOC ``val_base`` never written). Here every result a worker computes is *returned* to the parent
-(:func:`parallel_map`), and only the parent writes JSON files.
+What bytedance/FreeSeg's ``datasets/prepare_*_novel.py`` / ``datasets/prepare_coco_alldata.py`` /
+``datasets/prepare_voc_sem_seg.py`` and ``tools/mask_cls_collect.py`` write, by our own code and without their two
+bugs: their multi-process paths update results inside worker processes that never reach the parent (panoptic
+``segments_info`` kept as the input's; VOC ``val_base`` never written). Here every result a worker computes is
+*returned* to the parent (:func:`parallel_map`), and only the parent writes JSON files.
 
 - Semantic maps: each label is mapped through ``source`` (how the stored values read: contiguous or zero-reduced)
   and then into the split's ids; classes of the other split and unlabeled pixels become 255. Every file is written,

@@ -6,7 +6,8 @@ top-5 hits (top-K when there are fewer than 5 classes), on the model's device, a
 the end. Results, in percent: ``ACC1`` / ``ACC5`` over all samples, ``mACC1`` the mean of the per-class top-1 over
 classes with samples, ``ACC1-<class>`` / ``ACC5-<class>`` (NaN for a class without samples), and, when the test set
 flags its classes seen or unseen (``trainable_flag``), ``ACC1_seen`` / ``ACC1_unseen`` / ``ACC5_seen`` /
-``ACC5_unseen`` over the samples of each group (FreeSeg reports accuracy per evaluation set, FREESEG_SPEC 1.1).
+``ACC5_unseen`` over the samples of each group (FreeSeg reports accuracy per evaluation set: bytedance/FreeSeg,
+mask2former/evaluation/classification_evaluation.py, ``ClassificationEvaluator.evaluate``).
 """
 
 import logging

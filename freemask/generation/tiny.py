@@ -1,10 +1,11 @@
 """A tiny, randomly initialised Stable-Diffusion-v1-shaped pipeline, built from constructors (no files, no hub).
 
-For the tests, the toy pipeline and ``bench/generate.py`` on a CPU: the same components as the real models (UNet
-with cross-attention at two levels, KL autoencoder with 8x downsampling, CLIP text encoder, CLIP's real BPE
-vocabulary, PNDM = PLMS), at sizes that build in about 0.2 s and run a guided step at 64 px in about 0.03 s
-(GENERATION_FACTS sec. 5). The weights come from a fixed seed, drawn in a forked RNG, so every process builds the
-same model and the caller's random state is untouched. A random model paints noise: its images test the machinery.
+For the tests, the toy pipeline and ``bench/generate.py`` on a CPU: the same components as the real models (UNet with
+cross-attention at two levels, KL autoencoder with 8x downsampling, CLIP text encoder, CLIP's real BPE vocabulary,
+PNDM = PLMS), at sizes that build in about 0.2 s and run a guided step at 64 px in about 0.03 s (measured with
+diffusers 0.42.1 on the project's 2-core CPU, one torch thread). The weights come from a fixed seed, drawn in a forked
+RNG, so every process builds the same model and the caller's random state is untouched. A random model paints noise:
+its images test the machinery.
 """
 
 from typing import Any

@@ -1,5 +1,6 @@
-"""The SeMask-FPN configs: the published recipe per dataset and size (SEMASK_FACTS.md and the release's configs),
-and every config building its model (on the meta device: sizes only)."""
+"""The SeMask-FPN configs: the published recipe per dataset and size (Picsart-AI-Research/SeMask-Segmentation,
+SeMask-FPN/configs/semask_swin/<dataset>/*.py and README.md), and every config building its model (on the meta device:
+sizes only)."""
 
 import glob
 

@@ -115,8 +115,9 @@ def test_prediction_on_void_is_left_out_of_the_union():
 
 
 def test_torchmetrics_difference_gt_left_void_by_the_prediction():
-    # Section 3.2 (a) and (b) of the spec: torchmetrics also removes from the union the GT pixels the prediction
-    # left void, and drops an FN whose GT segment is more than half predicted void. panopticapi does neither.
+    # torchmetrics (Lightning-AI/torchmetrics, src/torchmetrics/functional/detection/_panoptic_quality_common.py,
+    # _calculate_iou and _filter_false_negatives) also removes from the union the GT pixels the prediction left void,
+    # (a), and drops an FN whose GT segment is more than half predicted void, (b). panopticapi does neither.
     # (a) GT car 0-3, predicted car 0-2, pixel 3 void: IoU = 3 / (3 + 4 - 3) = 0.75 (torchmetrics: 3/3 = 1).
     image_a = ([5, 5, 5, 5], [seg(5, 1)], [7, 7, 7, 0], [seg(7, 1)])
     check(metrics(image_a), {"PQ": 75.0})

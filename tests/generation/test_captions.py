@@ -10,7 +10,8 @@ from freemask.generation.captions import USABLE_TOKENS, CaptionBuilder, dataset_
 from freemask.generation.clip_vocab import load_clip_tokenizer
 from freemask.generation.errors import GenerationError
 
-# FreestyleNet's attention_{ADE20K,COCO}.py hard-code which ids take more than one CLIP token (GENERATION_FACTS 1).
+# FreestyleNet hard-codes which ids take more than one CLIP token (essunny310/FreestyleNet,
+# ldm/modules/attention_{ADE20K,COCO}.py, CrossAttention.forward).
 ADE_TWO = {
     *(39, 41, 44, 57, 59, 63, 65, 71, 75, 76, 79, 80, 87, 88, 92),
     *(96, 97, 98, 100, 106, 109, 110, 135, 137, 139, 145),

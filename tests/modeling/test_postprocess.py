@@ -1,4 +1,5 @@
-"""Mask2Former post-processing on hand-built logits whose answer is known (FREESEG_SPEC 2.3)."""
+"""Mask2Former post-processing on hand-built logits whose answer is known (facebookresearch/Mask2Former,
+mask2former/maskformer_model.py, MaskFormer.semantic_inference / panoptic_inference / instance_inference)."""
 
 import pytest
 import torch

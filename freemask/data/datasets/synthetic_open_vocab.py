@@ -2,8 +2,9 @@
 ``DATASETS.TRAIN_SYN`` next to a ``*_base`` training split.
 
 Why a second set of splits: the released synthetic masks label every class of the full vocabulary (ADE20K 150,
-COCO-Stuff 171, the toy 6), while FreeSeg trains on the seen classes only (135 / 156 / 4, re-indexed 0..S-1,
-FREESEG_SPEC 4.5). ``datasets/prepare_synthetic_open_vocab.py`` writes, next to each mask folder of a synthetic
+COCO-Stuff 171, the toy 6), while FreeSeg trains on the seen classes only (135 / 156 / 4, re-indexed 0..S-1:
+bytedance/FreeSeg, mask2former/data/datasets/register_ade20k_all_data.py and register_coco_full.py, the ``_base``
+splits). ``datasets/prepare_synthetic_open_vocab.py`` writes, next to each mask folder of a synthetic
 root, its seen-class twin (``annotations/`` -> ``annotations_base/``, ``annotations_filtered/`` ->
 ``annotations_filtered_base/``): unseen pixels 255, so no unseen label reaches training — the same rule as the
 real ``_base`` maps. The splits ``<synthetic split>_base`` read those folders and carry the metadata of the real

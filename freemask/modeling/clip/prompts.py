@@ -1,6 +1,7 @@
 """Text features of class names for a task: FreeSeg's adaptive (learned) prompt and the fixed-template variant.
 
-FreeSeg's learned prompt (FREESEG_SPEC 1.2, ``LearnablePromptExtractor``) is, for every class, the sequence
+FreeSeg's learned prompt (bytedance/FreeSeg, mask2former/modeling/clip_adapter/text_prompt.py,
+``LearnablePromptExtractor``) is, for every class, the sequence
 
     [task-name words][TASK_PROMPT_SHAPE task vectors][SOT][PROMPT_SHAPE[0] context vectors][class-name words]
     [PROMPT_SHAPE[1] suffix vectors][.][EOT][padding to CLIP's context]
@@ -88,9 +89,11 @@ class PromptLearner(nn.Module):
 
 
 class LearnablePrompt(PromptLearner):
-    """FreeSeg's adaptive prompt (module docstring), with its initialisations (FREESEG_SPEC 1.2): class context and
-    suffix vectors N(0, 0.02), task vectors ``kaiming_normal_(a=2)``. Parameter names are FreeSeg's
-    (``prefix_prompt``, ``suffix_prompt``, ``task_prompt``), so its stage-1 checkpoints load too."""
+    """FreeSeg's adaptive prompt (module docstring), with its initialisations (bytedance/FreeSeg,
+    mask2former/modeling/clip_adapter/text_prompt.py, ``LearnablePromptExtractor._init_prompt`` /
+    ``_init_task_prompt``): class context and suffix vectors N(0, 0.02), task vectors ``kaiming_normal_(a=2)``.
+    Parameter names are FreeSeg's (``prefix_prompt``, ``suffix_prompt``, ``task_prompt``), so its stage-1 checkpoints
+    load too."""
 
     def __init__(
         self,
@@ -176,8 +179,9 @@ class LearnablePrompt(PromptLearner):
 
 class PredefinedPrompts(PromptLearner):
     """The mean of the normalised features of ``template.format(name)`` over the templates, normalised again
-    (FREESEG_SPEC 1.2, ``PredefinedPromptExtractor``). ``forward`` takes the task like the learned prompt and
-    ignores it: FreeSeg's version lacks the parameter although its caller passes one, and would fail if used."""
+    (bytedance/FreeSeg, mask2former/modeling/clip_adapter/text_prompt.py, ``PredefinedPromptExtractor``). ``forward``
+    takes the task like the learned prompt and ignores it: FreeSeg's version lacks the parameter although its caller
+    passes one, and would fail if used."""
 
     task_dependent = False
 
@@ -210,7 +214,7 @@ class PredefinedPrompts(PromptLearner):
 def build_prompt_learner(cfg: CfgNode, clip: FrozenClip) -> PromptLearner:
     """MODEL.CLIP_ADAPTER.PROMPT_LEARNER "learnable" (PROMPT_DIM, PROMPT_SHAPE, TASK_PROMPT_SHAPE) or "predefined"
     (PREDEFINED_PROMPT_TEMPLATES); with PROMPT_CHECKPOINT set, stage 1's prompt is loaded and frozen (FreeSeg's
-    ``build_prompt_learner``, FREESEG_SPEC 1.2)."""
+    ``build_prompt_learner``: bytedance/FreeSeg, mask2former/modeling/clip_adapter/__init__.py)."""
     a = cfg.MODEL.CLIP_ADAPTER
     if a.PROMPT_LEARNER == "learnable":
         learner: PromptLearner = LearnablePrompt(clip, a.PROMPT_DIM, tuple(a.PROMPT_SHAPE), a.TASK_PROMPT_SHAPE)
@@ -229,8 +233,9 @@ def load_prompt_checkpoint(prompt_learner: PromptLearner, path: str) -> None:
     """Load the ``prompt_learner.*`` tensors of a checkpoint (stage 1's, or any model holding a prompt learner under
     that attribute name, FreeSeg's included) and freeze the prompt.
 
-    FreeSeg loads them with ``strict=False`` (FREESEG_SPEC 1.2), so a checkpoint of other prompt shapes is silently
-    half-loaded; here every parameter must be there with its shape.
+    FreeSeg loads them with ``strict=False`` (bytedance/FreeSeg, mask2former/modeling/clip_adapter/__init__.py,
+    ``build_prompt_learner``), so a checkpoint of other prompt shapes is silently half-loaded; here every parameter
+    must be there with its shape.
     """
     own = prompt_learner.state_dict()
     if not own:

@@ -1,5 +1,6 @@
-"""CLIP classifies the region of each predicted mask: FreeSeg's ``MaskFormerClipAdapter`` region path (FREESEG_SPEC
-1.2), used at test time for the ensemble with the mask classifier.
+"""CLIP classifies the region of each predicted mask: FreeSeg's ``MaskFormerClipAdapter`` region path
+(bytedance/FreeSeg, mask2former/modeling/clip_adapter/adapter.py), used at test time for the ensemble with the mask
+classifier.
 
 Per query: the mask is binarised (probability > threshold; an empty mask makes the query invalid), the box around it
 (grown about its centre by ``expand_ratio``, clipped to the image) is cut out of the un-normalised image, the pixels
@@ -77,7 +78,8 @@ def region_logits(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(logits (Q, K) = 100 * cos(region, text), valid bool (Q,))`` for ``image`` (3, H, W) float RGB 0..255,
     ``mask_probs`` (Q, H, W) in 0..1 and normalised ``text_features`` (K, E). Rows of invalid (empty-mask) queries
-    are 0; the ensemble treats them separately (FREESEG_SPEC 1.4)."""
+    are 0; the ensemble treats them separately (bytedance/FreeSeg, mask2former/open_vocabulary_model.py,
+    ``OpenVocabulary.semantic_inference``)."""
     if size != clip.image_size:
         raise ConfigError(
             f"MODEL.CLIP_ADAPTER.REGION_SIZE {size} differs from the input size {clip.image_size} of CLIP {clip.name}; "

@@ -3,7 +3,8 @@
 Nothing is downloaded. A plain state dict is read with ``torch.load(weights_only=True)``. OpenAI's released ``.pt``
 files are TorchScript archives, which can run code when loaded; they are read only when the user allows it
 (``MODEL.CLIP_ADAPTER.ALLOW_TORCHSCRIPT``), or converted once by ``tools/convert_clip.py`` into a plain state dict
-(FREESEG_SPEC 3.3).
+(OpenAI's loader opens them with ``torch.jit.load`` first: bytedance/FreeSeg, third_party/CLIP/clip/clip.py,
+``load``).
 
 OpenAI's files are recognised by three scalar entries, ``input_resolution``, ``context_length`` and ``vocab_size``,
 that their archives carry next to the weights: OpenAI's own ``clip.build_model`` and open_clip's

@@ -127,11 +127,12 @@ class MaskFormer(SemanticSegmentor):
         ``(H, W) = (x["height"], x["width"])``, for the tasks ``postprocess`` has on.
 
         One decoder pass for the batch (images padded together to ``TEST.SIZE_DIVISIBILITY``). As official
-        Mask2Former with panoptic or instance on (``sem_seg_postprocess_before_inference``, FREESEG_SPEC 2.1): each
-        image's mask logits are upsampled to the padded input, cropped to the image, resized to the original size,
-        and only then post-processed, so ``sem_seg`` here combines classes and masks at the original size (the
-        semantic-only path combines them at the input size first). Whole-image inference only: sliding windows and
-        test-time augmentation average semantic scores, which panoptic segments and instances are not.
+        Mask2Former with panoptic or instance on (``sem_seg_postprocess_before_inference``:
+        facebookresearch/Mask2Former, mask2former/maskformer_model.py, ``MaskFormer.from_config`` / ``forward``): each
+        image's mask logits are upsampled to the padded input, cropped to the image, resized to the original size, and
+        only then post-processed, so ``sem_seg`` here combines classes and masks at the original size (the semantic-only
+        path combines them at the input size first). Whole-image inference only: sliding windows and test-time
+        augmentation average semantic scores, which panoptic segments and instances are not.
         """
         inference = self.inference if inference is None else inference
         if inference.mode != "whole" or inference.ratios != (1.0,) or inference.flip:

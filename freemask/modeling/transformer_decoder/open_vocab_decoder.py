@@ -1,11 +1,12 @@
 """Mask2Former's decoder whose class head projects each query into CLIP's text space (FreeSeg's open decoder).
 
-FREESEG_SPEC 1.3 (``OpenTransformerPredictor``): the linear ``class_embed`` (HIDDEN_DIM -> K + 1) is replaced by
-``MLP(HIDDEN_DIM -> EMBED_HIDDEN_DIM -> EMBEDDING_DIM, EMBED_LAYERS layers)``, so ``pred_logits`` of every
-prediction (final and auxiliary) is a query embedding ``(N, Q, EMBEDDING_DIM)`` that the model scores against text
-features; no layer depends on the number of classes. A subclass, so the plain decoder keeps the official
-checkpoints' keys. Layer count: our ``DEC_LAYERS`` counts layers, so FreeSeg's 10 masked-attention layers (its
-predictor passes DEC_LAYERS 10 unchanged) are ``DEC_LAYERS: 10`` here too, with 10 auxiliary predictions.
+bytedance/FreeSeg, mask2former/modeling/transformer/open_transformer_predictor.py, ``OpenTransformerPredictor``: the
+linear ``class_embed`` (HIDDEN_DIM -> K + 1) is replaced by ``MLP(HIDDEN_DIM -> EMBED_HIDDEN_DIM -> EMBEDDING_DIM,
+EMBED_LAYERS layers)``, so ``pred_logits`` of every prediction (final and auxiliary) is a query embedding
+``(N, Q, EMBEDDING_DIM)`` that the model scores against text features; no layer depends on the number of classes. A
+subclass, so the plain decoder keeps the official checkpoints' keys. Layer count: our ``DEC_LAYERS`` counts layers, so
+FreeSeg's 10 masked-attention layers (its predictor passes DEC_LAYERS 10 unchanged) are ``DEC_LAYERS: 10`` here too,
+with 10 auxiliary predictions.
 """
 
 from ...config import CfgNode
