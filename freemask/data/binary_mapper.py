@@ -122,7 +122,7 @@ class BinarySemanticMapper:
     def __init__(
         self,
         is_train: bool,
-        size_train: Tuple[int, int] = (244, 224),
+        size_train: Optional[Tuple[int, int]] = (244, 224),
         size_test: int = 224,
         expand_ratio: float = 1.0,
         flip: bool = True,
@@ -130,13 +130,15 @@ class BinarySemanticMapper:
         image_format: str = "RGB",
         resize_backend: str = "cv2",
     ) -> None:
-        if min(*size_train, size_test) < 1 or expand_ratio <= 0:
+        if is_train and size_train is None:
+            raise ValueError("a training stage-1 mapper needs size_train (height, width)")
+        if min((*(size_train or ()), size_test)) < 1 or expand_ratio <= 0:
             raise ConfigError(
                 f"the stage-1 crop needs positive sizes and expand ratio, got INPUT.MIN_SIZE_TRAIN {size_train}, "
                 f"INPUT.MIN_SIZE_TEST {size_test}, MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO {expand_ratio}"
             )
         self.is_train = is_train
-        self.size_train = tuple(size_train)
+        self.size_train = tuple(size_train) if size_train else None  # the test mapper takes the centre window
         self.size_test = size_test
         self.expand_ratio = expand_ratio
         self.flip = flip
@@ -154,7 +156,7 @@ class BinarySemanticMapper:
             raise ConfigError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {flip!r}")
         return cls(
             is_train,
-            size_train=train_crop_size(cfg.INPUT.MIN_SIZE_TRAIN),
+            size_train=train_crop_size(cfg.INPUT.MIN_SIZE_TRAIN) if is_train else None,
             size_test=int(cfg.INPUT.MIN_SIZE_TEST),
             expand_ratio=float(cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO),
             flip=flip == "horizontal",

@@ -55,7 +55,7 @@ def test_records_and_metadata(root, monkeypatch):
     assert len(train) == 6
     assert set(train[0]) == {
         "file_name", "image_id", "height", "width", "sem_seg_file_name", "pan_seg_file_name", "segments_info",
-        "reduce_zero_label",
+        "reduce_zero_label", "annotation_file",
     }  # fmt: skip
     for record in train:
         assert all(0 <= s["category_id"] < 4 for s in record["segments_info"])
