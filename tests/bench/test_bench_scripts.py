@@ -65,3 +65,14 @@ def test_both_scripts_cover_segformer_and_segmenter(config, bench_main, table_ro
     assert [r[0] for r in train_rows] == ["fp32"] and 0 < float(train_rows[0][8]) < float("inf")
     infer_rows = table_rows(bench_main("inference", *args, "--batch-size", "1", "--variants", "fp32"))
     assert [(r[0], r[1]) for r in infer_rows] == [("fp32", "1")] and float(infer_rows[0][3]) > 0
+
+
+def test_resize_backends_differ_most_when_shrinking(bench_main, table_rows):
+    """bench/resize_backends.py: Pillow and OpenCV disagree by rounding only when enlarging (at most 1 grey level)
+    and by whole grey levels when shrinking (Pillow filters the footprint): why each family keeps its own filter."""
+    rows = table_rows(bench_main("resize_backends"))
+    shrink = [r for r in rows if float(r[1].lstrip("x")) < 1]
+    grow = [r for r in rows if float(r[1].lstrip("x")) > 1]
+    assert shrink and grow
+    assert all(float(r[3]) > 1.0 and int(r[4]) > 10 for r in shrink)
+    assert all(int(r[4]) <= 1 for r in grow)
