@@ -51,6 +51,19 @@ def raw_ade20k(root, count):
     os.link(source, validation / "ADE_val_00000001.png")
     return root / "ADEChallengeData2016" / "annotations_detectron2" / "training"
 
+def two_busy_workers(process, output, log) -> list:
+    """The pids of ``process``'s two pool workers, once they have written a few files to ``output`` (its ``log`` is
+    shown if it dies or never gets there)."""
+    workers = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = children(process.pid)
+        if len(workers) == 2 and output.is_dir() and len(os.listdir(output)) >= 4:
+            break
+        time.sleep(0.1)
+    assert process.poll() is None and len(workers) == 2, log.read_text()[-2000:]
+    return workers
+
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process parents from Linux /proc")
 def test_kill_9_of_a_prepare_run_takes_its_workers_with_it(tmp_path):
@@ -61,13 +74,7 @@ def test_kill_9_of_a_prepare_run_takes_its_workers_with_it(tmp_path):
     process = start_script(command, stdout=str(log), stderr=str(log), cwd=REPO)
     workers = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            workers = children(process.pid)
-            if len(workers) == 2 and output.is_dir() and len(os.listdir(output)) >= 4:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None and len(workers) == 2, log.read_text()[-2000:]
+        workers = two_busy_workers(process, output, log)
         process.kill()
         process.wait(timeout=30)
         deadline = time.monotonic() + 5
@@ -196,13 +203,7 @@ def test_ctrl_c_of_a_prepare_run_is_one_line_and_stops_the_workers_at_once(tmp_p
     process = start_script(command, stdout=str(log), stderr=str(errors), cwd=REPO, start_new_session=True)
     workers = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            workers = children(process.pid)
-            if len(workers) == 2 and output.is_dir() and len(os.listdir(output)) >= 4:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None and len(workers) == 2, errors.read_text()[-2000:]
+        workers = two_busy_workers(process, output, errors)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in its terminal does: every process of the group
         start = time.monotonic()
         assert process.wait(timeout=60) == 130
