@@ -5,7 +5,7 @@
 #   bash bench/gpu_wheels.sh        # then call the device tool with carry [".whl"] and `bash bench/gpu_check.sh`
 #
 # The image has torch, torchvision, numpy, scipy, opencv, pyyaml, tqdm, tabulate, tensorboard, regex, safetensors,
-# huggingface-hub and portalocker (/work/.library/device/KINDS.md); missing are the ones below. timm is carried at
+# huggingface-hub and portalocker (the lent machine's package list); missing are the ones below. timm is carried at
 # this project's pin because the Swin override relies on timm 1.0 internals; transformers at our pin (the image
 # has 5.17) beside diffusers, which the image lacks (bench/generate.py). Pure-Python packages published only as
 # source (fvcore, iopath, yacs) are built into wheels here; compiled ones are downloaded for cp312 manylinux.
