@@ -7,7 +7,7 @@ writes its images' PNGs to disk as they arrive, each atomically (a PNG exists on
 image's ``segments_info`` (a few numbers per segment); those alone are gathered to rank 0 for the JSON. PQ does not
 need the PNGs: the evaluator turns each prediction into matching statistics as it arrives.
 
-The files are those of COCO's panoptic format (cocodataset/panopticapi, README "Format" and
+The files are those of COCO's panoptic format, what panopticapi scores (cocodataset/panopticapi,
 panopticapi/evaluation.py, pq_compute: a folder of PNGs plus a JSON whose ``annotations`` name them):
 
 - ``<stem>.png``: the prediction's segment ids as RGB, ``id = R + 256 G + 256² B``, ``<stem>`` the image file name
