@@ -377,6 +377,12 @@ _C.TEST.VIS_IMAGES = 4
 # gets alone, so scores do not depend on this; MaskFormer's panoptic / instance path pads a batch to one size, as
 # official Mask2Former does (it evaluates with 1).
 _C.TEST.IMS_PER_BATCH = 1
+# Also save the predictions beside the results files (OUTPUT_DIR/inference, or inference/<dataset> with several test
+# sets), as detectron2's evaluators do with save_predictions: panoptic in COCO panoptic format (panoptic/<image
+# stem>.png, each written by its rank as the image is evaluated, and panoptic/panoptic_predictions.json), instances as
+# coco_instances_results.json (COCO's results format). Off by default: one file per test image. Semantic-only
+# evaluation saves no predictions.
+_C.TEST.SAVE_PREDICTIONS = False
 _C.TEST.AUG = CN()
 # Multi-scale (+ flip) inference: scale ratios relative to the test resize.
 _C.TEST.AUG.ENABLED = False

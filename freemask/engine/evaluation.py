@@ -67,8 +67,9 @@ def universal_postprocess(cfg: CfgNode, dataset_name: str) -> Optional[Universal
 
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str):
-    """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score.
-    A split of ``evaluator_type`` "classification" (FreeSeg's stage-1 region crops) gets top-1 / top-5 accuracy."""
+    """mIoU only for a semantic config; with panoptic / instance on, one evaluator per task the split can score,
+    saving its predictions under ``output_dir`` with TEST.SAVE_PREDICTIONS. A split of ``evaluator_type``
+    "classification" (FreeSeg's stage-1 region crops) gets top-1 / top-5 accuracy."""
     if MetadataCatalog.get(dataset_name).get("evaluator_type") == "classification":
         return ClassificationEvaluator.from_dataset(dataset_name, output_dir, resolve_device(cfg))
     postprocess = universal_postprocess(cfg, dataset_name)
@@ -77,10 +78,11 @@ def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: str):
     evaluators: List = []
     if postprocess.semantic_on and _has_semantic_maps(dataset_name):
         evaluators.append(SemSegEvaluator.from_dataset(dataset_name, output_dir, resolve_device(cfg)))
+    save = cfg.TEST.SAVE_PREDICTIONS
     if postprocess.panoptic_on:
-        evaluators.append(COCOPanopticEvaluator.from_dataset(dataset_name, output_dir))
+        evaluators.append(COCOPanopticEvaluator.from_dataset(dataset_name, output_dir, save_predictions=save))
     if postprocess.instance_on:
-        evaluators.append(InstanceSegEvaluator.from_dataset(dataset_name, output_dir))
+        evaluators.append(InstanceSegEvaluator.from_dataset(dataset_name, output_dir, save_predictions=save))
     if not evaluators:
         raise ConfigError(
             f"{dataset_name} has no semantic maps, and MODEL.MASK_FORMER.TEST turns only SEMANTIC_ON on: nothing to "

@@ -1,11 +1,12 @@
 """COCO panoptic evaluation (PQ / SQ / RQ) with the evaluator protocol: ``reset / process / evaluate``.
 
 Each rank turns its images into additive matching statistics (:mod:`.panoptic_quality`) as they arrive, so nothing
-but a few integers per category is kept unless the predictions are to be saved; ``evaluate`` sums the statistics of
-every rank (exact: integers) and every rank returns the same metrics. The ground truth is the COCO panoptic format
-that Mask2Former's dataset dicts carry: ``pan_seg_file_name`` (an RGB PNG, ``id = R + 256 G + 256² B``) and
-``segments_info`` (``id``, ``category_id``, ``iscrowd``), read from the model input when the mapper passes them
-through, else from the dataset record of the same ``image_id`` / ``file_name``.
+but a few integers per category is kept (plus each image's ``segments_info`` when the predictions are saved: their
+PNGs go to disk as they arrive, :mod:`.panoptic_predictions`); ``evaluate`` sums the statistics of every rank (exact:
+integers) and every rank returns the same metrics. The ground truth is the COCO panoptic format that Mask2Former's
+dataset dicts carry: ``pan_seg_file_name`` (an RGB PNG, ``id = R + 256 G + 256² B``) and ``segments_info`` (``id``,
+``category_id``, ``iscrowd``), read from the model input when the mapper passes them through, else from the dataset
+record of the same ``image_id`` / ``file_name``.
 
 Category ids: predictions carry contiguous ids (the model's class indices), the records too by default (Mask2Former
 converts them when loading the JSON); both are mapped to dataset ids through the metadata's
@@ -28,7 +29,6 @@ import os
 from collections import OrderedDict
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -36,9 +36,9 @@ from tabulate import tabulate
 
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.errors import DatasetError
-from ..data.panoptic_png import id2rgb, read_panoptic_png
+from ..data.panoptic_png import read_panoptic_png
 from ..utils import comm
-from ..utils.atomic import atomic_write_bytes
+from .panoptic_predictions import PREDICTIONS_DIR, PanopticPredictionWriter
 from .panoptic_quality import PQStat, pq_metrics, pq_stat_single_image
 from .results_json import write_results_json
 from .seen_unseen import dataset_open_vocab_metadata, harmonic_mean, split_by_flag
@@ -46,8 +46,6 @@ from .seen_unseen import dataset_open_vocab_metadata, harmonic_mean, split_by_fl
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "panoptic_results.json"
-PREDICTIONS_DIR = "panoptic"
-PREDICTIONS_JSON = "panoptic_predictions.json"
 
 
 class COCOPanopticEvaluator:
@@ -62,8 +60,9 @@ class COCOPanopticEvaluator:
             False for dataset ids (the panoptic JSON as written by COCO).
         output_dir: where rank 0 writes ``panoptic_results.json`` (the trainer passes ``OUTPUT_DIR/inference``);
             None writes nothing.
-        save_predictions: also write the predictions in COCO panoptic format under ``output_dir/panoptic/``
-            (one RGB PNG per image + ``panoptic_predictions.json``), gathered to rank 0.
+        save_predictions: also write the predictions in COCO panoptic format under ``output_dir/panoptic/``: each
+            rank writes one RGB PNG per image as it is processed, rank 0 ``panoptic_predictions.json`` at the end
+            (:class:`~.panoptic_predictions.PanopticPredictionWriter`); nothing without ``output_dir``.
         annotation_file: the panoptic JSON the records were read from, named in error messages.
         trainable_flag: 0/1 per contiguous class (1 = seen), the split the metrics report on; with both kinds,
             ``PQ_seen``, ``SQ_seen``, ``RQ_seen``, ``PQ_unseen``, ``SQ_unseen``, ``RQ_unseen`` and ``hPQ`` join the
@@ -94,6 +93,9 @@ class COCOPanopticEvaluator:
         self.gt_contiguous_ids = gt_contiguous_ids
         self.output_dir = output_dir
         self.save_predictions = save_predictions
+        self._writer: Optional[PanopticPredictionWriter] = None
+        if save_predictions and output_dir:
+            self._writer = PanopticPredictionWriter(os.path.join(output_dir, PREDICTIONS_DIR), self.categories)
         self.annotation_file = annotation_file
         split = split_by_flag(trainable_flag, contiguous)
         self._subsets = None
@@ -129,7 +131,8 @@ class COCOPanopticEvaluator:
         """Forget every processed image."""
         self._stat = PQStat()
         self._num_images = 0
-        self._predictions: List[dict] = []
+        if self._writer is not None:
+            self._writer.reset()
 
     # ------------------------------------------------------------------------------------------------- process
     def process(self, inputs: List[dict], outputs: List[dict]) -> None:
@@ -161,8 +164,11 @@ class COCOPanopticEvaluator:
             except ValueError as e:
                 raise ValueError(f"prediction for {name}: {e}") from None
             self._num_images += 1
-            if self.save_predictions:
-                self._predictions.append(self._encode_prediction(inp, record, pred_ids, pred_segments))
+            if self._writer is not None:
+                file_name = record.get("file_name", inp.get("file_name", ""))
+                stem = os.path.splitext(os.path.basename(file_name))[0]
+                image_id = inp.get("image_id", record.get("image_id", stem))
+                self._writer.write_image(image_id, file_name, pred_ids, pred_segments)
 
     def _ground_truth_record(self, inp: dict) -> dict:
         if "pan_seg_file_name" in inp and "segments_info" in inp:
@@ -217,18 +223,6 @@ class COCOPanopticEvaluator:
             segments.append({"id": int(s["id"]), "category_id": dataset_id, "iscrowd": int(s.get("iscrowd", 0))})
         return ids, segments
 
-    def _encode_prediction(self, inp: dict, record: dict, pred_ids: np.ndarray, segments: List[dict]) -> dict:
-        file_name = record.get("file_name", inp.get("file_name", ""))
-        png_name = os.path.splitext(os.path.basename(file_name))[0] + ".png"
-        ok, encoded = cv2.imencode(".png", id2rgb(pred_ids)[..., ::-1])
-        if not ok:
-            raise OSError(f"PNG encoding of the prediction for {file_name} failed")
-        labels, counts = np.unique(pred_ids, return_counts=True)
-        area = dict(zip(labels.tolist(), counts.tolist()))
-        segments_info = [{**s, "iscrowd": 0, "area": int(area.get(s["id"], 0))} for s in segments]
-        image_id = inp.get("image_id", record.get("image_id", os.path.splitext(png_name)[0]))
-        return {"image_id": image_id, "file_name": png_name, "segments_info": segments_info, "png": encoded.tobytes()}
-
     # ------------------------------------------------------------------------------------------------ evaluate
     def evaluate(self) -> "OrderedDict[str, Dict[str, float]]":
         """``{"panoptic_seg": {"PQ", "SQ", "RQ", "PQ_th", ..., "PQ_st", ..., "PQ-<class>", ...}}`` over every rank.
@@ -245,10 +239,10 @@ class COCOPanopticEvaluator:
         if num_images == 0:
             logger.warning("No image was evaluated: every panoptic metric is NaN")
         self._log_tables(metrics, num_images)
-        if self.save_predictions:
-            predictions = gather_to_main(self._predictions)
-            if comm.is_main_process() and self.output_dir:
-                self._write_predictions([p for rank in predictions for p in rank])
+        if self._writer is not None:
+            annotations = gather_to_main(self._writer.annotations)
+            if comm.is_main_process():
+                self._writer.write_json([a for rank in annotations for a in rank])
         if self.output_dir and comm.is_main_process():
             write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
         return OrderedDict(panoptic_seg=metrics)
@@ -274,23 +268,6 @@ class COCOPanopticEvaluator:
             floatfmt=".2f",
         )
         logger.info("Panoptic evaluation on %d images (%%):\n%s\nPer class:\n%s", num_images, summary, per_class)
-
-    def _write_predictions(self, predictions: List[dict]) -> None:
-        folder = os.path.join(self.output_dir, PREDICTIONS_DIR)
-        os.makedirs(folder, exist_ok=True)
-        names = [p["file_name"] for p in predictions]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two evaluated images share a file name stem; cannot save predictions in {folder}")
-        annotations = []
-        for p in predictions:
-            atomic_write_bytes(os.path.join(folder, p["file_name"]), p["png"])
-            annotations.append({k: v for k, v in p.items() if k != "png"})
-        categories = [{k: c[k] for k in ("id", "name", "isthing")} for c in self.categories]
-        for c in categories:
-            c["isthing"] = int(bool(c["isthing"]))
-        write_results_json(
-            os.path.join(folder, PREDICTIONS_JSON), {"annotations": annotations, "categories": categories}
-        )
 
 
 def _in_group(category: Mapping, member: Union[None, bool, set]) -> bool:
