@@ -17,11 +17,13 @@ what the rule costs on clean data: "on the real images this rule would remove X%
 within 2 px of a boundary)", measured on the held-out split when given (--real-val-*), else on the training split,
 exactly (one more forward over that split unless the histograms count it; --no-diagnostic skips it). Pass 2
 writes one mask per synthetic image (same name) to --output (default for a registered synthetic dataset:
-<root>/annotations_filtered, which the *_syn_filtered_* splits read) and filter_stats.json next to it.
+<root>/annotations_filtered, which the *_syn_filtered_* splits read) and filter_stats.json next to it (per class and
+overall; --per-image-stats adds filter_stats_per_image.jsonl, one line per pair).
 Inputs are never modified. A killed run re-run with the same command finishes only the missing masks, with the
 same result as an uninterrupted run; so does a run on any number of GPUs (on CPU: with the same number of threads
-per process). Changing --tolerance-margin, --batch-size, AMP, the weights or the inputs of an existing output
-needs --overwrite; so does changing --rule, --clean-rate, --boundary-band or the held-out split.
+per process); the output folder keeps every synthetic image's size, so a re-run reads no image header again unless
+the list of images changed. Changing --tolerance-margin, --batch-size, AMP, the weights or the inputs of an existing
+output needs --overwrite; so does changing --rule, --clean-rate, --boundary-band or the held-out split.
 
 Deviations from the release's preprocess/filter.py:
   - batches of same-sized images (padding, ignored by the loss, only where sizes differ), several loader workers,
@@ -114,6 +116,12 @@ def argument_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--overwrite", action="store_true", help="redo every mask (and pass 1, unless --class-loss) instead of resuming"
     )
+    run.add_argument(
+        "--per-image-stats",
+        action="store_true",
+        help="also write filter_stats_per_image.jsonl beside filter_stats.json: one line per synthetic pair (file, "
+        "labelled pixels, filtered pixels, fraction), sorted by file",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
     dist = parser.add_argument_group("processes (as train_net.py)")
     dist.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; gloo on CPU)")
@@ -198,6 +206,7 @@ def main(args: argparse.Namespace) -> None:
         class_loss=args.class_loss,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        per_image_stats=args.per_image_stats,
     )
     candidates = [n for n in (args.real_dataset,) if n] + list(cfg.DATASETS.TRAIN)
     names = model_class_names([syn], candidates, num_classes)

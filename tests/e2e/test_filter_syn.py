@@ -73,7 +73,7 @@ def filtered_toy(tool, toy_model, toy_datasets, made_once):
         shutil.copytree(toy_datasets, folder / "datasets")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("DETECTRON2_DATASETS", str(folder / "datasets"))
-            run_tool(tool, argv(toy_model))
+            run_tool(tool, argv(toy_model, "--per-image-stats"))
 
     root = str(made_once("filtered_toy", make) / "datasets")
     return root, snapshot(root)
@@ -143,9 +143,10 @@ def test_filter_writes_masks_and_statistics_and_finds_the_planted_defects(toy_da
 
     stats = json.load(open(syn_path(data, "filter_stats.json")))
     names = sorted(os.listdir(syn_path(data, "annotations")))
-    assert [r["file"] for r in stats["per_image"]] == names
+    per_image = [json.loads(line) for line in open(syn_path(data, "filter_stats_per_image.jsonl"))]
+    assert [r["file"] for r in per_image] == names and stats["images"] == len(names) and "per_image" not in stats
     filtered = labelled = lift_hits = defects_in_labelled = 0
-    for entry in stats["per_image"]:
+    for entry in per_image:
         raw = read(syn_path(data, "annotations", entry["file"]))
         out = read(syn_path(data, "annotations_filtered", entry["file"]))
         defect = read(syn_path(data, "defects", entry["file"])) > 0
@@ -153,6 +154,7 @@ def test_filter_writes_masks_and_statistics_and_finds_the_planted_defects(toy_da
         changed = raw != out
         assert (out[changed] == 0).all() and (raw[changed] != 0).all()  # raw ADE masks: filtered -> 0 = unlabeled
         assert (entry["pixels"], entry["filtered"]) == ((raw != 0).sum(), changed.sum())
+        assert entry["fraction"] == changed.sum() / (raw != 0).sum()
         filtered, labelled = filtered + changed.sum(), labelled + (raw != 0).sum()
         lift_hits += (changed & defect).sum()
         defects_in_labelled += (defect & (raw != 0)).sum()

@@ -7,7 +7,6 @@ whole batches in turn, and a resumed run recomputes a batch with the same compan
 same-sized images (most synthetic sets) share batches without any padding.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -17,6 +16,7 @@ from PIL import Image
 from ...data.errors import DatasetError
 from ...data.mapper import read_image, read_mask, reduce_zero_label
 from ...utils import comm
+from .windowed import windowed_map
 
 Size = Tuple[int, int]
 _FIX = "fix or remove the pair (tools/check_dataset.py lists every problem)"
@@ -87,10 +87,10 @@ def _header_size(path: str) -> Size:
 
 
 def image_sizes(paths: Sequence[str], threads: int = 8) -> List[Size]:
-    """(H, W) of every image from its header, the reading shared between ranks (each reads a slice)."""
+    """(H, W) of every image from its header, the reading shared between ranks (each reads a slice, a bounded
+    window of headers in flight at a time)."""
     rank, world = comm.get_rank(), comm.get_world_size()
-    with ThreadPoolExecutor(max(threads, 1)) as pool:
-        mine = list(pool.map(_header_size, paths[rank::world]))
+    mine = list(windowed_map(_header_size, paths[rank::world], threads))
     slices = comm.all_gather(mine)
     sizes: List[Optional[Size]] = [None] * len(paths)
     for r, part in enumerate(slices):

@@ -41,7 +41,8 @@ def check_boundary_band(band: int, name: str = "the boundary band") -> None:
 class FilterOptions:
     """What the user chose on the command line (see tools/filter_syn.py for each flag). ``clean_rate`` is set with
     the quantile rule only; ``boundary_band`` px around class boundaries are never filtered (0: off);
-    ``diagnostic`` measures what the rule would remove from the real images."""
+    ``diagnostic`` measures what the rule would remove from the real images; ``per_image_stats`` also writes one
+    line of statistics per synthetic pair (a file that grows with the pair count, so only when asked)."""
 
     output: str
     rule: str = MEAN_MARGIN
@@ -56,6 +57,7 @@ class FilterOptions:
     overwrite: bool = False
     progress: bool = True
     writer_threads: int = 4
+    per_image_stats: bool = False
 
     @property
     def parent(self) -> str:
@@ -77,6 +79,10 @@ class FilterOptions:
     @property
     def stats_path(self) -> str:
         return os.path.join(self.parent, "filter_stats.json")
+
+    @property
+    def per_image_stats_path(self) -> str:
+        return os.path.join(self.parent, "filter_stats_per_image.jsonl")
 
     @property
     def precision(self) -> str:

@@ -5,9 +5,11 @@ Files (``<parent>`` is the folder holding ``output``)::
     <parent>/class_loss.json      pass 1 result (unless --class-loss names another file)
     <parent>/class_loss_histograms.json     pass 1's per-class loss histograms (beside the class-loss file)
     <parent>/heldout_loss_histograms.json   the same on the held-out real split, when one is given
-    <parent>/filter_stats.json    fractions filtered per class, overall and per image; the rule; the diagnostic
+    <parent>/filter_stats.json    fractions filtered per class and overall; the rule; the diagnostic
+    <parent>/filter_stats_per_image.jsonl   with --per-image-stats only: one line per synthetic pair
     <output>/<mask name>.png      filtered masks, same names as the synthetic masks
     <output>/.filter_state.json   settings the masks were made with
+    <output>/.filter_sizes.json   every synthetic image's size, so a re-run plans its batches without reading them
     <output>/.filter_records.rank<r>.jsonl   per-image pixel counts, for the statistics
 
 Every file appears under its final name only once complete (:mod:`freemask.utils.atomic`), so "the mask exists"
@@ -18,32 +20,33 @@ calibrated on the training split, its histograms) and a re-run with other settin
 kinds of masks in one folder.
 
 Each rank appends one JSON line per filtered mask to its own log, after the mask is in place. At the end rank 0 reads
-every log; a mask whose line was lost (a kill between the mask's rename and the append, or a truncated last line)
-gets its record recomputed from the files themselves: a filtered pixel is one whose stored value changed. Statistics
-are integer pixel counts summed in file-name order, so the result does not depend on who computed a record, when, or
-in which order.
+every log line by line, adding each file's record to the totals once (:mod:`.stats`); a mask whose line was lost (a
+kill between the mask's rename and the append, or a truncated last line) gets its record recomputed from the files
+themselves: a filtered pixel is one whose stored value changed. Statistics are sums of integer pixel counts, so the
+result does not depend on who computed a record, when, or in which order.
 
 ``filter_stats.json`` (UTF-8 JSON)::
 
     {"format": "freemask.filter_stats/1", "tolerance_margin": 1.25, "class_loss": "class_loss.json", "images": N,
      "overall": {"pixels": P, "filtered": F, "fraction": F / P},
-     "classes": [{"id": 0, "name": "wall", "threshold": 0.26, "pixels": ..., "filtered": ..., "fraction": ...}],
-     "per_image": [{"file": "x_seed_42.png", "pixels": ..., "filtered": ..., "fraction": ...}, ...]}
+     "classes": [{"id": 0, "name": "wall", "threshold": 0.26, "pixels": ..., "filtered": ..., "fraction": ...}]}
 
 followed by ``"rule"``, ``"clean_rate"`` (null for mean-margin), ``"boundary_band"``, ``"diagnostic"`` (the
 clean-data cost on real images, :meth:`.diagnostic.CleanCost.to_json`; null with --no-diagnostic) and, from
 ``tools/filter_syn.py``, ``"produced_by"``: the model's weights (path, sha256) and config.
 ``pixels`` counts labelled (non-ignored) pixels of the synthetic masks; ``threshold`` is null for a class that never
-filters; ``tolerance_margin`` is null under the quantile rule; a fraction over zero pixels is 0.
+filters; ``tolerance_margin`` is null under the quantile rule; a fraction over zero pixels is 0. Its size does not
+grow with the number of pairs; ``filter_stats_per_image.jsonl`` (--per-image-stats) holds what earlier versions kept
+in its ``"per_image"`` list: ``{"file": "x_seed_42.png", "pixels": ..., "filtered": ..., "fraction": ...}`` per
+line, sorted by file name.
 """
 
 import collections
 import glob
 import json
-import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Dict, Iterable, List, Optional, Sequence, Set
+from typing import Deque, Dict, Iterable, Iterator, Optional, Set
 
 import cv2
 import numpy as np
@@ -57,6 +60,7 @@ from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from ..sources import MaskSource, SourceSpec
 from .batches import training_labels
 from .rule import apply_filter
+from .saved_sizes import SIZES_NAME
 
 STATE_NAME = ".filter_state.json"
 # What a folder written before a setting was recorded was made with: such a folder resumes only with these values.
@@ -153,13 +157,15 @@ def check_state(output: str, previous: Optional[Dict], current: Dict) -> None:
 
 
 def clear_output(output: str, names: Iterable[str]) -> None:
-    """--overwrite: remove this run's earlier masks, records and state (other files are left alone)."""
+    """--overwrite: remove this run's earlier masks, records, state and saved image sizes (other files are left
+    alone)."""
     for name in existing_files(output, names):
         os.remove(os.path.join(output, name))
     remove_logs(output)
-    state = os.path.join(output, STATE_NAME)
-    if os.path.exists(state):
-        os.remove(state)
+    for bookkeeping in (STATE_NAME, SIZES_NAME):
+        path = os.path.join(output, bookkeeping)
+        if os.path.exists(path):
+            os.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------- per-image records
@@ -212,40 +218,38 @@ def _ends_with_newline(path: str) -> bool:
         return f.read(1) == b"\n"
 
 
-def read_logs(output: str) -> Dict[str, dict]:
-    """Every complete record of every rank's log, by file name (unparsable lines are skipped)."""
-    records: Dict[str, dict] = {}
-    for path in sorted(glob.glob(os.path.join(output, LOG_GLOB))):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                    records[record["file"]] = record
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-    return records
+def log_records(output: str) -> Iterator[dict]:
+    """Every complete record of every rank's log, the last written first (logs in reverse name order, each read from
+    its end), so that the first record met for a file is the one a front-to-back reading would keep last. Read
+    line by line: memory does not grow with the logs. Unparsable lines are skipped."""
+    for path in sorted(glob.glob(os.path.join(output, LOG_GLOB)), reverse=True):
+        for line in _lines_from_the_end(path):
+            try:
+                record = json.loads(line)
+            except ValueError:  # not JSON (a line cut by a kill), or not UTF-8
+                continue
+            if isinstance(record, dict) and isinstance(record.get("file"), str):
+                yield record
+
+
+def _lines_from_the_end(path: str, block: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of ``path`` (without their ``\n``), last first, reading ``block`` bytes at a time."""
+    with open(path, "rb") as f:
+        position = f.seek(0, os.SEEK_END)
+        tail = b""
+        while position > 0:
+            step = min(block, position)
+            position -= step
+            f.seek(position)
+            lines = (f.read(step) + tail).split(b"\n")
+            tail = lines[0]
+            yield from reversed(lines[1:])
+        yield tail
 
 
 def remove_logs(output: str) -> None:
     for path in glob.glob(os.path.join(output, LOG_GLOB)):
         os.remove(path)
-
-
-def complete_records(
-    names: Sequence[str],
-    known: Dict[str, dict],
-    recompute: Iterable,
-    threads: int = 8,
-) -> List[dict]:
-    """Records of ``names`` in order: from ``known`` when present, else from ``recompute`` (callables returning a
-    record, one per missing name in the same order), run on ``threads`` threads."""
-    missing = [n for n in names if n not in known]
-    tasks = list(recompute)
-    if len(tasks) != len(missing):
-        raise ValueError(f"{len(tasks)} recompute tasks for {len(missing)} missing records")
-    with ThreadPoolExecutor(max(threads, 1)) as pool:
-        found = dict(zip(missing, pool.map(lambda task: task(), tasks)))
-    return [known[n] if n in known else found[n] for n in names]
 
 
 # ------------------------------------------------------------------------------------------------- writing masks
@@ -285,54 +289,6 @@ class MaskWriter:
 
 
 # ------------------------------------------------------------------------------------------------- filter_stats.json
-
-
-def _fraction(part: int, whole: int) -> float:
-    return part / whole if whole else 0.0
-
-
-def build_stats(
-    records: Sequence[dict],
-    class_names: Sequence[str],
-    thresholds: Sequence[float],
-    tolerance_margin: Optional[float],
-    class_loss_path: str,
-    stats_folder: str,
-) -> dict:
-    """The ``filter_stats.json`` content of ``records`` (sorted by file name here, so callers need not); the
-    class-loss file is named relative to ``stats_folder`` so the statistics do not change when a dataset moves."""
-    num_classes = len(class_names)
-    labelled, filtered = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
-    per_image = []
-    for record in sorted(records, key=lambda r: r["file"]):
-        for key, totals in (("labelled", labelled), ("filtered", filtered)):
-            for c, n in record[key].items():
-                totals[int(c)] += n
-        pixels, removed = sum(record["labelled"].values()), sum(record["filtered"].values())
-        per_image.append(
-            {"file": record["file"], "pixels": pixels, "filtered": removed, "fraction": _fraction(removed, pixels)}
-        )
-    classes = [
-        {
-            "id": c,
-            "name": class_names[c],
-            "threshold": None if math.isinf(thresholds[c]) else float(thresholds[c]),
-            "pixels": int(labelled[c]),
-            "filtered": int(filtered[c]),
-            "fraction": _fraction(int(filtered[c]), int(labelled[c])),
-        }
-        for c in range(num_classes)
-    ]
-    total, removed = int(labelled.sum()), int(filtered.sum())
-    return {
-        "format": STATS_FORMAT,
-        "tolerance_margin": tolerance_margin,
-        "class_loss": os.path.relpath(os.path.abspath(class_loss_path), stats_folder),
-        "images": len(per_image),
-        "overall": {"pixels": total, "filtered": removed, "fraction": _fraction(removed, total)},
-        "classes": classes,
-        "per_image": per_image,
-    }
 
 
 def write_stats(path: str, stats: dict) -> None:

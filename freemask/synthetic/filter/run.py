@@ -42,19 +42,20 @@ from .options import MEAN_MARGIN, FilterOptions
 from .outputs import (
     MaskWriter,
     RecordLog,
-    build_stats,
     check_state,
     clear_output,
-    complete_records,
     existing_files,
+    log_records,
     mask_file_name,
-    read_logs,
     read_state,
     record_from_files,
     write_state,
     write_stats,
 )
 from .rule import class_thresholds, filled_value, noisy_pixels, quantile_thresholds
+from .saved_sizes import read_sizes, write_sizes
+from .stats import StatsTotals, write_per_image
+from .windowed import windowed_map
 
 logger = logging.getLogger("freemask.filter")
 
@@ -149,8 +150,9 @@ class SyntheticFilter:
             os.makedirs(output, exist_ok=True)
             if self.options.overwrite:
                 clear_output(output, self.names)
-                if os.path.exists(self.options.stats_path):
-                    os.remove(self.options.stats_path)
+                for path in (self.options.stats_path, self.options.per_image_stats_path):
+                    if os.path.exists(path):
+                        os.remove(path)
             stale = remove_stale_temporaries(output)
             if stale:
                 logger.info("Removed %d temporary files left by an interrupted run in %s", stale, output)
@@ -294,7 +296,7 @@ class SyntheticFilter:
         batch is recomputed whole, so every file is computed with the same batch companions as in an uninterrupted
         run. Returns the number of masks written by this rank."""
         syn, output, names = self.syn, self.options.output, self.names
-        batches = plan_batches(image_sizes([r["file_name"] for r in syn.records]), self.options.batch_size)
+        batches = plan_batches(self._synthetic_sizes(), self.options.batch_size)
         todo = [b for b in batches if any(names[i] not in done for i in b)]
         mine = todo[comm.get_rank() :: comm.get_world_size()]
         reader = PairReader(syn.records, len(thresholds), syn.ignore_label, keep_raw=True)
@@ -326,30 +328,50 @@ class SyntheticFilter:
                 bar.close()
         return written
 
+    def _synthetic_sizes(self) -> List[Tuple[int, int]]:
+        """Every synthetic image's (H, W): saved in the output folder by an earlier run over the same image list, else
+        read from the headers (every rank a share) and saved there."""
+        output, paths = self.options.output, [r["file_name"] for r in self.syn.records]
+        saved = comm.broadcast(read_sizes(output, paths) if comm.is_main_process() else None)
+        if saved is not None:
+            logger.info("Image sizes of the %d synthetic images read from %s", len(saved), output)
+            return saved
+        sizes = image_sizes(paths)
+        if comm.is_main_process():
+            write_sizes(output, paths, sizes)
+        return sizes
+
     def _write_stats(self, stats: ClassLoss, thresholds: torch.Tensor, cost: Optional[CleanCost]) -> Dict:
-        """``filter_stats.json`` from every rank's records, recomputing from the files those a kill lost."""
+        """``filter_stats.json`` (and with --per-image-stats its per-image file) from every rank's records, read line
+        by line, recomputing from the files those a kill lost."""
         options, syn = self.options, self.syn
-        known = read_logs(options.output)
-        missing = [i for i, n in enumerate(self.names) if n not in known]
+        totals = StatsTotals(self.names, len(thresholds), options.per_image_stats)
+        totals.add_all(log_records(options.output))
+        missing = totals.missing()
         if missing:
             logger.info("Recomputing %d per-image records from the written masks", len(missing))
 
-        def recompute(index: int):
+        def recompute(index: int) -> dict:
             record, name = syn.records[index], self.names[index]
             reduce_zero = record.get("reduce_zero_label", False)
             filtered = os.path.join(options.output, name)
             args = (name, record["sem_seg_file_name"], filtered, reduce_zero, len(thresholds), syn.ignore_label)
-            return lambda: record_from_files(*args)
+            return record_from_files(*args)
 
-        records = complete_records(self.names, known, [recompute(i) for i in missing], options.writer_threads)
+        totals.add_all(windowed_map(recompute, missing, options.writer_threads))
         margin = options.tolerance_margin if options.rule == MEAN_MARGIN else None
-        result = build_stats(records, stats.names, thresholds.tolist(), margin, options.class_loss_path, options.parent)
+        result = totals.summary(stats.names, thresholds.tolist(), margin, options.class_loss_path, options.parent)
         result.update(
             rule=options.rule,
             clean_rate=options.clean_rate,
             boundary_band=options.boundary_band,
             diagnostic=cost.to_json(stats.names) if cost is not None else None,
         )
+        if totals.per_image is not None:
+            write_per_image(options.per_image_stats_path, totals.per_image)
+        elif os.path.exists(options.per_image_stats_path):  # an earlier run's, which this run did not update
+            os.remove(options.per_image_stats_path)
+            logger.info("Removed %s of an earlier run (--per-image-stats writes it)", options.per_image_stats_path)
         write_stats(options.stats_path, result)
         overall = result["overall"]
         logger.info(

@@ -10,17 +10,16 @@ import pytest
 from freemask.synthetic.filter.outputs import (
     OutputStateError,
     RecordLog,
-    build_stats,
     check_state,
-    complete_records,
     image_record,
-    read_logs,
+    log_records,
     read_state,
     record_from_files,
     write_png,
     write_state,
 )
 from freemask.synthetic.filter.rule import apply_filter
+from freemask.synthetic.filter.stats import StatsTotals
 
 IGNORE = 255
 
@@ -64,33 +63,28 @@ def test_log_survives_a_line_cut_by_a_kill(tmp_path):
     log.append({"file": "c.png", "labelled": {}, "filtered": {}})
     log.close()
     RecordLog(str(tmp_path), rank=1).close()  # an empty log of another rank
-    assert sorted(read_logs(str(tmp_path))) == ["a.png", "c.png"]
+    assert [r["file"] for r in log_records(str(tmp_path))] == ["c.png", "a.png"]  # the last written first
 
 
-def test_missing_records_are_recomputed_in_order():
-    known = {"b": {"file": "b"}}
-    records = complete_records(["a", "b", "c"], known, [lambda: {"file": "a*"}, lambda: {"file": "c*"}], threads=2)
-    assert [r["file"] for r in records] == ["a*", "b", "c*"]
-    with pytest.raises(ValueError, match="recompute"):
-        complete_records(["a"], {}, [])
+def stats_of(records, names):
+    totals = StatsTotals(names, 3)
+    totals.add_all(records)
+    return totals.summary(["x", "y", "z"], [0.5, math.inf, 1.0], 1.25, "/data/class_loss.json", "/data")
 
 
-def test_stats_sum_records_in_file_order_and_handle_empty_classes():
+def test_stats_sum_records_whatever_their_order_and_handle_empty_classes():
     records = [
         {"file": "b.png", "labelled": {"0": 6, "1": 2}, "filtered": {"0": 3}},
         {"file": "a.png", "labelled": {"0": 2}, "filtered": {}},
         {"file": "c.png", "labelled": {}, "filtered": {}},
     ]
-    stats = build_stats(records, ["x", "y", "z"], [0.5, math.inf, 1.0], 1.25, "/data/class_loss.json", "/data")
-    assert [r["file"] for r in stats["per_image"]] == ["a.png", "b.png", "c.png"]
-    assert stats["per_image"][1] == {"file": "b.png", "pixels": 8, "filtered": 3, "fraction": 3 / 8}
-    assert stats["per_image"][2]["fraction"] == 0.0
+    stats = stats_of(records, ["a.png", "b.png", "c.png"])
     assert stats["overall"] == {"pixels": 10, "filtered": 3, "fraction": 0.3}
     assert [c["threshold"] for c in stats["classes"]] == [0.5, None, 1.0]
     assert [(c["pixels"], c["filtered"]) for c in stats["classes"]] == [(8, 3), (2, 0), (0, 0)]
+    assert stats["classes"][2]["fraction"] == 0.0
     assert stats["images"] == 3 and stats["class_loss"] == "class_loss.json"
-    assert stats == build_stats(records[::-1], ["x", "y", "z"], [0.5, math.inf, 1.0], 1.25, "/data/class_loss.json",
-                                "/data")  # fmt: skip
+    assert stats == stats_of(records[::-1], ["c.png", "b.png", "a.png"])
     json.dumps(stats, allow_nan=False)
 
 
