@@ -49,11 +49,17 @@ GB = 1e9
 SETTLE_S = 2.0
 
 
+def cache_dir(root: str, spec: TreeSpec) -> str:
+    """FREEMASK_CACHE_DIR of runs over ``spec``'s tree: one per tree, so a listing cached for one size is not
+    another's."""
+    return os.path.join(root, "cache", spec.name)
+
+
 def code_env(code: str, root: str, spec: Optional[TreeSpec], tree: Optional[str]) -> Dict[str, str]:
     env = {**os.environ, "PYTHONPATH": code, "OMP_NUM_THREADS": "1", "FREEMASK_BENCH_CODE": code}
     if tree is not None:
         env["DETECTRON2_DATASETS"] = tree
-        env["FREEMASK_CACHE_DIR"] = os.path.join(root, "cache", spec.name)
+        env["FREEMASK_CACHE_DIR"] = cache_dir(root, spec)
     return env
 
 
@@ -210,11 +216,13 @@ def measure_filter(
     command += ["MODEL.WEIGHTS", inputs["weights"], "MODEL.SEM_SEG_HEAD.NUM_CLASSES", str(spec.num_classes)]
     env = code_env(code, root, spec, tree)
     log = os.path.join(run_dir, "log.txt")
+    cache_before = _folder_has_files(env["FREEMASK_CACHE_DIR"])
     first = _run_filter_until_mask(command, env, code, output, log, timeout)
+    cache = "warm" if cache_before else ("cold" if _folder_has_files(env["FREEMASK_CACHE_DIR"]) else "-")
     resumed = _run_filter_until_mask(command, env, code, output, log, timeout)
     shutil.rmtree(output, ignore_errors=True)  # thousands of masks at most; the logs stay
     tree_keys = {"size": spec.name, "joint": spec.joint, "synthetic": spec.synthetic}
-    return {**tree_keys, "workers": workers, "start_s": round(first, 2), "resume_s": round(resumed, 2)}
+    return {**tree_keys, "workers": workers, "cache": cache, "start_s": round(first, 2), "resume_s": round(resumed, 2)}
 
 
 def _gb(values: List[int]) -> Optional[float]:
@@ -233,11 +241,12 @@ def print_tables(train: List[Dict], filters: List[Dict]) -> None:
         rows.append([m["size"], m["joint"], m["ranks"], m["workers"], m["cache"], *memory, m["startup_s"]])
     headers = ["tree", "joint records", "ranks", "workers", "cache", "rank USS GB", "worker USS GB (mean)",
                "worker USS GB (max)", "job PSS GB", "start-up to 1st batch s"]  # fmt: skip
-    print(tabulate(rows, headers=headers, tablefmt="github"))
+    if rows:
+        print(tabulate(rows, headers=headers, tablefmt="github"))
     if filters:
         print()
-        rows = [[f["size"], f["joint"], f["workers"], f["start_s"], f["resume_s"]] for f in filters]
-        headers = ["tree", "joint records", "filter workers", "filter start to 1st mask s", "resume to 1st mask s"]
+        rows = [[f["size"], f["joint"], f["workers"], f["cache"], f["start_s"], f["resume_s"]] for f in filters]
+        headers = ["tree", "joint records", "filter workers", "cache", "filter start s", "resume s"]
         print(tabulate(rows, headers=headers, tablefmt="github"))
     print_projection(train)
 
@@ -330,6 +339,9 @@ def main(argv=None) -> None:
         help="filter only trees with at least this many synthetic pairs (and the baseline)",
     )
     parser.add_argument("--code", default=REPO, help="repository whose train_net.py / tools are measured")
+    parser.add_argument(
+        "--cold-cache", action="store_true", help="empty FREEMASK_CACHE_DIR before every run (default: kept, warm)"
+    )
     parser.add_argument("--timeout", type=float, default=1200, help="seconds one run may take to its first batch")
     parser.add_argument("--out", help="write every measurement to this JSON file")
     args = parser.parse_args(argv)
@@ -356,6 +368,8 @@ def main(argv=None) -> None:
         if not args.skip_train:
             for ranks in args.ranks:
                 for workers in args.workers:
+                    if args.cold_cache:
+                        shutil.rmtree(cache_dir(root, spec), ignore_errors=True)
                     m = measure_training(code, root, spec, tree, ranks, workers, args.timeout)
                     print(
                         f"  {spec.name} {ranks} ranks x {workers} workers: start-up {m['startup_s']} s, rank USS "
@@ -364,6 +378,8 @@ def main(argv=None) -> None:
                     )
                     train.append(m)
         if not args.skip_filter and (spec.joint < 1000 or spec.synthetic >= args.filter_min_synthetic):
+            if args.cold_cache:
+                shutil.rmtree(cache_dir(root, spec), ignore_errors=True)
             f = measure_filter(code, root, spec, tree, args.filter_workers, toy_root, args.timeout)
             print(f"  {spec.name} filter: start {f['start_s']} s, resume {f['resume_s']} s", flush=True)
             filters.append(f)
