@@ -63,6 +63,15 @@ def code_env(code: str, root: str, spec: Optional[TreeSpec], tree: Optional[str]
     return env
 
 
+def shm_used() -> int:
+    """Bytes in use on /dev/shm: shared-memory segments no process maps (made by a rank, read later by its workers)
+    are in nobody's PSS, so the job's growth of /dev/shm is read beside it (other jobs on the machine add noise)."""
+    try:
+        return shutil.disk_usage("/dev/shm").used
+    except OSError:
+        return 0
+
+
 def _folder_has_files(folder: str) -> bool:
     return os.path.isdir(folder) and any(files for _, _, files in os.walk(folder))
 
@@ -111,6 +120,7 @@ def measure_training(code: str, root: str, spec: TreeSpec, tree: str, ranks: int
     command = [sys.executable, os.path.join(BENCH, "_first_batch.py"), "--config-file", os.path.join(code, CONFIG)]
     command += ["--num-gpus", str(ranks), *training_overrides(spec, workers, os.path.join(run_dir, "output"))]
     log = os.path.join(run_dir, "log.txt")
+    shm_before = shm_used()
     with open(log, "w") as out:
         start = time.time()
         proc = subprocess.Popen(
@@ -129,6 +139,7 @@ def measure_training(code: str, root: str, spec: TreeSpec, tree: str, ranks: int
         startup = max(m["time"] for m in found) - start
         time.sleep(SETTLE_S)
         memory = job_memory(proc.pid, [m["pid"] for m in found])
+        shm_added = max(0, shm_used() - shm_before)
     finally:
         _kill_group(proc)
     cache_after = _folder_has_files(cache)
@@ -136,6 +147,7 @@ def measure_training(code: str, root: str, spec: TreeSpec, tree: str, ranks: int
         "size": spec.name, "joint": spec.joint, "synthetic": spec.synthetic, "ranks": ranks, "workers": workers,
         "startup_s": round(startup, 2),
         "rank_uss": memory["rank"], "worker_uss": memory["worker"], "total_pss": sum(memory["pss"]),
+        "shm_added": shm_added,
         "cache": "warm" if cache_before else ("cold" if cache_after else "-"),
     }  # fmt: skip
 
@@ -227,21 +239,23 @@ def measure_filter(
 
 def combine_rounds(runs: List[Dict]) -> List[Dict]:
     """One row per (tree, ranks, workers) from its ``--repeat`` runs: the fastest start-up (the run least slowed by
-    other jobs on the machine; every run's kept in ``startup_runs``), every process's USS pooled, the median job PSS,
-    the cache state of the first run."""
+    other jobs on the machine; every run's kept in ``startup_runs``), every process's USS pooled, the median job PSS
+    and /dev/shm growth, the cache state of the first run."""
     rows: Dict[tuple, Dict] = {}
     for m in runs:
         key = (m["size"], m["ranks"], m["workers"])
         if key not in rows:
-            rows[key] = {**m, "rank_uss": [], "worker_uss": [], "startup_runs": [], "pss_runs": []}
+            rows[key] = {**m, "rank_uss": [], "worker_uss": [], "startup_runs": [], "pss_runs": [], "shm_runs": []}
         row = rows[key]
         row["rank_uss"] += m["rank_uss"]
         row["worker_uss"] += m["worker_uss"]
         row["startup_runs"].append(m["startup_s"])
         row["pss_runs"].append(m["total_pss"])
+        row["shm_runs"].append(m["shm_added"])
     for row in rows.values():
         row["startup_s"] = min(row["startup_runs"])
         row["total_pss"] = statistics.median(row["pss_runs"])
+        row["shm_added"] = statistics.median(row["shm_runs"])
     return list(rows.values())
 
 
@@ -257,11 +271,18 @@ def print_tables(train: List[Dict], filters: List[Dict]) -> None:
     rows = []
     for m in train:
         worker_max = max(m["worker_uss"]) / GB if m["worker_uss"] else None
-        memory = [_fmt(_gb(m["rank_uss"])), _fmt(_gb(m["worker_uss"])), _fmt(worker_max), _fmt(m["total_pss"] / GB)]
+        memory = [
+            _fmt(_gb(m["rank_uss"])),
+            _fmt(_gb(m["worker_uss"])),
+            _fmt(worker_max),
+            _fmt(m["total_pss"] / GB),
+            _fmt(m["shm_added"] / GB),
+        ]
         runs = "/".join(f"{t:.0f}" for t in m["startup_runs"])
         rows.append([m["size"], m["joint"], m["ranks"], m["workers"], m["cache"], *memory, m["startup_s"], runs])
     headers = ["tree", "joint records", "ranks", "workers", "cache", "rank USS GB", "worker USS GB (mean)",
-               "worker USS GB (max)", "job PSS GB", "start-up to 1st batch s (min)", "runs s"]  # fmt: skip
+               "worker USS GB (max)", "job PSS GB", "/dev/shm added GB", "start-up to 1st batch s (min)",
+               "runs s"]  # fmt: skip
     if rows:
         print(tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True))
     if filters:
