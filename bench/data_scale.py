@@ -186,8 +186,10 @@ def _run_filter_until_mask(command: List[str], env: Dict, code: str, output: str
 
 def filter_prerequisites(code: str, root: str, spec: TreeSpec, toy_root: str, timeout: float) -> Dict[str, str]:
     """A random toy model of ``spec``'s classes and its class losses from a filter run over the 4 toy pairs, made
-    once under ``root/filter_inputs``: the timed runs skip pass 1 (--class-loss) and read only the synthetic set."""
-    folder = os.path.join(root, "filter_inputs", f"{spec.family}_{spec.num_classes}")
+    once per code version under ``root/filter_inputs`` (the filter's files are that code's): the timed runs skip pass
+    1 (--class-loss) and read only the synthetic set."""
+    version = code_version(code).replace(" ", "_").replace("(", "").replace(")", "")
+    folder = os.path.join(root, "filter_inputs", f"{spec.family}_{spec.num_classes}_{version}")
     weights, class_loss = os.path.join(folder, "model.pth"), os.path.join(folder, "class_loss.json")
     if os.path.isfile(class_loss):
         return {"weights": weights, "class_loss": class_loss}
