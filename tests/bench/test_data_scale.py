@@ -112,7 +112,7 @@ def _row(joint, worker_gb, rank_gb, startup):
 
 
 def test_must_show_lines_compare_828k_with_the_600_record_run(load_script):
-    must_show = load_script("data_scale").must_show
+    must_show = load_script("_scale_report").must_show
     small, big = _row(600, 0.46, 0.22, 10.0), _row(828_287, 0.68, 1.0, 12.0)
     lines = must_show([small, big], [{"synthetic": 400_000, "resume_s": 19.0}])
     assert lines[0].startswith("FAIL: worker USS +0.22 GB")
