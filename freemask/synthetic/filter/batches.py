@@ -15,7 +15,9 @@ import torch
 from PIL import Image
 
 from ...data.errors import DatasetError
+from ...data.loader_start import loader_context
 from ...data.mapper import read_image, read_mask, reduce_zero_label
+from ...data.record_buffer import RecordBuffer
 from ...utils import comm
 
 Size = Tuple[int, int]
@@ -42,10 +44,11 @@ def check_labels(labels: np.ndarray, num_classes: int, ignore_label: int, path: 
 class PairReader(torch.utils.data.Dataset):
     """Item ``i``: ``{"index", "image": uint8 (3, H, W) RGB, "labels": int64 (H, W)}`` plus ``"raw"`` (the mask as
     stored) when ``keep_raw``. A bad pair yields ``{"index", "error": message}`` instead of raising, so the message
-    reaches the user as one line rather than wrapped in a DataLoader worker's traceback."""
+    reaches the user as one line rather than wrapped in a DataLoader worker's traceback. The records are held in a
+    :class:`~freemask.data.record_buffer.RecordBuffer` (the one given, or one built), which workers share."""
 
     def __init__(self, records: Sequence[dict], num_classes: int, ignore_label: int, keep_raw: bool) -> None:
-        self.records = list(records)
+        self.records = records if isinstance(records, RecordBuffer) else RecordBuffer(records)
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.keep_raw = keep_raw
@@ -128,8 +131,11 @@ def collate(items: List[Dict]) -> List[Dict]:
     return items
 
 
-def make_loader(reader: PairReader, batches: List[List[int]], num_workers: int, pin_memory: bool):
-    """A DataLoader yielding this rank's batches (lists of items) in order."""
+def make_loader(
+    reader: PairReader, batches: List[List[int]], num_workers: int, pin_memory: bool, start_method: str = ""
+) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding this rank's batches (lists of items) in order; its workers started by ``start_method``
+    ("" = :data:`freemask.data.loader_start.DEFAULT_START_METHOD`)."""
     return torch.utils.data.DataLoader(
         reader,
         batch_sampler=batches,
@@ -137,4 +143,5 @@ def make_loader(reader: PairReader, batches: List[List[int]], num_workers: int, 
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=False,
+        multiprocessing_context=loader_context(start_method, num_workers, "Filter"),
     )
