@@ -26,14 +26,31 @@ HAND_MADE = [
         "width": 640,
         "image_id": 9,
         "annotations": [
-            {"iscrowd": 0, "bbox": [1.08, 187.69, 611.59, 285.84], "category_id": 50, "bbox_mode": "XYWH_ABS",
-             "segmentation": [[500.49, 473.53, 599.73, 419.6, 612.67, 375.37], [1.0, 2.0, 3.5, 4.0, 5.0, 6.0]]},
-            {"iscrowd": 1, "bbox": [0.0, 0.0, 5.0, 5.0], "category_id": 1, "bbox_mode": "XYWH_ABS",
-             "segmentation": {"size": [480, 640], "counts": b"\x00\x01binary"}},
+            {
+                "iscrowd": 0,
+                "bbox": [1.08, 187.69, 611.59, 285.84],
+                "category_id": 50,
+                "bbox_mode": "XYWH_ABS",
+                "segmentation": [[500.49, 473.53, 599.73, 419.6, 612.67, 375.37], [1.0, 2.0, 3.5, 4.0, 5.0, 6.0]],
+            },
+            {
+                "iscrowd": 1,
+                "bbox": [0.0, 0.0, 5.0, 5.0],
+                "category_id": 1,
+                "bbox_mode": "XYWH_ABS",
+                "segmentation": {"size": [480, 640], "counts": b"\x00\x01binary"},
+            },
         ],
     },
-    {"file_name": "relative/name.jpg", "sem_seg_file_name": "name.png", "extra": None, "weights": (0.5, 1),
-     "nested": {"deeper": {"list": [[], [{}], {"k": "/a/b/"}]}}, 3: "non-string key", "path_like": "/"},
+    {
+        "file_name": "relative/name.jpg",
+        "sem_seg_file_name": "name.png",
+        "extra": None,
+        "weights": (0.5, 1),
+        "nested": {"deeper": {"list": [[], [{}], {"k": "/a/b/"}]}},
+        3: "non-string key",
+        "path_like": "/",
+    },
     {},
     {"file_name": "/x/y.jpg", "numpy_scalar": np.int64(7), "array": np.arange(3, dtype=np.uint8)},
 ]
@@ -91,9 +108,13 @@ def test_indexing_like_a_list():
 def synthetic_records(n):
     root = "/datasets/ADE20K_Synthetic"
     return [
-        {"file_name": f"{root}/images/ADE_train_{i // 20:08d}_seed_{42 + i % 20}.jpg",
-         "sem_seg_file_name": f"{root}/annotations/ADE_train_{i // 20:08d}_seed_{42 + i % 20}.png",
-         "reduce_zero_label": True, "real_stem": f"ADE_train_{i // 20:08d}", "seed": 42 + i % 20}
+        {
+            "file_name": f"{root}/images/ADE_train_{i // 20:08d}_seed_{42 + i % 20}.jpg",
+            "sem_seg_file_name": f"{root}/annotations/ADE_train_{i // 20:08d}_seed_{42 + i % 20}.png",
+            "reduce_zero_label": True,
+            "real_stem": f"ADE_train_{i // 20:08d}",
+            "seed": 42 + i % 20,
+        }
         for i in range(n)
     ]
 
