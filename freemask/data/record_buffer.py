@@ -64,10 +64,12 @@ class _Tables:
 
 class _Encoder(pickle.Pickler):
     """Pickler replacing dicts by ``(schema, *values)`` and folder paths by ``(~folder, rest)`` persistent ids (the
-    elements of a persistent id are pickled through this method too, so nested dicts and paths are encoded)."""
+    elements of a persistent id are pickled through this method too, so nested dicts and paths are encoded). One
+    encoder writes every record of a buffer: a new pickler per record doubles the time to build."""
 
-    def __init__(self, file: io.BytesIO, tables: _Tables) -> None:
-        super().__init__(file, protocol=_PROTOCOL)
+    def __init__(self, tables: _Tables) -> None:
+        self._out = io.BytesIO()
+        super().__init__(self._out, protocol=_PROTOCOL)
         self.fast = True  # no memo: records are trees, and memo opcodes would cost 1-2 bytes per string
         self.tables = tables
 
@@ -85,6 +87,16 @@ class _Encoder(pickle.Pickler):
                 return (schema, *obj.values())
         return None
 
+    def write(self, record: Any, into: bytearray) -> None:
+        """Append the pickle of ``record`` to ``into``, less its protocol and frame header (the unpickler needs
+        neither)."""
+        self._out.seek(0)
+        self._out.truncate()
+        self.dump(record)
+        with self._out.getbuffer() as data:
+            start = _PROTO_HEADER + (_FRAME_HEADER if data[_PROTO_HEADER] == pickle.FRAME[0] else 0)
+            into += data[start:]
+
 
 class _Decoder(pickle.Unpickler):
     """Unpickler undoing :class:`_Encoder`'s persistent ids with the buffer's tables."""
@@ -101,14 +113,6 @@ class _Decoder(pickle.Unpickler):
         return dict(zip(self.schemas[head], pid[1:]))
 
 
-def _encode(record: Any, tables: _Tables) -> bytes:
-    out = io.BytesIO()
-    _Encoder(out, tables).dump(record)
-    data = out.getbuffer()
-    start = _PROTO_HEADER + (_FRAME_HEADER if data[_PROTO_HEADER] == pickle.FRAME[0] else 0)
-    return bytes(data[start:])
-
-
 class RecordBuffer(Sequence):
     """A read-only sequence of record dicts stored in two shared-memory tensors (see the module docstring).
 
@@ -119,10 +123,11 @@ class RecordBuffer(Sequence):
 
     def __init__(self, records: Iterable[dict]) -> None:
         tables = _Tables()
+        encoder = _Encoder(tables)
         data = bytearray()
         ends = array("q")
         for record in records:
-            data += _encode(record, tables)
+            encoder.write(record, data)
             ends.append(len(data))
         self._data = torch.frombuffer(data, dtype=torch.uint8).clone() if data else torch.empty(0, dtype=torch.uint8)
         self._offsets = torch.from_numpy(np.concatenate([[0], np.frombuffer(ends, dtype=np.int64)]).astype(np.int64))
