@@ -44,17 +44,23 @@ def check_labels(labels: np.ndarray, num_classes: int, ignore_label: int, path: 
 class PairReader(torch.utils.data.Dataset):
     """Item ``i``: ``{"index", "image": uint8 (3, H, W) RGB, "labels": int64 (H, W)}`` plus ``"raw"`` (the mask as
     stored) when ``keep_raw``. A bad pair yields ``{"index", "error": message}`` instead of raising, so the message
-    reaches the user as one line rather than wrapped in a DataLoader worker's traceback. The records are held in a
-    :class:`~freemask.data.record_buffer.RecordBuffer` (the one given, or one built), which workers share."""
+    reaches the user as one line rather than wrapped in a DataLoader worker's traceback."""
 
     def __init__(self, records: Sequence[dict], num_classes: int, ignore_label: int, keep_raw: bool) -> None:
-        self.records = records if isinstance(records, RecordBuffer) else RecordBuffer(records)
+        self.records = records
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.keep_raw = keep_raw
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def shared(self) -> "PairReader":
+        """The same reader with its records in a :class:`~freemask.data.record_buffer.RecordBuffer`, for loader
+        workers: they map one shared copy instead of each receiving (or, forked, gradually copying) the list."""
+        if isinstance(self.records, RecordBuffer):
+            return self
+        return PairReader(RecordBuffer(self.records), self.num_classes, self.ignore_label, self.keep_raw)
 
     def __getitem__(self, index: int) -> Dict:
         record = self.records[index]
@@ -134,10 +140,11 @@ def collate(items: List[Dict]) -> List[Dict]:
 def make_loader(
     reader: PairReader, batches: List[List[int]], num_workers: int, pin_memory: bool, start_method: str = ""
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader yielding this rank's batches (lists of items) in order; its workers started by ``start_method``
-    ("" = :data:`freemask.data.loader_start.DEFAULT_START_METHOD`)."""
+    """A DataLoader yielding this rank's batches (lists of items) in order; its workers, if any, read the records
+    from shared memory (:meth:`PairReader.shared`) and are started by ``start_method`` ("" =
+    :data:`freemask.data.loader_start.DEFAULT_START_METHOD`)."""
     return torch.utils.data.DataLoader(
-        reader,
+        reader.shared() if num_workers > 0 else reader,
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=collate,

@@ -23,17 +23,24 @@ def pairs(tmp_path, count):
     return records
 
 
+def test_without_workers_the_reader_reads_its_list_in_process(tmp_path):
+    reader = PairReader(pairs(tmp_path, 2), num_classes=4, ignore_label=255, keep_raw=False)
+    loader = make_loader(reader, [[0, 1]], num_workers=0, pin_memory=False)
+    assert loader.dataset is reader and loader.multiprocessing_context is None
+    assert [item["index"] for item in next(iter(loader))] == [0, 1]
+
+
 @pytest.mark.parametrize("start_method", ["fork", "forkserver"])
 def test_worker_items_equal_the_in_process_items_of_the_plain_list(tmp_path, caplog, start_method):
     records = pairs(tmp_path, 5)
     reader = PairReader(records, num_classes=4, ignore_label=255, keep_raw=True)
-    assert isinstance(reader.records, RecordBuffer)
     batches = [[3, 0], [4], [1, 2]]
     with caplog.at_level(logging.INFO, logger="freemask.data"):
-        loaded = list(make_loader(reader, batches, num_workers=2, pin_memory=False, start_method=start_method))
+        loader = make_loader(reader, batches, num_workers=2, pin_memory=False, start_method=start_method)
+        loaded = list(loader)
+    assert isinstance(loader.dataset.records, RecordBuffer) and reader.records is records
     assert any(f"Filter loader: 2 workers started by {start_method}" in r.getMessage() for r in caplog.records)
-    reference = PairReader.__new__(PairReader)  # the same reading over the list itself, in this process
-    reference.__dict__.update(records=records, num_classes=4, ignore_label=255, keep_raw=True)
+    reference = reader  # the same reading over the list itself, in this process
     for batch, items in zip(batches, loaded):
         assert [item["index"] for item in items] == batch
         for item in items:
