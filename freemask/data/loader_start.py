@@ -5,23 +5,23 @@ is made on purpose rather than left to the process: a rank started by ``train_ne
 child, so multiprocessing's default inside it is forkserver, while a one-process run gets the platform's default
 (fork on Linux up to Python 3.13, forkserver from 3.14).
 
-Why fork by default on Linux (spawn elsewhere, where fork is unsafe or missing). Measured with 4 workers, the records
-in a :class:`~freemask.data.record_buffer.RecordBuffer` (bench figures in bench/RESULTS.md, issue 26): a worker's
-private memory (USS) and its start no longer depend on the number of records under any method, so the choice is
-between start-up cost and what a worker inherits:
+Why fork by default on Linux (spawn elsewhere, where fork is unsafe or missing). Measured on a shared 2-core machine,
+4 workers, records in a :class:`~freemask.data.record_buffer.RecordBuffer` (figures in bench/RESULTS.md, issue 26):
+a worker's private memory (USS) and its start no longer depend on the number of records (600 or 400k) under any
+method, so the choice is between start-up cost and what a worker inherits:
 
-- ``fork``: first batch in 0.5 s, 8 MB private per worker; the workers map the rank's pages, records included. A
-  fork copies a process that holds threads (torch's intra-op pool, gloo/NCCL, tqdm) and maybe a CUDA context: the
-  workers never touch CUDA, torch re-creates its thread pools in a forked child and logging re-initialises its
-  locks at fork, which is why this is what PyTorch's DataLoader has always done on Linux up to Python 3.13 and what
-  detectron2 and Mask2Former trainings run. Python 3.12+ flags the fork of a multi-threaded process with a
-  DeprecationWarning (hidden unless warnings are turned on).
+- ``fork``: 0.1-0.5 s to the first batch, 9 MiB private per worker; the workers map the rank's pages, records
+  included. A fork copies a process that holds threads (torch's intra-op pool, gloo/NCCL, tqdm) and maybe a CUDA
+  context: the workers never touch CUDA, torch re-creates its thread pools in a forked child and logging
+  re-initialises its locks at fork, which is why this is what PyTorch's DataLoader has always done on Linux up to
+  Python 3.13 and what detectron2 and Mask2Former trainings run. Python 3.12+ flags the fork of a multi-threaded
+  process with a DeprecationWarning (hidden unless warnings are turned on).
 - ``forkserver``: workers forked from a server with torch, torchvision and timm imported
   (:func:`freemask.utils.forked_script.warm_forkserver`): nothing inherited, but each process (each rank) starts
-  its own server, which imports torch again (8-10 s on a loaded 2-core machine), and each worker imports the data
-  modules again when it unpickles the dataset (1.7 s to the first batch with the server up, 27 MB per worker).
-  Python 3.14's default on Linux; set it when the rank runs threads that a fork must not copy mid-operation.
-- ``spawn``: a new interpreter per worker: 25 s to the first batch, 285 MB private per worker (torch imported in
+  its own server, which imports torch again, and each worker imports the data modules again when it unpickles the
+  dataset: 3.4-10 s to the first batch (1.7 s of it with the server already up), 28 MiB per worker. Python 3.14's
+  default on Linux; set it when the rank runs threads that a fork must not copy mid-operation.
+- ``spawn``: a new interpreter per worker: 3-25 s to the first batch, 292 MiB private per worker (torch imported in
   each).
 
 Passing the context explicitly keeps this choice when the interpreter's default changes (3.14) and inside ranks
