@@ -52,6 +52,9 @@ HAND_MADE = [
         "path_like": "/",
     },
     {},
+    {"flat": "/a/b.jpg", "folder": "/a/", "root": "/", "name": "b.jpg", "n": 1, "x": 0.5, "yes": True, "none": None},
+    ("a", "tuple", "record"),
+    ["a", "list", "record"],
     {"file_name": "/x/y.jpg", "numpy_scalar": np.int64(7), "array": np.arange(3, dtype=np.uint8)},
 ]
 
@@ -135,10 +138,13 @@ def test_storage_is_compact_and_tables_stay_bounded(monkeypatch):
     buffer = RecordBuffer(records)
     plain = sum(len(pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL)) for r in records)
     assert buffer.nbytes < plain / 2
-    assert len(buffer._folders) == 2 and len(buffer._schemas) == 1
+    folders, schemas, shapes = buffer._tables
+    assert len(folders) == 2 and len(schemas) == 0 and len(shapes) == 1
     monkeypatch.setattr(record_buffer, "MAX_FOLDERS", 3)
     monkeypatch.setattr(record_buffer, "MAX_SCHEMAS", 2)
-    varied = [{f"key{i}": f"/folder{i}/file.png"} for i in range(10)]
+    varied = [{f"key{i}": f"/folder{i}/file.png", "nested": {f"inner{i}": 1}} for i in range(10)]
+    varied += [{f"flat{i}": f"/other{i}/file.png"} for i in range(10)]
     bounded = RecordBuffer(varied)
-    assert len(bounded._folders) == 3 and len(bounded._schemas) == 2
-    assert list(bounded) == varied
+    assert [len(table) for table in bounded._tables] == [3, 2, 2]
+    assert_same(list(bounded), varied)
+    assert_same([bounded[i] for i in range(len(varied))], varied)
