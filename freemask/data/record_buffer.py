@@ -180,6 +180,14 @@ class _Decoder(pickle.Unpickler):
         return record
 
 
+def _shared(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """A copy of ``values`` in shared memory, allocated there and filled (``share_memory_()`` on a filled tensor would
+    hold two copies at once)."""
+    tensor = torch.empty(values.shape, dtype=dtype).share_memory_()
+    tensor.numpy()[...] = values
+    return tensor
+
+
 class RecordBuffer(Sequence):
     """A read-only sequence of record dicts stored in two shared-memory tensors (see the module docstring).
 
@@ -196,10 +204,9 @@ class RecordBuffer(Sequence):
         for record in records:
             encoder.write(record, data)
             ends.append(len(data))
-        self._data = torch.frombuffer(data, dtype=torch.uint8).clone() if data else torch.empty(0, dtype=torch.uint8)
-        self._offsets = torch.from_numpy(np.concatenate([[0], np.frombuffer(ends, dtype=np.int64)]).astype(np.int64))
-        self._data.share_memory_()
-        self._offsets.share_memory_()
+        self._data = _shared(np.frombuffer(data, dtype=np.uint8), torch.uint8)
+        del data
+        self._offsets = _shared(np.concatenate(([0], np.frombuffer(ends, dtype=np.int64))), torch.int64)
         self._tables = (list(tables.folders), list(tables.schemas), list(tables.shapes))
         self._make_views()
 
