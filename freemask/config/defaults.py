@@ -302,6 +302,9 @@ _C.DATASETS.CUSTOM.MASK_EXT = ".png"
 # ---------------------------------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
+# How loader workers start: "" = fork on Linux, spawn elsewhere (measured choice, reasons in
+# freemask/data/loader_start.py); fork, forkserver or spawn to force one. Workers share the records under each.
+_C.DATALOADER.START_METHOD = ""
 # Fraction of every global batch drawn from DATASETS.TRAIN_SYN (0.5 = exactly half synthetic, the real set
 # over-sampled). 0 concatenates all training sets (with REPEAT_FACTORS) and shuffles them instead.
 _C.DATALOADER.SYN_RATIO = 0.0

@@ -17,7 +17,9 @@ from ..utils import comm
 from .catalog import DatasetCatalog
 from .datasets.classification import sample_per_class
 from .errors import DatasetError
+from .loader_start import loader_context
 from .mappers import build_mapper
+from .record_buffer import RecordBuffer
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
 
 __all__ = ["MapDataset", "build_train_loader", "build_test_loader", "trivial_batch_collator"]
@@ -38,12 +40,15 @@ class MapDataset(Dataset):
     the same batches — and the output dict gets ``"skipped": [file names]``. When the record and its next
     ``MAX_SKIPS`` replacements all fail, the record's own error is raised: the dataset itself is broken then, not a
     file. Test keys never skip, so an evaluation sees every image or fails.
+
+    The records are kept in a :class:`~.record_buffer.RecordBuffer` (one shared-memory copy that the loader's
+    workers map rather than receive), unless ``records`` already is one.
     """
 
     MAX_SKIPS = 10
 
     def __init__(self, records: Sequence[dict], mapper: Mapper, skip_bad_samples: bool = False) -> None:
-        self.records = list(records)
+        self.records = records if isinstance(records, RecordBuffer) else RecordBuffer(records)
         self.mapper = mapper
         self.skip_bad_samples = skip_bad_samples
 
@@ -201,7 +206,10 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
             global_batch,
         )
     mapper = build_mapper(cfg, is_train=True)
-    dataset = MapDataset(records, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
+    buffer = RecordBuffer(records)
+    del records, real, syn  # the rank keeps only the buffer
+    logger.info("Training records: %d in %.1f MiB of shared memory", len(buffer), buffer.nbytes / 2**20)
+    dataset = MapDataset(buffer, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
     num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
         dataset,
@@ -210,6 +218,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         worker_init_fn=ignore_ctrl_c,
+        multiprocessing_context=loader_context(cfg.DATALOADER.START_METHOD, num_workers, "Training"),
     )
 
 
@@ -221,14 +230,17 @@ def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
         raise DatasetError(f"dataset '{dataset_name}' in DATASETS.TEST has no images; check its folder")
     if cfg.TEST.IMS_PER_BATCH < 1:
         raise ConfigError(f"TEST.IMS_PER_BATCH must be at least 1, got {cfg.TEST.IMS_PER_BATCH}")
-    dataset = MapDataset(records, build_mapper(cfg, is_train=False))
+    dataset = MapDataset(RecordBuffer(records), build_mapper(cfg, is_train=False))
+    del records
+    num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
         dataset,
         batch_size=cfg.TEST.IMS_PER_BATCH,
         sampler=InferenceSampler(len(dataset)),
         collate_fn=trivial_batch_collator,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        num_workers=num_workers,
         worker_init_fn=ignore_ctrl_c,
+        multiprocessing_context=loader_context(cfg.DATALOADER.START_METHOD, num_workers, f"Test ({dataset_name})"),
     )
 
 

@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from ...data.errors import DatasetError
+from ...data.loader_start import loader_context
 from ...data.mapper import read_image, read_mask, reduce_zero_label
+from ...data.record_buffer import RecordBuffer
 from ...utils import comm
 from .windowed import windowed_map
 
@@ -45,13 +47,20 @@ class PairReader(torch.utils.data.Dataset):
     reaches the user as one line rather than wrapped in a DataLoader worker's traceback."""
 
     def __init__(self, records: Sequence[dict], num_classes: int, ignore_label: int, keep_raw: bool) -> None:
-        self.records = list(records)
+        self.records = records
         self.num_classes = num_classes
         self.ignore_label = ignore_label
         self.keep_raw = keep_raw
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def shared(self) -> "PairReader":
+        """The same reader with its records in a :class:`~freemask.data.record_buffer.RecordBuffer`, for loader
+        workers: they map one shared copy instead of each receiving (or, forked, gradually copying) the list."""
+        if isinstance(self.records, RecordBuffer):
+            return self
+        return PairReader(RecordBuffer(self.records), self.num_classes, self.ignore_label, self.keep_raw)
 
     def __getitem__(self, index: int) -> Dict:
         record = self.records[index]
@@ -128,13 +137,18 @@ def collate(items: List[Dict]) -> List[Dict]:
     return items
 
 
-def make_loader(reader: PairReader, batches: List[List[int]], num_workers: int, pin_memory: bool):
-    """A DataLoader yielding this rank's batches (lists of items) in order."""
+def make_loader(
+    reader: PairReader, batches: List[List[int]], num_workers: int, pin_memory: bool, start_method: str = ""
+) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding this rank's batches (lists of items) in order; its workers, if any, read the records
+    from shared memory (:meth:`PairReader.shared`) and are started by ``start_method`` ("" =
+    :data:`freemask.data.loader_start.DEFAULT_START_METHOD`)."""
     return torch.utils.data.DataLoader(
-        reader,
+        reader.shared() if num_workers > 0 else reader,
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=False,
+        multiprocessing_context=loader_context(start_method, num_workers, "Filter"),
     )
