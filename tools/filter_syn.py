@@ -168,6 +168,7 @@ def main(args: argparse.Namespace) -> None:
 
     from freemask.config import resolve_device
     from freemask.engine import setup_cfg
+    from freemask.data.loader_start import check_start_method
     from freemask.engine.defaults import register_custom_dataset
     from freemask.evaluation.results_json import Provenance, results_produced_by
     from freemask.synthetic.filter.options import FilterOptions
@@ -202,6 +203,7 @@ def main(args: argparse.Namespace) -> None:
         diagnostic=not args.no_diagnostic,
         batch_size=args.batch_size,
         num_workers=cfg.DATALOADER.NUM_WORKERS if args.num_workers is None else args.num_workers,
+        start_method=check_start_method(cfg.DATALOADER.START_METHOD),
         amp_dtype=getattr(torch, cfg.SOLVER.AMP.DTYPE) if on_gpu and not args.no_amp else None,
         class_loss=args.class_loss,
         overwrite=args.overwrite,

@@ -42,7 +42,8 @@ class FilterOptions:
     """What the user chose on the command line (see tools/filter_syn.py for each flag). ``clean_rate`` is set with
     the quantile rule only; ``boundary_band`` px around class boundaries are never filtered (0: off);
     ``diagnostic`` measures what the rule would remove from the real images; ``per_image_stats`` also writes one
-    line of statistics per synthetic pair (a file that grows with the pair count, so only when asked)."""
+    line of statistics per synthetic pair (a file that grows with the pair count, so only when asked);
+    ``start_method`` starts the loader workers (DATALOADER.START_METHOD; "" = the platform's choice)."""
 
     output: str
     rule: str = MEAN_MARGIN
@@ -52,6 +53,7 @@ class FilterOptions:
     diagnostic: bool = True
     batch_size: int = BATCH_SIZE
     num_workers: int = 4
+    start_method: str = ""
     amp_dtype: Optional["torch.dtype"] = None
     class_loss: Optional[str] = None
     overwrite: bool = False

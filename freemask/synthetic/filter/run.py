@@ -385,7 +385,7 @@ class SyntheticFilter:
     def _items(self, reader: PairReader, batches: List[List[int]], progress: Optional[tqdm]) -> Iterator[List[Dict]]:
         """This rank's ``batches`` of items in order, a bad pair turned into its one-line DatasetError."""
         pin = self.batch_loss.device.type == "cuda"
-        for items in make_loader(reader, batches, self.options.num_workers, pin_memory=pin):
+        for items in make_loader(reader, batches, self.options.num_workers, pin, self.options.start_method):
             for item in items:
                 if "error" in item:
                     raise DatasetError(item["error"])
