@@ -258,7 +258,8 @@ def folder_args(data, model, syn_images, syn_masks, *extra):
 def test_bad_inputs_give_one_line_errors_naming_the_problem(tool, toy_model, data, tmp_path):
     assert "has 6" in tool_error(tool, argv(toy_model, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "7"))
     assert "no MODEL.WEIGHTS" in tool_error(tool, argv(""))
-    assert "DATALOADER.START_METHOD is 'thread'" in tool_error(tool, argv(toy_model, "DATALOADER.START_METHOD", "thread"))
+    bad_start = argv(toy_model, "DATALOADER.START_METHOD", "thread")
+    assert "DATALOADER.START_METHOD is 'thread'" in tool_error(tool, bad_start)
 
     images, masks = str(tmp_path / "images"), str(tmp_path / "masks")
     shutil.copytree(syn_path(data, "images"), images)
