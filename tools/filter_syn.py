@@ -167,8 +167,8 @@ def main(args: argparse.Namespace) -> None:
     import torch
 
     from freemask.config import resolve_device
-    from freemask.engine import setup_cfg
     from freemask.data.loader_start import check_start_method
+    from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
     from freemask.evaluation.results_json import Provenance, results_produced_by
     from freemask.synthetic.filter.options import FilterOptions
