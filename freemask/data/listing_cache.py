@@ -104,8 +104,7 @@ def _read(path: str, real_folder: str, key: StatKey) -> Optional[List[str]]:
         valid = (
             data["version"] == FORMAT_VERSION
             and isinstance(names, list)
-            and all(type(n) is str for n in names)
-            and "/" not in "".join(names)
+            and "/" not in "".join(names)  # join raises TypeError unless every name is a string
             and isinstance(listed_at, int)
         )
     except (KeyError, TypeError):

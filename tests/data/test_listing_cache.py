@@ -179,8 +179,10 @@ def test_unwritable_cache_warns_once_and_lists(tmp_path, cache, monkeypatch, cap
     "content",
     [b'{"version": 1, "names": ["a.jp', b"\x00\xff", b'{"version": 1, "names": "a.jpg"}', b"[1, 2]",
      b'{"version": 1, "folder": "", "dev": 0, "ino": 0, "mtime_ns": 0, "ctime_ns": 0, "listed_at_ns": 9, '
-     b'"names": ["../escape.jpg"]}'],  # fmt: skip
-    ids=["truncated", "binary", "names-not-a-list", "not-an-object", "name-with-slash"],
+     b'"names": ["../escape.jpg"]}',
+     b'{"version": 1, "folder": "", "dev": 0, "ino": 0, "mtime_ns": 0, "ctime_ns": 0, "listed_at_ns": 9, '
+     b'"names": ["a.jpg", 3]}'],  # fmt: skip
+    ids=["truncated", "binary", "names-not-a-list", "not-an-object", "name-with-slash", "name-not-a-string"],
 )
 def test_corrupt_cache_warns_lists_and_is_replaced(tmp_path, cache, scans, caplog, content):
     folder = make_folder(tmp_path / "images", ["a.jpg", "b.jpg"])
