@@ -177,8 +177,7 @@ def main(args: argparse.Namespace) -> None:
     for name in (args.syn_dataset, args.real_dataset if not args.class_loss else None, args.real_val_dataset):
         if name:
             check_class_count(name, dataset_class_names(name), num_classes, args.config_file)
-    with comm.local_master_first():  # local rank 0 fills the listing cache the others read
-        syn = SourceSpec.from_args(args, "syn", ignore_label).pairs()
+    syn = SourceSpec.from_args(args, "syn", ignore_label).pairs()
     real = SourceSpec.from_args(args, "real", ignore_label)
     heldout = SourceSpec.from_args(args, "real_val", ignore_label)
     output = args.output or default_output(syn)

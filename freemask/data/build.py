@@ -81,15 +81,13 @@ def trivial_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
-    """Records of every dataset in ``names``; an empty one is an error naming the dataset and the config key.
-    Each machine's local rank 0 loads first, filling the listing cache its other ranks then read."""
+    """Records of every dataset in ``names``; an empty one is an error naming the dataset and the config key."""
     all_records = []
-    with comm.local_master_first():
-        for name in names:
-            records = DatasetCatalog.get(name)
-            if len(records) == 0:
-                raise DatasetError(f"dataset '{name}' in {key} has no images; check its folder or remove it from {key}")
-            all_records.append(records)
+    for name in names:
+        records = DatasetCatalog.get(name)
+        if len(records) == 0:
+            raise DatasetError(f"dataset '{name}' in {key} has no images; check its folder or remove it from {key}")
+        all_records.append(records)
     return all_records
 
 
@@ -218,8 +216,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
 def build_test_loader(cfg: CfgNode, dataset_name: str) -> DataLoader:
     """Loader over ``dataset_name`` in order, ``TEST.IMS_PER_BATCH`` images per batch (default 1), this rank's
     contiguous shard of it (every image once overall); ``INPUT.DATASET_MAPPER_NAME`` picks the mapper."""
-    with comm.local_master_first():  # local rank 0 fills the listing cache the others read
-        records = DatasetCatalog.get(dataset_name)
+    records = DatasetCatalog.get(dataset_name)
     if len(records) == 0:
         raise DatasetError(f"dataset '{dataset_name}' in DATASETS.TEST has no images; check its folder")
     if cfg.TEST.IMS_PER_BATCH < 1:

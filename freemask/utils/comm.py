@@ -1,8 +1,7 @@
 """Small torch.distributed helpers that are no-ops in a single process."""
 
-import contextlib
 import os
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
@@ -33,30 +32,6 @@ def synchronize() -> None:
     """Barrier across all ranks (no-op in a single process)."""
     if get_world_size() > 1:
         dist.barrier()
-
-
-@contextlib.contextmanager
-def local_master_first() -> Iterator[None]:
-    """Run the block on each machine's local rank 0 first, then on the other ranks (a no-op in a single process).
-
-    For work whose result the first process leaves on disk for the others, such as the listing cache of the dataset
-    folders (:mod:`freemask.data.listing_cache`): the local masters list the folders, the other ranks read the cache.
-
-    Every rank enters exactly one barrier: the local masters after the block, even when it raises (the exception
-    then continues on that rank), the others before it. So an error on a local master never leaves the other ranks
-    waiting; they run the block themselves and, for an error of the data (a missing folder), report the same one.
-    """
-    if get_world_size() == 1:
-        yield
-        return
-    if get_local_rank() == 0:
-        try:
-            yield
-        finally:
-            dist.barrier()
-    else:
-        dist.barrier()
-        yield
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

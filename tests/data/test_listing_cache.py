@@ -26,17 +26,16 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def scans(monkeypatch):
-    """The dataset folders os.scandir was called on since the test started (not the cache's own folder, scanned
-    for stale temporaries when writing)."""
+    """The folders listed in full since the test started (a large folder's first files, read to tell it is large,
+    are not a listing)."""
     calls = []
-    real_scandir = os.scandir
+    real_scan_files = listing_cache.scan_files
 
-    def counting(path="."):
-        if os.path.basename(os.path.normpath(path)) != listing_cache.LISTINGS_SUBDIR:
-            calls.append(os.path.realpath(path))
-        return real_scandir(path)
+    def counting(folder):
+        calls.append(os.path.realpath(folder))
+        return real_scan_files(folder)
 
-    monkeypatch.setattr(os, "scandir", counting)
+    monkeypatch.setattr(listing_cache, "scan_files", counting)
     return calls
 
 
@@ -129,11 +128,13 @@ def test_a_racy_cache_file_is_not_trusted(tmp_path, cache, scans):
 def test_a_folder_changed_while_listed_is_not_cached(tmp_path, cache, monkeypatch):
     folder = make_folder(tmp_path / "images", ["a.jpg"])
     real_scandir = os.scandir
+    changes = []
 
     def scandir_then_change(path):
         entries = real_scandir(path)
-        (folder / "late.jpg").write_bytes(b"")  # a rank writing while this one lists
-        age(folder, 1)
+        changes.append(1)
+        (folder / f"late{len(changes)}.jpg").write_bytes(b"")  # a rank writing while this one lists
+        age(folder, len(changes))
         return entries
 
     monkeypatch.setattr(os, "scandir", scandir_then_change)
