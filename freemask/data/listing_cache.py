@@ -24,8 +24,10 @@ then releases the lock; the others wait on the lock and read the cache. So each 
 collective: record building runs in parallel on every rank, and processes that never call torch.distributed share
 the listing too. The lock dies with its holder (the kernel releases a flock when the last descriptor of its open file
 is closed, as when the process dies), so a killed process never blocks the others. Whether a folder is large is known
-by reading its first ``MIN_CACHED_ENTRIES`` files: small folders are listed entirely by then and take no lock. Lock
-files stay in the cache folder (deleting one would let two processes lock two different files of the same name).
+by reading its first ``MIN_CACHED_ENTRIES`` files: small folders are listed entirely by then and take no lock; nor
+do racy ones (never cached: waiting would gain nothing). Should a holder fail to write the cache (the folder changed
+while listed, a full disk), the waiters list in turn. Lock files stay in the cache folder (deleting one would let two
+processes lock two different files of the same name).
 
 Failures. An unwritable cache folder, a cache folder on a file system without flock (some network file systems) or
 a corrupt cache file is never an error: one warning, then the folder is listed directly (and a corrupt file is

@@ -106,6 +106,7 @@ def test_a_folder_modified_just_before_the_listing_is_not_cached(tmp_path, cache
     (folder / "a.jpg").write_bytes(b"")  # mtime: now, within the racy margin
     assert listing_cache.list_files(str(folder)) == ["a.jpg"]
     assert not os.path.exists(listing_cache.cache_file(str(folder)))
+    assert not cache.exists()  # nor a lock: waiting for another process's listing would gain nothing
     listing_cache.list_files(str(folder))
     assert len(scans) == 2
 
