@@ -19,6 +19,7 @@ from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.sem_seg import load_sem_seg
 from ..data.datasets.synthetic import IMAGES_DIR, parse_synthetic_stem
 from ..data.errors import DatasetError
+from ..data.listing_cache import list_files
 
 _SHOWN = 3
 
@@ -161,8 +162,8 @@ def _files(folder: str, ext: str, what: str, hint: str) -> Dict[str, str]:
     """``stem -> path`` of the files ending in ``ext`` directly in ``folder``."""
     if not os.path.isdir(folder):
         raise DatasetError(f"{what} folder not found: {folder}; {hint}")
-    with os.scandir(folder) as entries:
-        return {e.name[: -len(ext)]: e.path for e in entries if e.name.endswith(ext) and e.is_file()}
+    prefix = os.path.join(folder, "")
+    return {name[: -len(ext)]: prefix + name for name in list_files(folder) if name.endswith(ext)}
 
 
 def _real_masks_from_dataset(name: str) -> RealMasks:

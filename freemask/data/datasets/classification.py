@@ -28,6 +28,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import DatasetError
+from ..listing_cache import list_files
 
 
 def label_count_path(mask_dir: str) -> str:
@@ -38,8 +39,8 @@ def label_count_path(mask_dir: str) -> str:
 def _stems(folder: str, ext: str, what: str, hint: str) -> Dict[str, str]:
     if not os.path.isdir(folder):
         raise DatasetError(f"{what} folder not found: {folder}; {hint}")
-    with os.scandir(folder) as entries:
-        return {e.name[: -len(ext)]: e.path for e in entries if e.name.endswith(ext)}
+    prefix = os.path.join(folder, "")
+    return {name[: -len(ext)]: prefix + name for name in list_files(folder) if name.endswith(ext)}
 
 
 def load_classification_records(

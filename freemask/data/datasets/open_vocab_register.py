@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Mapping, Tuple
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
+from ..listing_cache import list_files
 from .classification import full_task_classification_records, load_classification_records
 from .open_vocab import KINDS, OpenVocabSplit, kind_suffix
 from .panoptic import ADE_LAYOUT_SPLITS, load_ade_layout
@@ -70,14 +71,14 @@ def load_prepared_sem_seg(image_root: str, mask_root: str, hint: str, image_ext:
     for folder, what in ((image_root, "image"), (mask_root, "prepared mask")):
         if not os.path.isdir(folder):
             raise DatasetError(f"{what} folder not found: {folder}; {hint}")
-    with os.scandir(mask_root) as entries:
-        stems = sorted(e.name[:-4] for e in entries if e.name.endswith(".png") and not e.name.startswith("."))
+    stems = sorted(n[:-4] for n in list_files(mask_root) if n.endswith(".png") and not n.startswith("."))
     if not stems:
         raise DatasetError(f"no masks in {mask_root}; the split is empty — {hint}")
+    images = set(list_files(image_root))  # one listing, not one stat per mask (118k for COCO)
     records = []
     for stem in stems:
         image = os.path.join(image_root, stem + image_ext)
-        if not os.path.isfile(image):
+        if stem + image_ext not in images:
             raise DatasetError(f"{os.path.join(mask_root, stem + '.png')} has no image {image}; {hint}")
         mask = os.path.join(mask_root, stem + ".png")
         records.append({"file_name": image, "sem_seg_file_name": mask, "reduce_zero_label": False})

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
+from ..listing_cache import list_files
 
 # The label of unlabelled pixels in prepared masks (detectron2's and MMSegmentation's 255), the one constant of it.
 IGNORE_LABEL = 255
@@ -22,8 +23,8 @@ def _files_by_stem(folder: str, ext: str, what: str) -> Dict[str, str]:
         raise DatasetError(
             f"{what} folder not found: {folder}; check the dataset path (DETECTRON2_DATASETS) or prepare the dataset"
         )
-    with os.scandir(folder) as entries:
-        return {e.name[: -len(ext)]: e.path for e in entries if e.name.endswith(ext) and e.is_file()}
+    prefix = os.path.join(folder, "")  # prefix + name: DirEntry.path, os.path.join(folder, name)
+    return {name[: -len(ext)]: prefix + name for name in list_files(folder) if name.endswith(ext)}
 
 
 def load_sem_seg(

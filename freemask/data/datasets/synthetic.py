@@ -16,13 +16,14 @@ Registration reads nothing from disk: the root is a function called when a split
 """
 
 import os
-import re
 from collections import defaultdict
+from operator import itemgetter
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ...utils.atomic import atomic_write_text
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
+from ..listing_cache import list_files
 
 IMAGES_DIR = "images"
 MASKS_DIR = "annotations"
@@ -31,7 +32,7 @@ MANIFEST_NAME = "resampled_manifest.txt"
 # Split kinds accepted by register_synthetic_splits.
 SPLIT_KINDS = ("all", "filtered", "resampled")
 
-_STEM = re.compile(r"(?P<real_stem>.+)_seed_(?P<seed>\d+)")
+_SEED_MARK = "_seed_"
 # Metadata describing where a dataset lives; not shared between a real dataset and its synthetic splits.
 _PATH_KEYS = ("name", "image_root", "sem_seg_root")
 _SHOWN = 3
@@ -43,9 +44,15 @@ def datasets_root() -> str:
 
 
 def parse_synthetic_stem(stem: str) -> Optional[Tuple[str, int]]:
-    """``("<real_stem>", seed)`` for a name ``<real_stem>_seed_<int>``, else None."""
-    match = _STEM.fullmatch(stem)
-    return (match["real_stem"], int(match["seed"])) if match else None
+    """``("<real_stem>", seed)`` for a name ``<real_stem>_seed_<int>``, else None.
+
+    The names of the regular expression ``(?P<real_stem>.+)_seed_(?P<seed>\\d+)`` (full match; ``.`` stops at a
+    newline, ``\\d`` is a Unicode decimal digit), at a third of its cost: only the last ``_seed_`` can be followed
+    by digits alone, so it is the one split to try (one call per pair: 710k for COCO-Synthetic)."""
+    real_stem, mark, seed = stem.rpartition(_SEED_MARK)
+    if not mark or not real_stem or not seed.isdecimal() or "\n" in real_stem:
+        return None
+    return real_stem, int(seed)
 
 
 def _shown(names: Sequence[str]) -> str:
@@ -55,8 +62,17 @@ def _shown(names: Sequence[str]) -> str:
 def _names_in(folder: str, what: str, hint: str) -> Set[str]:
     if not os.path.isdir(folder):
         raise DatasetError(f"{what} folder not found: {folder}; {hint}")
-    with os.scandir(folder) as entries:
-        return {e.name for e in entries if e.is_file()}
+    return set(list_files(folder))
+
+
+def _sorted_by_stem_and_seed(images: List[Tuple[str, int, str]]) -> List[Tuple[str, int, str]]:
+    """``(real_stem, seed, name stem)`` triples in tuple order, by three stable sorts on one field each, last field
+    first: each compares plain strings or ints (CPython's fast paths), at a third of the cost of sorting the tuples
+    (1.7 s for 710k). Same order: tuples compare field by field, and stable sorts keep the earlier fields' ties."""
+    images = sorted(images, key=itemgetter(2))
+    images.sort(key=itemgetter(1))
+    images.sort(key=itemgetter(0))
+    return images
 
 
 def _record(image: str, mask: str, real_stem: str, seed: int, reduce_zero_label: bool) -> dict:
@@ -83,9 +99,11 @@ def load_synthetic(
     image_root, mask_root = os.path.join(root, IMAGES_DIR), os.path.join(root, masks_dir)
     images = []
     for name in _names_in(image_root, "synthetic images", missing_hint):
-        parsed = parse_synthetic_stem(name[: -len(image_ext)]) if name.endswith(image_ext) else None
-        if parsed:
-            images.append((parsed, name[: -len(image_ext)]))
+        if name.endswith(image_ext):
+            stem = name[: -len(image_ext)]
+            parsed = parse_synthetic_stem(stem)
+            if parsed:
+                images.append((parsed[0], parsed[1], stem))
     if not images:
         raise DatasetError(
             f"no synthetic images named '<real_stem>_seed_<int>{image_ext}' in {image_root}; {missing_hint}"
@@ -97,21 +115,24 @@ def load_synthetic(
         else "add the masks or remove those images"
     )
     masks = _names_in(mask_root, "synthetic mask", fix if filtered else missing_hint)
-    missing = sorted(stem + image_ext for _, stem in images if stem + mask_ext not in masks)
+    missing = sorted(stem + image_ext for _, _, stem in images if stem + mask_ext not in masks)
     if missing:
         raise DatasetError(
             f"{len(missing)} of {len(images)} synthetic images in {image_root} have no '*{mask_ext}' mask in "
             f"{mask_root} ({_shown(missing)}); {fix}"
         )
+    # ``prefix + name`` is ``os.path.join(root, name)`` for a bare file name, at a fifth of its cost; the dict is
+    # ``_record``'s, inline (same keys, same order) to save a call per pair.
+    image_prefix, mask_prefix = os.path.join(image_root, ""), os.path.join(mask_root, "")
     return [
-        _record(
-            os.path.join(image_root, stem + image_ext),
-            os.path.join(mask_root, stem + mask_ext),
-            real_stem,
-            seed,
-            reduce_zero_label,
-        )
-        for (real_stem, seed), stem in sorted(images)
+        {
+            "file_name": image_prefix + stem + image_ext,
+            "sem_seg_file_name": mask_prefix + stem + mask_ext,
+            "reduce_zero_label": reduce_zero_label,
+            "real_stem": real_stem,
+            "seed": seed,
+        }
+        for real_stem, seed, stem in _sorted_by_stem_and_seed(images)
     ]
 
 
@@ -191,8 +212,7 @@ def load_resampled(root: str, reduce_zero_label: bool = False, manifest: str = M
     listings: Dict[str, Set[str]] = defaultdict(set)
     for folder in {os.path.dirname(p) for pair in pairs for p in pair}:
         if os.path.isdir(folder):
-            with os.scandir(folder) as entries:
-                listings[folder] = {e.name for e in entries if e.is_file()}
+            listings[folder] = set(list_files(folder))
     missing = [p for pair in pairs for p in pair if os.path.basename(p) not in listings[os.path.dirname(p)]]
     if missing:
         raise DatasetError(

@@ -21,6 +21,7 @@ from typing import Dict, List, Mapping, Set
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
+from ..listing_cache import list_files
 from . import ade20k, coco_stuff, toy
 from .open_vocab import open_vocab_split
 from .synthetic import (
@@ -129,8 +130,7 @@ def _load_resampled_base(root: str, download: str) -> List[dict]:
             )
         twin = os.path.join(parent, BASE_MASK_DIRS[sub])
         if twin not in listings:
-            with os.scandir(_check_prepared(parent, sub, download)) as entries:
-                listings[twin] = {e.name for e in entries if e.is_file()}
+            listings[twin] = set(list_files(_check_prepared(parent, sub, download)))
         if name not in listings[twin]:
             raise DatasetError(
                 f"{os.path.join(twin, name)} not found (the twin of {record['sem_seg_file_name']}, listed in the "
