@@ -17,7 +17,9 @@ _TorchSerializedList``; the encoding below is smaller:
   800k) is pickled as one tuple ``(shape, values...)``, each path as two values, its shape (keys and which values
   are paths) in a third table; other records go through a pickler whose persistent ids do the two replacements
   above at any depth (a Python call per object: a fifth slower to build, and 13% larger for flat records);
-- each record's pickle is written without memo opcodes and without its protocol and frame header.
+- each record's pickle is written without memo opcodes and without its protocol and frame header;
+- consecutive flat records with the same keys (a dataset's records, in runs of thousands) are split into columns and
+  encoded with C-level calls only, in the same bytes (1.5 us per record against 3.6 us one by one, issue 26).
 
 The tables are bounded (:data:`MAX_FOLDERS`, :data:`MAX_SCHEMAS` key tuples and as many shapes): past the bound,
 strings and dicts are pickled whole, so a worker's copy of the tables never grows with the number of records.
@@ -57,6 +59,9 @@ Shape = Tuple[Tuple[Any, ...], Tuple[bool, ...]]  # a flat record's keys, and wh
 def _header_size(pickled: Union[bytes, memoryview]) -> int:
     """Bytes of protocol and frame header at the start of a protocol-4 pickle."""
     return _PROTO_HEADER + (_FRAME_HEADER if pickled[_PROTO_HEADER] == pickle.FRAME[0] else 0)
+
+
+_frame_mark = operator.itemgetter(slice(_PROTO_HEADER, _PROTO_HEADER + 1))  # FRAME where a pickle has a frame
 
 
 class _Tables:
@@ -206,8 +211,7 @@ class _RunEncoder:
         pickles = self._pickles
         # each dump wrote its protocol and frame header (2 + 9 bytes) and its pickle, in one call; a string past the
         # 64 kB frame size makes the pickler write more than once
-        marks = bytes(map(operator.itemgetter(_PROTO_HEADER), pickles))
-        if len(pickles) != len(run) or marks.count(pickle.FRAME) != len(run):
+        if len(pickles) != len(run) or b"".join(map(_frame_mark, pickles)).count(pickle.FRAME) != len(run):
             return None
         return list(map(operator.itemgetter(slice(_PROTO_HEADER + _FRAME_HEADER, None)), pickles))
 
