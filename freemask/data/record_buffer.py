@@ -17,7 +17,9 @@ _TorchSerializedList``; the encoding below is smaller:
   800k) is pickled as one tuple ``(shape, values...)``, each path as two values, its shape (keys and which values
   are paths) in a third table; other records go through a pickler whose persistent ids do the two replacements
   above at any depth (a Python call per object: a fifth slower to build, and 13% larger for flat records);
-- each record's pickle is written without memo opcodes and without its protocol and frame header.
+- each record's pickle is written without memo opcodes and without its protocol and frame header;
+- consecutive flat records with the same keys (a dataset's records, in runs of thousands) are split into columns and
+  encoded with C-level calls only, in the same bytes (1.5 us per record against 3.6 us one by one, issue 26).
 
 The tables are bounded (:data:`MAX_FOLDERS`, :data:`MAX_SCHEMAS` key tuples and as many shapes): past the bound,
 strings and dicts are pickled whole, so a worker's copy of the tables never grows with the number of records.
@@ -25,12 +27,15 @@ Decoding gives back a new dict equal to the original (same key order, same types
 pickled as it is).
 """
 
+import gc
 import io
 import logging
 import operator
 import pickle
-from array import array
+from collections import deque
 from collections.abc import Sequence
+from itertools import groupby, islice, repeat
+from types import SimpleNamespace
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -46,12 +51,17 @@ _PROTOCOL = 4  # short strings cost 2 bytes of header (SHORT_BINUNICODE), agains
 _PROTO_HEADER = 2  # PROTO opcode and its argument
 _FRAME_HEADER = 9  # FRAME opcode and its 8-byte length, written by protocol 4 before any pickle of 4+ bytes
 _ATOMS = frozenset({str, int, bool, float, type(None)})
+_CHUNK = 8192  # records encoded together: bounds the columns and pickles held at once while building
+_MIN_RUN = 16  # shorter runs of same-keyed dicts are encoded one by one (a run costs a few records' time to set up)
 Shape = Tuple[Tuple[Any, ...], Tuple[bool, ...]]  # a flat record's keys, and which of its values are paths
 
 
 def _header_size(pickled: Union[bytes, memoryview]) -> int:
     """Bytes of protocol and frame header at the start of a protocol-4 pickle."""
     return _PROTO_HEADER + (_FRAME_HEADER if pickled[_PROTO_HEADER] == pickle.FRAME[0] else 0)
+
+
+_frame_mark = operator.itemgetter(slice(_PROTO_HEADER, _PROTO_HEADER + 1))  # FRAME where a pickle has a frame
 
 
 class _Tables:
@@ -131,10 +141,10 @@ class _Encoder(pickle.Pickler):
                 return (schema, *obj.values())
         return None
 
-    def write(self, record: Any, into: bytearray) -> None:
-        """Append the pickle of ``record`` to ``into``, less its protocol and frame header (the unpickler needs
-        neither): a flat record's tuple, any other dict through the persistent ids, anything else in a list (so
-        that neither a dict nor a tuple can be mistaken for it)."""
+    def write(self, record: Any) -> bytes:
+        """The pickle of ``record``, less its protocol and frame header (the unpickler needs neither): a flat
+        record's tuple, any other dict through the persistent ids, anything else in a list (so that neither a dict
+        nor a tuple can be mistaken for it)."""
         flat = self.tables.flat(record) if type(record) is dict else None
         self._out.seek(0)
         self._out.truncate()
@@ -143,7 +153,85 @@ class _Encoder(pickle.Pickler):
         else:
             self.dump(record if type(record) is dict else [record])
         with self._out.getbuffer() as data:
-            into += data[_header_size(data) :]
+            return bytes(data[_header_size(data) :])
+
+
+class _RunEncoder:
+    """Encodes records a chunk at a time: each run of consecutive dicts with the same keys is split into columns and
+    pickled with C-level calls only (``map``, ``zip``, one pickler's ``dump``), in the same bytes as
+    :meth:`_Tables.flat` and :class:`_Encoder` give one record at a time (3.6 us per record, most of it in Python);
+    records that are not flat, and runs where a column mixes paths and other values, go through :class:`_Encoder`.
+    """
+
+    def __init__(self) -> None:
+        self.tables = _Tables()
+        self._encoder = _Encoder(self.tables)
+        self._pickles: List[bytes] = []  # what the pickler writes: one bytes per dump, unless a record exceeds a frame
+        self._pickler = pickle.Pickler(SimpleNamespace(write=self._pickles.append), protocol=_PROTOCOL)
+        self._pickler.fast = True  # no memo, as _Encoder
+
+    def encode(self, chunk: List[Any]) -> List[bytes]:
+        """The headerless pickles of ``chunk``'s records, in order."""
+        if set(map(type, chunk)) == {dict}:
+            keys: List[Any] = list(map(tuple, chunk))
+        else:
+            keys = [tuple(record) if type(record) is dict else None for record in chunk]
+        pickles: List[bytes] = []
+        start = 0
+        for key, group in groupby(keys):
+            run = chunk[start : start + len(list(group))]
+            start += len(run)
+            flat = self._flat_run(key, run) if key is not None and len(run) >= _MIN_RUN else None
+            pickles += map(self._encoder.write, run) if flat is None else flat
+        return pickles
+
+    def _flat_run(self, keys: Tuple[Any, ...], run: List[dict]) -> Optional[List[bytes]]:
+        """The headerless pickles of the tuples :meth:`_Tables.flat` gives for ``run`` (dicts with ``keys``), or None
+        where a record needs its own shape or another encoding."""
+        paths: List[bool] = []
+        columns: List[Any] = []
+        for column in zip(*map(dict.values, run)):
+            kinds = set(map(type, column))
+            if not kinds <= _ATOMS or (str in kinds and len(kinds) > 1):
+                return None
+            split = self._folder_split(column) if str in kinds else None
+            if split is None:
+                columns.append(column)
+                paths.append(False)
+            elif not split:
+                return None
+            else:
+                columns += split
+                paths.append(True)
+        shape = self.tables.shape((keys, tuple(paths)))
+        if shape is None:
+            return None
+        self._pickles.clear()
+        deque(map(self._pickler.dump, zip(repeat(shape, len(run)), *columns)), maxlen=0)
+        pickles = self._pickles
+        # each dump wrote its protocol and frame header (2 + 9 bytes) and its pickle, in one call; a string past the
+        # 64 kB frame size makes the pickler write more than once
+        if len(pickles) != len(run) or b"".join(map(_frame_mark, pickles)).count(pickle.FRAME) != len(run):
+            return None
+        return list(map(operator.itemgetter(slice(_PROTO_HEADER + _FRAME_HEADER, None)), pickles))
+
+    def _folder_split(self, column: Tuple[str, ...]) -> Optional[List[Any]]:
+        """``[folder indices, rests]`` when every string of ``column`` is a path whose folder is in the table, None
+        when none is, ``[]`` when some are (those records need their own shapes)."""
+        folder = column[0][: column[0].rfind("/") + 1]
+        rests = list(map(operator.itemgetter(slice(len(folder), None)), column))
+        # One folder, the usual case (a dataset's images): the strings are folder + rest each, with no "/" in the rests,
+        # if and only if their concatenation is that of folder + rest (joins, no Python call per string).
+        if folder and "/" not in "".join(rests) and "".join(column) == folder + folder.join(rests):
+            index = self.tables.folder(folder)
+            return None if index is None else [repeat(index), rests]
+        heads, slashes, rests = zip(*map(str.rpartition, column, repeat("/")))
+        folders = list(map(operator.add, heads, slashes))
+        index = {folder: self.tables.folder(folder) if folder else None for folder in dict.fromkeys(folders)}
+        found = set(index.values())
+        if None not in found:
+            return [map(index.__getitem__, folders), rests]
+        return None if len(found) == 1 else []
 
 
 class _Decoder(pickle.Unpickler):
@@ -197,16 +285,26 @@ class RecordBuffer(Sequence):
     """
 
     def __init__(self, records: Iterable[dict]) -> None:
-        tables = _Tables()
-        encoder = _Encoder(tables)
+        encoder = _RunEncoder()
         data = bytearray()
-        ends = array("q")
-        for record in records:
-            encoder.write(record, data)
-            ends.append(len(data))
+        ends = [np.zeros(1, dtype=np.int64)]
+        remaining = iter(records)
+        # A chunk's columns and pickles are thousands of containers alive at once: each chunk would start cyclic
+        # garbage collections that walk every object of the process (the caller's records: 5x the build's time).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            while chunk := list(islice(remaining, _CHUNK)):
+                pickles = encoder.encode(chunk)
+                ends.append(np.cumsum(np.fromiter(map(len, pickles), dtype=np.int64, count=len(pickles))) + len(data))
+                data += b"".join(pickles)
+        finally:
+            if collecting:
+                gc.enable()
         self._data = _shared(np.frombuffer(data, dtype=np.uint8), torch.uint8)
         del data
-        self._offsets = _shared(np.concatenate(([0], np.frombuffer(ends, dtype=np.int64))), torch.int64)
+        self._offsets = _shared(np.concatenate(ends), torch.int64)
+        tables = encoder.tables
         self._tables = (list(tables.folders), list(tables.schemas), list(tables.shapes))
         self._make_views()
 

@@ -148,3 +148,81 @@ def test_storage_is_compact_and_tables_stay_bounded(monkeypatch):
     assert [len(table) for table in bounded._tables] == [3, 2, 2]
     assert_same(list(bounded), varied)
     assert_same([bounded[i] for i in range(len(varied))], varied)
+
+
+class Text(str):
+    """A str subclass: not a flat value, pickled as it is."""
+
+
+def mixed_records():
+    """Runs of flat records long enough for the column-wise encoding, between records that are not flat, and runs
+    where one column is not uniform (paths and other strings, several folders, a None, a subclass, a long string)."""
+    run = record_buffer._MIN_RUN + 3
+    semantic = [{"file_name": f"/coco/train2017/{i:012d}.jpg", "reduce_zero_label": i % 2 == 0} for i in range(run)]
+    several_folders = [{"file_name": f"/root/part{i % 3}/{i}.jpg", "n": i, "x": i / 7} for i in range(run)]
+    some_paths = [{"file_name": f"dir/{i}.jpg" if i % 2 else f"{i}.jpg", "n": i} for i in range(run)]
+    no_paths = [{"stem": f"{i:06d}", "seed": 42 + i, "empty": ""} for i in range(run)]
+    with_none = [{"file_name": f"/a/{i}.jpg", "extra": None if i % 3 else "/b/c.png"} for i in range(run)]
+    subclass = [{"file_name": Text(f"/a/{i}.jpg") if i == 5 else f"/a/{i}.jpg"} for i in range(run)]
+    long_text = [{"file_name": f"/a/{i}.jpg", "note": ("x" * 100_000 if i == 2 else "short")} for i in range(run)]
+    nested = [{"file_name": f"/p/{i}.jpg", "segments_info": [{"id": i, "isthing": True}]} for i in range(run)]
+    empty = [{} for _ in range(run)]
+    return (
+        synthetic_records(run)
+        + HAND_MADE
+        + semantic
+        + several_folders
+        + nested[:2]
+        + some_paths
+        + no_paths
+        + [("a", "tuple")]
+        + with_none
+        + subclass
+        + long_text
+        + nested
+        + empty
+        + synthetic_records(3)
+    )
+
+
+def test_runs_of_flat_records_keep_order_and_types_between_other_records():
+    records = mixed_records()
+    buffer = RecordBuffer(records)
+    assert_same([buffer[i] for i in range(len(records))], records)
+    assert_same(list(buffer), records)
+
+
+def test_runs_of_flat_records_are_encoded_column_wise_in_the_same_bytes(monkeypatch):
+    """Each run of flat records is pickled without a Python call per record (the one-by-one encoder sees only the
+    other records), into the bytes that the one-by-one encoder gives."""
+    run = record_buffer._MIN_RUN
+    flat = synthetic_records(3 * run) + [{"file_name": f"/coco/train2017/{i}.jpg", "n": i} for i in range(run)]
+    records = HAND_MADE + flat[: 2 * run] + HAND_MADE + flat[2 * run :]
+    one_by_one = []
+    write = record_buffer._Encoder.write
+    monkeypatch.setattr(
+        record_buffer._Encoder, "write", lambda self, record: one_by_one.append(record) or write(self, record)
+    )
+    buffer = RecordBuffer(records)
+    assert one_by_one == HAND_MADE + HAND_MADE
+    monkeypatch.setattr(record_buffer, "_MIN_RUN", len(records) + 1)
+    reference = RecordBuffer(records)
+    assert len(one_by_one) == 2 * len(HAND_MADE) + len(records)
+    assert bytes(buffer._bytes) == bytes(reference._bytes)
+    assert np.array_equal(buffer._ends, reference._ends) and buffer._tables == reference._tables
+    assert_same(list(buffer), records)
+
+
+def test_column_wise_runs_respect_the_table_bounds(monkeypatch):
+    monkeypatch.setattr(record_buffer, "MAX_FOLDERS", 3)
+    monkeypatch.setattr(record_buffer, "MAX_SCHEMAS", 2)
+    run = record_buffer._MIN_RUN + 1
+    overflow_mid_run = [{"file_name": f"/folder{i}/file.png", "n": i} for i in range(run)]
+    table_full = [{"file_name": f"/other{i % 2}/file.png", "n": i} for i in range(run)]
+    third_shape = [{"stem": f"{i}", "n": i} for i in range(run)]
+    records = overflow_mid_run + table_full + third_shape + overflow_mid_run
+    buffer = RecordBuffer(records)
+    assert [len(table) for table in buffer._tables] == [3, 1, 2]  # the third key tuple: a schema
+    assert_same(list(buffer), records)
+    assert_same([buffer[i] for i in range(len(records))], records)
+    assert_same(list(RecordBuffer(records * 2000)), records * 2000)  # across chunks
