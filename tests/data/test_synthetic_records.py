@@ -86,6 +86,10 @@ def test_list_behaviour_indices_slices_errors(tmp_path):
     with pytest.raises(TypeError):
         compact["0"]
     assert compact.nbytes > 0 and "SyntheticRecords(8 records" in repr(compact)
+    empty = SyntheticRecords([], "_seed_", "i/", "m/", ".jpg", ".png", False)
+    assert len(empty) == 0 and list(empty) == []
+    with pytest.raises(ValueError, match="NUL"):
+        SyntheticRecords(["a_seed_1", "b\0_seed_2"], "_seed_", "i/", "m/", ".jpg", ".png", False)
 
 
 def test_errors_are_load_synthetic_s(tmp_path):

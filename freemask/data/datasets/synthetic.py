@@ -175,10 +175,8 @@ def load_synthetic_compact(
     from ..synthetic_records import SyntheticRecords  # loads torch: registering datasets must not (issue 17)
 
     listing = _list_synthetic(root, masks_dir, image_ext, mask_ext, missing_hint)
-    pairs = listing.pairs
     return SyntheticRecords(
-        list(map(itemgetter(2), pairs)),
-        map(itemgetter(0), pairs),
+        map(itemgetter(2), listing.pairs),
         _SEED_MARK,
         listing.image_prefix,
         listing.mask_prefix,
