@@ -12,7 +12,7 @@ import pytest
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.chained_records import ChainedRecords
 from freemask.data.datasets import register_synthetic_splits
-from freemask.data.datasets.synthetic import load_synthetic, load_synthetic_compact
+from freemask.data.datasets.synthetic import load_synthetic, load_synthetic_compact, parse_synthetic_stem
 from freemask.data.datasets.toy import TOY_SYN_SPLITS
 from freemask.data.synthetic_records import SyntheticRecords
 
@@ -58,6 +58,19 @@ def test_hand_made_names_equal_the_list(tmp_path, masks_dir, reduce_zero_label):
     records = load_synthetic(root, masks_dir, reduce_zero_label)
     assert len(records) == len(HAND_MADE) - 1  # "z_seed_" is no pair
     assert {r["seed"] for r in records} >= {2**32, 2**65, 1, 3}
+    # load_synthetic's own content, against the reference parse and the documented order (real stem, seed, stem).
+    expected = sorted((*parse_synthetic_stem(stem), stem) for stem in HAND_MADE if parse_synthetic_stem(stem))
+    image_root, mask_root = os.path.join(root, "images"), os.path.join(root, masks_dir)
+    assert records == [
+        {
+            "file_name": os.path.join(image_root, stem + ".jpg"),
+            "sem_seg_file_name": os.path.join(mask_root, stem + ".png"),
+            "reduce_zero_label": reduce_zero_label,
+            "real_stem": real_stem,
+            "seed": seed,
+        }
+        for real_stem, seed, stem in expected
+    ]
     assert_same_records(load_synthetic_compact(root, masks_dir, reduce_zero_label), records)
 
 

@@ -20,7 +20,8 @@ Registration reads nothing from disk: the root is a function called when a split
 
 import os
 from collections import defaultdict
-from operator import itemgetter
+from itertools import repeat
+from operator import add, itemgetter
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ...utils.atomic import atomic_write_text
@@ -65,10 +66,10 @@ def _shown(names: Sequence[str]) -> str:
     return ", ".join(names[:_SHOWN]) + (", ..." if len(names) > _SHOWN else "")
 
 
-def _names_in(folder: str, what: str, hint: str) -> Set[str]:
+def _names_in(folder: str, what: str, hint: str) -> List[str]:
     if not os.path.isdir(folder):
         raise DatasetError(f"{what} folder not found: {folder}; {hint}")
-    return set(list_files(folder))
+    return list_files(folder)
 
 
 def _sorted_by_stem_and_seed(images: List[Tuple[str, int, str]]) -> List[Tuple[str, int, str]]:
@@ -107,13 +108,16 @@ def _list_synthetic(root: str, masks_dir: str, image_ext: str, mask_ext: str, mi
     other files in images/ are ignored (a release folder may hold previews or lists); an image without a mask is an
     error. Shared by the two forms of a split: ``load_synthetic`` and ``load_synthetic_compact``."""
     image_root, mask_root = os.path.join(root, IMAGES_DIR), os.path.join(root, masks_dir)
-    images = []
-    for name in _names_in(image_root, "synthetic images", missing_hint):
-        if name.endswith(image_ext):
-            stem = name[: -len(image_ext)]
-            parsed = parse_synthetic_stem(stem)
-            if parsed:
-                images.append((parsed[0], parsed[1], stem))
+    names, cut = _names_in(image_root, "synthetic images", missing_hint), len(image_ext)
+    stems = [name[:-cut] for name in names if name.endswith(image_ext)]
+    # ``parse_synthetic_stem`` inlined, the same tests on the same split (a call per pair doubled this step's 0.4 s at
+    # 710k pairs): ``(real_stem, seed, stem)`` for each stem that function parses.
+    images = [
+        (parts[0], int(parts[2]), stem)
+        for stem in stems
+        if (parts := stem.rpartition(_SEED_MARK))[1] and parts[0] and parts[2].isdecimal() and "\n" not in parts[0]
+    ]
+    del names, stems
     if not images:
         raise DatasetError(
             f"no synthetic images named '<real_stem>_seed_<int>{image_ext}' in {image_root}; {missing_hint}"
@@ -124,8 +128,10 @@ def _list_synthetic(root: str, masks_dir: str, image_ext: str, mask_ext: str, mi
         if filtered
         else "add the masks or remove those images"
     )
-    masks = _names_in(mask_root, "synthetic mask", fix if filtered else missing_hint)
-    missing = sorted(stem + image_ext for _, _, stem in images if stem + mask_ext not in masks)
+    masks = set(_names_in(mask_root, "synthetic mask", fix if filtered else missing_hint))
+    # Every mask there: one C-level pass (half the time of a test per pair in Python); the names only if not.
+    everything = masks.issuperset(map(add, map(itemgetter(2), images), repeat(mask_ext)))
+    missing = [] if everything else sorted(stem + image_ext for _, _, stem in images if stem + mask_ext not in masks)
     if missing:
         raise DatasetError(
             f"{len(missing)} of {len(images)} synthetic images in {image_root} have no '*{mask_ext}' mask in "
