@@ -15,18 +15,22 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import CfgNode, ConfigError
 from ..utils import comm
 from .catalog import DatasetCatalog
+from .chained_records import ChainedRecords
 from .datasets.classification import sample_per_class
 from .errors import DatasetError
 from .loader_start import loader_context
 from .mappers import build_mapper
 from .record_buffer import RecordBuffer
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
+from .synthetic_records import SyntheticRecords
 
 __all__ = ["MapDataset", "build_train_loader", "build_test_loader", "trivial_batch_collator"]
 
 logger = logging.getLogger(__name__)
 
 Mapper = Callable[[dict, Optional[np.random.Generator]], Dict[str, Any]]
+# Record sequences already in shared memory, which MapDataset keeps as they are.
+_SHARED_RECORDS = (RecordBuffer, SyntheticRecords, ChainedRecords)
 
 
 class MapDataset(Dataset):
@@ -42,13 +46,15 @@ class MapDataset(Dataset):
     file. Test keys never skip, so an evaluation sees every image or fails.
 
     The records are kept in a :class:`~.record_buffer.RecordBuffer` (one shared-memory copy that the loader's
-    workers map rather than receive), unless ``records`` already is one.
+    workers map rather than receive), unless ``records`` already is a shared-memory sequence (a RecordBuffer, a
+    synthetic split's :class:`~.synthetic_records.SyntheticRecords`, or a :class:`~.chained_records.ChainedRecords`
+    of those).
     """
 
     MAX_SKIPS = 10
 
     def __init__(self, records: Sequence[dict], mapper: Mapper, skip_bad_samples: bool = False) -> None:
-        self.records = records if isinstance(records, RecordBuffer) else RecordBuffer(records)
+        self.records = records if isinstance(records, _SHARED_RECORDS) else RecordBuffer(records)
         self.mapper = mapper
         self.skip_bad_samples = skip_bad_samples
 
@@ -85,11 +91,15 @@ def trivial_batch_collator(batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return batch
 
 
-def _load_records(names: Sequence[str], key: str) -> List[List[dict]]:
-    """Records of every dataset in ``names``; an empty one is an error naming the dataset and the config key."""
+def _load_records(names: Sequence[str], key: str, compact: bool = False) -> List[Sequence[dict]]:
+    """Records of every dataset in ``names``; an empty one is an error naming the dataset and the config key.
+    ``compact``: a dataset's compact form (``DatasetCatalog.get_compact``, already in shared memory) where it has
+    one, else its list."""
     all_records = []
     for name in names:
-        records = DatasetCatalog.get(name)
+        records = DatasetCatalog.get_compact(name) if compact else None
+        if records is None:
+            records = DatasetCatalog.get(name)
         if len(records) == 0:
             raise DatasetError(f"dataset '{name}' in {key} has no images; check its folder or remove it from {key}")
         all_records.append(records)
@@ -155,9 +165,8 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     real = [_sample_stage1(r, n, cfg) for r, n in zip(_load_records(train, "DATASETS.TRAIN"), train)]
     if cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
         real = [_drop_images_without_objects(records, name) for records, name in zip(real, train)]
-    syn = _load_records(train_syn, "DATASETS.TRAIN_SYN")
+    syn = _load_records(train_syn, "DATASETS.TRAIN_SYN", compact=True)
     real_sizes, syn_sizes = [len(r) for r in real], [len(r) for r in syn]
-    records = [record for part in real + syn for record in part]
     for name, size, repeat in zip(train + train_syn, real_sizes + syn_sizes, repeats):
         logger.info("Training dataset %s: %d images, repeated x%d", name, size, repeat)
 
@@ -199,15 +208,17 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
         )
         logger.info(
             "Plain: %d images (%d real, %d synthetic), %d per epoch with repeat factors, global batch %d",
-            len(records),
+            sum(real_sizes) + sum(syn_sizes),
             sum(real_sizes),
             sum(syn_sizes),
             len(sampler.stream),
             global_batch,
         )
     mapper = build_mapper(cfg, is_train=True)
-    buffer = RecordBuffer(records)
-    del records, real, syn  # the rank keeps only the buffer
+    # One shared-memory sequence per dataset, in TRAIN + TRAIN_SYN order: the compact forms as they are, the lists
+    # encoded into a RecordBuffer each; the rank keeps no list.
+    buffer = ChainedRecords([r if isinstance(r, _SHARED_RECORDS) else RecordBuffer(r) for r in real + syn])
+    del real, syn
     logger.info("Training records: %d in %.1f MiB of shared memory", len(buffer), buffer.nbytes / 2**20)
     dataset = MapDataset(buffer, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
     num_workers = cfg.DATALOADER.NUM_WORKERS

@@ -2,9 +2,15 @@
 
 A dataset is registered as a name and a function returning its records; the function runs on first use, so
 registering every builtin dataset at import touches no disk.
+
+A registered dataset may also register a compact loader (``register_compact``): a function returning the same
+records, in the same order, as a read-only ``Sequence`` of dicts that the training loader keeps as it is (records
+held in shared memory, which loader workers map instead of receiving a copy), built without a list of dicts. The
+synthetic "all" and "filtered" splits have one: 710k dicts, then their encoding, were most of a rank's start-up.
+Every other consumer (tools, checks, the filter) reads ``get``'s list.
 """
 
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import UserError
 
@@ -16,24 +22,43 @@ class DatasetNotRegisteredError(UserError, KeyError):
 class _DatasetCatalog:
     def __init__(self) -> None:
         self._loaders: Dict[str, Callable[[], List[dict]]] = {}
+        self._compact_loaders: Dict[str, Callable[[], Sequence[dict]]] = {}
 
     def register(self, name: str, loader: Callable[[], List[dict]]) -> None:
         if name in self._loaders:
             raise ValueError(f"dataset '{name}' is already registered")
         self._loaders[name] = loader
 
+    def register_compact(self, name: str, loader: Callable[[], Sequence[dict]]) -> None:
+        """A second loader of the registered dataset ``name``: its records, equal to ``get(name)``'s item by item, as
+        a read-only sequence held in shared memory (pickling it through ``multiprocessing`` passes handles)."""
+        self._check_registered(name)
+        if name in self._compact_loaders:
+            raise ValueError(f"dataset '{name}' already has a compact loader")
+        self._compact_loaders[name] = loader
+
     def get(self, name: str) -> List[dict]:
         """Records of a dataset: dicts with at least ``file_name`` and ``sem_seg_file_name``."""
+        self._check_registered(name)
+        return self._loaders[name]()
+
+    def get_compact(self, name: str) -> Optional[Sequence[dict]]:
+        """The records of ``name`` from its compact loader, or None when it registered none (then use ``get``)."""
+        self._check_registered(name)
+        loader = self._compact_loaders.get(name)
+        return None if loader is None else loader()
+
+    def _check_registered(self, name: str) -> None:
         if name not in self._loaders:
             known = ", ".join(sorted(self._loaders)) or "none"
             raise DatasetNotRegisteredError(f"dataset '{name}' is not registered; registered datasets: {known}")
-        return self._loaders[name]()
 
     def list(self) -> List[str]:
         return list(self._loaders)
 
     def remove(self, name: str) -> None:
         self._loaders.pop(name)
+        self._compact_loaders.pop(name, None)
 
     def __contains__(self, name: str) -> bool:
         return name in self._loaders

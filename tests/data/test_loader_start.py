@@ -14,6 +14,7 @@ from freemask.config import ConfigError, get_cfg
 from freemask.data import DatasetCatalog, MetadataCatalog, build_test_loader, build_train_loader
 from freemask.data.mappers import build_mapper
 from freemask.data.record_buffer import RecordBuffer
+from freemask.data.synthetic_records import SyntheticRecords
 
 REAL, SYN, VAL = "toy_sem_seg_train", "toy_syn_sem_seg_train", "toy_sem_seg_val"
 
@@ -64,11 +65,34 @@ def test_training_batches_under_each_start_method_equal_the_plain_list_ones(toy,
     with caplog.at_level(logging.INFO, logger="freemask.data"):
         loader = build_train_loader(cfg)
         batches = list(itertools.islice(iter(loader), 3))
-    assert isinstance(loader.dataset.records, RecordBuffer)
+    # TRAIN as a RecordBuffer, the synthetic split in its compact form: no list of its dicts was built.
+    assert [type(part) for part in loader.dataset.records.parts] == [RecordBuffer, SyntheticRecords]
     assert loader.multiprocessing_context.get_start_method() == start_method
     assert_same_batches(batches, reference)
     started = [r.getMessage() for r in caplog.records if "workers started by" in r.getMessage()]
     assert started == [f"Training loader: 2 workers started by {start_method} (DATALOADER.START_METHOD)"]
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_plain_mixing_with_a_compact_synthetic_split_equals_the_plain_list(toy, start_method):
+    """SYN_RATIO 0: TRAIN and TRAIN_SYN indexed as one concatenated list (the synthetic records after the real ones),
+    here across a RecordBuffer and a compact synthetic split; with SKIP_BAD_SAMPLES, whose ``(index + k) % n``
+    reads past the end of the chain."""
+    cfg = toy_cfg(workers=2, start_method=start_method)
+    cfg.DATALOADER.SYN_RATIO = 0.0
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = True
+    records = DatasetCatalog.get(REAL) + DatasetCatalog.get(SYN)
+    mapper = build_mapper(cfg, is_train=True)
+    serial = toy_cfg()
+    serial.DATALOADER.SYN_RATIO = 0.0
+    keys = list(itertools.islice(iter(build_train_loader(serial).batch_sampler), 4))
+    assert any(i >= len(DatasetCatalog.get(REAL)) for batch in keys for i, _ in batch)  # synthetic records are read
+    reference = [[mapper(dict(records[i]), np.random.default_rng(seed)) for i, seed in batch] for batch in keys]
+    loader = build_train_loader(cfg)
+    assert [type(part) for part in loader.dataset.records.parts] == [RecordBuffer, SyntheticRecords]
+    assert_same_batches(list(itertools.islice(iter(loader), 4)), reference)
+    chain, last = loader.dataset.records, len(records) - 1
+    assert chain[last] == records[last] and chain[(last + 1) % len(chain)] == records[0]
 
 
 def test_test_loader_items_equal_the_plain_list_ones_with_the_default_method(toy, caplog):
