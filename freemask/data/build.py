@@ -217,10 +217,10 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     mapper = build_mapper(cfg, is_train=True)
     # One shared-memory sequence per dataset, in TRAIN + TRAIN_SYN order: the compact forms as they are, the lists
     # encoded into a RecordBuffer each; the rank keeps no list.
-    buffer = ChainedRecords([r if isinstance(r, _SHARED_RECORDS) else RecordBuffer(r) for r in real + syn])
+    records = ChainedRecords([r if isinstance(r, _SHARED_RECORDS) else RecordBuffer(r) for r in real + syn])
     del real, syn
-    logger.info("Training records: %d in %.1f MiB of shared memory", len(buffer), buffer.nbytes / 2**20)
-    dataset = MapDataset(buffer, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
+    logger.info("Training records: %d in %.1f MiB of shared memory", len(records), records.nbytes / 2**20)
+    dataset = MapDataset(records, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)
     num_workers = cfg.DATALOADER.NUM_WORKERS
     return DataLoader(
         dataset,

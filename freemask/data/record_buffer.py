@@ -41,7 +41,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-__all__ = ["RecordBuffer", "MAX_FOLDERS", "MAX_SCHEMAS"]
+__all__ = ["RecordBuffer", "MAX_FOLDERS", "MAX_SCHEMAS", "shared_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class _Decoder(pickle.Unpickler):
         return record
 
 
-def _shared(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+def shared_copy(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
     """A copy of ``values`` in shared memory, allocated there and filled (``share_memory_()`` on a filled tensor would
     hold two copies at once)."""
     tensor = torch.empty(values.shape, dtype=dtype).share_memory_()
@@ -301,9 +301,9 @@ class RecordBuffer(Sequence):
         finally:
             if collecting:
                 gc.enable()
-        self._data = _shared(np.frombuffer(data, dtype=np.uint8), torch.uint8)
+        self._data = shared_copy(np.frombuffer(data, dtype=np.uint8), torch.uint8)
         del data
-        self._offsets = _shared(np.concatenate(ends), torch.int64)
+        self._offsets = shared_copy(np.concatenate(ends), torch.int64)
         tables = encoder.tables
         self._tables = (list(tables.folders), list(tables.schemas), list(tables.shapes))
         self._make_views()

@@ -21,19 +21,14 @@ from typing import Any, Dict, Iterable, Iterator, Union
 import numpy as np
 import torch
 
+from .record_buffer import shared_copy
+
 __all__ = ["SyntheticRecords"]
 
 # Stems are file names: on Linux a name that is not valid UTF-8 comes from os.listdir with lone surrogates
 # (surrogateescape); "surrogatepass" encodes and decodes those too, so every str round-trips unchanged.
 _ERRORS = "surrogatepass"
 _SEPARATOR = "\0"  # the one character no file name holds (POSIX and Windows)
-
-
-def _shared(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """A copy of ``values`` in a tensor allocated in shared memory, then filled (one copy at a time)."""
-    tensor = torch.empty(values.shape, dtype=dtype).share_memory_()
-    tensor.numpy()[...] = values
-    return tensor
 
 
 class SyntheticRecords(Sequence):
@@ -66,9 +61,9 @@ class SyntheticRecords(Sequence):
         if len(ends) != len(stems):
             bad = next(stem for stem in stems if _SEPARATOR in stem)
             raise ValueError(f"stem {bad!r} holds a NUL character, which no file name can hold")
-        self._stems = _shared(joined, torch.uint8)
+        self._stems = shared_copy(joined, torch.uint8)
         del joined
-        self._offsets = _shared(np.concatenate(([-1], ends)), torch.int64)
+        self._offsets = shared_copy(np.concatenate(([-1], ends)), torch.int64)
         self._constants = (seed_mark, image_prefix, mask_prefix, image_ext, mask_ext, reduce_zero_label)
         self._make_views()
 
