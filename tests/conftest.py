@@ -1,3 +1,4 @@
+import atexit
 import contextlib
 import fcntl
 import logging
@@ -6,6 +7,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 from typing import Callable, Iterator
 
 import pytest
@@ -21,7 +23,13 @@ def pytest_configure(config):
     running torch on every core oversubscribe the machine (subprocess tests already run with OMP_NUM_THREADS=1).
 
     Processes the tests start through multiprocessing's ``forkserver`` (tool commands, two-rank workers) come from
-    one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py)."""
+    one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py).
+
+    Listing caches (freemask/data/listing_cache.py) go to a folder of this run, removed at exit, never to the user's
+    ``~/.cache/freemask``; set before the server starts so that every process the tests start inherits it."""
+    cache = tempfile.mkdtemp(prefix="freemask-test-cache-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    os.environ["FREEMASK_CACHE_DIR"] = cache
     warm_forkserver()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
