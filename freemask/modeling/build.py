@@ -73,6 +73,21 @@ def fill_backbone_keys(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
+def fill_head_keys(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with SegFormer's decoder width left at "as the encoder says" filled in from it
+    (``MODEL.SEGFORMER.DECODER_DIM`` 0 -> the paper's width for ``MODEL.BACKBONE.MIT.VARIANT``), as
+    :func:`fill_backbone_keys` does for the backbone: the head reads only its own key. ``cfg`` is not changed."""
+    if cfg.MODEL.SEGFORMER.DECODER_DIM:
+        return cfg
+    from .backbone.mix_transformer import segformer_spec  # loaded on use, as register_builtins: it imports this module
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.SEGFORMER.DECODER_DIM = segformer_spec(cfg.MODEL.BACKBONE.MIT.VARIANT).decoder_dim
+    cfg.freeze()
+    return cfg
+
+
 def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
     cls = _lookup(SEM_SEG_HEADS_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.NAME, "MODEL.SEM_SEG_HEAD.NAME")
     return cls(input_shape, **cls.from_config(cfg, input_shape))

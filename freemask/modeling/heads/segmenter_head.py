@@ -13,6 +13,7 @@ the computation of MMSegmentation's encoder layer. Converting the FreeMask check
 """
 
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from torch import nn
 from ...config import CfgNode
 from ..backbone.base import ShapeSpec
 from ..build import SEM_SEG_HEADS_REGISTRY
-from .losses import pixel_cross_entropy
+from .base import PixelHead
 
 
 def _single_feature(input_shape: dict[str, ShapeSpec], in_features: list[str]) -> str:
@@ -35,46 +36,13 @@ def _single_feature(input_shape: dict[str, ShapeSpec], in_features: list[str]) -
     return in_features[0]
 
 
-class _SegmenterHead(nn.Module):
-    """What both decoders share: one input feature, logits at its stride, the published loss."""
+class _SegmenterHead(PixelHead):
+    """What both decoders share beyond :class:`PixelHead`: one input feature, logits at its stride."""
 
-    def __init__(
-        self,
-        input_shape: dict[str, ShapeSpec],
-        in_features: list[str],
-        loss_weight: float,
-        ignore_label: int,
-        loss_avg_non_ignore: bool,
-    ) -> None:
-        super().__init__()
+    def __init__(self, input_shape: dict[str, ShapeSpec], in_features: list[str], **head_args: Any) -> None:
+        super().__init__(**head_args)
         self.in_feature = _single_feature(input_shape, in_features)
         self.in_channels = input_shape[self.in_feature].channels
-        self.loss_weight = loss_weight
-        self.ignore_label = ignore_label
-        self.loss_avg_non_ignore = loss_avg_non_ignore
-
-    @staticmethod
-    def common_config(cfg: CfgNode) -> dict:
-        h = cfg.MODEL.SEM_SEG_HEAD
-        return {
-            "num_classes": h.NUM_CLASSES,
-            "in_features": list(h.IN_FEATURES),
-            "loss_weight": h.LOSS_WEIGHT,
-            "ignore_label": h.IGNORE_VALUE,
-            "loss_avg_non_ignore": cfg.MODEL.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE,
-        }
-
-    def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Class logits ``(N, K, h, w)`` at the input feature's stride."""
-        raise NotImplementedError
-
-    def losses(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``targets`` (N, H, W) with the ignore label -> ``{"loss_sem_seg": scalar}``."""
-        loss = pixel_cross_entropy(logits, targets, self.ignore_label, self.loss_avg_non_ignore)
-        return {"loss_sem_seg": loss * self.loss_weight}
-
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.layers(features)
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -87,21 +55,14 @@ class SegmenterLinearHead(_SegmenterHead):
         *,
         num_classes: int,
         in_features: list[str],
-        loss_weight: float = 1.0,
-        ignore_label: int = 255,
-        loss_avg_non_ignore: bool = False,
+        **loss_args: Any,
     ) -> None:
-        super().__init__(input_shape, in_features, loss_weight, ignore_label, loss_avg_non_ignore)
-        self.conv_seg = nn.Conv2d(self.in_channels, num_classes, 1)
-        nn.init.normal_(self.conv_seg.weight, std=0.01)  # MMSegmentation's classifier initialisation
-        nn.init.zeros_(self.conv_seg.bias)
-
-    @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-        return cls.common_config(cfg)
+        super().__init__(input_shape, in_features, num_classes=num_classes, **loss_args)
+        self._add_classifier(self.in_channels, dropout=0.0)
+        self._init_classifier()
 
     def layers(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.conv_seg(features[self.in_feature])
+        return self.classify(features[self.in_feature])
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
@@ -129,16 +90,13 @@ class SegmenterMaskTransformerHead(_SegmenterHead):
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.1,
         dropout: float = 0.0,
-        loss_weight: float = 1.0,
-        ignore_label: int = 255,
-        loss_avg_non_ignore: bool = False,
+        **loss_args: Any,
     ) -> None:
-        super().__init__(input_shape, in_features, loss_weight, ignore_label, loss_avg_non_ignore)
+        super().__init__(input_shape, in_features, num_classes=num_classes, **loss_args)
         d_model = d_model or self.in_channels
         num_heads = num_heads or max(d_model // 64, 1)
         if d_model % num_heads:
             raise ValueError(f"MODEL.SEGMENTER: D_MODEL {d_model} is not divisible by NUM_HEADS {num_heads}")
-        self.num_classes = num_classes
         self.dec_proj = nn.Linear(self.in_channels, d_model)
         self.cls_emb = nn.Parameter(torch.zeros(1, num_classes, d_model))
         rates = [drop_path_rate * i / max(num_layers - 1, 1) for i in range(num_layers)]  # linspace(0, rate, n)
@@ -171,7 +129,7 @@ class SegmenterMaskTransformerHead(_SegmenterHead):
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
         s = cfg.MODEL.SEGMENTER
         return {
-            **cls.common_config(cfg),
+            **super().from_config(cfg, input_shape),
             "d_model": s.D_MODEL,
             "num_layers": s.NUM_LAYERS,
             "num_heads": s.NUM_HEADS,

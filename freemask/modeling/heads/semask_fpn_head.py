@@ -8,7 +8,7 @@ parameters, so the prior loss trains the backbone's semantic layers directly.
 """
 
 import math
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from ...config import CfgNode
 from ..backbone.base import ShapeSpec
 from ..build import SEM_SEG_HEADS_REGISTRY
 from ..layers import conv_norm_act
-from .losses import pixel_cross_entropy
+from .base import PixelHead
 
 
 def _upsample2x() -> nn.Module:
@@ -26,11 +26,12 @@ def _upsample2x() -> nn.Module:
 
 
 @SEM_SEG_HEADS_REGISTRY.register()
-class SeMaskFPNHead(nn.Module):
+class SeMaskFPNHead(PixelHead):
     """``forward(features, priors)`` -> (logits, prior logits), both ``(N, K, H / s, W / s)`` with ``s`` the finest
     input stride (4 for Swin); ``priors`` None skips the prior decoder (inference needs only the logits).
 
-    Compute (:meth:`layers`) is separate from the loss (:meth:`losses`), as in the other heads.
+    Dropout, classifier ``conv_seg`` and the main loss (with OHEM when ``ohem_min_kept`` is set) are
+    :class:`PixelHead`'s; this head adds ``prior_loss_weight`` x the cross-entropy of the summed priors.
     """
 
     def __init__(
@@ -42,22 +43,12 @@ class SeMaskFPNHead(nn.Module):
         channels: int = 256,
         norm: str = "SyncBN",
         dropout: float = 0.1,
-        loss_weight: float = 1.0,
         prior_loss_weight: float = 0.4,
-        ignore_label: int = 255,
-        loss_avg_non_ignore: bool = False,
-        ohem_min_kept: int = 0,
+        **loss_args: Any,
     ) -> None:
-        super().__init__()
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"SeMaskFPNHead needs features {missing}; the backbone offers {sorted(input_shape)}")
-        self.in_features = sorted(in_features, key=lambda f: input_shape[f].stride)
-        self.loss_weight = loss_weight
+        super().__init__(num_classes=num_classes, **loss_args)
+        self.in_features = self._features_by_stride(input_shape, in_features)
         self.prior_loss_weight = prior_loss_weight
-        self.ignore_label = ignore_label
-        self.loss_avg_non_ignore = loss_avg_non_ignore
-        self.ohem_min_kept = ohem_min_kept
         finest = input_shape[self.in_features[0]].stride
         self.towers = nn.ModuleList()
         self.prior_towers = nn.ModuleList()
@@ -70,24 +61,18 @@ class SeMaskFPNHead(nn.Module):
                     tower.append(_upsample2x())
             self.towers.append(nn.Sequential(*tower))
             self.prior_towers.append(nn.Sequential(*[_upsample2x() for _ in range(upsamples)]))
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
-        nn.init.normal_(self.conv_seg.weight, std=0.01)  # MMSegmentation's classifier initialisation
-        nn.init.zeros_(self.conv_seg.bias)
+        self._add_classifier(channels, dropout)
+        self._init_classifier()
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> dict:
         h, s = cfg.MODEL.SEM_SEG_HEAD, cfg.MODEL.SEMASK
         return {
-            "num_classes": h.NUM_CLASSES,
-            "in_features": h.IN_FEATURES,
+            **super().from_config(cfg, input_shape),
             "channels": h.CONVS_DIM,
             "norm": h.NORM,
             "dropout": h.DROPOUT,
-            "loss_weight": h.LOSS_WEIGHT,
             "prior_loss_weight": s.PRIOR_LOSS_WEIGHT,
-            "ignore_label": h.IGNORE_VALUE,
-            "loss_avg_non_ignore": h.LOSS_AVG_NON_IGNORE,
             "ohem_min_kept": s.OHEM_MIN_KEPT,
         }
 
@@ -105,26 +90,18 @@ class SeMaskFPNHead(nn.Module):
         self, features: Dict[str, torch.Tensor], priors: Optional[Dict[str, torch.Tensor]] = None
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(class logits, summed prior logits or None), at the finest feature's size."""
-        logits = self.conv_seg(self.dropout(self._fuse(self.towers, [features[f] for f in self.in_features])))
+        logits = self.classify(self._fuse(self.towers, [features[f] for f in self.in_features]))
         if priors is None:
             return logits, None
         return logits, self._fuse(self.prior_towers, [priors[f] for f in self.in_features])
 
-    def losses(
+    def losses(  # type: ignore[override]
         self, outputs: Tuple[torch.Tensor, Optional[torch.Tensor]], targets: torch.Tensor
     ) -> Dict[str, torch.Tensor]:
-        """Cross-entropy of the logits (with OHEM when set) and ``prior_loss_weight`` x that of the summed priors,
-        both at the label resolution; ``targets`` ``(N, H, W)`` with the ignore label."""
+        """:class:`PixelHead`'s loss of the logits and ``prior_loss_weight`` x the cross-entropy (never OHEM) of the
+        summed priors, both at the label resolution; ``targets`` ``(N, H, W)`` with the ignore label."""
         logits, prior_logits = outputs
-        avg = self.loss_avg_non_ignore
-        loss = pixel_cross_entropy(logits, targets, self.ignore_label, avg, self.ohem_min_kept)
-        losses = {"loss_sem_seg": loss * self.loss_weight}
+        losses = super().losses(logits, targets)
         if prior_logits is not None and self.prior_loss_weight > 0:
-            prior_loss = pixel_cross_entropy(prior_logits, targets, self.ignore_label, avg)
-            losses["loss_prior"] = prior_loss * self.prior_loss_weight
+            losses["loss_prior"] = self.cross_entropy(prior_logits, targets) * self.prior_loss_weight
         return losses
-
-    def forward(
-        self, features: Dict[str, torch.Tensor], priors: Optional[Dict[str, torch.Tensor]] = None
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return self.layers(features, priors)
