@@ -19,8 +19,8 @@ from fvcore.common.checkpoint import PeriodicCheckpointer
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..arguments import resume_command
 from ..checkpoint import Checkpointer
-from ..cli import resume_command
 from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError, file_system_refusal, output_write_error
