@@ -196,17 +196,17 @@ def variant_settings(device: str, variant: Variant):
     """The process-wide settings of ``variant`` for the steps inside: TF32 flags (cuda) and the deformable op's path
     (``pt``) or kernel version (``v3``; v2 otherwise), all restored on exit. The op's choice is per call
     (``MODEL.MSDA_IMPL``); ``FREEMASK_MSDA_IMPL``, when set in the environment, still overrides ``pt``."""
-    from freemask.modeling.ops import deform_attn
+    from freemask.modeling.ops import deform_attn_pytorch
     from freemask.modeling.ops import ms_deform_attn_cuda as loader
 
     saved_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    saved_impl, saved_fn = loader.requested_impl()[0], deform_attn.compiled_ms_deform_attn()
+    saved_impl, saved_fn = loader.requested_impl()[0], deform_attn_pytorch.compiled_ms_deform_attn()
     if device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = variant.tf32
     if variant.pt:
         loader.set_ms_deform_attn_impl("pytorch")
     elif device == "cuda" and loader.load_extension() is not None:
-        deform_attn.set_compiled_ms_deform_attn(
+        deform_attn_pytorch.set_compiled_ms_deform_attn(
             loader.compiled_fn(loader.load_extension(), kernel="v3" if variant.v3 else "v2")
         )
     try:
@@ -214,7 +214,7 @@ def variant_settings(device: str, variant: Variant):
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_tf32
         loader.set_ms_deform_attn_impl(saved_impl)
-        deform_attn.set_compiled_ms_deform_attn(saved_fn)
+        deform_attn_pytorch.set_compiled_ms_deform_attn(saved_fn)
 
 
 @contextlib.contextmanager

@@ -78,9 +78,9 @@ def sd_v1_pipeline(size: int) -> Any:
 
 def ours(pipe: Any, args: argparse.Namespace, device: str) -> Any:
     """Our backend over a copy of ``pipe`` moved to ``device`` in --dtype (the code generate_syn.py runs)."""
-    from freemask.generation.backend import SamplingOptions
     from freemask.generation.diffusion import StableDiffusionBackend, speed_up
     from freemask.generation.rectified_attention import RectificationLayout, install_rectified_attention
+    from freemask.generation.sampling_options import SamplingOptions
 
     options = SamplingOptions(args.steps, args.guidance, args.size, device, args.dtype, 255, args.compile)
     fast = speed_up(copy.deepcopy(pipe), options)

@@ -2,7 +2,9 @@
 (which loads torch) so that --help answers at once."""
 
 import argparse
-from typing import Optional
+import shlex
+import sys
+from typing import Optional, Sequence
 
 # tools/demo.py --task: the outputs a model can draw, in the order freemask.engine.demo lists those a config turns on.
 DEMO_TASKS = ("semantic", "panoptic", "instance")
@@ -27,3 +29,12 @@ def default_argument_parser(description: Optional[str] = None) -> argparse.Argum
     )
     parser.add_argument("opts", default=[], nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser
+
+
+def resume_command(argv: Optional[Sequence[str]] = None) -> str:
+    """This process's command line with ``--resume`` (right after the script, where argparse always reads it as an
+    option, even before trailing KEY VALUE overrides), quoted for pasting into a shell."""
+    argv = list(sys.argv if argv is None else argv)
+    if "--resume" not in argv:
+        argv.insert(1, "--resume")
+    return " ".join(shlex.quote(a) for a in ["python", *argv])

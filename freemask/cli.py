@@ -12,7 +12,6 @@ shipped configs), the config itself, the output folders, then the datasets, all 
 import difflib
 import glob
 import os
-import shlex
 import sys
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -95,15 +94,6 @@ def report(error: UserError) -> int:
     message = one_line(error)
     print(message if isinstance(error, Interrupted) else f"error: {message}", file=sys.stderr, flush=True)
     return error.exit_code
-
-
-def resume_command(argv: Optional[Sequence[str]] = None) -> str:
-    """This process's command line with ``--resume`` (right after the script, where argparse always reads it as an
-    option, even before trailing KEY VALUE overrides), quoted for pasting into a shell."""
-    argv = list(sys.argv if argv is None else argv)
-    if "--resume" not in argv:
-        argv.insert(1, "--resume")
-    return " ".join(shlex.quote(a) for a in ["python", *argv])
 
 
 def check_config_path(path: str, flag: str = "--config-file") -> None:

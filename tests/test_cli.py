@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from freemask import cli
+from freemask.arguments import resume_command
 from freemask.config import ConfigError
 from freemask.data.catalog import DatasetNotRegisteredError
 from freemask.errors import OutputWriteError, TrainingInterrupted
@@ -90,9 +91,9 @@ def test_an_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_earlier_ver
 
 
 def test_resume_command_puts_resume_before_the_overrides():
-    command = cli.resume_command(["train_net.py", "--config-file", "a b.yaml", "SOLVER.MAX_ITER", "6"])
+    command = resume_command(["train_net.py", "--config-file", "a b.yaml", "SOLVER.MAX_ITER", "6"])
     assert command == "python train_net.py --resume --config-file 'a b.yaml' SOLVER.MAX_ITER 6"
-    assert cli.resume_command(["t.py", "--resume"]) == "python t.py --resume"
+    assert resume_command(["t.py", "--resume"]) == "python t.py --resume"
 
 
 def test_closest_config_by_path_and_by_file_name(monkeypatch):

@@ -11,8 +11,9 @@ from unittest import mock
 import pytest
 
 import freemask.data.datasets  # noqa: F401  (registers the builtin dataset names)
+from freemask.arguments import default_argument_parser
 from freemask.data.catalog import DatasetCatalog
-from freemask.engine.defaults import default_argument_parser, setup_cfg
+from freemask.engine.defaults import setup_cfg
 from freemask.toy.generator import ToyParams
 
 

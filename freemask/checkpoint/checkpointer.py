@@ -9,7 +9,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
 
 from ..errors import UserError
-from ..utils.atomic import atomic_path, atomic_write_text, clear_stale_temporaries
+from ..utils.atomic import atomic_torch_save, atomic_write_text, clear_stale_temporaries
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -40,7 +40,7 @@ class Checkpointer(_FvcoreCheckpointer):
         data.update(kwargs)
         path = os.path.join(self.save_dir, f"{name}.pth")
         self.logger.info("Saving checkpoint to %s", path)
-        _atomic_torch_save(data, path)
+        atomic_torch_save(data, path)
         atomic_write_text(os.path.join(self.save_dir, "last_checkpoint"), os.path.basename(path))
 
     def remove_stale_temporaries(self) -> List[str]:
@@ -97,11 +97,3 @@ class Checkpointer(_FvcoreCheckpointer):
         if "model" not in loaded:
             loaded = {"model": loaded.get("state_dict", loaded)}
         return loaded
-
-
-def _atomic_torch_save(data: Dict[str, Any], path: str) -> None:
-    """``torch.save`` that leaves either the complete file or none under ``path`` (see ``freemask.utils.atomic``).
-    Saved through the open file, not its name: given a name, ``torch.save`` names the records inside the zip after
-    it, and the temporary name holds the process id, so the bytes would change from run to run."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(data, f)

@@ -7,7 +7,7 @@ unwritable OUTPUT_DIR is reported seconds sooner.
 
 from typing import Any
 
-from .defaults import default_argument_parser, default_setup, setup_cfg
+from .defaults import default_setup, setup_cfg
 from .launch import launch
 
 
@@ -19,4 +19,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Trainer", "default_argument_parser", "default_setup", "launch", "setup_cfg"]
+__all__ = ["Trainer", "default_setup", "launch", "setup_cfg"]

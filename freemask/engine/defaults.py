@@ -10,7 +10,6 @@ from typing import List
 import numpy as np
 import torch
 
-from ..arguments import default_argument_parser  # noqa: F401  (its former home)
 from ..config import CfgNode, ConfigError, get_cfg, resolve_device
 from ..data.datasets import register_custom_from_config
 from ..utils import comm

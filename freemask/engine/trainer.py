@@ -19,16 +19,16 @@ from fvcore.common.checkpoint import PeriodicCheckpointer
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..arguments import resume_command
 from ..checkpoint import Checkpointer
-from ..cli import resume_command
 from ..config import CfgNode, ConfigError, resolve_device
 from ..data import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError, file_system_refusal, output_write_error
 from ..evaluation import inference_on_dataset
-from ..evaluation.inference import SegmentationInference
 from ..evaluation.panels import log_prediction_panels
 from ..evaluation.results_json import Provenance, results_produced_by
 from ..modeling import build_model
+from ..modeling.inference import SegmentationInference
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.events import METRICS_FILE, MetricStorage, default_writers, last_written_iteration

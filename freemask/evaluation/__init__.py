@@ -4,7 +4,6 @@ evaluation loop."""
 from .classification import ClassificationEvaluator
 from .combined import DatasetEvaluators
 from .evaluator import inference_on_dataset
-from .inference import SegmentationInference
 from .instance_evaluator import InstanceSegEvaluator
 from .panoptic_evaluator import COCOPanopticEvaluator
 from .sem_seg import SemSegEvaluator
@@ -15,6 +14,5 @@ __all__ = [
     "DatasetEvaluators",
     "InstanceSegEvaluator",
     "SemSegEvaluator",
-    "SegmentationInference",
     "inference_on_dataset",
 ]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import GenerationError
+from .sampling_options import SamplingOptions
 
 BACKENDS = ("freestylenet", "controlnet")
 
@@ -50,21 +51,6 @@ class GenerationBackend(Protocol):
     def settings(self) -> Dict[str, Any]: ...
 
     def generate(self, requests: Sequence[GenerationRequest], latents: torch.Tensor) -> List[np.ndarray]: ...
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """The values every backend samples with: steps, guidance scale, image size (square), where and at which
-    precision it runs (``dtype``: float32 | float16 (GPU) | bfloat16), the dataset's ignore label and whether the
-    UNet is ``torch.compile``-d."""
-
-    steps: int
-    guidance: float
-    size: int
-    device: str
-    dtype: str
-    ignore_label: int
-    compile_unet: bool = False
 
 
 def build_backend(

@@ -16,13 +16,13 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
 from .file_checks import check_files, folder_files, load_errors_as_user_errors
 from .freestylenet import CONFIG_COMPONENTS, CONFIG_ENTRIES
 from .offline import LOCAL_PIPELINE, import_diffusers, require_folder, weight_files_in
+from .sampling_options import SamplingOptions
 
 IGNORE_COLOR = (0, 0, 0)
 _WEIGHTS = "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"

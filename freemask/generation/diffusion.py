@@ -20,10 +20,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .backend import SamplingOptions
 from .captions import Caption, CaptionBuilder
 from .errors import GenerationError
 from .rectified_attention import RectificationLayout
+from .sampling_options import SamplingOptions
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ which is FreestyleNet's PLMS (same 51 evaluations, same updates); guidance 2.0 a
 
 from typing import Optional
 
-from .backend import SamplingOptions
 from .captions import dataset_family, freestylenet_names
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .errors import GenerationError
 from .file_checks import check_files, folder_files, load_errors_as_user_errors
 from .offline import LOCAL_PIPELINE, import_diffusers, require_file, require_folder
 from .rectified_attention import RectificationLayout, install_rectified_attention
+from .sampling_options import SamplingOptions
 
 CONFIG_ENTRIES = (
     "model_index.json",

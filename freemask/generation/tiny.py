@@ -12,12 +12,13 @@ from typing import Any
 
 import torch
 
-from .backend import GenerationBackend, SamplingOptions
+from .backend import GenerationBackend
 from .captions import dataset_family, freestylenet_names
 from .clip_vocab import MAX_LENGTH, load_clip_tokenizer
 from .diffusion import StableDiffusionBackend, plms_scheduler, speed_up, torch_dtype
 from .offline import import_diffusers
 from .rectified_attention import RectificationLayout, install_rectified_attention
+from .sampling_options import SamplingOptions
 
 # Stable Diffusion v1's noise schedule (diffusers' SCHEDULER_DEFAULT_CONFIG); plms_scheduler sets the rest.
 _SD_V1_SCHEDULE = {

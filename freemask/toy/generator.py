@@ -23,38 +23,22 @@ import json
 import math
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
 
-from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
+from ..data.datasets.toy import REAL_DIR, SYN_DIR
 from ..utils.atomic import atomic_write_bytes
+from .generator_open_vocab import generate_toy_open_vocab
+from .generator_panoptic import generate_toy_panoptic
+from .layout import LABEL, Layer, ToyParams, grid, sample_layout, write_image
 
-LABEL = {name: index + 1 for index, name in enumerate(TOY_CLASSES)}  # raw ADE convention: 0 = unlabeled
 FIRST_SYN_SEED = 42
 DEFECT_PROB = 0.5
 JPEG_QUALITY = 95
 FORMAT_VERSION = 1
-
-Layer = Tuple[int, np.ndarray]  # (raw label, bool (H, W) region); layers are painted back to front
-
-
-@dataclass(frozen=True)
-class ToyParams:
-    num_train: int = 48
-    num_val: int = 16
-    num_seeds: int = 4  # synthetic copies per real training mask, seeds 42, 43, ...
-    height: int = 128
-    width: int = 128
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.num_train < 1 or self.num_val < 1 or self.num_seeds < 0:
-            raise ValueError(f"need num_train >= 1, num_val >= 1, num_seeds >= 0, got {self}")
-        if min(self.height, self.width) < 32:
-            raise ValueError(f"image size must be at least 32x32, got {self.height}x{self.width}")
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -64,60 +48,6 @@ def parse_size(text: str) -> Tuple[int, int]:
     except ValueError:
         raise ValueError(f"size must be HEIGHTxWIDTH such as 128x128, got {text!r}") from None
     return height, width
-
-
-# ------------------------------------------------------------------------------------------------------------ layout
-def _grid(h: int, w: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Row (H, 1) and column (1, W) coordinates, broadcast against each other."""
-    return np.arange(h, dtype=np.float32)[:, None], np.arange(w, dtype=np.float32)[None, :]
-
-
-def _sample_layout(h: int, w: int, rng: np.random.Generator) -> Tuple[List[Layer], np.ndarray]:
-    """Layers of one scene and the bool (H, W) mask of its thin unlabeled borders.
-
-    Sky above a wavy horizon, grass below, often a road in perspective, buildings on the horizon, then cars and
-    persons whose size grows towards the bottom of the image (nearer), painted far to near.
-    """
-    yy, xx = _grid(h, w)
-    horizon = h * rng.uniform(0.3, 0.5)
-    wave = horizon + 0.03 * h * np.sin(xx / w * 2 * math.pi * rng.uniform(0.5, 2.0) + rng.uniform(0, 2 * math.pi))
-    sky = yy < wave
-    layers: List[Layer] = [(LABEL["sky"], sky), (LABEL["grass"], ~sky)]
-    depth = np.clip((yy - horizon) / (h - horizon), 0, 1)
-    if rng.random() < 0.85:
-        centre = w * rng.uniform(0.3, 0.7) + depth * w * rng.uniform(-0.3, 0.3)
-        half = w * (rng.uniform(0.01, 0.05) + depth * rng.uniform(0.2, 0.45))
-        layers.append((LABEL["road"], ~sky & (np.abs(xx - centre) < half)))
-    for _ in range(rng.integers(0, 4)):
-        width = w * rng.uniform(0.12, 0.35)
-        left = rng.uniform(-0.1 * w, w - 0.5 * width)
-        top, bottom = horizon - h * rng.uniform(0.1, 0.28), horizon + h * rng.uniform(0.0, 0.05)
-        layers.append((LABEL["building"], (xx >= left) & (xx < left + width) & (yy >= top) & (yy < bottom)))
-    things = []
-    for label in [LABEL["car"]] * int(rng.integers(0, 4)) + [LABEL["person"]] * int(rng.integers(0, 4)):
-        foot = rng.uniform(horizon + 0.1 * (h - horizon), 1.05 * h)
-        near = (foot - horizon) / (h - horizon)
-        centre = rng.uniform(0, w)
-        if label == LABEL["car"]:
-            height = h * (0.05 + 0.2 * near)
-            half = 0.5 * height * rng.uniform(1.6, 2.4)
-            roof = foot - 0.6 * height
-            body = (np.abs(xx - centre) < half) & (yy >= roof) & (yy < foot)
-            cabin = ((xx - centre) / (0.6 * half)) ** 2 + ((yy - roof) / (0.4 * height)) ** 2 < 1
-            region = body | (cabin & (yy < roof))
-        else:
-            height = h * (0.08 + 0.3 * near)
-            region = ((xx - centre) / (0.15 * height)) ** 2 + ((yy - foot + height / 2) / (height / 2)) ** 2 < 1
-        things.append((foot, label, region))
-    layers += [(label, region) for _, label, region in sorted(things, key=lambda t: t[0])]
-
-    kernel = np.ones((3, 3), np.uint8)
-    border = np.zeros((h, w), bool)
-    for index, (_, region) in enumerate(layers):
-        # Objects get a border half of the time, the horizon 30% of the time; the grass layer never.
-        if (index >= 2 and rng.random() < 0.5) or (index == 0 and rng.random() < 0.3):
-            border |= cv2.dilate(region.astype(np.uint8), kernel).astype(bool) & ~region
-    return layers, border
 
 
 def _render(layers: List[Layer], shape: Tuple[int, int]) -> np.ndarray:
@@ -140,28 +70,28 @@ def _jitter(base, rng: np.random.Generator, amount: float) -> np.ndarray:
 
 
 def _sky(h, w, rng, s):
-    yy, _ = _grid(h, w)
+    yy, _ = grid(h, w)
     clouds = np.clip(_smooth_noise(h, w, rng, 24 * s), 0, None)
     shade = 0.75 + 0.35 * yy / h
     return _jitter((90, 150, 230), rng, 15) * shade[..., None] + 40 * clouds[..., None]
 
 
 def _grass(h, w, rng, s):
-    _, xx = _grid(h, w)
+    _, xx = grid(h, w)
     speckle = rng.standard_normal((h, w), dtype=np.float32)
     blades = np.sin(2 * math.pi * xx / (rng.uniform(2.5, 4.0) * s) + rng.uniform(0, 2 * math.pi))
     return _jitter((60, 140, 45), rng, 15) + (30 * speckle + 12 * blades)[..., None] * np.float32([0.5, 1.0, 0.4])
 
 
 def _road(h, w, rng, s):
-    yy, _ = _grid(h, w)
+    yy, _ = grid(h, w)
     stripes = np.sign(np.sin(2 * math.pi * yy / (rng.uniform(6, 10) * s) + rng.uniform(0, 2 * math.pi)))
     grey = rng.uniform(95, 125)
     return np.float32(grey) + (12 * rng.standard_normal((h, w), dtype=np.float32) + 10 * stripes)[..., None]
 
 
 def _building(h, w, rng, s):
-    yy, xx = _grid(h, w)
+    yy, xx = grid(h, w)
     brick_h = rng.uniform(4, 7) * s
     row = np.floor((yy + rng.uniform(0, brick_h)) / brick_h)
     shift = (row % 2) * 1.25 * brick_h
@@ -171,14 +101,14 @@ def _building(h, w, rng, s):
 
 
 def _car(h, w, rng, s):
-    yy, xx = _grid(h, w)
+    yy, xx = grid(h, w)
     paint = _jitter(((220, 40, 30), (230, 200, 30), (30, 80, 220))[rng.integers(3)], rng, 20)
     stripes = np.sin(2 * math.pi * (xx + yy) / (rng.uniform(6, 9) * s) + rng.uniform(0, 2 * math.pi)) > 0
     return paint * np.where(stripes, np.float32(1.0), np.float32(0.6))[..., None]
 
 
 def _person(h, w, rng, s):
-    yy, xx = _grid(h, w)
+    yy, xx = grid(h, w)
     cell = rng.uniform(2.5, 4.0) * s
     checks = (np.floor(yy / cell) + np.floor(xx / cell)) % 2 == 1
     return np.where(checks[..., None], _jitter((200, 60, 170), rng, 20), _jitter((240, 180, 120), rng, 20))
@@ -228,17 +158,10 @@ def _plant_defect(layers: List[Layer], rng: np.random.Generator, scale: float) -
 
 
 # ------------------------------------------------------------------------------------------------------------ output
-def _write(path: str, ext: str, array: np.ndarray, params: Tuple[int, ...] = ()) -> None:
-    ok, buf = cv2.imencode(ext, array, list(params))
-    if not ok:
-        raise OSError(f"could not encode {path}")
-    atomic_write_bytes(path, buf.tobytes())
-
-
 def _write_pair(images: str, masks: str, stem: str, image: np.ndarray, mask: np.ndarray) -> None:
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    _write(os.path.join(images, stem + ".jpg"), ".jpg", bgr, (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
-    _write(os.path.join(masks, stem + ".png"), ".png", mask)
+    write_image(os.path.join(images, stem + ".jpg"), ".jpg", bgr, (cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY))
+    write_image(os.path.join(masks, stem + ".png"), ".png", mask)
 
 
 def _synthetic_copy(
@@ -293,7 +216,7 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
     for split_id, (split, short, count) in enumerate(splits):
         for index in range(count):
             stem = f"toy_{short}_{index:05d}"
-            layers, border = _sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
+            layers, border = sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
             labels = _render(layers, size)
             mask = np.where(border, np.uint8(0), labels)
             image = _paint(labels, np.random.default_rng([params.seed, split_id, index, 0]))
@@ -304,7 +227,7 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
                 syn_stem = f"{stem}_seed_{syn_seed}"
                 syn_image, defects = _synthetic_copy(layers, labels, mask, [params.seed, 2, index, syn_seed], scale)
                 _write_pair(folders["syn/images"], folders["syn/annotations"], syn_stem, syn_image, mask)
-                _write(os.path.join(folders["syn/defects"], syn_stem + ".png"), ".png", defects)
+                write_image(os.path.join(folders["syn/defects"], syn_stem + ".png"), ".png", defects)
 
     atomic_write_bytes(meta_path, json.dumps(meta, indent=2).encode())
     _generate_annotations(root, params, force=True)
@@ -313,8 +236,5 @@ def generate_toy_dataset(root: str, params: ToyParams = ToyParams(), force: bool
 
 def _generate_annotations(root: str, params: ToyParams, force: bool) -> bool:
     """The panoptic files, then the open-vocabulary files made from them (redone whenever the panoptic ones are)."""
-    from .generator_open_vocab import generate_toy_open_vocab  # both import this module
-    from .generator_panoptic import generate_toy_panoptic
-
     wrote = generate_toy_panoptic(root, params, force)
     return generate_toy_open_vocab(root, params, force=force or wrote) or wrote

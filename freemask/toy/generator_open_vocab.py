@@ -19,8 +19,8 @@ from ..data.errors import DatasetError
 from ..data.prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
 from ..data.prepare_synthetic_open_vocab import prepare_synthetic_root
 from ..utils.atomic import atomic_write_json
-from .generator import ToyParams
 from .generator_panoptic import marker_is_current
+from .layout import ToyParams
 
 OPEN_VOCAB_FORMAT = 2  # 2: the synthetic masks' seen-class twins
 

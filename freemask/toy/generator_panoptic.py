@@ -26,7 +26,7 @@ from ..data.datasets.panoptic import segment_bbox
 from ..data.datasets.toy import REAL_DIR, TOY_CLASSES, TOY_COLORS
 from ..data.panoptic_png import id2rgb
 from ..utils.atomic import atomic_write_bytes
-from .generator import LABEL, ToyParams, _sample_layout, _write
+from .layout import LABEL, ToyParams, sample_layout, write_image
 
 PANOPTIC_FORMAT = 1
 THING_LABELS = (LABEL["car"], LABEL["person"])
@@ -122,9 +122,9 @@ def generate_toy_panoptic(root: str, params: ToyParams = ToyParams(), force: boo
         for index in range(count):
             stem = f"toy_{short}_{index:05d}"
             # the same generator and seed as generator.generate_toy_dataset, hence the same layers and borders
-            layers, border = _sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
+            layers, border = sample_layout(*size, np.random.default_rng([params.seed, split_id, index]))
             ids, segments = panoptic_segments(layers, border)
-            _write(os.path.join(pan_dir, stem + ".png"), ".png", id2rgb(ids)[..., ::-1])
+            write_image(os.path.join(pan_dir, stem + ".png"), ".png", id2rgb(ids)[..., ::-1])
             images.append({"id": index, "file_name": stem + ".jpg", "height": size[0], "width": size[1]})
             pan_annotations.append({"image_id": index, "file_name": stem + ".png", "segments_info": segments})
             ins_annotations += _instance_annotations(ids, segments, index, len(ins_annotations) + 1)

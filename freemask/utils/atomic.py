@@ -8,7 +8,7 @@ is resumed. A failed write removes its temporary file; a killed one leaves it be
 over quota, read-only) raises :class:`~freemask.errors.OutputWriteError` naming the file and its folder, which every
 command line reports in one line: being atomic, the write left any earlier version of the file intact.
 
-Standard-library only (no torch), so light tools can import it.
+Standard-library only at import (torch is imported inside :func:`atomic_torch_save`), so light tools can import it.
 """
 
 import contextlib
@@ -58,6 +58,17 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically, UTF-8 with ``\\n`` line ends on every platform."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` that leaves either the complete file or none under ``path``. Saved through the open file, not
+    its name: given a name, ``torch.save`` names the records inside the zip after it, and the temporary name holds
+    the process id, so the bytes would change from run to run. torch is imported here, not at the top, so that the
+    light tools importing this module do not load it."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write_json(

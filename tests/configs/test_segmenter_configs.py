@@ -4,7 +4,7 @@ says, and every config builds and predicts a 512x512 image (see config_families.
 
 import pytest
 
-from freemask.evaluation.inference import sliding_windows
+from freemask.modeling.inference import sliding_windows
 
 DATASETS = {
     "ade20k-150": {"classes": 150, "real_iter": 160000},

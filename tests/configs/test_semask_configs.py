@@ -11,8 +11,8 @@ import torch
 from timm.models.swin_transformer import SwinTransformerBlock
 
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.evaluation.inference import sliding_windows
 from freemask.modeling import build_model
+from freemask.modeling.inference import sliding_windows
 
 SIZES = {  # size: (timm name, ImageNet weights)
     "tiny": ("swin_tiny_patch4_window7_224", "pretrained/swin_tiny_patch4_window7_224.pth"),

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from freemask.data import transforms as T
-from freemask.evaluation.inference import SegmentationInference
+from freemask.modeling.inference import SegmentationInference
 
 FAMILIES = {"mask2former": "maskformer2", "segformer": "segformer", "segmenter": "segmenter"}
 DATASETS = ("ade20k-150", "coco-stuff-164k-171")

@@ -234,7 +234,7 @@ def test_a_full_disk_stops_with_one_line_keeps_the_last_checkpoint_and_resume_fi
     def full_disk_for_the_second_checkpoint(path, *args, **kwargs):
         return real_open("/dev/full" if "model_0000003.pth" in str(path) else path, *args, **kwargs)
 
-    monkeypatch.setattr("freemask.checkpoint.checkpointer.open", full_disk_for_the_second_checkpoint, raising=False)
+    monkeypatch.setattr("freemask.utils.atomic.open", full_disk_for_the_second_checkpoint, raising=False)
     monkeypatch.setattr(sys, "argv", ["train_net.py", "--config-file", "c.yaml"])
     trainer = Trainer(toy_cfg(tmp_path))
     assert cli.run(trainer.train) == 1

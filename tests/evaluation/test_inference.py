@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from freemask.config import get_cfg
-from freemask.evaluation import SegmentationInference, SemSegEvaluator, inference_on_dataset
-from freemask.evaluation.inference import sliding_windows
+from freemask.evaluation import SemSegEvaluator, inference_on_dataset
+from freemask.modeling.inference import SegmentationInference, sliding_windows
 
 NUM_CLASSES = 4
 

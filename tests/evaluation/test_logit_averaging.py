@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from freemask.evaluation.inference import SegmentationInference
+from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
 from freemask.modeling.meta_arch.encoder_decoder import EncoderDecoder
 

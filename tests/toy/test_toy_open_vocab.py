@@ -9,7 +9,7 @@ import pytest
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.mapper import read_mask
-from freemask.toy import generator_open_vocab
+from freemask.toy import generator
 from freemask.toy.generator import ToyParams, generate_toy_dataset
 from freemask.toy.generator_open_vocab import generate_toy_open_vocab
 
@@ -36,7 +36,7 @@ def tree_hashes(root):
 
 def test_open_vocab_files_only_add_to_the_toy(root, tmp_path, monkeypatch):
     """Every file a toy without its open-vocabulary part has is byte-identical in a toy with it."""
-    monkeypatch.setattr(generator_open_vocab, "generate_toy_open_vocab", lambda *a, **k: False)
+    monkeypatch.setattr(generator, "generate_toy_open_vocab", lambda *a, **k: False)
     plain = str(tmp_path / "plain")
     assert generate_toy_dataset(plain, PARAMS)
     monkeypatch.undo()

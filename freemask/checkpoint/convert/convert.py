@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..checkpointer import CheckpointError, _atomic_torch_save
+from ...utils.atomic import atomic_torch_save
+from ..checkpointer import CheckpointError
 from . import detectron2_mask2former, freeseg, mmseg_mask2former, mmseg_segformer, mmseg_segmenter, mmseg_semask
 from .layout import Layout, choose_layout
 from .reading import as_tensor, read_checkpoint
@@ -133,4 +134,4 @@ def save_converted(tensors: dict[str, torch.Tensor], path: str) -> None:
     """Write ``{"model": tensors}``, the format our Checkpointer reads with ``weights_only=True``, atomically."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    _atomic_torch_save({"model": {k: v.contiguous() for k, v in tensors.items()}}, path)
+    atomic_torch_save({"model": {k: v.contiguous() for k, v in tensors.items()}}, path)

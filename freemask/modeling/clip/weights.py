@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from ...checkpoint.checkpointer import _atomic_torch_save
+from ...utils.atomic import atomic_torch_save
 from .errors import ClipError
 
 # Entries of OpenAI's archives that are not weights (see the module docstring): the mark of OpenAI weights.
@@ -163,5 +163,5 @@ def convert_torchscript(source: str, destination: str) -> int:
         raise ClipError(f"{destination}: is the source file; choose another output path")
     state = read_state_dict(source, allow_torchscript=True)
     os.makedirs(os.path.dirname(os.path.abspath(destination)), exist_ok=True)
-    _atomic_torch_save({k: v.contiguous() for k, v in state.items()}, destination)
+    atomic_torch_save({k: v.contiguous() for k, v in state.items()}, destination)
     return len(state)

@@ -39,7 +39,7 @@ from torch import Tensor, autograd
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from ...config import ConfigError
-from .deform_attn import (
+from .deform_attn_pytorch import (
     LevelShapes,
     MSDeformAttnFn,
     UnsupportedDtypeError,

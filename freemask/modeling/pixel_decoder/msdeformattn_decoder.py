@@ -18,7 +18,7 @@ from ..backbone.base import ShapeSpec
 from ..build import PIXEL_DECODER_REGISTRY
 from ..layers import get_norm
 from ..ops import MSDeformAttn
-from ..ops.deform_attn import level_tensors
+from ..ops.deform_attn_pytorch import level_tensors
 from .position_encoding import PositionEmbeddingSine
 
 __all__ = ["MSDeformAttnEncoder", "MSDeformAttnEncoderLayer", "MSDeformAttnPixelDecoder", "encoder_reference_points"]

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from freemask.config import get_cfg
-from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling import build_model
+from freemask.modeling.inference import SegmentationInference
 
 CONFIG = "configs/ade20k-150/semask/semask_fpn_swin_tiny_bs16_80k.yaml"
 SMALL_SWIN_T = [  # Swin-T widths (so the published rule makes stages 3-4 global at 150 classes), shallower

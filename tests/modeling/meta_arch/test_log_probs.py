@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from freemask.config import get_cfg
-from freemask.evaluation.inference import SegmentationInference
 from freemask.modeling import build_model
+from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
 from freemask.modeling.meta_arch.encoder_decoder import EncoderDecoder
 

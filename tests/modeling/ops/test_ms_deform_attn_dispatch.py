@@ -14,7 +14,7 @@ import torch
 
 from freemask.config import ConfigError, get_cfg
 from freemask.modeling import build_model
-from freemask.modeling.ops import deform_attn, ms_deform_attn_pytorch, set_compiled_ms_deform_attn
+from freemask.modeling.ops import deform_attn, deform_attn_pytorch, ms_deform_attn_pytorch, set_compiled_ms_deform_attn
 from freemask.modeling.ops import ms_deform_attn_cuda as loader
 
 LOADER_LOG = "freemask.modeling.ops.ms_deform_attn_cuda"
@@ -183,7 +183,7 @@ def test_loaded_extension_is_installed_and_wired_to_autograd(monkeypatch, deform
     monkeypatch.setitem(sys.modules, "freemask_msda_fake", ext)
     monkeypatch.setattr(loader, "EXTENSION", "freemask_msda_fake")
     compiled = loader.select_ms_deform_attn(is_cuda=True)
-    assert compiled is not None and deform_attn.compiled_ms_deform_attn() is compiled
+    assert compiled is not None and deform_attn_pytorch.compiled_ms_deform_attn() is compiled
     value, spatial, starts, loc, weights = deform_attn_inputs(dtype=torch.float64)
     leaves = [t.requires_grad_() for t in (value, loc, weights)]
     out = compiled(value, spatial, starts, loc, weights)
@@ -283,13 +283,14 @@ def test_float8_and_float64_locations_with_float32_value_are_refused(monkeypatch
     ext = fake_extension()
     value, spatial, starts, loc, weights = deform_attn_inputs(d=4)
     fn = loader.compiled_fn(ext)
-    with pytest.raises(deform_attn.UnsupportedDtypeError, match=r"value is torch.float8_e4m3fn.*float8 is not"):
+    with pytest.raises(deform_attn_pytorch.UnsupportedDtypeError, match=r"value is torch.float8_e4m3fn.*float8 is not"):
         fn(value.to(torch.float8_e4m3fn), spatial, starts, loc, weights)
-    with pytest.raises(deform_attn.UnsupportedDtypeError, match=r"attention_weights is torch.float8_e5m2"):
+    with pytest.raises(deform_attn_pytorch.UnsupportedDtypeError, match=r"attention_weights is torch.float8_e5m2"):
         fn(value, spatial, starts, loc, weights.to(torch.float8_e5m2))
-    with pytest.raises(deform_attn.UnsupportedDtypeError, match="cast value to float64 or the locations"):
+    with pytest.raises(deform_attn_pytorch.UnsupportedDtypeError, match="cast value to float64 or the locations"):
         fn(value, spatial, starts, loc.double(), weights)
-    with pytest.raises(deform_attn.UnsupportedDtypeError, match="float8 is not supported"):  # the PyTorch path too
+    # the PyTorch path too
+    with pytest.raises(deform_attn_pytorch.UnsupportedDtypeError, match="float8 is not supported"):
         ms_deform_attn_pytorch(value.to(torch.float8_e4m3fn), spatial, starts, loc, weights)
     assert ext.calls == []
 

@@ -12,7 +12,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from freemask.modeling.backbone.base import ShapeSpec
-from freemask.modeling.ops import MSDeformAttn, deform_attn, ms_deform_attn_pytorch
+from freemask.modeling.ops import MSDeformAttn, deform_attn, deform_attn_pytorch, ms_deform_attn_pytorch
 from freemask.modeling.ops import ms_deform_attn_cuda as loader
 from freemask.modeling.pixel_decoder import MSDeformAttnPixelDecoder
 
@@ -129,7 +129,7 @@ def test_outputs_are_identical_to_the_tensor_only_path(monkeypatch):
 def test_op_with_level_shapes_equals_the_tensor_path_and_reads_nothing():
     g = torch.Generator().manual_seed(0)
     shapes = [(5, 7), (3, 4), (2, 2)]
-    spatial, starts = deform_attn.level_tensors(shapes, torch.device("cpu"))
+    spatial, starts = deform_attn_pytorch.level_tensors(shapes, torch.device("cpu"))
     value = torch.randn(2, 51, 2, 3, generator=g, dtype=torch.float64)
     loc = torch.rand(2, 4, 2, 3, 2, 2, generator=g, dtype=torch.float64) * 1.6 - 0.3
     weights = torch.rand(2, 4, 2, 3, 2, generator=g, dtype=torch.float64)
@@ -150,7 +150,7 @@ def test_op_with_level_shapes_equals_the_tensor_path_and_reads_nothing():
 )
 def test_wrong_level_shapes_are_rejected_without_a_read(shapes, message):
     module = MSDeformAttn(d_model=8, n_levels=3, n_heads=2, n_points=1)
-    spatial, starts = deform_attn.level_tensors([(5, 7), (3, 4), (2, 2)], torch.device("cpu"))
+    spatial, starts = deform_attn_pytorch.level_tensors([(5, 7), (3, 4), (2, 2)], torch.device("cpu"))
     query, ref, feats = torch.randn(1, 4, 8), torch.rand(1, 4, 3, 2), torch.randn(1, 51, 8)
     with HostReadCounter() as counter, pytest.raises(ValueError, match=message):
         module(query, ref, feats, spatial, starts, level_shapes=shapes)
@@ -168,7 +168,7 @@ def test_compiled_wrapper_gets_the_sizes_without_reading_the_tensors():
             return value.new_zeros(value.shape[0], loc.shape[1], value.shape[2] * value.shape[3])
 
     shapes = [(5, 7), (3, 4), (2, 2)]
-    spatial, starts = deform_attn.level_tensors(shapes, torch.device("cpu"))
+    spatial, starts = deform_attn_pytorch.level_tensors(shapes, torch.device("cpu"))
     value, loc, weights = torch.randn(1, 51, 2, 3), torch.rand(1, 4, 2, 3, 2, 2), torch.rand(1, 4, 2, 3, 2)
     with HostReadCounter() as counter:
         loader.compiled_fn(FakeExtension)(value, spatial, starts, loc, weights, level_shapes=shapes)

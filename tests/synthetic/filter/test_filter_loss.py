@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from freemask.config import ConfigError, get_cfg
-from freemask.evaluation.inference import SegmentationInference
+from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
 from freemask.synthetic.filter.batches import plan_batches
 from freemask.synthetic.filter.loss import LOSS_SCALE, ClassLossAccumulator, label_nll

@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 import torch
 
-from freemask.evaluation.inference import SegmentationInference
+from freemask.modeling.inference import SegmentationInference
 from freemask.modeling.meta_arch.base import SemanticSegmentor
 from freemask.synthetic.filter import batches as batches_module
 from freemask.synthetic.filter import run as run_module
