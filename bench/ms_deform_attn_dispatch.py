@@ -37,7 +37,7 @@ from ms_deform_attn import SHAPES, Shape, choice_list, make_inputs  # noqa: E402
 
 from freemask.modeling.ops import ms_deform_attn, ms_deform_attn_pytorch  # noqa: E402
 from freemask.modeling.ops import ms_deform_attn_cuda as loader  # noqa: E402
-from freemask.modeling.ops.deform_attn import level_shapes_of, level_starts  # noqa: E402
+from freemask.modeling.ops.deform_attn_pytorch import level_shapes_of, level_starts  # noqa: E402
 
 BASELINE = "bare, tensors"
 

@@ -15,7 +15,7 @@ def test_the_op_imports_without_the_builders_or_the_model_zoo():
     )
     assert loaded.strip() == str(
         ["freemask.modeling", "freemask.modeling.ops", "freemask.modeling.ops.deform_attn",
-         "freemask.modeling.ops.ms_deform_attn_cuda"]
+         "freemask.modeling.ops.deform_attn_pytorch", "freemask.modeling.ops.ms_deform_attn_cuda"]
     )  # fmt: skip
 
 
