@@ -22,15 +22,13 @@ from .loader_start import loader_context
 from .mappers import build_mapper
 from .record_buffer import RecordBuffer
 from .samplers import InferenceSampler, JointBatchSampler, TrainingBatchSampler
-from .synthetic_records import SyntheticRecords
+from .shared_records import SharedRecords
 
 __all__ = ["MapDataset", "build_train_loader", "build_test_loader", "trivial_batch_collator"]
 
 logger = logging.getLogger(__name__)
 
 Mapper = Callable[[dict, Optional[np.random.Generator]], Dict[str, Any]]
-# Record sequences already in shared memory, which MapDataset keeps as they are.
-_SHARED_RECORDS = (RecordBuffer, SyntheticRecords, ChainedRecords)
 
 
 class MapDataset(Dataset):
@@ -46,15 +44,14 @@ class MapDataset(Dataset):
     file. Test keys never skip, so an evaluation sees every image or fails.
 
     The records are kept in a :class:`~.record_buffer.RecordBuffer` (one shared-memory copy that the loader's
-    workers map rather than receive), unless ``records`` already is a shared-memory sequence (a RecordBuffer, a
-    synthetic split's :class:`~.synthetic_records.SyntheticRecords`, or a :class:`~.chained_records.ChainedRecords`
-    of those).
+    workers map rather than receive), unless ``records`` already is a :class:`~.shared_records.SharedRecords` (a
+    RecordBuffer, a synthetic split's SyntheticRecords, or a ChainedRecords of those).
     """
 
     MAX_SKIPS = 10
 
     def __init__(self, records: Sequence[dict], mapper: Mapper, skip_bad_samples: bool = False) -> None:
-        self.records = records if isinstance(records, _SHARED_RECORDS) else RecordBuffer(records)
+        self.records = records if isinstance(records, SharedRecords) else RecordBuffer(records)
         self.mapper = mapper
         self.skip_bad_samples = skip_bad_samples
 
@@ -217,7 +214,7 @@ def build_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
     mapper = build_mapper(cfg, is_train=True)
     # One shared-memory sequence per dataset, in TRAIN + TRAIN_SYN order: the compact forms as they are, the lists
     # encoded into a RecordBuffer each; the rank keeps no list.
-    records = ChainedRecords([r if isinstance(r, _SHARED_RECORDS) else RecordBuffer(r) for r in real + syn])
+    records = ChainedRecords([r if isinstance(r, SharedRecords) else RecordBuffer(r) for r in real + syn])
     del real, syn
     logger.info("Training records: %d in %.1f MiB of shared memory", len(records), records.nbytes / 2**20)
     dataset = MapDataset(records, mapper, skip_bad_samples=cfg.DATALOADER.SKIP_BAD_SAMPLES)

@@ -33,7 +33,6 @@ import logging
 import operator
 import pickle
 from collections import deque
-from collections.abc import Sequence
 from itertools import groupby, islice, repeat
 from types import SimpleNamespace
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
@@ -41,7 +40,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-__all__ = ["RecordBuffer", "MAX_FOLDERS", "MAX_SCHEMAS", "shared_copy"]
+from .shared_records import SharedRecords, shared_copy
+
+__all__ = ["RecordBuffer", "MAX_FOLDERS", "MAX_SCHEMAS"]
 
 logger = logging.getLogger(__name__)
 
@@ -268,15 +269,7 @@ class _Decoder(pickle.Unpickler):
         return record
 
 
-def shared_copy(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """A copy of ``values`` in shared memory, allocated there and filled (``share_memory_()`` on a filled tensor would
-    hold two copies at once)."""
-    tensor = torch.empty(values.shape, dtype=dtype).share_memory_()
-    tensor.numpy()[...] = values
-    return tensor
-
-
-class RecordBuffer(Sequence):
+class RecordBuffer(SharedRecords):
     """A read-only sequence of record dicts stored in two shared-memory tensors (see the module docstring).
 
     ``buffer[i]`` is a new dict equal to ``records[i]``; negative indices and ``IndexError`` behave as for a list,
@@ -323,16 +316,8 @@ class RecordBuffer(Sequence):
     def __len__(self) -> int:
         return len(self._ends) - 1
 
-    def __getitem__(self, index: Union[int, slice]) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = operator.index(index)
-        size = len(self)
-        if i < 0:
-            i += size
-        if not 0 <= i < size:
-            raise IndexError(f"record index {index} out of range for {size} records")
-        start, end = int(self._ends[i]), int(self._ends[i + 1])
+    def _record(self, index: int) -> Any:
+        start, end = int(self._ends[index]), int(self._ends[index + 1])
         return _Decoder(self._bytes[start:end], self._tables).record()
 
     def __iter__(self) -> Iterator[dict]:

@@ -14,14 +14,12 @@ the text before the last ``_seed_``, and ``int()`` of the digits after it): the 
 of any size (an int64 column would overflow past 2**63), with no column to build.
 """
 
-import operator
-from collections.abc import Sequence
-from typing import Any, Dict, Iterable, Iterator, Union
+from typing import Any, Dict, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .record_buffer import shared_copy
+from .shared_records import SharedRecords, shared_copy
 
 __all__ = ["SyntheticRecords"]
 
@@ -31,7 +29,7 @@ _ERRORS = "surrogatepass"
 _SEPARATOR = "\0"  # the one character no file name holds (POSIX and Windows)
 
 
-class SyntheticRecords(Sequence):
+class SyntheticRecords(SharedRecords):
     """A read-only sequence of the records of a synthetic split, in the given stem order.
 
     ``records[i]`` is a new dict ``{"file_name", "sem_seg_file_name", "reduce_zero_label", "real_stem", "seed"}``,
@@ -87,17 +85,9 @@ class SyntheticRecords(Sequence):
         start, end = int(self._ends[index]) + 1, int(self._ends[index + 1])
         return self._bytes[start:end].tobytes().decode("utf-8", _ERRORS)
 
-    def __getitem__(self, index: Union[int, slice]) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        i = operator.index(index)
-        size = len(self)
-        if i < 0:
-            i += size
-        if not 0 <= i < size:
-            raise IndexError(f"record index {index} out of range for {size} records")
+    def _record(self, index: int) -> Any:
         mark, image_prefix, mask_prefix, image_ext, mask_ext, reduce_zero_label = self._constants
-        stem = self.stem(i)
+        stem = self.stem(index)
         real_stem, _, seed = stem.rpartition(mark)
         return {
             "file_name": image_prefix + stem + image_ext,
