@@ -95,7 +95,7 @@ def _suggestion(path: str) -> str:
     hint = closest_config(path)
     if hint:
         return f"; did you mean {hint}?"
-    return f"; check the path (shipped configs: configs/<dataset>/<task>/..., {len(shipped_configs())} in all)"
+    return "; check the path (configs live in configs/<dataset>/<task>/[<model family>/])"
 
 
 def _relative_name(path: str) -> str:
