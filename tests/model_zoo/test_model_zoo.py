@@ -61,6 +61,20 @@ def test_shipped_name_resolves_from_an_empty_directory(elsewhere):
     assert by_name == by_path and list(by_name.DATASETS.TRAIN) == ["toy_sem_seg_train"]  # Base-Toy.yaml's
 
 
+def test_train_net_takes_a_shipped_name_from_an_empty_directory(elsewhere, tmp_path):
+    """Past the config (the early check and setup_cfg both resolve the name) to the next check: the missing data."""
+    code = (
+        "import runpy, sys; sys.modules['timm'] = None\n"
+        "sys.argv = [sys.argv[1], '--config-file', sys.argv[2], 'OUTPUT_DIR', sys.argv[3]]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    env = {**os.environ, "DETECTRON2_DATASETS": str(tmp_path / "none")}
+    command = [sys.executable, "-c", code, os.path.join(REPO, "train_net.py"), "configs/" + TOY, str(tmp_path / "o")]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=elsewhere, env=env)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: toy dataset not found: "), proc.stderr[-2000:]
+    assert os.listdir(elsewhere) == []
+
+
 def test_a_file_in_the_working_directory_wins_over_the_shipped_name(elsewhere):
     own = write(elsewhere / "configs" / TOY, "SOLVER:\n  MAX_ITER: 11\n")
     assert model_zoo.resolve_config_file("configs/" + TOY) == "configs/" + TOY
