@@ -187,7 +187,10 @@ def format_markdown(comparison: Comparison, top: int) -> str:
     lines += [f"| {g.name} | {_cell(g.a)} | {_cell(g.b)} | {_cell(g.gain, signed=True)} |" for g in comparison.overall]
     total = len(comparison.a.classes)
     for title, rows in (("improved", comparison.improved(top)), ("degraded", comparison.degraded(top))):
-        lines += ["", f"{len(rows)} most {title} classes of {total} (IoU, {b} - {a}):", ""]
+        if not rows:
+            lines += ["", f"No class {title} (of {total})."]
+            continue
+        lines += ["", f"The {len(rows)} most {title} classes of {total} (IoU, {b} - {a}):", ""]
         lines += [f"| rank | class | {a} | {b} | gain |", "|---:|---|---:|---:|---:|"]
         lines += [
             f"| {rank} | {g.name} | {_cell(g.a)} | {_cell(g.b)} | {_cell(g.gain, signed=True)} |"
@@ -255,16 +258,16 @@ def plot_gains(comparison: Comparison, top: int, output: str, dpi: int = 100) ->
 
 def run_folder(results_file: str) -> str:
     """The output folder a results file belongs to: the one above ``inference/`` (``ms_flip/`` or a test set's
-    folder in between), else the file's folder."""
-    parts = os.path.normpath(os.path.abspath(results_file)).split(os.sep)[:-1]
+    folder in between), else the file's folder; relative when ``results_file`` is."""
+    parts = (os.path.dirname(os.path.normpath(results_file)) or ".").split(os.sep)
     if INFERENCE_DIR in parts[-3:]:
         parts = parts[: len(parts) - 1 - parts[::-1].index(INFERENCE_DIR)]
-    return os.sep.join(parts) or os.sep
+    return os.sep.join(parts) or (os.sep if os.path.isabs(results_file) else ".")
 
 
 def run_name(results_file: str) -> str:
     """The name of the run a results file belongs to (its output folder's name), the default label of a side."""
-    return os.path.basename(run_folder(results_file)) or results_file
+    return os.path.basename(os.path.abspath(run_folder(results_file))) or results_file
 
 
 def distinct_labels(labels: Sequence[str]) -> List[str]:
