@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sides = [read_results(path) for path in (args.a, args.b)]
     labels = args.labels or distinct_labels([side.label for side in sides])
     sides = [dataclasses.replace(side, label=label) for side, label in zip(sides, labels)]
+    comparison = compare(*sides)
     for side in sides:
         print(side.describe(), file=sys.stderr)
-    comparison = compare(*sides)
     csv_output = args.format == "csv" or (args.format is None and (args.output or "").lower().endswith(".csv"))
     table = (format_csv if csv_output else format_markdown)(comparison, args.top)
     sys.stdout.write(table)
