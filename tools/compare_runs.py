@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--top {args.top}: give at least 1 class")
     # Imported after the arguments are parsed: the evaluation package loads torch, --help must not.
     from freemask.evaluation.compare_runs import (
+        check_chart_support,
         compare,
         distinct_labels,
         format_csv,
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         read_results,
     )
 
+    if args.chart:
+        check_chart_support()
     outputs = [("--output", args.output), ("--chart", args.chart)]
     cli.check_output_folders((flag, os.path.dirname(os.path.abspath(path))) for flag, path in outputs if path)
     sides = [read_results(path) for path in (args.a, args.b)]

@@ -216,14 +216,23 @@ def format_csv(comparison: Comparison, top: int) -> str:
     return out.getvalue()
 
 
+def check_chart_support() -> None:
+    """CompareError with the install command when matplotlib (the optional ``plot`` extra) is missing: called before
+    any work by a command asked for a chart, so nothing is half done."""
+    try:
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise CompareError("matplotlib is not installed: pip install 'freemask[plot]' (or pip install matplotlib)")
+
+
 def plot_gains(comparison: Comparison, top: int, output: str, dpi: int = 100) -> None:
     """A horizontal bar chart PNG of the ``top`` most improved (green) and degraded (red) classes' gains, one bar
     per class named on the axis, written atomically to ``output``."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise CompareError("matplotlib is not installed: pip install 'freemask[plot]' (or pip install matplotlib)")
+    check_chart_support()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     rows = comparison.improved(top) + comparison.degraded(top)[::-1]  # best at the top, worst at the bottom
     figure = Figure(figsize=(8, 1.2 + 0.32 * max(len(rows), 1)), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)

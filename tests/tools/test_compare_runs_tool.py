@@ -12,6 +12,7 @@ import io
 import json
 import pathlib
 import shutil
+import sys
 
 import cv2
 import pytest
@@ -220,3 +221,18 @@ def test_missing_empty_or_unevaluated_inputs_are_one_line_naming_the_file(runs, 
         assert tool.cli.run(tool.main, [str(real), str(tmp_path / name)]) == 1
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith(start), err
+
+
+def test_a_chart_without_matplotlib_is_one_line_before_any_output(runs, tmp_path, capsys, monkeypatch):
+    real, joint, _, _ = runs
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    tool = _tool()
+    table, chart = tmp_path / "gains.md", tmp_path / "gains.png"
+    assert tool.cli.run(tool.main, [str(real), str(joint), "--output", str(table), "--chart", str(chart)]) == 1
+    out, err = capsys.readouterr()
+    assert (
+        out == ""
+        and err == "error: matplotlib is not installed: pip install 'freemask[plot]' (or pip install matplotlib)\n"
+    )
+    assert not table.exists() and not chart.exists()
