@@ -9,7 +9,8 @@ evaluation, so it holds the run's last one (its ``produced_by.iteration`` says w
 Two results compare only when they score the same classes of the same test set: a file written by this version names
 its dataset and class list (``dataset``, see :data:`~freemask.evaluation.sem_seg.DATASET_KEY`); an older one is
 known by its ``IoU-<class>`` keys and, when it has one, the single test set of the config under ``produced_by``.
-Reading and comparing need no torch of their own and no matplotlib; the chart imports matplotlib when drawn.
+Reading, comparing and the tables are standard-library code; the chart imports matplotlib (the optional ``plot``
+extra) only when drawn.
 """
 
 import csv
