@@ -36,9 +36,9 @@ from tabulate import tabulate
 from torch.utils.data import DataLoader
 
 from freemask.config import CfgNode, get_cfg
-from freemask.data import DatasetCatalog, build_train_loader
-from freemask.data.build import MapDataset, trivial_batch_collator
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data import DatasetCatalog
+from freemask.data.loading.build import MapDataset, build_train_loader, trivial_batch_collator
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -1,11 +1,12 @@
 """MMSegmentation's ADE20K training pipeline written the straightforward way: the baseline ours is measured against.
 
 Why a copy of the recipe: ``bench/data_loader.py`` needs a faithful "what MMSegmentation would spend" mapper to show
-what ``freemask.data.mapper.SemSegDatasetMapper`` gains, and ``tests/data/test_photometric_equivalence.py`` needs
-the float32 photometric arithmetic to prove our lookup tables compute the same thing. Written from the behaviour of
-MMSegmentation's transforms (``LoadImageFromFile`` with OpenCV, ``LoadAnnotations`` with Pillow, ``RandomChoiceResize``
-shortest edge, ``RandomCrop`` with ``cat_max_ratio``, ``RandomFlip``, ``PhotoMetricDistortion``, ``Pad``, format to
-tensors); the image stays BGR until the end, as there. ``Normalize`` is left out because our model normalises.
+what ``freemask.data.mappers.semantic.SemSegDatasetMapper`` gains, and
+``tests/data/mappers/test_photometric_equivalence.py`` needs the float32 photometric arithmetic to prove our lookup
+tables compute the same thing. Written from the behaviour of MMSegmentation's transforms (``LoadImageFromFile`` with
+OpenCV, ``LoadAnnotations`` with Pillow, ``RandomChoiceResize`` shortest edge, ``RandomCrop`` with ``cat_max_ratio``,
+``RandomFlip``, ``PhotoMetricDistortion``, ``Pad``, format to tensors); the image stays BGR until the end, as there.
+``Normalize`` is left out because our model normalises.
 
 Differences from MMSegmentation kept on purpose: randomness comes from a ``numpy.random.Generator`` argument
 (not the global ``np.random``) so runs are reproducible, and the output dict is our mapper's, so the same
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from freemask.data.transforms import PhotometricParams
+from freemask.data.mappers.transforms import PhotometricParams
 
 
 # ------------------------------------------------------------------------------------------------------- photometric

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from tabulate import tabulate
 
-from freemask.data import transforms as T
+from freemask.data.mappers import transforms as T
 
 SCALES = (0.4, 0.5, 2 / 3, 1.25, 2.0)
 

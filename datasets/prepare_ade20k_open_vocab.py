@@ -13,8 +13,8 @@ ade20k_instance_{train,val}_{base,novel}.json. Safe to interrupt and re-run; --f
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_open_vocab_datasets import prepare_ade20k_open_vocab
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.open_vocab_datasets import prepare_ade20k_open_vocab
 
 
 def main(argv=None) -> int:

@@ -13,8 +13,8 @@ PNGs, one per instance; categories 0..149). The ade20k_panoptic_* splits also ne
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_panoptic import prepare_ade20k_panoptic
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.panoptic import prepare_ade20k_panoptic
 
 
 def main(argv=None) -> int:

@@ -11,8 +11,8 @@ is kept when it is a complete 8-bit grey PNG of the input's size); --force conve
 
 import sys
 
-from freemask.data.prepare import prepare_ade20k
-from freemask.data.prepare_cli import prepare_main
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.sem_seg import prepare_ade20k
 
 
 def main(argv=None) -> int:

@@ -12,8 +12,8 @@ and re-run: finished maps are skipped; --force converts everything again.
 
 import sys
 
-from freemask.data.prepare import prepare_cityscapes
-from freemask.data.prepare_cli import prepare_main
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.sem_seg import prepare_cityscapes
 
 
 def main(argv=None) -> int:

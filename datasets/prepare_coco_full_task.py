@@ -16,8 +16,8 @@ Safe to interrupt and re-run; --force redoes everything.
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_coco_full import prepare_coco_full_task
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.coco_full import prepare_coco_full_task
 
 
 def main(argv=None) -> int:

@@ -12,8 +12,8 @@ splits need it. Safe to interrupt and re-run: finished maps are skipped; --force
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_panoptic import prepare_coco_panoptic_sem_seg
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.panoptic import prepare_coco_panoptic_sem_seg
 
 
 def main(argv=None) -> int:

@@ -13,8 +13,8 @@ skipped; --force converts everything again.
 
 import sys
 
-from freemask.data.prepare import prepare_coco_stuff_10k
-from freemask.data.prepare_cli import prepare_main
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.sem_seg import prepare_coco_stuff_10k
 
 
 def main(argv=None) -> int:

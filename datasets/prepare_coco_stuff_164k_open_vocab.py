@@ -13,8 +13,8 @@ converts everything again.
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_open_vocab_datasets import prepare_coco_stuff_open_vocab
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.open_vocab_datasets import prepare_coco_stuff_open_vocab
 
 
 def main(argv=None) -> int:

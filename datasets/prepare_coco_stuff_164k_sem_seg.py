@@ -12,8 +12,8 @@ interrupt and re-run: finished masks are skipped; --force converts everything ag
 
 import sys
 
-from freemask.data.prepare import prepare_coco_stuff
-from freemask.data.prepare_cli import prepare_main
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.sem_seg import prepare_coco_stuff
 
 
 def main(argv=None) -> int:

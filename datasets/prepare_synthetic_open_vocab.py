@@ -14,8 +14,8 @@ Safe to interrupt and re-run (re-run it after filter_syn.py); --force converts e
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_synthetic_open_vocab import prepare_synthetic_open_vocab
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.synthetic_open_vocab import prepare_synthetic_open_vocab
 
 
 def main(argv=None) -> int:

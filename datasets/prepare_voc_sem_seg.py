@@ -13,8 +13,8 @@ pottedplant, sheep, sofa, train, tvmonitor as 0..4), every mask in every folder,
 
 import sys
 
-from freemask.data.prepare_cli import prepare_main
-from freemask.data.prepare_open_vocab_datasets import prepare_voc
+from freemask.data.prepare.cli import prepare_main
+from freemask.data.prepare.open_vocab_datasets import prepare_voc
 
 
 def main(argv=None) -> int:

@@ -25,8 +25,8 @@ def pytest_configure(config):
     Processes the tests start through multiprocessing's ``forkserver`` (tool commands, two-rank workers) come from
     one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py).
 
-    Listing caches (freemask/data/listing_cache.py) go to a folder of this run, removed at exit, never to the user's
-    ``~/.cache/freemask``; set before the server starts so that every process the tests start inherits it."""
+    Listing caches (freemask/data/loading/listing_cache.py) go to a folder of this run, removed at exit, never to the
+    user's ``~/.cache/freemask``; set before the server starts so that every process the tests start inherits it."""
     cache = tempfile.mkdtemp(prefix="freemask-test-cache-")
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
     os.environ["FREEMASK_CACHE_DIR"] = cache

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from freemask import cli
 from freemask.arguments import DEMO_TASKS
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.data.mappers.semantic import SemSegDatasetMapper, read_image
 from freemask.errors import ArgumentError, PathNotFoundError
 from freemask.utils.logger import setup_logger
 from freemask.utils.visualizer import save_image

@@ -167,7 +167,7 @@ def main(args: argparse.Namespace) -> None:
     import torch
 
     from freemask.config import resolve_device
-    from freemask.data.loader_start import check_start_method
+    from freemask.data.loading.loader_start import check_start_method
     from freemask.engine import setup_cfg
     from freemask.engine.defaults import register_custom_dataset
     from freemask.evaluation.results_json import Provenance, results_produced_by

@@ -5,8 +5,8 @@
     python tools/plot_metrics.py output/real_only output/joint --labels real joint --output compare.png
 
 Each OUTPUT_DIR must hold the metrics.json that train_net.py writes; several runs share each panel, one line each
-(labelled by folder name unless --labels). Default output: OUTPUT_DIR/metrics.png for one run, ./metrics.png for
-several. Needs matplotlib (pip install 'freemask[plot]').
+(labelled by folder name unless --labels), each run in one colour on every panel. Default output:
+OUTPUT_DIR/metrics.png for one run, ./metrics.png for several. Needs matplotlib (pip install 'freemask[plot]').
 """
 
 import argparse

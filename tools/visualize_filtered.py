@@ -33,7 +33,7 @@ from freemask.data.datasets import load_sem_seg  # importing registers the built
 from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.datasets.synthetic import FILTERED_MASKS_DIR, MASKS_DIR
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import read_image, read_mask, reduce_zero_label
+from freemask.data.mappers.semantic import read_image, read_mask, reduce_zero_label
 from freemask.utils.visualizer import FILTERED_COLOR, colorize, labelled_panels, save_image, title_strip, vstack
 
 _SHOWN = 3

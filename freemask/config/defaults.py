@@ -254,14 +254,15 @@ _C.INPUT.RANDOM_FLIP = "horizontal"
 _C.INPUT.COLOR_AUG_SSD = True
 # Pad batched images so height and width are multiples of this (0 = no constraint).
 _C.INPUT.SIZE_DIVISIBILITY = 512
-# COCO's large-scale jitter (freemask/data/instance_mapper.py, recipe "lsj"): the IMAGE_SIZE square box scaled by a
+# COCO's large-scale jitter (freemask/data/mappers/instance.py, recipe "lsj"): the IMAGE_SIZE square box scaled by a
 # factor drawn in [MIN_SCALE, MAX_SCALE], the image resized to fit it (aspect kept), then an IMAGE_SIZE crop / pad.
 _C.INPUT.IMAGE_SIZE = 1024
 _C.INPUT.MIN_SCALE = 0.1
 _C.INPUT.MAX_SCALE = 2.0
-# Which mapper turns records into model inputs (freemask/data/mappers.py, Mask2Former's names): "mask_former_semantic"
-# (SemSegDatasetMapper), "mask_former_panoptic" / "mask_former_instance" (InstanceDatasetMapper, the semantic-style
-# recipe above), "coco_panoptic_lsj" / "coco_instance_lsj" (InstanceDatasetMapper with the large-scale jitter).
+# Which mapper turns records into model inputs (freemask/data/mappers/build.py, Mask2Former's names):
+# "mask_former_semantic" (SemSegDatasetMapper), "mask_former_panoptic" / "mask_former_instance" (InstanceDatasetMapper,
+# the semantic-style recipe above), "coco_panoptic_lsj" / "coco_instance_lsj" (InstanceDatasetMapper with the
+# large-scale jitter).
 _C.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
 # FreeSeg's tasks: each training iteration draws one (the same on every process); at test time each enabled one has
 # its own head pass with its task prompt. Names as FreeSeg's prompts: "semantic segmentation.", "instance
@@ -303,7 +304,7 @@ _C.DATASETS.CUSTOM.MASK_EXT = ".png"
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 # How loader workers start: "" = fork on Linux, spawn elsewhere (measured choice, reasons in
-# freemask/data/loader_start.py); fork, forkserver or spawn to force one. Workers share the records under each.
+# freemask/data/loading/loader_start.py); fork, forkserver or spawn to force one. Workers share the records under each.
 _C.DATALOADER.START_METHOD = ""
 # Fraction of every global batch drawn from DATASETS.TRAIN_SYN (0.5 = exactly half synthetic, the real set
 # over-sampled). 0 concatenates all training sets (with REPEAT_FACTORS) and shuffles them instead.

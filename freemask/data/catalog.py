@@ -8,11 +8,20 @@ records, in the same order, as a read-only ``Sequence`` of dicts that the traini
 held in shared memory, which loader workers map instead of receiving a copy), built without a list of dicts. The
 synthetic "all" and "filtered" splits have one: 710k dicts, then their encoding, were most of a rank's start-up.
 Every other consumer (tools, checks, the filter) reads ``get``'s list.
+
+Every builtin dataset lives under one root, :func:`datasets_root`, which each registration reads when its records
+are loaded.
 """
 
+import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import UserError
+
+
+def datasets_root() -> str:
+    """``$DETECTRON2_DATASETS`` (``./datasets`` when unset), read at each call so tests and users can change it."""
+    return os.environ.get("DETECTRON2_DATASETS", "datasets")
 
 
 class DatasetNotRegisteredError(UserError, KeyError):

@@ -1,15 +1,15 @@
 """Validate a registered dataset file by file before a long run finds its one bad file at iteration 80k.
 
-Each record is checked exactly as training reads it (``mapper.read_image`` / ``read_mask`` / ``reduce_zero_label``,
-and ``object_records.py`` for objects): the image decodes completely (a truncated JPEG is a problem, although OpenCV
-would decode it grey), the mask exists and is a single-channel label map of the image's size, and every label is a
-class (0..C-1) or the ignore label; a synthetic split's pairs must come from a mask of its real dataset
-(``tools/resample_syn.py`` rejects the others), a classification record's class must be in its mask. Every split kind
-is checked by what its records hold: a panoptic record's PNG and ``segments_info`` (ids both ways, size, categories),
-an instance record's annotations (empty or malformed polygons and RLEs, sizes, categories), a semantic map wherever
-there is one. Classes are the metadata's ``stuff_classes``, or ``thing_classes`` for an instance split.
-Workers return only a few counters per record (never pixels), and results are folded in as they stream back, so
-memory stays flat over hundreds of thousands of files. Tools/check_dataset.py is the command line.
+Each record is checked exactly as training reads it (``read_image`` / ``read_mask`` / ``reduce_zero_label`` of
+``mappers/semantic.py``, and ``object_records.py`` for objects): the image decodes completely (a truncated JPEG is a
+problem, although OpenCV would decode it grey), the mask exists and is a single-channel label map of the image's size,
+and every label is a class (0..C-1) or the ignore label; a synthetic split's pairs must come from a mask of its real
+dataset (``tools/resample_syn.py`` rejects the others), a classification record's class must be in its mask. Every split
+kind is checked by what its records hold: a panoptic record's PNG and ``segments_info`` (ids both ways, size,
+categories), an instance record's annotations (empty or malformed polygons and RLEs, sizes, categories), a semantic map
+wherever there is one. Classes are the metadata's ``stuff_classes``, or ``thing_classes`` for an instance split. Workers
+return only a few counters per record (never pixels), and results are folded in as they stream back, so memory stays
+flat over hundreds of thousands of files. Tools/check_dataset.py is the command line.
 """
 
 import functools
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..utils.worker_pool import process_pool
 from .catalog import DatasetCatalog, MetadataCatalog
 from .errors import DatasetError, RecordError
-from .mapper import read_image, read_mask, reduce_zero_label
+from .mappers.semantic import read_image, read_mask, reduce_zero_label
 from .object_records import annotation_rle, check_object_classes, panoptic_segment_ids
 from .panoptic_png import read_panoptic_png
 

@@ -2,11 +2,11 @@
 
 Why one module: a bad object (a panoptic segment with no pixel in its PNG, an instance annotation with
 ``segmentation: []``, an RLE whose run lengths do not add up to its image) used to train silently on an empty mask,
-or stop with a pycocotools traceback that named no file. The mappers (``instance_mapper.py``,
-``all_task_mapper.py``) and ``tools/check_dataset.py`` (``check.py``) read objects only through these functions,
+or stop with a pycocotools traceback that named no file. The mappers (``mappers/instance.py``,
+``mappers/all_task.py``) and ``tools/check_dataset.py`` (``check.py``) read objects only through these functions,
 which raise :class:`RecordError`: one line naming the annotation file, the image, the annotation and the fix, and a
 problem kind for the checker. A training loader with DATALOADER.SKIP_BAD_SAMPLES replaces such a sample and counts it
-(``build.py``, ``MapDataset``), as it does a corrupt image; without it the run stops on that line.
+(``loading/build.py``, ``MapDataset``), as it does a corrupt image; without it the run stops on that line.
 
 Records name the JSON they were read from in ``annotation_file`` (the loaders of ``datasets/panoptic.py`` set it)
 and their annotations keep the JSON's ``id``; a record built without them is named by its image.

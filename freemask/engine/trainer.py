@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..arguments import resume_command
 from ..checkpoint import Checkpointer
 from ..config import CfgNode, ConfigError, resolve_device
-from ..data import build_test_loader, build_train_loader
+from ..data.loading.build import build_test_loader, build_train_loader
 from ..errors import TrainingInterrupted, UserError, file_system_refusal, output_write_error
 from ..evaluation import inference_on_dataset
 from ..evaluation.panels import log_prediction_panels

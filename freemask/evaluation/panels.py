@@ -20,9 +20,9 @@ from torch import nn
 from ..config import CfgNode
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.sem_seg import default_palette
-from ..data.instance_mapper import category_map
-from ..data.mapper import read_image
-from ..data.mappers import build_mapper
+from ..data.mappers.build import build_mapper
+from ..data.mappers.instance import category_map
+from ..data.mappers.semantic import read_image
 from ..data.object_records import instance_masks, panoptic_segment_ids
 from ..utils import comm
 from ..utils.events import MetricStorage

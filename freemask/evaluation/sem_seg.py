@@ -31,6 +31,10 @@ from .seen_unseen import check_evaluation_set, dataset_open_vocab_metadata, sema
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "sem_seg_results.json"
+# The results file's record of what was evaluated, when the evaluator knows its dataset (``from_dataset``, which is
+# how the trainer builds it): ``{"name": <dataset>, "classes": [<class names, in label order>]}``. It lets a reader
+# of two files (tools/compare_runs.py) refuse results of different datasets; the metrics themselves are unchanged.
+DATASET_KEY = "dataset"
 
 
 class SemSegEvaluator:
@@ -47,6 +51,8 @@ class SemSegEvaluator:
             ``hIoU``, ``pAcc_seen``, ``pAcc_unseen`` join the results.
         evaluation_set: ``{name X: [class ids]}``; with such a ``trainable_flag``, FreeSeg's ``mIoU-X``,
             ``mIoU-unX``, ``hIoU-X``, ``pAcc-X``, ``pAcc-unX`` also join the results for each entry.
+        dataset_name: the evaluated dataset; when given, the results file also records it and the class names
+            (under DATASET_KEY), not the returned metrics.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class SemSegEvaluator:
         device: Union[str, torch.device] = "cpu",
         trainable_flag: Optional[Sequence[int]] = None,
         evaluation_set: Optional[Mapping[str, Sequence[int]]] = None,
+        dataset_name: Optional[str] = None,
     ) -> None:
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names given for {num_classes} classes")
@@ -72,6 +79,7 @@ class SemSegEvaluator:
             raise ValueError(f"trainable_flag has {len(trainable_flag)} entries for {num_classes} classes")
         self.seen_unseen = split_by_flag(trainable_flag, range(num_classes))
         self.evaluation_set = check_evaluation_set(evaluation_set, num_classes)
+        self.dataset_name = dataset_name
         self.reset()
 
     @classmethod
@@ -101,6 +109,7 @@ class SemSegEvaluator:
             device=device,
             trainable_flag=trainable_flag,
             evaluation_set=evaluation_set,
+            dataset_name=dataset_name,
         )
 
     def reset(self) -> None:
@@ -151,8 +160,14 @@ class SemSegEvaluator:
             logger.warning("No ground-truth pixel was evaluated: every metric is NaN")
         self._log_table(metrics)
         if self.output_dir and comm.is_main_process():
-            write_results_json(os.path.join(self.output_dir, RESULTS_FILE), metrics)
+            write_results_json(os.path.join(self.output_dir, RESULTS_FILE), self._results_file(metrics))
         return OrderedDict(sem_seg=metrics)
+
+    def _results_file(self, metrics: Dict[str, float]) -> Dict[str, object]:
+        """What the results file holds: the metrics, then (with a dataset name) the dataset and its class names."""
+        if self.dataset_name is None:
+            return metrics
+        return {**metrics, DATASET_KEY: {"name": self.dataset_name, "classes": list(self.class_names)}}
 
     def _log_table(self, metrics: Dict[str, float]) -> None:
         rows = [[name, metrics[f"IoU-{name}"], metrics[f"ACC-{name}"]] for name in self.class_names]

@@ -23,7 +23,7 @@ import numpy as np
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.synthetic import IMAGES_DIR, MASKS_DIR
 from ..data.errors import DatasetError
-from ..data.mapper import read_mask, reduce_zero_label
+from ..data.mappers.semantic import read_mask, reduce_zero_label
 from ..synthetic.sources import RealMasks
 from ..utils import comm
 from ..utils.file_hash import file_sha256

@@ -19,7 +19,7 @@ from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.sem_seg import load_sem_seg
 from ..data.datasets.synthetic import IMAGES_DIR, parse_synthetic_stem
 from ..data.errors import DatasetError
-from ..data.listing_cache import list_files
+from ..data.loading.listing_cache import list_files
 
 _SHOWN = 3
 

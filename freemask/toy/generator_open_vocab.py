@@ -16,8 +16,8 @@ from ..data.datasets.open_vocab import open_vocab_split
 from ..data.datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
 from ..data.datasets.toy import REAL_DIR
 from ..data.errors import DatasetError
-from ..data.prepare_open_vocab_datasets import prepare_ade_layout_open_vocab
-from ..data.prepare_synthetic_open_vocab import prepare_synthetic_root
+from ..data.prepare.open_vocab_datasets import prepare_ade_layout_open_vocab
+from ..data.prepare.synthetic_open_vocab import prepare_synthetic_root
 from ..utils.atomic import atomic_write_json
 from .generator_panoptic import marker_is_current
 from .layout import ToyParams

@@ -7,6 +7,7 @@ replace the earlier ones from there on. matplotlib is an optional dependency (``
 imported only when a figure is drawn.
 """
 
+import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -19,6 +20,9 @@ METRICS_FILE = "metrics.json"
 # per evaluated dataset / pass, e.g. sem_seg/mIoU and sem_seg_ms_flip/mIoU).
 LOSS_KEY, LR_KEY, MIOU_SUFFIX = "total_loss", "lr", "mIoU"
 TITLES = ("total loss", "learning rate", "mIoU")
+# A run keeps one colour on every panel (matplotlib's cycle restarts on each panel, so a run drawn only on some
+# panels would change colour); its several mIoU lines (single-scale, multi-scale + flip) differ by line style.
+LINE_STYLES = ("-", "--", ":", "-.")
 
 Series = Dict[str, List[Tuple[int, float]]]
 
@@ -65,27 +69,37 @@ def _panel_keys(series: Series) -> List[List[str]]:
     return [[LOSS_KEY], [LR_KEY], miou]
 
 
+def run_color(index: int) -> str:
+    """The colour of the ``index``-th run on every panel: matplotlib's default cycle ``C0``..``C9``."""
+    return f"C{index % 10}"
+
+
 def plot_runs(runs: Sequence[Tuple[str, Series]], output: str, dpi: int = 100) -> None:
     """Write a PNG with the loss, learning-rate and mIoU panels of ``runs`` (label, series) to ``output``,
     atomically (a hidden temporary file renamed into place)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise MetricsError("matplotlib is not installed: pip install 'freemask[plot]' (or pip install matplotlib)")
     figure = Figure(figsize=(15, 4.2), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(TITLES))
-    for label, series in runs:
+    for index, (label, series) in enumerate(runs):
+        color = run_color(index)
         for ax, keys in zip(axes, _panel_keys(series)):
-            for key in keys:
+            for key, style in zip(keys, itertools.cycle(LINE_STYLES)):
                 if key in series:
                     steps, values = zip(*series[key])
                     name = label if len(keys) == 1 else f"{label} {key.rsplit('/' + MIOU_SUFFIX, 1)[0]}"
-                    ax.plot(steps, values, marker="o" if len(steps) < 20 else None, label=name)
+                    marker = "o" if len(steps) < 20 else None
+                    ax.plot(steps, values, color=color, linestyle=style, marker=marker, label=name)
     for ax, title in zip(axes, TITLES):
         ax.set_title(title)
         ax.set_xlabel("iteration")
+        # Iterations are integers: no fractional ticks, also around the one point of a run evaluated once.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")

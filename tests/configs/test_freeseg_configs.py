@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from freemask.data import DatasetCatalog, MetadataCatalog
-from freemask.data.mappers import MAPPERS
+from freemask.data.mappers.build import MAPPERS
 from freemask.engine.defaults import setup_cfg
 from freemask.modeling import META_ARCH_REGISTRY, build_model
 

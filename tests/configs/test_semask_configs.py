@@ -10,7 +10,7 @@ import pytest
 import torch
 from timm.models.swin_transformer import SwinTransformerBlock
 
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 from freemask.modeling import build_model
 from freemask.modeling.inference import sliding_windows
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.data import transforms as T
+from freemask.data.mappers import transforms as T
 from freemask.modeling.inference import SegmentationInference
 
 FAMILIES = {"mask2former": "maskformer2", "segformer": "segformer", "segmenter": "segmenter"}

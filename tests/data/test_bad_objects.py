@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from freemask.config import get_cfg
-from freemask.data import DatasetCatalog, build_test_loader, build_train_loader
+from freemask.data import DatasetCatalog
 from freemask.data.errors import DatasetError
+from freemask.data.loading.build import build_test_loader, build_train_loader
 from freemask.evaluation.panoptic_evaluator import COCOPanopticEvaluator
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

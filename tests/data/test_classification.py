@@ -8,7 +8,6 @@ import pathlib
 import pytest
 
 from freemask.config import ConfigError, get_cfg
-from freemask.data.build import build_train_loader
 from freemask.data.catalog import DatasetCatalog
 from freemask.data.datasets.classification import (
     full_task_classification_records,
@@ -17,6 +16,7 @@ from freemask.data.datasets.classification import (
     sample_per_class,
 )
 from freemask.data.errors import DatasetError
+from freemask.data.loading.build import build_train_loader
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ def test_build_train_loader_samples_stage1_sets(split, monkeypatch):
     def fake_mapper(cfg, is_train):
         return lambda record, rng: record
 
-    monkeypatch.setattr("freemask.data.build.build_mapper", fake_mapper)
+    monkeypatch.setattr("freemask.data.loading.build.build_mapper", fake_mapper)
     cfg = get_cfg()
     cfg.DATASETS.TRAIN = ["stage1"]
     cfg.DATASETS.SAMPLE_PER_CLASS = 2

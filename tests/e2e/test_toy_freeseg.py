@@ -14,7 +14,7 @@ from script_runner import run_script
 
 from freemask.checkpoint import load_trained_model
 from freemask.data.datasets.sem_seg import default_palette
-from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.data.mappers.semantic import SemSegDatasetMapper, read_image
 from freemask.engine.defaults import setup_cfg
 from freemask.modeling.open_vocab import Vocabulary
 from freemask.utils import visualizer as V

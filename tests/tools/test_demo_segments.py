@@ -15,7 +15,7 @@ from torch import nn
 from freemask.checkpoint import Checkpointer, load_trained_model
 from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.datasets.toy import TOY_CLASSES, TOY_COLORS
-from freemask.data.mapper import SemSegDatasetMapper, read_image
+from freemask.data.mappers.semantic import SemSegDatasetMapper, read_image
 from freemask.engine import demo
 from freemask.engine.defaults import setup_cfg
 from freemask.modeling import META_ARCH_REGISTRY, build_model

@@ -1,6 +1,7 @@
 """tools/plot_metrics.py: loss, lr and mIoU curves of several runs on one figure (issue 18, point 16)."""
 
 import importlib.util
+import json
 import pathlib
 import sys
 
@@ -69,3 +70,45 @@ def test_folder_without_metrics_or_without_matplotlib_is_one_line(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "matplotlib is not installed" in err[0] and "freemask[plot]" in err[0]
     assert not (real / "metrics.png").exists()
+
+
+def _drawn_figures(monkeypatch):
+    """The matplotlib figures the tool saves (Agg), recorded as they are written, for their lines and ticks."""
+    from matplotlib.figure import Figure
+
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *a, **k: (drawn.append(self), save(self, *a, **k))[1])
+    return drawn
+
+
+def test_each_run_keeps_one_colour_on_every_panel(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    # "early" was stopped before its first evaluation (no mIoU); "both" was evaluated single-scale and multi-scale.
+    early = _run(tmp_path / "early", range(3), miou_every=100)
+    both = _run(tmp_path / "both", range(6))
+    with open(both / "metrics.json", "a") as f:
+        f.write(json.dumps({"iteration": 6, "sem_seg_ms_flip/mIoU": 60.0}) + "\n")  # after its last step
+    third = _run(tmp_path / "third", range(4), offset=2.0)
+    drawn = _drawn_figures(monkeypatch)
+    out = tmp_path / "compare.png"
+    assert _tool().main([str(early), str(both), str(third), "--output", str(out)]) == 0
+    colours = {}  # run -> colours of its lines on every panel
+    for ax in drawn[0].axes:
+        for line in ax.lines:
+            colours.setdefault(line.get_label().split()[0], set()).add(to_hex(line.get_color()))
+    assert set(colours) == {"early", "both", "third"}
+    assert all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for c in colours.values()}) == 3, colours  # the runs differ
+    miou_panel = drawn[0].axes[2]
+    assert sorted(line.get_label() for line in miou_panel.lines) == ["both sem_seg", "both sem_seg_ms_flip", "third"]
+
+
+def test_a_run_evaluated_once_has_integer_iteration_ticks(tmp_path, monkeypatch):
+    once = _run(tmp_path / "once", [0], miou_every=1)
+    drawn = _drawn_figures(monkeypatch)
+    assert _tool().main([str(once)]) == 0
+    for ax in drawn[0].axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)

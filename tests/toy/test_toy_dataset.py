@@ -10,7 +10,7 @@ from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets import load_sem_seg, register_sem_seg, register_toy
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

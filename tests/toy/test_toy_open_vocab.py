@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
-from freemask.data.mapper import read_mask
+from freemask.data.mappers.semantic import read_mask
 from freemask.toy import generator
 from freemask.toy.generator import ToyParams, generate_toy_dataset
 from freemask.toy.generator_open_vocab import generate_toy_open_vocab

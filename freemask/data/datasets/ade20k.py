@@ -9,10 +9,11 @@ same training labels, so preparing is an optimisation, not a requirement. The ro
 import os
 from typing import List, Optional, Tuple
 
+from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
 from .sem_seg import load_sem_seg, register_lazy_splits
-from .synthetic import datasets_root, register_synthetic_splits
+from .synthetic import register_synthetic_splits
 
 ADE_DIR = "ADEChallengeData2016"
 SYN_DIR = "ADE20K_Synthetic"

@@ -10,10 +10,10 @@ and the label-id table come from ``meta/cityscapes_19.json``.
 import os
 from typing import List, Optional, Tuple
 
+from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
 from .sem_seg import register_lazy_splits
-from .synthetic import datasets_root
 
 CITYSCAPES_DIR = "cityscapes"
 NUM_CLASSES = 19

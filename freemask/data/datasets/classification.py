@@ -4,7 +4,7 @@ FreeSeg's stage 1 classifies one ground-truth class mask at a time (bytedance/Fr
 mask2former/data/datasets/utils.py, ``load_binary_mask``), so its datasets list every (image, class) pair of a
 semantic split. Reading every mask to find its classes would
 take minutes on COCO at each start; the preparation scripts write ``<mask folder>_label_count.json`` once
-(``{mask file name: [class ids present]}``, freemask/data/prepare_open_vocab.py) and the records come from it.
+(``{mask file name: [class ids present]}``, freemask/data/prepare/open_vocab.py) and the records come from it.
 
 Record::
 
@@ -28,7 +28,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from ..errors import DatasetError
-from ..listing_cache import list_files
+from ..loading.listing_cache import list_files
 
 
 def label_count_path(mask_dir: str) -> str:

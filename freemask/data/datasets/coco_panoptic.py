@@ -10,9 +10,9 @@ the time a split is loaded.
 import functools
 import os
 
+from ..catalog import datasets_root
 from .class_meta import read_meta_file
 from .panoptic import PanopticCategories, load_coco_panoptic_json, register_instance_split, register_panoptic_split
-from .synthetic import datasets_root
 
 COCO_SPLITS = ("train2017", "val2017")
 _HINT = (

@@ -9,10 +9,11 @@ and the 171 used COCO ids come from ``meta/coco_stuff_171.json``.
 import os
 from typing import List, Optional, Tuple
 
+from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
 from .sem_seg import load_sem_seg, register_lazy_splits
-from .synthetic import datasets_root, register_synthetic_splits
+from .synthetic import register_synthetic_splits
 
 COCO_DIR = "coco"
 SYN_DIR = "COCO_Synthetic"

@@ -10,11 +10,11 @@ copied.
 import os
 from typing import List, Optional
 
+from ..catalog import datasets_root
 from ..errors import DatasetError
-from ..prepare import read_image_list
+from ..prepare.sem_seg import read_image_list
 from .coco_stuff import coco_stuff_meta
 from .sem_seg import register_lazy_splits
-from .synthetic import datasets_root
 
 COCO_STUFF_10K_DIR = "coco_stuff_10k"
 PREPARED_DIR = "annotations_detectron2"

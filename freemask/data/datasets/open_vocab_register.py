@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Mapping, Tuple
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
-from ..listing_cache import list_files
+from ..loading.listing_cache import list_files
 from .classification import full_task_classification_records, load_classification_records
 from .open_vocab import KINDS, OpenVocabSplit, kind_suffix
 from .panoptic import ADE_LAYOUT_SPLITS, load_ade_layout

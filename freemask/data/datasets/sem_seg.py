@@ -10,7 +10,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
-from ..listing_cache import list_files
+from ..loading.listing_cache import list_files
 
 # The label of unlabelled pixels in prepared masks (detectron2's and MMSegmentation's 255), the one constant of it.
 IGNORE_LABEL = 255

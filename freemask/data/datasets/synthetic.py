@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Named
 from ...utils.atomic import atomic_write_text
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
-from ..listing_cache import list_files
+from ..loading.listing_cache import list_files
 
 if TYPE_CHECKING:
-    from ..synthetic_records import SyntheticRecords
+    from ..loading.synthetic_records import SyntheticRecords
 
 IMAGES_DIR = "images"
 MASKS_DIR = "annotations"
@@ -43,11 +43,6 @@ _SEED_MARK = "_seed_"
 # Metadata describing where a dataset lives; not shared between a real dataset and its synthetic splits.
 _PATH_KEYS = ("name", "image_root", "sem_seg_root")
 _SHOWN = 3
-
-
-def datasets_root() -> str:
-    """``$DETECTRON2_DATASETS`` (``./datasets`` when unset), read at each call so tests and users can change it."""
-    return os.environ.get("DETECTRON2_DATASETS", "datasets")
 
 
 def parse_synthetic_stem(stem: str) -> Optional[Tuple[str, int]]:
@@ -178,7 +173,7 @@ def load_synthetic_compact(
 ) -> "SyntheticRecords":
     """``load_synthetic``'s records as a :class:`~..synthetic_records.SyntheticRecords` (item ``i`` equal to its
     ``i``-th dict), built without a dict per pair: what the training loader keeps of a split of 710k pairs."""
-    from ..synthetic_records import SyntheticRecords  # loads torch: registering datasets must not (issue 17)
+    from ..loading.synthetic_records import SyntheticRecords  # loads torch: registering datasets must not (issue 17)
 
     listing = _list_synthetic(root, masks_dir, image_ext, mask_ext, missing_hint)
     return SyntheticRecords(

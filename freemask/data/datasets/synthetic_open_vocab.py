@@ -19,20 +19,12 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Set
 
-from ..catalog import DatasetCatalog, MetadataCatalog
+from ..catalog import DatasetCatalog, MetadataCatalog, datasets_root
 from ..errors import DatasetError
-from ..listing_cache import list_files
+from ..loading.listing_cache import list_files
 from . import ade20k, coco_stuff, toy
 from .open_vocab import open_vocab_split
-from .synthetic import (
-    FILTERED_MASKS_DIR,
-    IMAGES_DIR,
-    MANIFEST_NAME,
-    MASKS_DIR,
-    datasets_root,
-    load_resampled,
-    load_synthetic,
-)
+from .synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, load_resampled, load_synthetic
 
 PREPARE = "python datasets/prepare_synthetic_open_vocab.py"
 # Mask folder of a synthetic root -> its seen-class twin (written by PREPARE).

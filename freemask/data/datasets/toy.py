@@ -8,10 +8,10 @@ when the datasets are registered, so a test or a user can point it elsewhere aft
 import os
 from typing import Callable, List
 
-from ..catalog import DatasetCatalog
+from ..catalog import DatasetCatalog, datasets_root
 from ..errors import DatasetError
 from .sem_seg import load_sem_seg, set_sem_seg_metadata
-from .synthetic import datasets_root, register_synthetic_splits
+from .synthetic import register_synthetic_splits
 
 TOY_CLASSES = ("sky", "grass", "road", "building", "car", "person")
 # Cityscapes colours of the same classes.

@@ -12,9 +12,9 @@ import functools
 import os
 from typing import List
 
+from ..catalog import datasets_root
 from .open_vocab import KINDS, kind_suffix, open_vocab_split
 from .open_vocab_register import load_prepared_sem_seg, register_open_vocab_split
-from .synthetic import datasets_root
 
 VOC_DIR = "VOC2012"
 VOC_SPLITS = {"train": "train", "test": "val"}  # registered name -> annotation folder

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from ...data.errors import DatasetError
-from ...data.loader_start import loader_context
-from ...data.mapper import read_image, read_mask, reduce_zero_label
-from ...data.record_buffer import RecordBuffer
+from ...data.loading.loader_start import loader_context
+from ...data.loading.record_buffer import RecordBuffer
+from ...data.mappers.semantic import read_image, read_mask, reduce_zero_label
 from ...utils import comm
 from .windowed import windowed_map
 
@@ -56,7 +56,7 @@ class PairReader(torch.utils.data.Dataset):
         return len(self.records)
 
     def shared(self) -> "PairReader":
-        """The same reader with its records in a :class:`~freemask.data.record_buffer.RecordBuffer`, for loader
+        """The same reader with its records in a :class:`~freemask.data.loading.record_buffer.RecordBuffer`, for loader
         workers: they map one shared copy instead of each receiving (or, forked, gradually copying) the list."""
         if isinstance(self.records, RecordBuffer):
             return self
@@ -142,7 +142,7 @@ def make_loader(
 ) -> torch.utils.data.DataLoader:
     """A DataLoader yielding this rank's batches (lists of items) in order; its workers, if any, read the records
     from shared memory (:meth:`PairReader.shared`) and are started by ``start_method`` ("" =
-    :data:`freemask.data.loader_start.DEFAULT_START_METHOD`)."""
+    :data:`freemask.data.loading.loader_start.DEFAULT_START_METHOD`)."""
     return torch.utils.data.DataLoader(
         reader.shared() if num_workers > 0 else reader,
         batch_sampler=batches,

@@ -53,7 +53,7 @@ import numpy as np
 
 from ...data.datasets.synthetic import FILTERED_MASKS_DIR, MASKS_DIR
 from ...data.errors import DatasetError
-from ...data.mapper import read_mask
+from ...data.mappers.semantic import read_mask
 from ...errors import UserError
 from ...evaluation.results_json import with_provenance
 from ...utils.atomic import atomic_write_bytes, atomic_write_json

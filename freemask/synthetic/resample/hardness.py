@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ...data.errors import DatasetError
-from ...data.mapper import read_mask
+from ...data.mappers.semantic import read_mask
 
 HARDNESS_SIZE = 512
 _SHOWN_LABELS = 5

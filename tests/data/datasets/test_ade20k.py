@@ -12,7 +12,7 @@ import torch
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.ade20k import ADE20K_SYN_SPLITS, ade20k_meta, load_ade20k, register_ade20k
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 
 ADE = "ADEChallengeData2016"
 SPLITS = {"training": ("ADE_train", 3), "validation": ("ADE_val", 2)}

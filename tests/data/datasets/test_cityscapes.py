@@ -12,8 +12,8 @@ import pytest
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.cityscapes import cityscapes_meta
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.prepare import cityscapes_lut, prepare_cityscapes
+from freemask.data.mappers.semantic import SemSegDatasetMapper
+from freemask.data.prepare.sem_seg import cityscapes_lut, prepare_cityscapes
 
 FRAMES = {"train": [("aachen", "aachen_000000_000019"), ("bochum", "bochum_000000_000313")],
           "val": [("frankfurt", "frankfurt_000000_000294")]}  # fmt: skip

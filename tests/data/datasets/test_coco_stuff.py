@@ -12,8 +12,8 @@ import torch
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.coco_stuff import COCO_STUFF_SYN_SPLITS, coco_stuff_meta
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.prepare import load_coco_stuff_ids
+from freemask.data.mappers.semantic import SemSegDatasetMapper
+from freemask.data.prepare.sem_seg import load_coco_stuff_ids
 
 
 def coco_meta_json():

@@ -13,8 +13,8 @@ from scipy.io import savemat
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.coco_stuff import coco_stuff_meta
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
-from freemask.data.prepare import prepare_coco_stuff_10k
+from freemask.data.mappers.semantic import SemSegDatasetMapper
+from freemask.data.prepare.sem_seg import prepare_coco_stuff_10k
 
 SPLITS = {
     "train": ["COCO_train2014_000000000077", "COCO_train2014_000000000078"],

@@ -11,7 +11,7 @@ from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets import register_custom_from_config
 from freemask.data.datasets.custom import read_class_names
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import re
 
 import pytest
 
-from freemask.data import listing_cache
 from freemask.data.datasets.open_vocab_register import load_prepared_sem_seg
 from freemask.data.datasets.sem_seg import load_sem_seg
 from freemask.data.datasets.synthetic import (
@@ -18,6 +17,7 @@ from freemask.data.datasets.synthetic import (
     parse_synthetic_stem,
     write_manifest,
 )
+from freemask.data.loading import listing_cache
 
 OLD_NS = 1_600_000_000 * 10**9
 OLD_STEM = re.compile(r"(?P<real_stem>.+)_seed_(?P<seed>\d+)")  # the parser before the listing cache

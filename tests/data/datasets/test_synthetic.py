@@ -16,7 +16,7 @@ from freemask.data.datasets.synthetic import (
 )
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 
 STEMS = ["b_seed_42", "a_seed_100", "a_seed_9", "a_seed_42"]  # sorted: a 9, a 42, a 100, b 42
 

@@ -12,7 +12,7 @@ from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.datasets.synthetic import write_manifest
 from freemask.data.datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
 from freemask.data.errors import DatasetError
-from freemask.data.prepare_synthetic_open_vocab import prepare_synthetic_open_vocab
+from freemask.data.prepare.synthetic_open_vocab import prepare_synthetic_open_vocab
 
 TOY_RAW = np.array([[0, 1, 2, 3], [4, 5, 6, 1]], np.uint8)  # raw toy labels (k + 1), unseen road 3, person 6
 BASE_NAMES = {

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.data.instance_mapper import InstanceDatasetMapper, LargeScaleJitter
+from freemask.data.mappers.instance import InstanceDatasetMapper, LargeScaleJitter
 from freemask.data.panoptic_png import id2rgb
 from freemask.modeling import build_model
 from freemask.modeling.criterion import targets_from_instances

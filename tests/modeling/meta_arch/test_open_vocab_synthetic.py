@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from freemask.config import ConfigError, get_cfg
-from freemask.data import build_train_loader
+from freemask.data.loading.build import build_train_loader
 from freemask.modeling import build_model
 from freemask.modeling.meta_arch.open_vocabulary import training_vocabulary
 from freemask.toy.generator import ToyParams, generate_toy_dataset

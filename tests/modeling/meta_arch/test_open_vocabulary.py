@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from freemask.config import ConfigError
-from freemask.data import DatasetCatalog, build_train_loader
-from freemask.data.all_task_mapper import AllTaskDatasetMapper
-from freemask.data.mapper import SemSegDatasetMapper
+from freemask.data import DatasetCatalog
+from freemask.data.loading.build import build_train_loader
+from freemask.data.mappers.all_task import AllTaskDatasetMapper
+from freemask.data.mappers.semantic import SemSegDatasetMapper
 from freemask.engine.evaluation import TestTimeModel, evaluation_model, panel_model
 from freemask.evaluation.panels import prediction_panels
 from freemask.modeling.inference import SegmentationInference

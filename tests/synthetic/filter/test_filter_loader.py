@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from freemask.data.record_buffer import RecordBuffer
+from freemask.data.loading.record_buffer import RecordBuffer
 from freemask.synthetic.filter.batches import PairReader, make_loader
 
 

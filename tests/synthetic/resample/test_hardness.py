@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from freemask.data.errors import DatasetError
-from freemask.data.mapper import reduce_zero_label
+from freemask.data.mappers.semantic import reduce_zero_label
 from freemask.synthetic.resample.hardness import (
     class_pixel_counts,
     compute_hardness,
