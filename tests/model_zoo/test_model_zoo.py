@@ -14,7 +14,11 @@ from freemask import cli, model_zoo
 from freemask.config import ConfigError, get_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY = "toy/semantic_fpn_R18_toy.yaml"
+# The toy main job's config, wherever the configs layout puts it (toy/semantic-segmentation/ since issue 27).
+(TOY,) = [
+    os.path.relpath(path, os.path.join(REPO, "configs")).replace(os.sep, "/")
+    for path in glob.glob(os.path.join(REPO, "configs", "**", "semantic_fpn_R18_toy.yaml"), recursive=True)
+]
 
 
 def write(path, text):
