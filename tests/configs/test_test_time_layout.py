@@ -29,7 +29,7 @@ from freemask.data import transforms as T
 from freemask.modeling.inference import SegmentationInference
 
 FAMILIES = {"mask2former": "maskformer2", "segformer": "segformer", "segmenter": "segmenter"}
-DATASETS = ("ade20k-150", "coco-stuff-164k-171")
+DATASETS = ("ade20k/semantic-segmentation", "coco-stuff-164k/semantic-segmentation")
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # parametrisation runs before the repo_root fixture exists
 
 Call = Tuple[Tuple[int, ...], List[Tuple[int, int, int, int]]]  # (input shape, content box of each batch item)
