@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Train or evaluate a segmentation model: detectron2's train_net.py interface without detectron2.
 
-python train_net.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --num-gpus 8 [KEY VALUE ...]
+python train_net.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml --num-gpus 8 \
+    [KEY VALUE ...]
 python train_net.py --config-file X.yaml --eval-only MODEL.WEIGHTS output/model_final.pth
 python train_net.py --config-file X.yaml --resume
 """

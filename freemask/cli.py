@@ -101,7 +101,8 @@ def check_config_path(path: str, flag: str = "--config-file") -> None:
     if not path or os.path.isfile(path):
         return
     hint = closest_config(path)
-    suggestion = f"; did you mean {hint}?" if hint else "; check the path (configs live in configs/<dataset>/<model>/)"
+    layout = "configs live in configs/<dataset>/<task>/[<model family>/]"
+    suggestion = f"; did you mean {hint}?" if hint else f"; check the path ({layout})"
     raise ConfigError(f"{flag} {path}: config file not found{suggestion}")
 
 

@@ -4,7 +4,7 @@ for MODEL.WEIGHTS.
 
     python tools/convert_checkpoint.py model_final_<id>.pkl m2f.pth --config-file <config.yaml>
     python tools/convert_checkpoint.py freeseg_model_final.pth freeseg.pth \
-        --config-file configs/coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml
+        --config-file configs/coco-stuff-164k/open-vocabulary/freeseg/freeseg_R50_alltask_bs32_60k.yaml
     python tools/convert_checkpoint.py iter_160000.pth m2f.pth --from mmseg --config-file <config.yaml>
     python tools/convert_checkpoint.py iter_320000.pth b4.pth --config-file <segformer b4 config.yaml>
     python tools/convert_checkpoint.py semask_tiny_ade20k.pth semask_t.pth --config-file <semask config.yaml>

@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Run a trained model on images and write image | prediction overlay figures with a legend of the predicted classes.
 
-  python tools/demo.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --input photos/ --output vis/ \\
-      MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
+  python tools/demo.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml --input photos/ \\
+      --output vis/ MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
   python tools/demo.py --config-file X.yaml --input 'shots/*.jpg' --input a.png --output vis/ --opacity 0.6 \\
       --save-labels MODEL.WEIGHTS ckpt.pth MODEL.DEVICE cpu
-  python tools/demo.py --config-file configs/toy/mask2former_R18_toy_panoptic.yaml --input photos/ --output vis/ \\
-      --task instance --score-threshold 0.3 MODEL.WEIGHTS output/toy_mask2former_R18_panoptic/model_final.pth
+  python tools/demo.py --config-file configs/toy/panoptic-segmentation/mask2former_R18_toy_panoptic.yaml \\
+      --input photos/ --output vis/ --task instance --score-threshold 0.3 \\
+      MODEL.WEIGHTS output/toy_mask2former_R18_panoptic/model_final.pth
   python tools/demo.py --config-file OPEN_VOCABULARY.yaml --input photos/ --output vis/ \\
       --vocabulary "cat,dog,traffic cone" MODEL.WEIGHTS ckpt.pth
 

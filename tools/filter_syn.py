@@ -3,7 +3,7 @@
 of the same class (loss > margin x class-wise mean loss on the real images; or, with --rule quantile, loss above the
 (1 - clean rate) quantile of the class's real losses).
 
-  python tools/filter_syn.py --config-file configs/toy/semantic_fpn_R18_toy.yaml \\
+  python tools/filter_syn.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml \\
       --real-dataset toy_sem_seg_train --syn-dataset toy_syn_sem_seg_train MODEL.WEIGHTS model_final.pth
   python tools/filter_syn.py --config-file X.yaml --num-gpus 8 --real-img-path R/images --real-mask-path R/masks \\
       --syn-img-path S/images --syn-mask-path S/annotations --reduce-zero-label --output S/annotations_filtered \\

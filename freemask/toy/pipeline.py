@@ -44,7 +44,7 @@ from ..errors import Interrupted, UserError
 from ..utils.atomic import atomic_write_bytes
 from ..utils.forked_script import run_script
 
-CONFIG_DIR = "configs/toy"
+CONFIG_DIR = "configs/toy/semantic-segmentation"
 REAL_CONFIG = f"{CONFIG_DIR}/semantic_fpn_R18_toy.yaml"
 RESULTS = os.path.join("inference", "sem_seg_results.json")
 # Schedule keys scaled by --iters-scale (iteration counts of SOLVER).

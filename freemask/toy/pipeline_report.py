@@ -201,8 +201,9 @@ def render_table(options: PipelineOptions, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"Semantic FPN R-18 from scratch (configs/toy/semantic_fpn_R18_toy*.yaml), {data}; schedules x"
-        f"{options.iters_scale:g}. mIoU and pACC (%) on toy_sem_seg_val, single scale, at the end of each training.",
+        f"Semantic FPN R-18 from scratch (configs/toy/semantic-segmentation/semantic_fpn_R18_toy*.yaml), {data};"
+        f" schedules x{options.iters_scale:g}. mIoU and pACC (%) on toy_sem_seg_val, single scale, at the end of each"
+        " training.",
         "",
         *_training_rows(options),
         "",

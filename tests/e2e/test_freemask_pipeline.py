@@ -122,7 +122,7 @@ def test_bad_override_is_one_line_before_any_step(tmp_path, capsys):
 
 
 def test_schedule_scaling_and_mode_flags():
-    config = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy_joint.yaml")
+    config = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy_joint.yaml")
     assert scaled_schedule(config, [], 1.0) == []
     scaled = scaled_schedule(config, [], 0.1)
     assert scaled == ["SOLVER.MAX_ITER", "60", "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "20"]

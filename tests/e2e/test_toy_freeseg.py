@@ -28,7 +28,7 @@ STAGE2_FAST = ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "TEST.EVAL_P
 
 
 def config(name):
-    return os.path.join(REPO, "configs", "toy", name)
+    return os.path.join(REPO, "configs", "toy", "open-vocabulary", name)
 
 
 def prompt_tensors(checkpoint):

@@ -16,7 +16,7 @@ from freemask.engine.defaults import default_setup, setup_cfg
 from freemask.utils.file_hash import file_sha256
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = str(REPO / "configs" / "toy" / "semantic_fpn_R18_toy.yaml")
+CONFIG = str(REPO / "configs" / "toy" / "semantic-segmentation" / "semantic_fpn_R18_toy.yaml")
 FAST = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
         "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "TEST.VIS_IMAGES", "0", "INPUT.CROP.SIZE", "[64, 64]",
         "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", "64", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32",

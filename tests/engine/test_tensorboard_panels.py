@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_each_periodic_evaluation_writes_panels_to_tensorboard(toy_datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
     cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml"))
     cfg.merge_from_list(
         ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "100",
          "DATALOADER.NUM_WORKERS", "0", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32",

@@ -318,7 +318,7 @@ def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_sy
     from freemask.engine.defaults import setup_cfg
     from freemask.modeling import build_model
 
-    config = str(REPO / "configs" / "toy" / "semantic_fpn_R18_toy.yaml")
+    config = str(REPO / "configs" / "toy" / "semantic-segmentation" / "semantic_fpn_R18_toy.yaml")
     weights = str(tmp_path / "model_final.pth")
     Checkpointer(build_model(setup_cfg(config, []).clone()), save_dir=str(tmp_path)).save("model_final")
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)

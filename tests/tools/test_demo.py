@@ -17,7 +17,7 @@ from freemask.utils import visualizer as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "demo.py")
-CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
+CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml")
 SMALL = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32", "MODEL.DEVICE", "cpu"]
 
 

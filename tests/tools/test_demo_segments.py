@@ -25,8 +25,8 @@ from freemask.utils import visualizer as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "demo.py")
-PANOPTIC = os.path.join(REPO, "configs", "toy", "mask2former_R18_toy_panoptic.yaml")
-INSTANCE = os.path.join(REPO, "configs", "toy", "mask2former_R18_toy_instance.yaml")
+PANOPTIC = os.path.join(REPO, "configs", "toy", "panoptic-segmentation", "mask2former_R18_toy_panoptic.yaml")
+INSTANCE = os.path.join(REPO, "configs", "toy", "instance-segmentation", "mask2former_R18_toy_instance.yaml")
 # Random queries are rarely confident: with the toy thresholds at 0 every query that does not predict no-object counts.
 LOOSE = [
     "MODEL.DEVICE", "cpu", "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0",

@@ -28,16 +28,16 @@ DETECTRON2_FAMILY = [
     "configs/coco/instance-segmentation/maskformer2_R50_bs16_50ep.yaml",
     "configs/ade20k/panoptic-segmentation/maskformer2_R50_bs16_160k.yaml",
     "configs/ade20k/instance-segmentation/maskformer2_R50_bs16_160k.yaml",
-    "configs/coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
-    "configs/voc-11k-15/freeseg/freeseg_R50_bs16_20k.yaml",
+    "configs/coco-stuff-164k/open-vocabulary/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
+    "configs/pascal-voc/open-vocabulary/freeseg/freeseg_R50_bs16_20k.yaml",
 ]
 MMSEG_FAMILY = [
-    "configs/ade20k-150/mask2former/maskformer2_R50_bs16_160k.yaml",
-    "configs/ade20k-150/segformer/segformer_mit_b2_bs16_160k.yaml",
-    "configs/ade20k-150/segmenter/segmenter_vit_base_mask_bs8_160k.yaml",
-    "configs/ade20k-150/semask/semask_fpn_swin_tiny_bs16_80k.yaml",
-    "configs/coco-stuff-164k-171/mask2former/maskformer2_R50_bs16_80k.yaml",
-    "configs/ade20k-150/Base-ADE20K-150.yaml",  # Semantic FPN
+    "configs/ade20k/semantic-segmentation/mask2former/maskformer2_R50_bs16_160k.yaml",
+    "configs/ade20k/semantic-segmentation/segformer/segformer_mit_b2_bs16_160k.yaml",
+    "configs/ade20k/semantic-segmentation/segmenter/segmenter_vit_base_mask_bs8_160k.yaml",
+    "configs/ade20k/semantic-segmentation/semask/semask_fpn_swin_tiny_bs16_80k.yaml",
+    "configs/coco-stuff-164k/semantic-segmentation/mask2former/maskformer2_R50_bs16_80k.yaml",
+    "configs/ade20k/semantic-segmentation/Base-ADE20K-150.yaml",  # Semantic FPN
 ]
 
 
@@ -199,7 +199,8 @@ def test_training_mapper_resizes_the_image_as_the_family_and_labels_nearest(path
 def test_freeseg_stage1_crops_are_resized_with_pil(files):
     """FreeSeg's stage-1 training crops go through detectron2's ResizeTransform: Pillow's bilinear. (At test time
     FreeSeg takes the centre window at the crop's own resolution: nothing is resized.)"""
-    cfg = load("configs/voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml", "INPUT.RANDOM_FLIP", "none")
+    cfg = load("configs/pascal-voc/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_3200.yaml", "INPUT.RANDOM_FLIP",
+               "none")
     record = {"file_name": files["file_name"], "sem_seg_file_name": files["sem"], "category_id": 3}
     out = build_mapper(cfg, is_train=True)(record, np.random.default_rng(5))
     box = mask_box(files["mask"] == 3, cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO)
