@@ -125,4 +125,5 @@ def test_slug_follows_github_anchors():
     assert slug("Compiled deformable attention (optional)") == "compiled-deformable-attention-optional"
     assert slug("FreeSeg: open-vocabulary splits (seen / unseen)") == "freeseg-open-vocabulary-splits-seen--unseen"
     assert slug("At FreeMask's scale") == "at-freemasks-scale"
-    assert slug("Generate only what training uses (`--copies-from`)") == "generate-only-what-training-uses---copies-from"
+    copies_from = "generate-only-what-training-uses---copies-from"
+    assert slug("Generate only what training uses (`--copies-from`)") == copies_from

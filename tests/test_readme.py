@@ -35,7 +35,6 @@ def test_readme_starts_with_three_commands_and_ci_runs_setup_and_tests(repo_root
 # ------------------------------------------------------------------ toy commands run as pasted (issue 18, point 17)
 
 
-
 # The README and the guides it links to, in reading order: a toy command may use what a command of an earlier page
 # (or earlier on the same page) wrote, as a reader following them in this order would have it.
 PAGES = (
