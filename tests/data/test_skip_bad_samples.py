@@ -14,7 +14,7 @@ from freemask.data import DatasetCatalog, MetadataCatalog, build_test_loader, bu
 from freemask.data.build import MapDataset
 from freemask.data.errors import DatasetError
 from freemask.data.mapper import SemSegDatasetMapper
-from freemask.engine import Trainer
+from freemask.engine.trainer import Trainer
 
 NAME = "fmskip_train"
 NUM_IMAGES = 5
