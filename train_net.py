@@ -16,7 +16,8 @@ from freemask.arguments import default_argument_parser  # torch-free: --help ans
 
 def main(args: argparse.Namespace) -> dict:
     from freemask.checkpoint import load_trained_model
-    from freemask.engine import Trainer, default_setup, setup_cfg
+    from freemask.engine import default_setup, setup_cfg
+    from freemask.engine.trainer import Trainer
 
     cfg = default_setup(setup_cfg(args.config_file, args.opts), args)
     if args.eval_only:

@@ -22,7 +22,7 @@ sys.path.insert(0, CODE)  # train_net.py of the code under test
 import train_net  # noqa: E402
 from freemask import cli  # noqa: E402
 from freemask.arguments import default_argument_parser  # noqa: E402
-from freemask.engine import Trainer  # noqa: E402
+from freemask.engine.trainer import Trainer  # noqa: E402
 
 WAIT_S = 3600.0
 

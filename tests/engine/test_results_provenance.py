@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from freemask.arguments import default_argument_parser
-from freemask.engine import Trainer
 from freemask.engine.defaults import default_setup, setup_cfg
+from freemask.engine.trainer import Trainer
 from freemask.utils.file_hash import file_sha256
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from freemask.config import get_cfg
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.mappers.semantic import read_mask, reduce_zero_label
-from freemask.engine import Trainer
+from freemask.engine.trainer import Trainer
 from freemask.utils.visualizer import MIN_PANEL_SIDE, PANEL_GAP, colorize, upscale_small
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

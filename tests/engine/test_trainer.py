@@ -11,8 +11,7 @@ import torch
 
 from freemask import cli
 from freemask.config import ConfigError, get_cfg
-from freemask.engine import Trainer
-from freemask.engine.trainer import iteration_seed
+from freemask.engine.trainer import Trainer, iteration_seed
 from freemask.errors import TrainingInterrupted, UserError
 
 

@@ -14,7 +14,7 @@ from freemask.data import DatasetCatalog, MetadataCatalog
 from freemask.data.errors import DatasetError
 from freemask.data.loading.build import MapDataset, build_test_loader, build_train_loader
 from freemask.data.mappers.semantic import SemSegDatasetMapper
-from freemask.engine import Trainer
+from freemask.engine.trainer import Trainer
 
 NAME = "fmskip_train"
 NUM_IMAGES = 5
