@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """Run a trained model on images and write image | prediction overlay figures with a legend of the predicted classes.
+Installed: `freemask demo ARGS`; in a checkout also `python tools/demo.py ARGS`, as below.
 
   python tools/demo.py --config-file configs/toy/semantic_fpn_R18_toy.yaml --input photos/ --output vis/ \\
       MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
@@ -32,7 +32,6 @@ import argparse
 import glob
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -195,6 +194,13 @@ def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``freemask demo`` / ``tools/demo.py``: the console log, then :func:`run_demo`."""
+    setup_logger()
+    return run_demo(argv)
+
+
+def run_demo(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and draw every input; for a caller in this process, which keeps its own logging."""
     parser = argument_parser()
     args = parser.parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
@@ -213,8 +219,3 @@ def draw(args: argparse.Namespace) -> None:
     written, skipped, tasks = run(args)
     note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
     print(f"wrote {written} overlays to {args.output} ({', '.join(tasks)}){note}")
-
-
-if __name__ == "__main__":
-    setup_logger()  # here, not in main(): a caller of main() keeps its own logging
-    sys.exit(main())

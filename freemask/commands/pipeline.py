@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """The whole FreeMask pipeline on the embedded toy dataset, on CPU, in one command, then one table.
+Installed: `freemask pipeline ARGS`; in a checkout also `python tools/run_freemask_pipeline.py ARGS`, as below.
 
     python tools/run_freemask_pipeline.py                       # about 25 minutes on 2 idle CPU cores
     python tools/run_freemask_pipeline.py --iters-scale 0.01    # every schedule x0.01: a smoke run
@@ -150,7 +150,3 @@ def run(args: argparse.Namespace, argv=None) -> None:
     table = write_table(options, command)
     print(f"\n{table}\nWritten to {os.path.join(output_root, 'freemask_pipeline.md')} ", end="")
     print(f"({time.perf_counter() - start:.0f} s in this run)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
