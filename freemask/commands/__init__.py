@@ -45,6 +45,11 @@ def hint(name: str, args: str = "") -> str:
     return f"`{PROGRAM} {name}{tail}` (in a checkout: `python {COMMANDS[name].script}{tail}`)"
 
 
+def is_command_program(program: str) -> bool:
+    """Whether ``program`` (sys.argv[0]) is the "freemask <command>" that :func:`main` sets, not a script path."""
+    return program.startswith((f"{PROGRAM} ", f"python -m {PROGRAM} "))
+
+
 def version() -> str:
     """The installed distribution's version; in a checkout that is not installed, pyproject.toml's."""
     from importlib import metadata

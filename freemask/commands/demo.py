@@ -194,13 +194,12 @@ def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``freemask demo`` / ``tools/demo.py``: the console log, then :func:`run_demo`."""
-    setup_logger()
-    return run_demo(argv)
+    """``freemask demo`` / ``tools/demo.py``: :func:`run_demo` with its log on the console."""
+    return run_demo(argv, console_log=True)
 
 
-def run_demo(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and draw every input; for a caller in this process, which keeps its own logging."""
+def run_demo(argv: Sequence[str] | None = None, console_log: bool = False) -> int:
+    """Parse ``argv`` and draw every input; a caller in this process keeps its own logging unless ``console_log``."""
     parser = argument_parser()
     args = parser.parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
@@ -211,6 +210,8 @@ def run_demo(argv: Sequence[str] | None = None) -> int:
         lambda: cli.check_config_path(args.config_file),
         lambda: cli.check_output_folders([("--output", args.output)]),
     ]
+    if console_log:
+        setup_logger()
     return cli.run(draw, args, checks=checks)
 
 
