@@ -82,7 +82,8 @@ def parsed_args(repo_root, script, args):
     spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if script == "tools/filter_syn.py":  # parses in __main__, then checks
+    if script == "tools/filter_syn.py":  # parses in main, then checks
+        module = importlib.import_module("freemask.commands.filter")
         parser = module.argument_parser()
         namespace = parser.parse_args(args)
         module.check_arguments(parser, namespace)

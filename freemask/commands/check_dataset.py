@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """Check that every file of one or more registered datasets is what training expects; exit 1 on any problem.
+Installed: `freemask check-dataset ARGS`; in a checkout also `python tools/check_dataset.py ARGS`, as below.
 
     python tools/check_dataset.py ade20k_sem_seg_train ade20k_sem_seg_val --workers 16
     python tools/check_dataset.py coco_2017_syn_stuff_sem_seg_train --json report.json
@@ -23,7 +23,7 @@ import argparse
 import os
 import re
 import sys
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from freemask import cli
 from freemask.data.catalog import DatasetCatalog
@@ -53,7 +53,13 @@ def names_from_config(config_file: str, opts: List[str]) -> List[str]:
     return register_custom_from_config(cfg) or list(cfg.DATASETS.TRAIN + cfg.DATASETS.TRAIN_SYN + cfg.DATASETS.TEST)
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``freemask check-dataset`` / ``tools/check_dataset.py``: :func:`check` through the command-line runner."""
+    return cli.run(check, argv)
+
+
+def check(argv: Optional[Sequence[str]] = None) -> int:
+    """Check the named (or the config's) datasets; 0 when every file is fine, 1 otherwise."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("items", nargs="*", metavar="NAME", help="registered dataset names (then KEY VALUE overrides)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
@@ -86,7 +92,3 @@ def main(argv=None) -> int:
         atomic_write_json(args.json, summary, indent=1, final_newline=False)
     print("all datasets ok" if ok else "problems found (see above)")
     return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))

@@ -1,6 +1,6 @@
-#!/usr/bin/env python
 """Convert a released Mask2Former, FreeSeg, SegFormer, Segmenter or SeMask-FPN checkpoint into this project's layout,
 for MODEL.WEIGHTS.
+Installed: `freemask convert ARGS`; in a checkout also `python tools/convert_checkpoint.py ARGS`, as below.
 
     python tools/convert_checkpoint.py model_final_<id>.pkl m2f.pth --config-file <config.yaml>
     python tools/convert_checkpoint.py freeseg_model_final.pth freeseg.pth \
@@ -23,6 +23,7 @@ state_dict} is written atomically.
 import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 from freemask import cli
 from freemask.config import ConfigError
@@ -30,7 +31,13 @@ from freemask.config import ConfigError
 # The converters (torch) are imported once the arguments are parsed, so that --help answers without loading them.
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``freemask convert`` / ``tools/convert_checkpoint.py``: :func:`convert` through the command-line runner."""
+    return cli.run(convert, argv)
+
+
+def convert(argv: Optional[Sequence[str]] = None) -> int:
+    """Convert SRC into DST; 1 after one line when the file cannot be converted."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SRC", help="released checkpoint (.pkl or .pth)")
     parser.add_argument("destination", metavar="DST", help="converted checkpoint to write (.pth)")
@@ -72,7 +79,3 @@ def main(argv=None) -> int:
     if report.note:
         print(f"note: {report.note}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))

@@ -1,6 +1,6 @@
-#!/usr/bin/env python
 """Convert OpenAI's released CLIP file (a TorchScript .pt archive) into a plain state dict for
 MODEL.CLIP_ADAPTER.CLIP_WEIGHTS.
+Installed: `freemask convert-clip SRC DST`; in a checkout also `python tools/convert_clip.py SRC DST`, as below.
 
     python tools/convert_clip.py ViT-B-16.pt clip_vit_b16.pth
     python train_net.py --config-file <FreeSeg config> MODEL.CLIP_ADAPTER.CLIP_WEIGHTS clip_vit_b16.pth
@@ -13,7 +13,6 @@ need the QuickGELU architecture (ViT-B-16-quickgelu).
 """
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from freemask import cli
@@ -32,7 +31,3 @@ def convert(source: str, destination: str) -> None:
 
     count = convert_torchscript(source, destination)
     print(f"wrote {destination} ({count} tensors); set MODEL.CLIP_ADAPTER.CLIP_WEIGHTS {destination}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """Run a trained model on images and write image | prediction overlay figures with a legend of the predicted classes.
+Installed: `freemask demo ARGS`; in a checkout also `python tools/demo.py ARGS`, as below.
 
   python tools/demo.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml --input photos/ \\
       --output vis/ MODEL.WEIGHTS output/toy_semantic_fpn_R18/model_final.pth
@@ -33,7 +33,6 @@ import argparse
 import glob
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -196,6 +195,12 @@ def run(args: argparse.Namespace) -> tuple[int, int, tuple[str, ...]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``freemask demo`` / ``tools/demo.py``: :func:`run_demo` with its log on the console."""
+    return run_demo(argv, console_log=True)
+
+
+def run_demo(argv: Sequence[str] | None = None, console_log: bool = False) -> int:
+    """Parse ``argv`` and draw every input; a caller in this process keeps its own logging unless ``console_log``."""
     parser = argument_parser()
     args = parser.parse_args(argv)
     if not 0.0 <= args.opacity <= 1.0:
@@ -206,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda: cli.check_config_path(args.config_file),
         lambda: cli.check_output_folders([("--output", args.output)]),
     ]
+    if console_log:
+        setup_logger()
     return cli.run(draw, args, checks=checks)
 
 
@@ -214,8 +221,3 @@ def draw(args: argparse.Namespace) -> None:
     written, skipped, tasks = run(args)
     note = f", skipped {skipped} with existing outputs (--overwrite to redo)" if skipped else ""
     print(f"wrote {written} overlays to {args.output} ({', '.join(tasks)}){note}")
-
-
-if __name__ == "__main__":
-    setup_logger()  # here, not in main(): a caller of main() keeps its own logging
-    sys.exit(main())

@@ -1,7 +1,7 @@
-#!/usr/bin/env python
 """FreeMask filtering: set to "ignore" the synthetic pixels a real-trained model finds much harder than real pixels
 of the same class (loss > margin x class-wise mean loss on the real images; or, with --rule quantile, loss above the
 (1 - clean rate) quantile of the class's real losses).
+Installed: `freemask filter ARGS`; in a checkout also `python tools/filter_syn.py ARGS`, as below.
 
   python tools/filter_syn.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml \\
       --real-dataset toy_sem_seg_train --syn-dataset toy_syn_sem_seg_train MODEL.WEIGHTS model_final.pth
@@ -40,7 +40,7 @@ Deviations from the release's preprocess/filter.py:
 
 import argparse
 import logging
-import sys
+from typing import Optional, Sequence
 
 from freemask import cli
 from freemask.synthetic.filter.options import (
@@ -162,7 +162,16 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
-def main(args: argparse.Namespace) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``freemask filter`` / ``tools/filter_syn.py``: the argument and early checks, then one process per GPU."""
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    return cli.run(launch_workers, args, checks=[lambda: check_before_launch(args)])
+
+
+def filter_masks(args: argparse.Namespace) -> None:
+    """One worker's job: pass 1 (class losses) unless --class-loss, then the filtered masks."""
     # Imported here, not at the top: --help and the early checks answer without loading torch and the model zoo.
     import torch
 
@@ -239,11 +248,4 @@ def launch_workers(args: argparse.Namespace) -> None:
     from freemask.engine import launch
 
     logging.getLogger("freemask").setLevel(logging.INFO)
-    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(main, args))
-
-
-if __name__ == "__main__":
-    parser = argument_parser()
-    arguments = parser.parse_args()
-    check_arguments(parser, arguments)
-    sys.exit(cli.run(launch_workers, arguments, checks=[lambda: check_before_launch(arguments)]))
+    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(filter_masks, args))

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """FreeMask generation: N synthetic images per real mask, one per seed, written as an ADE20K_Synthetic-style root.
+Installed: `freemask generate ARGS`; in a checkout also `python tools/generate_syn.py ARGS`, as below.
 
     # ADE20K with FreestyleNet's checkpoint, 20 seeds (42..61), 8 GPUs
     python tools/generate_syn.py --real-dataset ade20k_sem_seg_train --output $DETECTRON2_DATASETS/ADE20K_Synthetic \\
@@ -29,7 +29,6 @@ tools/resample_syn.py draws with the same --seed (--draw-seed here) and --max-co
 
 import argparse
 import os
-import sys
 from typing import List, Optional
 
 from freemask import cli
@@ -235,7 +234,3 @@ def main(argv: Optional[List[str]] = None) -> int:
     check_arguments(parser, args)
     checks = [lambda: cli.check_output_folders([("--output", args.output)]), lambda: _check_paths(args)]
     return cli.run(launch_workers, args, checks=checks)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

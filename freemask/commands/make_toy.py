@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """Generate the embedded toy dataset (real + synthetic pairs with planted defects) under <root>/toy.
+Installed: `freemask make-toy ARGS`; in a checkout also `python tools/make_toy_dataset.py ARGS`, as below.
 
     python tools/make_toy_dataset.py                       # $DETECTRON2_DATASETS/toy (default ./datasets/toy)
     python tools/make_toy_dataset.py --size 512x683 --num-train 200 --seeds 20   # ADE-like sizes for benchmarks
@@ -9,8 +9,8 @@ Does nothing when a complete dataset with the same parameters is already there; 
 
 import argparse
 import os
-import sys
 import time
+from typing import Optional, Sequence
 
 from freemask import cli
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
@@ -23,7 +23,13 @@ def _size(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def main(argv=None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``freemask make-toy`` / ``tools/make_toy_dataset.py``: :func:`make_toy` through the command-line runner."""
+    return cli.run(make_toy, argv)
+
+
+def make_toy(argv: Optional[Sequence[str]] = None) -> None:
+    """Write the toy dataset unless an identical one is there."""
     defaults = ToyParams()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -66,7 +72,3 @@ def main(argv=None) -> None:
             f"The toy dataset in {target} is already complete with these parameters; nothing to do "
             "(--force regenerates)"
         )
-
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))

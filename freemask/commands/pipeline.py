@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """The whole FreeMask pipeline on the embedded toy dataset, on CPU, in one command, then one table.
+Installed: `freemask pipeline ARGS`; in a checkout also `python tools/run_freemask_pipeline.py ARGS`, as below.
 
     python tools/run_freemask_pipeline.py                       # about 25 minutes on 2 idle CPU cores
     python tools/run_freemask_pipeline.py --iters-scale 0.01    # every schedule x0.01: a smoke run
@@ -35,12 +35,13 @@ import time
 from typing import Tuple
 
 from freemask import cli
+from freemask.commands import is_command_program
 from freemask.errors import ArgumentError
 from freemask.toy.generator import ToyParams
 
 # The pipeline and the config (torch) are imported once the arguments are parsed: --help answers without them.
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: toy configs
 OUTPUT_ROOT = "output/freemask_pipeline"
 GENERATING_OUTPUT_ROOT = "output/freemask_pipeline_generated"  # its own, so the two runs' steps never meet
 
@@ -75,7 +76,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--generate-tiny",
         action="store_true",
-        help="generate the synthetic images with tools/generate_syn.py --backend tiny (a random model: noise images) "
+        help="generate the synthetic images with `freemask generate --backend tiny` (a random model: noise images) "
         "instead of using the toy generator's",
     )
     parser.add_argument(
@@ -110,7 +111,7 @@ def _generation(datasets_root: str):
     if height != width or height % 8 or seeds < 1:
         raise ArgumentError(
             f"--generate-tiny needs square toy images with a side divisible by 8 and at least one seed per "
-            f"mask (tools/generate_syn.py --size); {os.path.join(datasets_root, 'toy')} has {height}x{width} and "
+            f"mask (the --size of `freemask generate`); {os.path.join(datasets_root, 'toy')} has {height}x{width} and "
             f"{seeds} seeds: make the toy data with --size 128x128 (the default) into another --datasets-root"
         )
     return Generation(seeds=seeds, size=height)
@@ -144,13 +145,10 @@ def run(args: argparse.Namespace, argv=None) -> None:
         generation=_generation(datasets_root) if args.generate_tiny else None,
         only=tuple(args.only),
     )
-    command = shlex.join(["python", "tools/run_freemask_pipeline.py", *(sys.argv[1:] if argv is None else argv)])
+    program = [sys.argv[0]] if is_command_program(sys.argv[0]) else ["python", "tools/run_freemask_pipeline.py"]
+    command = " ".join([*program, shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     start = time.perf_counter()
     run_pipeline(options, log=lambda line: print(line, flush=True))
     table = write_table(options, command)
     print(f"\n{table}\nWritten to {os.path.join(output_root, 'freemask_pipeline.md')} ", end="")
     print(f"({time.perf_counter() - start:.0f} s in this run)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """FreeMask hardness-aware re-sampling: repeat the synthetic pairs of the real masks a real-trained model finds hard.
+Installed: `freemask resample ARGS`; in a checkout also `python tools/resample_syn.py ARGS`, as below.
 
     # registered datasets (the filtered split: the masks tools/filter_syn.py wrote)
     python tools/resample_syn.py --real-dataset ade20k_sem_seg_train \\
@@ -24,7 +24,6 @@ not in the real set are an error unless --allow-orphans.
 
 import argparse
 import os
-import sys
 
 from freemask import cli
 
@@ -111,7 +110,3 @@ def main(argv=None) -> int:
     if args.max_copies < 1 or args.workers < 1:
         parser.error("--max-copies and --workers must be at least 1")
     return cli.run(run, args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-#!/usr/bin/env python
 """Train or evaluate a segmentation model: detectron2's train_net.py interface without detectron2.
+Installed: `freemask train ARGS`; in a checkout also `python train_net.py ARGS`, as below.
 
 python train_net.py --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml --num-gpus 8 \
     [KEY VALUE ...]
@@ -8,13 +8,20 @@ python train_net.py --config-file X.yaml --resume
 """
 
 import argparse
-import sys
+from typing import Optional, Sequence
 
 from freemask import cli
 from freemask.arguments import default_argument_parser  # torch-free: --help answers before anything heavy loads
 
 
-def main(args: argparse.Namespace) -> dict:
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``freemask train`` / ``train_net.py``: the early checks, then one process per GPU."""
+    args = default_argument_parser(__doc__).parse_args(argv)
+    return cli.run(launch_workers, args, checks=[lambda: check_before_launch(args)])
+
+
+def run_training(args: argparse.Namespace) -> dict:
+    """One worker's job: train (or evaluate with --eval-only); returns the evaluation results."""
     from freemask.checkpoint import load_trained_model
     from freemask.engine import default_setup, setup_cfg
     from freemask.engine.trainer import Trainer
@@ -46,9 +53,4 @@ def check_before_launch(args: argparse.Namespace) -> None:
 def launch_workers(args: argparse.Namespace) -> None:
     from freemask.engine import launch
 
-    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(main, args))
-
-
-if __name__ == "__main__":
-    arguments = default_argument_parser(__doc__).parse_args()
-    sys.exit(cli.run(launch_workers, arguments, checks=[lambda: check_before_launch(arguments)]))
+    launch(cli.in_worker, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, args=(run_training, args))

@@ -1,8 +1,8 @@
-#!/usr/bin/env python
 """Show what tools/filter_syn.py removed: one PNG per synthetic pair with three panels, as in the FreeMask paper's
 appendix figures:  image | synthetic mask (dataset palette) | the same mask with the filtered pixels in white, then a
 legend of the mask's classes. Images whose shorter side is under 256 pixels are enlarged by an integer factor
 (pixels repeated, so colours stay exact).
+Installed: `freemask visualize ARGS`; in a checkout also `python tools/visualize_filtered.py ARGS`, as below.
 
   python tools/visualize_filtered.py --syn-dataset toy_syn_sem_seg_train --output vis/ --most-filtered --limit 20
   python tools/visualize_filtered.py --syn-img-path S/images --syn-mask-path S/annotations \\
@@ -275,6 +275,12 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``freemask visualize`` / ``tools/visualize_filtered.py``: :func:`visualize` through the command-line runner."""
+    return cli.run(visualize, argv)
+
+
+def visualize(argv: Sequence[str] | None = None) -> int:
+    """One figure per selected pair; 1 after one line when a dataset or file is missing."""
     parser = argument_parser()
     args = parser.parse_args(argv)
     check_arguments(parser, args)
@@ -285,7 +291,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {message}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli.run(main))

@@ -189,7 +189,7 @@ def test_generated_pairs_are_filtered_resampled_and_trained_on(generating):
         record = json.load(open(os.path.join(output_root, "steps", f"{step}.json")))
         assert record["finished"] and record["datasets"] == os.path.join(output_root, GENERATED_DATASETS)
     text = open(os.path.join(output_root, "freemask_pipeline.md")).read()
-    assert "painted by tools/generate_syn.py --backend tiny" in text
+    assert "painted by `freemask generate --backend tiny`" in text
     rows = {tuple(cells[:2]): cells for cells in table_cells(text)}
     joint = rows[ROWS["joint_resampled"]]
     assert joint[2] == str(len(pairs)) and re.fullmatch(NUMBER, joint[4]), joint

@@ -7,7 +7,6 @@ samples 2x2 pixels, so a downscaled test image is a visibly different input for 
 nearest pixel centre under both (detectron2 resizes segmentation with Pillow's NEAREST).
 """
 
-import importlib.util
 import pathlib
 
 import cv2
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from freemask.commands import demo as demo_command
 from freemask.config import ConfigError, get_cfg
 from freemask.data.mappers import transforms as T
 from freemask.data.mappers.binary import mask_box, random_resized_box
@@ -227,9 +227,6 @@ def test_coco_large_scale_jitter_resizes_with_pil(files):
 @pytest.mark.parametrize("path", [DETECTRON2_FAMILY[0], MMSEG_FAMILY[0]])
 def test_demo_input_is_resized_as_the_family(path, files):
     """tools/demo.py resizes an image as the config's family does, as the test mapper."""
-    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     cfg = load(path)
-    chw = tool.model_input(files["image"], SemSegDatasetMapper.from_config(cfg, is_train=False))["image"]
+    chw = demo_command.model_input(files["image"], SemSegDatasetMapper.from_config(cfg, is_train=False))["image"]
     np.testing.assert_array_equal(chw.numpy().transpose(1, 2, 0), official_test_input(path, cfg, files["image"]))
