@@ -19,10 +19,14 @@ import time
 CODE = os.environ.get("FREEMASK_BENCH_CODE", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, CODE)  # train_net.py of the code under test
 
-import train_net  # noqa: E402
 from freemask import cli  # noqa: E402
 from freemask.arguments import default_argument_parser  # noqa: E402
-from freemask.engine import Trainer  # noqa: E402
+from freemask.engine.trainer import Trainer  # noqa: E402
+
+try:  # the training command; in code from before freemask/commands, train_net.py held these functions
+    from freemask.commands import train as train_net  # noqa: E402
+except ImportError:
+    import train_net  # noqa: E402
 
 WAIT_S = 3600.0
 

@@ -12,10 +12,11 @@ beside COCO-Stuff-164K's 118,287 (828k joint records). Each tree is hard links o
 under --root and reused (its build time is printed).
 
 Training: the real entry point (train_net.py through bench/_first_batch.py, which only marks the first batch) with
-configs/toy/semantic_fpn_R18_toy.yaml, DATASETS.TRAIN / TRAIN_SYN the fake datasets, DATALOADER.SYN_RATIO 0.5. Start-
-up is the wall time from the command's launch to the last rank's first batch; USS (bench/_proc_memory.py) is read 2 s
-later, with every rank holding its first batch and its workers alive. FREEMASK_CACHE_DIR points under --root: the
-table says whether a listing cache was there before the run (warm), written by it (cold) or not used (-).
+configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml, DATASETS.TRAIN / TRAIN_SYN the fake datasets,
+DATALOADER.SYN_RATIO 0.5. Start-up is the wall time from the command's launch to the last rank's first batch; USS
+(bench/_proc_memory.py) is read 2 s later, with every rank holding its first batch and its workers alive.
+FREEMASK_CACHE_DIR points under --root: the table says whether a listing cache was there before the run (warm),
+written by it (cold) or not used (-).
 
 Filter: tools/filter_syn.py over the synthetic pairs, one process, a random toy model (saved once under --root) and
 class losses from an earlier tiny run (--class-loss: pass 1 skipped); start-up is the time to its first filtered mask
@@ -42,7 +43,7 @@ from _scale_report import combine_rounds, mean_gb, must_show, print_tables  # no
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
-CONFIG = "configs/toy/semantic_fpn_R18_toy.yaml"
+CONFIG = "configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml"
 SETTLE_S = 2.0
 
 

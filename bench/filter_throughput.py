@@ -49,7 +49,7 @@ from freemask.synthetic.sources import MaskSource, SourceSpec
 from freemask.toy.generator import ToyParams, generate_toy_dataset, parse_size
 
 TOY_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "toy",
-                          "semantic_fpn_R18_toy.yaml")  # fmt: skip
+                          "semantic-segmentation", "semantic_fpn_R18_toy.yaml")  # fmt: skip
 
 
 class ReleaseStyleDataset(Dataset):

@@ -66,8 +66,8 @@ DEVICE=cuda
 step "environment" 10 bash -c "nvidia-smi 2>/dev/null | head -15; $PYTHON -c 'from freemask.utils.collect_env import \
 collect_env_info as c, format_env_info as f; print(f(c(\"$DEVICE\")))'"
 
-SWIN_T=configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
-TOY=configs/toy/mask2former_R18_toy.yaml
+SWIN_T=configs/ade20k/semantic-segmentation/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
+TOY=configs/toy/semantic-segmentation/mask2former_R18_toy.yaml
 MSDA_TESTS=(tests/modeling/ops/test_ms_deform_attn_cuda.py tests/modeling/ops/test_ms_deform_attn_cuda_stress.py
     tests/modeling/pixel_decoder/test_pixel_decoder_host_syncs.py)
 TRAIN_VARIANTS=fp32,fp32+tf32,bf16,bf16+tf32,bf16+mixed,bf16+mixed+v3,fp32+pt,bf16+mixed+pt

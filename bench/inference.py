@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Inference throughput and peak memory of any config's model: eval-mode whole-image prediction.
 
-    python bench/inference.py --config-file configs/toy/mask2former_R18_toy.yaml --device cpu --size 128
-    python bench/inference.py --config-file configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
+    python bench/inference.py --config-file configs/toy/semantic-segmentation/mask2former_R18_toy.yaml \
+        --device cpu --size 128
+    python bench/inference.py \
+        --config-file configs/ade20k/semantic-segmentation/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
     (cuda defaults: batches 1 and 16, 512x512, variants fp32,bf16,bf16+cl,fp32+compile,bf16+compile; fp16 on request)
 
 Why: evaluation, the FreeMask filtering pass and demos run this forward; the precision, torch.compile and memory

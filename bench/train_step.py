@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """Training-step throughput and peak memory of any config's model: forward + backward + optimizer step.
 
-    python bench/train_step.py --config-file configs/toy/mask2former_R18_toy.yaml --device cpu --batch-size 2 --size 128
-    python bench/train_step.py --config-file configs/ade20k-150/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
+    python bench/train_step.py --config-file configs/toy/semantic-segmentation/mask2former_R18_toy.yaml \
+        --device cpu --batch-size 2 --size 128
+    python bench/train_step.py \
+        --config-file configs/ade20k/semantic-segmentation/mask2former/maskformer2_swin_tiny_bs16_160k.yaml
     (cuda defaults: batch 16, 512x512, variants fp32,bf16,bf16+cl,fp32+compile,bf16+compile; fp16 on request)
-    python bench/train_step.py --config-file configs/toy/mask2former_R18_toy.yaml --variants fp32,fp32+tf32 \
-        --warmup 1 --iters 199 --loss-every 20      # the loss curve of 200 steps with and without TF32
+    python bench/train_step.py --config-file configs/toy/semantic-segmentation/mask2former_R18_toy.yaml \
+        --variants fp32,fp32+tf32 --warmup 1 --iters 199 --loss-every 20
+    (the loss curve of 200 steps with and without TF32)
 
 Why: the choice of precision, torch.compile and memory format is made on measured images/s at the recipe's batch and
 crop, with the loss shown so that a faster variant that trains differently is visible. The step is the trainer's

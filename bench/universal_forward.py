@@ -28,6 +28,7 @@ from freemask.modeling.postprocess import UniversalPostprocess  # noqa: E402
 
 # Test input (image at the test resize) and original size of a typical image of each dataset.
 SIZES = {"coco": ((800, 1067), (480, 640)), "ade20k": ((640, 853), (512, 683))}
+UNIVERSAL_TASKS = ("panoptic-segmentation", "instance-segmentation")  # the semantic folders hold other recipes
 
 
 def forward(path: str) -> list:
@@ -63,8 +64,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run only configs whose path contains this text")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pattern = os.path.join(REPO, "configs", "*", "*-segmentation", "**", "maskformer2_*.yaml")
-    paths = sorted(p for p in glob.glob(pattern, recursive=True) if args.only in p)
+    patterns = [os.path.join(REPO, "configs", "*", task, "**", "maskformer2_*.yaml") for task in UNIVERSAL_TASKS]
+    paths = sorted(p for pattern in patterns for p in glob.glob(pattern, recursive=True) if args.only in p)
     rows = []
     for path in paths:
         rows.append(forward(path))

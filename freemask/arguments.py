@@ -6,6 +6,8 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
+from .commands import is_command_program
+
 # tools/demo.py --task: the outputs a model can draw, in the order freemask.engine.demo lists those a config turns on.
 DEMO_TASKS = ("semantic", "panoptic", "instance")
 
@@ -34,7 +36,9 @@ def default_argument_parser(description: Optional[str] = None) -> argparse.Argum
 def resume_command(argv: Optional[Sequence[str]] = None) -> str:
     """This process's command line with ``--resume`` (right after the script, where argparse always reads it as an
     option, even before trailing KEY VALUE overrides), quoted for pasting into a shell."""
-    argv = list(sys.argv if argv is None else argv)
-    if "--resume" not in argv:
-        argv.insert(1, "--resume")
-    return " ".join(shlex.quote(a) for a in ["python", *argv])
+    program, *args = list(sys.argv if argv is None else argv)
+    if "--resume" not in args:
+        args.insert(0, "--resume")
+    # "freemask train" (the program name freemask.commands.main sets) is typed as is; a script is run by python.
+    command = [program] if is_command_program(program) else ["python", shlex.quote(program)]
+    return " ".join([*command, *(shlex.quote(a) for a in args)])

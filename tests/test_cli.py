@@ -31,9 +31,10 @@ def test_run_turns_a_user_error_into_one_line_and_keeps_a_bug_traceback(capsys):
 
 def test_checks_run_before_main(capsys):
     called = []
-    code = cli.run(called.append, "main", checks=[lambda: cli.check_config_path("configs/toy/semantic_fpn_R18.yaml")])
+    typo = "configs/toy/semantic-segmentation/semantic_fpn_R18.yaml"
+    code = cli.run(called.append, "main", checks=[lambda: cli.check_config_path(typo)])
     assert code == 1 and called == []
-    assert "did you mean configs/toy/semantic_fpn_R18_toy.yaml?" in capsys.readouterr().err
+    assert "did you mean configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml?" in capsys.readouterr().err
 
 
 def test_interruption_is_its_own_line_with_exit_code_130(capsys):
@@ -99,8 +100,9 @@ def test_resume_command_puts_resume_before_the_overrides():
 
 def test_closest_config_by_path_and_by_file_name(monkeypatch):
     monkeypatch.chdir(REPO)
-    assert closest_config("configs/toy/semantic_fpn_R18_toy.yml") == "configs/toy/semantic_fpn_R18_toy.yaml"
-    assert closest_config("elsewhere/semantic_fpn_R18_toy.yaml") == "configs/toy/semantic_fpn_R18_toy.yaml"
+    toy = "configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml"
+    assert closest_config("configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yml") == toy
+    assert closest_config("elsewhere/semantic_fpn_R18_toy.yaml") == toy
     assert closest_config("zzz") == ""
 
 
@@ -138,15 +140,15 @@ def test_help_does_not_import_torch(script):
 def test_mistyped_config_path_is_reported_before_torch_is_imported():
     code = (
         "import runpy, sys; sys.modules['torch'] = None\n"
-        "sys.argv = [sys.argv[1], '--config-file', 'configs/toy/semantic_fpn_R18_toyy.yaml']\n"
+        "sys.argv = [sys.argv[1], '--config-file', 'configs/toy/semantic-segmentation/semantic_fpn_R18_toyy.yaml']\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code, os.path.join(REPO, "train_net.py")], capture_output=True, text=True, cwd=REPO
     )
     assert proc.returncode == 1 and proc.stderr == (
-        "error: --config-file configs/toy/semantic_fpn_R18_toyy.yaml: config file not found; "
-        "did you mean configs/toy/semantic_fpn_R18_toy.yaml?\n"
+        "error: --config-file configs/toy/semantic-segmentation/semantic_fpn_R18_toyy.yaml: config file not found; "
+        "did you mean configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml?\n"
     )
 
 
@@ -154,7 +156,7 @@ def test_missing_dataset_is_reported_without_loading_the_model_zoo(tmp_path):
     # timm made impossible: the early checks must not need the model zoo that imports it.
     code = (
         "import runpy, sys; sys.modules['timm'] = None\n"
-        "config = 'configs/toy/semantic_fpn_R18_toy.yaml'\n"
+        "config = 'configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml'\n"
         "sys.argv = [sys.argv[1], '--config-file', config, 'OUTPUT_DIR', sys.argv[2]]\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )

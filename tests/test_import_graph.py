@@ -1,11 +1,11 @@
-"""freemask's import graph, read from the source (ast, nothing imported): no import loop outside the registries', and
-no private name imported from outside the importing module's own package.
+"""freemask's import graph, read from the source (ast, nothing imported): no import loop at all, and no private name
+imported from outside the importing module's own package.
 
-Imports at module level and inside functions are read separately: a deferred import inside a function still makes
-the two modules depend on each other (the loops closed so far were held open that way), so loops are looked for in
-the graph of both together. The one loop left is the model registries' (``freemask/modeling/build.py`` holds the
-registries and the builders; ``register_builtins()`` imports every part, and every part imports ``build.py``): a new
-loop anywhere else fails :func:`test_the_only_import_loop_left_is_the_registries`.
+Imports at module level and inside functions are read together: a deferred import inside a function still makes the
+two modules depend on each other (the loops closed so far were held open that way, the last one by the model
+registries, now in the leaf module ``freemask/modeling/registry.py``). A package's ``__init__.py`` importing its own
+modules is an edge from the package to them; the interpreter importing a package before its module is not an edge
+(every package would otherwise be a loop with its children).
 """
 
 import ast
@@ -14,10 +14,6 @@ from typing import Dict, List, Set, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "freemask")
-
-# Every module of the registries loop goes through this one; the loop is closed by moving the registries to a leaf
-# module (issue 27, item 1), after which this test asks for no loop at all.
-REGISTRIES = "freemask.modeling.build"
 
 
 def module_files() -> Dict[str, str]:
@@ -146,7 +142,7 @@ def test_the_graph_sees_the_imports_it_must_see():
     graph = import_graph()
     assert "freemask.errors" in graph["freemask.cli"].module_level
     assert "freemask.modeling.ops.deform_attn_pytorch" in graph["freemask.modeling.ops"].module_level
-    assert "freemask.engine.trainer" in graph["freemask.engine"].in_functions
+    assert "freemask.modeling" in graph["freemask.checkpoint.trained_model"].in_functions
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
@@ -155,17 +151,22 @@ def test_no_loop_at_module_level():
     assert strongly_connected({name: imports.module_level for name, imports in graph.items()}) == []
 
 
-def test_the_only_import_loop_left_is_the_registries():
-    """Loops through deferred (function-level) imports count: every one left goes through modeling/build.py (today
-    one loop of 22 modules: build.py, the backbone, heads, meta_arch, pixel_decoder and transformer_decoder packages
-    and their registered parts)."""
+def test_no_loop_through_imports_inside_functions_either():
     graph = import_graph()
     edges = {name: imports.module_level | imports.in_functions for name, imports in graph.items()}
-    loops = strongly_connected(edges)
-    assert [loop for loop in loops if REGISTRIES not in loop] == []
-    # The registries loop stays inside modeling/: data/__init__.py and engine/__init__.py (which also load lazily)
-    # are in no loop.
-    assert [name for loop in loops for name in loop if not name.startswith("freemask.modeling.")] == []
+    assert strongly_connected(edges) == []
+
+
+def test_no_module_loads_names_on_first_access():
+    """No module ``__getattr__`` (PEP 562) loading: a name a module exports is bound when the module is imported, so
+    go-to-definition finds it and the graph above sees the import."""
+    lazy = []
+    for name, path in module_files().items():
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        if any(isinstance(node, ast.FunctionDef) and node.name == "__getattr__" for node in tree.body):
+            lazy.append(name)
+    assert lazy == []
 
 
 def test_no_private_name_imported_from_another_package():

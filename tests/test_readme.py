@@ -1,4 +1,5 @@
-"""The README's three commands are the ones CI runs; every toy command runs as pasted; its figures are measured ones."""
+"""The README's three commands are the ones CI runs; every toy command of the README and of the guides in docs/ runs
+as pasted; the README's figures are measured ones."""
 
 import argparse
 import importlib.util
@@ -34,8 +35,19 @@ def test_readme_starts_with_three_commands_and_ci_runs_setup_and_tests(repo_root
 # ------------------------------------------------------------------ toy commands run as pasted (issue 18, point 17)
 
 
-
-# The README's commands run from the repository root with DETECTRON2_DATASETS unset (./datasets).
+# The README and the guides it links to, in reading order: a toy command may use what a command of an earlier page
+# (or earlier on the same page) wrote, as a reader following them in this order would have it.
+PAGES = (
+    "README.md",
+    "docs/GETTING_STARTED.md",
+    "docs/DATASETS.md",
+    "docs/FREEMASK_TOOLS.md",
+    "docs/GENERATION.md",
+    "docs/PANOPTIC.md",
+    "docs/MODEL_ZOO.md",
+    "docs/FREESEG.md",
+)
+# The commands run from the repository root with DETECTRON2_DATASETS unset (./datasets).
 DATASETS = "datasets"
 TOY_SYN_ROOT = f"{DATASETS}/toy/ADE20K_Synthetic"
 PATH_SUFFIXES = (".yaml", ".json", ".pth", ".png", ".txt", ".py")
@@ -70,7 +82,8 @@ def parsed_args(repo_root, script, args):
     spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if script == "tools/filter_syn.py":  # parses in __main__, then checks
+    if script == "tools/filter_syn.py":  # parses in main, then checks
+        module = importlib.import_module("freemask.commands.filter")
         parser = module.argument_parser()
         namespace = parser.parse_args(args)
         module.check_arguments(parser, namespace)
@@ -128,13 +141,25 @@ def toy_datasets_named(script, namespace, repo_root):
     return [n for n in names if n]
 
 
+def documented_text(repo_root):
+    """The README and the guides of PAGES, concatenated in reading order."""
+    return "\n".join((repo_root / page).read_text() for page in PAGES)
+
+
+def test_every_guide_of_the_readme_is_read_in_order(repo_root):
+    """A guide the README links to is one of PAGES, so its toy commands are checked below (a new guide cannot be
+    left out)."""
+    linked = set(re.findall(r"\]\((docs/[A-Z_]+\.md)\)", (repo_root / "README.md").read_text()))
+    assert linked and linked <= set(PAGES) | {"docs/ARCHITECTURE.md", "docs/EXTENDING.md"}
+
+
 def test_every_toy_command_runs_as_pasted(repo_root, monkeypatch):
-    """Each README command that mentions the toy data names an existing script, is accepted by that script's own
-    argument parser (and its KEY VALUE overrides by the config), has no placeholder, and reads only files that exist
-    in the repository or that an earlier README command creates; a filtered / resampled split comes after the
-    command writing it."""
+    """Each command of the README and its guides that mentions the toy data names an existing script, is accepted by
+    that script's own argument parser (and its KEY VALUE overrides by the config), has no placeholder, and reads only
+    files that exist in the repository or that an earlier command (in PAGES order) creates; a filtered / resampled
+    split comes after the command writing it."""
     monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
-    text = (repo_root / "README.md").read_text().replace("${DETECTRON2_DATASETS:-datasets}", DATASETS)
+    text = documented_text(repo_root).replace("${DETECTRON2_DATASETS:-datasets}", DATASETS)
     commands = [c for c in bash_commands(text) if c[0] == "python" and len(c) > 1]
     toy = [c for c in commands if c[1] in TOY_SCRIPTS or any("toy" in t for t in c)]
     produced, ran, checked = set(), [], 0
@@ -164,7 +189,7 @@ def test_every_toy_command_runs_as_pasted(repo_root, monkeypatch):
     expected.add("tools/run_freemask_pipeline.py")
     assert expected <= set(ran) and checked >= 10
     joint = [c for c in toy if c[1] == "train_net.py" and any("joint" in t for t in c)]
-    assert joint, "the README names the toy joint config"
+    assert joint, "the guides name the toy joint config"
 
 
 def _readme_figures(repo_root):

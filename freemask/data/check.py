@@ -23,6 +23,7 @@ import pycocotools.mask as mask_util
 from tabulate import tabulate
 from tqdm import tqdm
 
+from ..commands import hint as command_hint
 from ..utils.worker_pool import process_pool
 from .catalog import DatasetCatalog, MetadataCatalog
 from .errors import DatasetError, RecordError
@@ -340,7 +341,7 @@ def pairs_without_real_mask(records: Sequence[dict], real_dataset: str) -> Dict[
     stems = {os.path.splitext(os.path.basename(r["sem_seg_file_name"]))[0] for r in real}
     fix = (
         f"add the real image and mask it was generated from to '{real_dataset}', or remove the pair "
-        f"(resample_syn.py --allow-orphans leaves such pairs out)"
+        f"({command_hint('resample', '--allow-orphans')} leaves such pairs out)"
     )
     return {
         r["file_name"]: [

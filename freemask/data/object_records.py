@@ -19,11 +19,12 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ..commands import hint
 from .errors import RecordError
 from .panoptic_png import read_panoptic_png
 
 SKIP_HINT = (
-    "or set DATALOADER.SKIP_BAD_SAMPLES True to train without this image (tools/check_dataset.py lists every such "
+    f"or set DATALOADER.SKIP_BAD_SAMPLES True to train without this image ({hint('check-dataset')} lists every such "
     "annotation)"
 )
 

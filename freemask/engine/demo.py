@@ -23,6 +23,7 @@ from ..data.catalog import DatasetNotRegisteredError, Metadata, MetadataCatalog
 from ..data.datasets.sem_seg import default_palette
 from ..data.errors import DatasetError
 from ..errors import ArgumentError
+from ..modeling import META_ARCH_REGISTRY
 from ..modeling.open_vocab.vocabulary import Vocabulary, VocabularyError
 from ..modeling.postprocess import UniversalPostprocess
 from ..utils.segment_overlays import instance_figure, panoptic_figure
@@ -63,8 +64,6 @@ def choose_tasks(cfg: CfgNode, requested: Optional[str]) -> Tuple[str, ...]:
 
 def forward_parameters(cfg: CfgNode) -> Tuple[str, ...]:
     """Parameter names of the ``forward`` of MODEL.META_ARCHITECTURE, read from the class (nothing is built)."""
-    from ..modeling import META_ARCH_REGISTRY  # here: importing the model zoo loads timm
-
     name = cfg.MODEL.META_ARCHITECTURE
     try:
         cls = META_ARCH_REGISTRY.get(name)

@@ -1,12 +1,20 @@
 """Models: the registries and builders, with every built-in backbone, head and meta-architecture registered.
 
-The package's names (``build_model``, ``BACKBONE_REGISTRY``, ...) load on first use (PEP 562), and with them the
-whole model zoo (timm included). Nothing is imported here eagerly, so a sub-package that needs none of it, such as
-``freemask.modeling.ops`` (the deformable-attention op, used alone by its tests and ``bench/ms_deform_attn.py``),
-imports without the registries, the builders and the models that would import it back.
+Importing this package imports every built-in part (timm included), each of which registers itself in
+:mod:`.registry` as its module loads; :mod:`.build` looks the names up. Any import of ``freemask.modeling.<sub>``
+runs this file first, so a name is registered as soon as any module of the package is. The command-line scripts keep
+``--help`` fast by importing the library inside their ``main``, not by this package loading late.
 """
 
-from typing import Any
+from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (importing registers)
+from .build import build_backbone, build_model, build_sem_seg_head
+from .registry import (
+    BACKBONE_REGISTRY,
+    META_ARCH_REGISTRY,
+    PIXEL_DECODER_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    TRANSFORMER_DECODER_REGISTRY,
+)
 
 __all__ = [
     "BACKBONE_REGISTRY",
@@ -18,14 +26,3 @@ __all__ = [
     "build_model",
     "build_sem_seg_head",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import build
-
-    build.register_builtins()
-    value = getattr(build, name)
-    globals()[name] = value  # later lookups skip this function
-    return value

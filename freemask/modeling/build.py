@@ -1,45 +1,31 @@
-"""Registries for the parts users extend, and the builders that turn a config into modules.
+"""The builders that turn a config into modules, looking the configured names up in :mod:`.registry`.
 
 A new meta-architecture, backbone or head is a class registered with one decorator and a ``from_config`` class
-method; nothing else in the engine needs to change.
+method; nothing else in the engine needs to change. The meta-architectures import the lower builders from here
+(``build_backbone`` ...), and this module imports no meta-architecture or head, so the graph has no loop. The
+built-in parts are registered before any lookup: importing this module runs ``freemask/modeling/__init__.py`` first,
+which imports every part.
 """
 
-from typing import TYPE_CHECKING, Dict
+from typing import Dict
 
 from fvcore.common.registry import Registry
 from torch import nn
 
 from ..config import CfgNode, ConfigError, resolve_device
+from .backbone.base import Backbone, ShapeSpec
+from .backbone.mix_transformer import segformer_spec
 from .ops.ms_deform_attn_cuda import set_ms_deform_attn_impl
-
-if TYPE_CHECKING:  # the parts import this module for its registries: it imports none of them at load time
-    from .backbone.base import Backbone, ShapeSpec
-
-META_ARCH_REGISTRY = Registry("META_ARCH")
-META_ARCH_REGISTRY.__doc__ = "Whole models: ``cls.from_config(cfg)`` returns the constructor's keyword arguments."
-BACKBONE_REGISTRY = Registry("BACKBONE")
-BACKBONE_REGISTRY.__doc__ = "Feature extractors returning ``{name: (N, C, H/stride, W/stride)}``; see Backbone."
-SEM_SEG_HEADS_REGISTRY = Registry("SEM_SEG_HEADS")
-SEM_SEG_HEADS_REGISTRY.__doc__ = (
-    "Heads mapping backbone features to per-class outputs, built from the backbone's shapes."
+from .registry import (
+    BACKBONE_REGISTRY,
+    META_ARCH_REGISTRY,
+    PIXEL_DECODER_REGISTRY,
+    SEM_SEG_HEADS_REGISTRY,
+    TRANSFORMER_DECODER_REGISTRY,
 )
-PIXEL_DECODER_REGISTRY = Registry("PIXEL_DECODER")
-PIXEL_DECODER_REGISTRY.__doc__ = "Pixel decoders of mask-classification models (Mask2Former's MSDeformAttn decoder)."
-TRANSFORMER_DECODER_REGISTRY = Registry("TRANSFORMER_DECODER")
-TRANSFORMER_DECODER_REGISTRY.__doc__ = "Query-based transformer decoders of mask-classification models."
-
-
-def register_builtins() -> None:
-    """Import the built-in parts, which registers them (once; later calls cost a dictionary lookup each).
-
-    Done on first use rather than when this module is imported, because the parts import this module for the
-    registries they register into.
-    """
-    from . import backbone, heads, meta_arch, pixel_decoder, transformer_decoder  # noqa: F401  (registration)
 
 
 def _lookup(registry: Registry, name: str, key: str):
-    register_builtins()
     try:
         return registry.get(name)
     except KeyError:
@@ -47,7 +33,7 @@ def _lookup(registry: Registry, name: str, key: str):
         raise ConfigError(f"{key} '{name}' is not registered; registered: {known}") from None
 
 
-def build_backbone(cfg: CfgNode) -> "Backbone":
+def build_backbone(cfg: CfgNode) -> Backbone:
     """The backbone of ``MODEL.BACKBONE.NAME``, built from ``MODEL.BACKBONE.*`` alone, unset keys filled in first."""
     cls = _lookup(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, "MODEL.BACKBONE.NAME")
     return cls(**cls.from_config(fill_backbone_keys(cfg)))
@@ -79,8 +65,6 @@ def fill_head_keys(cfg: CfgNode) -> CfgNode:
     :func:`fill_backbone_keys` does for the backbone: the head reads only its own key. ``cfg`` is not changed."""
     if cfg.MODEL.SEGFORMER.DECODER_DIM:
         return cfg
-    from .backbone.mix_transformer import segformer_spec  # loaded on use, as register_builtins: it imports this module
-
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.SEGFORMER.DECODER_DIM = segformer_spec(cfg.MODEL.BACKBONE.MIT.VARIANT).decoder_dim
@@ -88,12 +72,12 @@ def fill_head_keys(cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
+def build_sem_seg_head(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     cls = _lookup(SEM_SEG_HEADS_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.NAME, "MODEL.SEM_SEG_HEAD.NAME")
     return cls(input_shape, **cls.from_config(cfg, input_shape))
 
 
-def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, "ShapeSpec"]) -> nn.Module:
+def build_pixel_decoder(cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     cls = _lookup(
         PIXEL_DECODER_REGISTRY, cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME, "MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME"
     )

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Type
 
 import numpy as np
 
+from ..commands import hint
 from ..errors import UserError
 from ..utils.atomic import atomic_write_text
 
@@ -96,7 +97,7 @@ def sorted_classes(data: Dict) -> List[Dict]:
 
 def read_class_loss(path: str, num_classes: Optional[int] = None) -> ClassLoss:
     """Read a file written by :func:`write_class_loss`, checked against ``num_classes`` when given."""
-    fix = "re-create it with `python tools/filter_syn.py` (it writes class_loss.json next to its output)"
+    fix = f"re-create it with {hint('filter')} (it writes class_loss.json next to its output)"
     data = read_tagged_json(path, FORMAT, "class-loss", fix, ClassLossError)
     try:
         classes = sorted_classes(data)

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..commands import hint as command_hint
 from ..data.catalog import DatasetCatalog, MetadataCatalog
 from ..data.datasets.sem_seg import load_sem_seg
 from ..data.datasets.synthetic import IMAGES_DIR, parse_synthetic_stem
@@ -207,7 +208,7 @@ def _synthetic_from_folders(image_dir: str, mask_dir: str, image_ext: str, mask_
     if missing:
         raise DatasetError(
             f"{len(missing)} synthetic images in {image_dir} have no '*{mask_ext}' mask in {mask_dir} "
-            f"({short_list(sorted(missing))}); finish `python tools/filter_syn.py` or pass the matching masks folder"
+            f"({short_list(sorted(missing))}); finish {command_hint('filter')} or pass the matching masks folder"
         )
     if not pairs:
         raise DatasetError(f"no synthetic images named '<real_stem>_seed_<int>{image_ext}' in {image_dir}; {hint}")

@@ -18,6 +18,7 @@ from dataclasses import astuple, dataclass
 import cv2
 import numpy as np
 
+from ..commands import hint
 from ..errors import UserError
 
 BOUNDARY_RADIUS = 2  # "near a boundary": another value of the original mask within this many pixels (Chebyshev)
@@ -111,7 +112,7 @@ def near_boundary(mask: np.ndarray, radius: int = BOUNDARY_RADIUS) -> np.ndarray
 def _read_mask(path: str) -> np.ndarray:
     mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if mask is None:
-        raise DefectScoreError(f"cannot read {path}; regenerate the toy dataset or re-run tools/filter_syn.py")
+        raise DefectScoreError(f"cannot read {path}; regenerate the toy dataset or re-run {hint('filter')}")
     return mask
 
 

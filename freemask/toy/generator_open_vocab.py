@@ -12,6 +12,7 @@ semantic files, label counts) and the seen-class twins of the synthetic masks un
 import os
 from dataclasses import asdict
 
+from ..commands import hint as command_hint
 from ..data.datasets.open_vocab import open_vocab_split
 from ..data.datasets.synthetic_open_vocab import SYNTHETIC_VOCAB_ROOTS
 from ..data.datasets.toy import REAL_DIR
@@ -33,7 +34,7 @@ def generate_toy_open_vocab(root: str, params: ToyParams = ToyParams(), force: b
     meta = {"open_vocab_format": OPEN_VOCAB_FORMAT, **asdict(params)}
     if marker_is_current(marker, meta, force):
         return False
-    hint = "regenerate the toy with `python tools/make_toy_dataset.py --force`"
+    hint = f"regenerate the toy with {command_hint('make-toy', '--force')}"
     result = prepare_ade_layout_open_vocab(base, open_vocab_split("toy_6"), force=True, progress=False, hint=hint)
     syn = SYNTHETIC_VOCAB_ROOTS["toy_6"]
     result.add(prepare_synthetic_root(os.path.join(root, syn.folder), syn, force=True, progress=False))

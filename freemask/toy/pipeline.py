@@ -1,29 +1,30 @@
 """The whole FreeMask pipeline on the embedded toy dataset, step by step, as the user's own commands.
 
 Why the real CLIs, each in its own process: the pipeline is the end-to-end check of what a user types
-(``make_toy_dataset.py``, ``train_net.py``, ``filter_syn.py``, ``resample_syn.py`` with the shipped toy configs), so it
-must not take private shortcuts into the library. Each step's process is a fork of a server that has imported torch
-and timm (``utils/forked_script.py``: the script runs as ``__main__`` as in a new interpreter), which saves ~8 s of
-imports per step on 2 cores. Steps, in order::
+(``freemask make-toy``, ``train``, ``filter``, ``resample`` with the shipped toy configs), so it must not take
+private shortcuts into the library. Each step is ``python -m freemask <command>``, so it runs from an installed
+package as from a checkout; its process is a fork of a server that has imported torch and timm
+(``utils/forked_script.py``: the command runs as ``__main__`` as in a new interpreter), which saves ~8 s of imports
+per step on 2 cores. Steps, in order::
 
-    data             tools/make_toy_dataset.py, only when <datasets>/toy is absent (never regenerated)
-    generate         only with ``PipelineOptions.generation``: tools/generate_syn.py --backend tiny paints the
+    data             make-toy, only when <datasets>/toy is absent (never regenerated)
+    generate         only with ``PipelineOptions.generation``: generate --backend tiny paints the
                      synthetic images of the real toy masks into <generated root>/toy/<SYN_DIR>, whose toy/<REAL_DIR>
                      links to the toy data's; every step runs with that root as DETECTRON2_DATASETS, so the steps
                      below read the generated pairs instead of the toy generator's, unchanged
-    real             train_net.py, real images only; its model is the filter model
-    filter           tools/filter_syn.py with that model -> <synthetic root>/annotations_filtered, class_loss.json
-    filter_<v>       tools/filter_syn.py with another rule (FILTER_VARIANTS), reusing class_loss.json and its
+    real             train, real images only; its model is the filter model
+    filter           filter with that model -> <synthetic root>/annotations_filtered, class_loss.json
+    filter_<v>       filter with another rule (FILTER_VARIANTS), reusing class_loss.json and its
                      histograms -> <output root>/filter_<v>/annotations/training, a dataset of its own
-    resample         tools/resample_syn.py on the filtered split -> <synthetic root>/resampled_manifest.txt
-    joint_raw, joint_filtered, joint_resampled     train_net.py, half real, half synthetic batches
+    resample         resample on the filtered split -> <synthetic root>/resampled_manifest.txt
+    joint_raw, joint_filtered, joint_resampled     train, half real, half synthetic batches
     joint_filtered_<v>                             the same as joint_filtered on filter_<v>'s masks
-    synpretrain, finetune                          train_net.py, synthetic pre-training then real fine-tuning
-    real_seed<S>     train_net.py, real only with another SEED: the seed-to-seed noise of the table
+    synpretrain, finetune                          train, synthetic pre-training then real fine-tuning
+    real_seed<S>     train, real only with another SEED: the seed-to-seed noise of the table
 
 Every training evaluates once, at its end (``TEST.EVAL_PERIOD 0``), into ``<output root>/<step>/inference/``.
 ``<output root>/steps/<step>.json`` records a step's command; a re-run skips a finished step whose command is the
-same and whose outputs exist, continues an unfinished one (``train_net.py --resume``; ``filter_syn.py`` resumes by
+same and whose outputs exist, continues an unfinished one (``train --resume``; ``filter`` resumes by
 itself), and redoes a step from scratch with ``force`` or when a step it needs was (re)done in this run. A record
 with another command, or of a run on the other synthetic images (the record of a generating run names its datasets
 root), stops the run (the outputs belong to other settings) unless ``force``.
@@ -36,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from ..commands import PROGRAM
 from ..config import ConfigError
 from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME
 from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
@@ -44,7 +46,7 @@ from ..errors import Interrupted, UserError
 from ..utils.atomic import atomic_write_bytes
 from ..utils.forked_script import run_script
 
-CONFIG_DIR = "configs/toy"
+CONFIG_DIR = "configs/toy/semantic-segmentation"
 REAL_CONFIG = f"{CONFIG_DIR}/semantic_fpn_R18_toy.yaml"
 RESULTS = os.path.join("inference", "sem_seg_results.json")
 # Schedule keys scaled by --iters-scale (iteration counts of SOLVER).
@@ -52,7 +54,7 @@ _SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PER
 _LOG_TAIL = 15
 CLASSES_FILE = "classes.txt"
 GENERATED_DATASETS = "generated_datasets"  # <output root>/<this>: DETECTRON2_DATASETS of a generating run
-GENERATION_MANIFEST = "generation_manifest.json"  # written by tools/generate_syn.py into its output root
+GENERATION_MANIFEST = "generation_manifest.json"  # written by the generate command into its output root
 
 
 class PipelineError(UserError, RuntimeError):
@@ -82,7 +84,7 @@ TRAININGS = (
 @dataclass(frozen=True)
 class FilterVariant:
     """Another filter rule beside the published one: its name (``filter_<name>``, ``joint_filtered_<name>`` steps)
-    and the flags of tools/filter_syn.py that make it."""
+    and the flags of the filter command that make it."""
 
     name: str
     flags: Tuple[str, ...]
@@ -96,7 +98,7 @@ FILTER_VARIANTS = (
 
 @dataclass(frozen=True)
 class Generation:
-    """The ``generate`` step's settings: tools/generate_syn.py's tiny random model (it paints noise, so a generating
+    """The ``generate`` step's settings: the generate command's tiny random model (it paints noise, so a generating
     run checks the chain mask -> image -> filter -> resample -> train, not the method) at the toy data's shape."""
 
     seeds: int  # images per real mask (seeds 42, 43, ...): the toy data's count, so re-sampling sees the same copies
@@ -106,7 +108,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    repo: str  # repository root: scripts and configs are found there
+    repo: str  # the steps run there and find the toy configs there (a checkout)
     output_root: str
     datasets_root: str  # the toy data (the data step makes it); DETECTRON2_DATASETS of every step unless generating
     iters_scale: float = 1.0
@@ -142,8 +144,8 @@ class PipelineOptions:
 
 @dataclass
 class Step:
-    """A command of the pipeline. ``argv`` (script relative to the repository, then arguments) is what the record
-    compares; ``resume_flag`` / ``redo_flag`` follow the script name when continuing / redoing a run."""
+    """A command of the pipeline. ``argv`` (the freemask command, then its arguments) is what the record compares;
+    ``resume_flag`` / ``redo_flag`` follow the command name when continuing / redoing a run."""
 
     name: str
     argv: List[str]
@@ -188,10 +190,10 @@ def _training_step(options: PipelineOptions, run: Training, name: str, extra: Se
         keys += ["MODEL.WEIGHTS", os.path.join(options.step_dir(run.weights_from), "model_final.pth")]
     keys += [*extra, *options.opts]
     final = os.path.join(out, "model_final.pth")
-    evaluate = ["train_net.py", "--config-file", run.config, "--eval-only", *keys, "MODEL.WEIGHTS", final]
+    evaluate = ["train", "--config-file", run.config, "--eval-only", *keys, "MODEL.WEIGHTS", final]
     return Step(
         name,
-        ["train_net.py", "--config-file", run.config, *keys],
+        ["train", "--config-file", run.config, *keys],
         needs,
         (final, os.path.join(out, RESULTS)),
         resume_flag="--resume",
@@ -238,7 +240,7 @@ def prepare_generated_root(options: PipelineOptions) -> None:
 
 def _generate_step(options: PipelineOptions, generation: Generation) -> Step:
     syn = options.synthetic_root
-    argv = ["tools/generate_syn.py", "--backend", "tiny", "--real-dataset", "toy_sem_seg_train", "--output", syn]
+    argv = ["generate", "--backend", "tiny", "--real-dataset", "toy_sem_seg_train", "--output", syn]
     argv += ["--seeds", str(generation.seeds), "--size", str(generation.size), "--steps", str(generation.steps)]
     argv += ["--no-progress"]
     outputs = (os.path.join(syn, IMAGES_DIR), os.path.join(syn, GENERATION_MANIFEST))
@@ -262,16 +264,16 @@ def plan_steps(options: PipelineOptions) -> List[Step]:
     class_loss = os.path.join(syn, "class_loss.json")
     real_model = os.path.join(options.step_dir("real"), "model_final.pth")
     names = ["--real-dataset", "toy_sem_seg_train", "--syn-dataset"]
-    filter_argv = ["tools/filter_syn.py", "--config-file", REAL_CONFIG, *names, "toy_syn_sem_seg_train"]
+    filter_argv = ["filter", "--config-file", REAL_CONFIG, *names, "toy_syn_sem_seg_train"]
     filter_argv += ["--no-progress", "MODEL.WEIGHTS", real_model, *options.opts]
-    resample_argv = ["tools/resample_syn.py", *names, "toy_syn_filtered_sem_seg_train", "--class-loss", class_loss]
+    resample_argv = ["resample", *names, "toy_syn_filtered_sem_seg_train", "--class-loss", class_loss]
     resample_argv += ["--max-copies", str(options.max_copies), "--no-progress"]
     filter_outputs = (os.path.join(syn, FILTERED_MASKS_DIR), class_loss, os.path.join(syn, "filter_stats.json"))
     toy_meta = os.path.join(options.datasets_root, "toy", "meta.json")
     steps = [
         Step(
             "data",
-            ["tools/make_toy_dataset.py", "--root", options.datasets_root],
+            ["make-toy", "--root", options.datasets_root],
             (),
             (toy_meta,),
             only_if_missing=True,
@@ -341,7 +343,7 @@ def _write_record(options: PipelineOptions, step: Step, finished: bool, seconds:
 def shown_command(argv: Sequence[str], repo: str) -> str:
     """The command as a user would type it in the repository root (paths inside it made relative)."""
     inside = os.path.join(repo, "")
-    return shlex.join(["python", *(os.path.relpath(a, repo) if a.startswith(inside) else a for a in argv)])
+    return shlex.join([PROGRAM, *(os.path.relpath(a, repo) if a.startswith(inside) else a for a in argv)])
 
 
 def _decide(options: PipelineOptions, step: Step, redone: Set[str]) -> Optional[str]:
@@ -377,13 +379,12 @@ def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str
     log_path = os.path.join(options.output_root, "steps", f"{step.name}.log")
     log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.steps_datasets_root)} {shown_command(argv, options.repo)}")
     env = {**os.environ, "DETECTRON2_DATASETS": options.steps_datasets_root}
-    script, *args = argv
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as out:
         out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode}): {shown_command(argv, options.repo)}\n")
     try:
         code = run_script(
-            [os.path.join(options.repo, script), *args], stdout=log_path, stderr=log_path, env=env, cwd=options.repo
+            ["-m", PROGRAM, *argv], stdout=log_path, stderr=log_path, env=env, cwd=options.repo
         )
     except KeyboardInterrupt:  # the step got the Ctrl-C too (same terminal) and stopped at its own safe point
         raise Interrupted(

@@ -193,7 +193,7 @@ def render_table(options: PipelineOptions, command: str) -> str:
     )
     if options.generation:
         data += (
-            " painted by tools/generate_syn.py --backend tiny (a random model: noise images, so this checks the chain, "
+            " painted by `freemask generate --backend tiny` (a random model: noise images, so this checks the chain, "
             "not the method)"
         )
     lines = [
@@ -201,18 +201,19 @@ def render_table(options: PipelineOptions, command: str) -> str:
         "",
         f"`{command}`",
         "",
-        f"Semantic FPN R-18 from scratch (configs/toy/semantic_fpn_R18_toy*.yaml), {data}; schedules x"
-        f"{options.iters_scale:g}. mIoU and pACC (%) on toy_sem_seg_val, single scale, at the end of each training.",
+        f"Semantic FPN R-18 from scratch (configs/toy/semantic-segmentation/semantic_fpn_R18_toy*.yaml), {data};"
+        f" schedules x{options.iters_scale:g}. mIoU and pACC (%) on toy_sem_seg_val, single scale, at the end of each"
+        " training.",
         "",
         *_training_rows(options),
         "",
-        "Filter rules side by side (tools/filter_syn.py with the real-only model; precision, recall and clean pixels "
+        "Filter rules side by side (`freemask filter` with the real-only model; precision, recall and clean pixels "
         "against the defects planted in the synthetic images; the diagnostic is the filter's own line, measured on the "
         "real training images):",
         "",
         *_comparison_rows(options),
         "",
-        "The published filter (tools/filter_syn.py with the real-only model) against the defects planted in the "
+        "The published filter (`freemask filter` with the real-only model) against the defects planted in the "
         "synthetic images, on the pixels labelled in the synthetic masks:",
         "",
     ]

@@ -27,6 +27,7 @@ import json
 import logging
 import multiprocessing
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -111,8 +112,9 @@ def _become(
     new_session: bool,
     caller: int,
 ) -> None:
-    """In the fork: run ``python argv[0] argv[1:]`` in ``cwd`` with ``env``, then exit with its code; killed with
-    ``caller`` (the process that started it), as a command dies with a pipeline step that is killed."""
+    """In the fork: run ``python argv[0] argv[1:]`` (a script, or -m and a module) in ``cwd`` with ``env``, then
+    exit with its code; killed with ``caller`` (the process that started it), as a command dies with a pipeline step
+    that is killed."""
     import torch
 
     die_with_parent(caller)
@@ -124,16 +126,21 @@ def _become(
     os.environ.clear()
     os.environ.update(env)
     torch.set_num_threads(int(env.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0))))
+    module = argv[1] if argv[0] == "-m" else None  # ``python -m module args``: the working directory comes first
     script = os.path.abspath(argv[0])  # __main__.__file__ is absolute since Python 3.9; sys.argv[0] stays as given
-    sys.path[:] = [os.path.dirname(script), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p], *path]
-    sys.argv[:] = argv
-    main = types.ModuleType("__main__")
-    main.__file__ = script
-    sys.modules["__main__"] = main  # where multiprocessing finds the script its workers re-run (--num-gpus 2)
+    first = os.getcwd() if module else os.path.dirname(script)
+    sys.path[:] = [first, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p], *path]
+    sys.argv[:] = argv[1:] if module else argv  # run_module makes argv[0] the module's file, as -m does
     code, interrupted = 0, False
     try:
-        with open(script, "rb") as source:
-            exec(compile(source.read(), script, "exec"), main.__dict__)
+        if module:  # its __main__ module's __spec__ is where multiprocessing finds the code its workers re-run
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            main = types.ModuleType("__main__")
+            main.__file__ = script
+            sys.modules["__main__"] = main  # where multiprocessing finds the script its workers re-run (--num-gpus 2)
+            with open(script, "rb") as source:
+                exec(compile(source.read(), script, "exec"), main.__dict__)
     except BaseException as exc:  # noqa: BLE001 - every way out of __main__ becomes an exit code, as in the interpreter
         code, interrupted = _exit_code(exc), isinstance(exc, KeyboardInterrupt)
     try:
@@ -189,14 +196,15 @@ def start_script(
     start_new_session: bool = False,
 ) -> ForkedScript:
     """Start ``python argv[0] argv[1:]`` in a fork of the server, its output appended to the files ``stdout`` and
-    ``stderr`` (the same path for both merges them).
+    ``stderr`` (the same path for both merges them). ``argv`` is a script and its arguments, or ``-m``, a module and
+    its arguments.
 
     ``env`` is the whole environment (``os.environ`` when None), ``cwd`` the working directory and
     ``start_new_session`` a session (and process group) of its own, as for subprocess.
     """
     argv = [str(arg) for arg in argv]
-    if not argv or not argv[0].endswith(".py"):
-        raise ValueError(f"start_script runs a Python script, not {argv[:1]}")
+    if not argv or not (argv[0].endswith(".py") or (argv[0] == "-m" and len(argv) > 1)):
+        raise ValueError(f"start_script runs a Python script or -m module, not {argv[:2]}")
     env = dict(os.environ if env is None else env)
     folder = str(cwd or os.getcwd())
     args = (argv, env, folder, (stdout, stderr), _new_interpreter_sys_path(), start_new_session, os.getpid())

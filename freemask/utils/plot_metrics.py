@@ -37,7 +37,7 @@ def read_metrics(output_dir: str) -> Series:
     path = os.path.join(output_dir, METRICS_FILE)
     if not os.path.isfile(path):
         raise MetricsError(
-            f"{output_dir}: no {METRICS_FILE}; pass a training OUTPUT_DIR (train_net.py writes it every LOG_PERIOD)"
+            f"{output_dir}: no {METRICS_FILE}; pass a training OUTPUT_DIR (training writes it every LOG_PERIOD)"
         )
     with open(path, encoding="utf-8") as f:
         lines = [line for line in f.read().splitlines() if line.strip()]

@@ -10,7 +10,7 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY = "configs/toy/mask2former_R18_toy.yaml"
+TOY = "configs/toy/semantic-segmentation/mask2former_R18_toy.yaml"
 TINY = ["--config-file", TOY, "--device", "cpu", "--size", "64", "--warmup", "1", "--iters", "1"]
 
 
@@ -57,7 +57,11 @@ def test_bad_arguments_stop_with_one_clear_line(script, args, message, capsys, l
     assert message in capsys.readouterr().err + str(exit_info.value.code)
 
 
-@pytest.mark.parametrize("config", ["configs/toy/segformer_mit_b0_toy.yaml", "configs/toy/segmenter_vit_tiny_toy.yaml"])
+@pytest.mark.parametrize(
+    "config",
+    ["configs/toy/semantic-segmentation/segformer_mit_b0_toy.yaml",
+     "configs/toy/semantic-segmentation/segmenter_vit_tiny_toy.yaml"],
+)
 def test_both_scripts_cover_segformer_and_segmenter(config, bench_main, table_rows):
     """The scripts take any config: the toy SegFormer and Segmenter train a step and predict in the same tables."""
     args = ["--config-file", config, "--device", "cpu", "--size", "64", "--warmup", "1", "--iters", "1"]

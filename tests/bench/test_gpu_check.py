@@ -30,7 +30,7 @@ def test_every_file_the_check_names_exists():
     named = set(re.findall(r"\b((?:bench|tests|configs|ops)/[\w./-]+\.(?:py|yaml))\b", text))
     assert {"bench/ms_deform_attn.py", "bench/train_step.py", "bench/inference.py", "bench/filter_throughput.py",
             "tests/modeling/ops/test_ms_deform_attn_cuda.py", "tests/modeling/ops/test_ms_deform_attn_cuda_stress.py",
-            "configs/toy/mask2former_R18_toy.yaml"} <= named  # fmt: skip
+            "configs/toy/semantic-segmentation/mask2former_R18_toy.yaml"} <= named  # fmt: skip
     missing = sorted(path for path in named if not os.path.isfile(os.path.join(REPO, path)))
     assert not missing
 

@@ -147,7 +147,7 @@ def test_release_names_map_to_ours(layout, source, ours):
 def toy_cfg(repo_root, timm_name: str = "resnet18"):
     """The toy Mask2Former (64-d decoders, 2 encoder and 3 decoder layers, 20 queries), 4 classes, on CPU."""
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
     cfg.merge_from_list(["MODEL.BACKBONE.TIMM_NAME", timm_name])
     return cfg
@@ -270,7 +270,7 @@ def test_leftovers_are_listed_and_nothing_is_written(tmp_path, capsys, meta_stat
     source["decode_head.cls_embed.bias"] = torch.zeros(151)  # trained for another number of classes
     path, dst = tmp_path / "mmseg.pth", tmp_path / "out.pth"
     torch.save({"state_dict": source, "meta": {}}, path)
-    config = ["--config-file", str(repo_root / "configs/toy/mask2former_R18_toy.yaml")]
+    config = ["--config-file", str(repo_root / "configs/toy/semantic-segmentation/mask2former_R18_toy.yaml")]
     overrides = ["MODEL.BACKBONE.TIMM_NAME", R50, "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"]
 
     rc = cli_main([str(path), str(dst), *config, *overrides])
@@ -356,7 +356,8 @@ def test_cli_end_to_end_detectron2_pkl_predicts_like_the_exported_model(tmp_path
     write_detectron2_pkl(tmp_path / "model_final.pkl", {k: v for k, v in source.items() if "num_batches" not in k})
     dst = tmp_path / "converted" / "m2f.pth"
     cmd = ["tools/convert_checkpoint.py", str(tmp_path / "model_final.pkl"), str(dst)]
-    cmd += ["--config-file", "configs/toy/mask2former_R18_toy.yaml", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"]
+    cmd += ["--config-file", "configs/toy/semantic-segmentation/mask2former_R18_toy.yaml"]
+    cmd += ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"]
     run = run_script(cmd, cwd=repo_root, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "every model key is filled" in run.stdout
@@ -367,7 +368,8 @@ def test_cli_end_to_end_detectron2_pkl_predicts_like_the_exported_model(tmp_path
 
 @pytest.mark.parametrize(
     "config, num_classes, thing_ids",
-    [("mask2former_R18_toy_panoptic.yaml", 133, range(80)), ("mask2former_R18_toy_instance.yaml", 80, range(80))],
+    [("panoptic-segmentation/mask2former_R18_toy_panoptic.yaml", 133, range(80)),
+     ("instance-segmentation/mask2former_R18_toy_instance.yaml", 80, range(80))],
 )
 def test_cli_converts_official_panoptic_and_instance_checkpoints(tmp_path, repo_root, config, num_classes, thing_ids):
     """Official COCO panoptic (133 classes) / instance (80) checkpoints have the semantic ones' key table, only a class

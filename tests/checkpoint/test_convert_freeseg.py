@@ -24,7 +24,7 @@ from freemask.config import get_cfg
 from freemask.modeling import build_model
 from freemask.modeling.backbone.timm_backbone import TimmBackbone
 
-TOY = "configs/toy/freeseg_R18_toy_alltask.yaml"
+TOY = "configs/toy/open-vocabulary/freeseg_R18_toy_alltask.yaml"
 # FreeSeg's backbones as the toy model builds them: FrozenBN as detectron2's default norm (FreeSeg's configs keep
 # it), R101c = timm's deep-stem ResNet-101 with res5 multi-grid 1, 2, 4 (FreeSeg's RES5_MULTI_GRID).
 BACKBONES = {

@@ -36,8 +36,8 @@ from freemask.config import get_cfg
 from freemask.modeling import build_model
 from freemask.modeling.backbone.mix_transformer import MiTBlock
 
-SEGFORMER_TOY = "configs/toy/segformer_mit_b0_toy.yaml"
-SEGMENTER_TOY = "configs/toy/segmenter_vit_tiny_toy.yaml"
+SEGFORMER_TOY = "configs/toy/semantic-segmentation/segformer_mit_b0_toy.yaml"
+SEGMENTER_TOY = "configs/toy/semantic-segmentation/segmenter_vit_tiny_toy.yaml"
 TOYS = (SEGFORMER_TOY, SEGMENTER_TOY)
 
 # Release names and shapes for the toy models: MiT-B0 (widths 32/64/160/256, reduction 8/4/2/1, MLP ratio 4) with a
@@ -80,8 +80,8 @@ EXPECTED = {
 # The published models, from the "Name of parameter" lists of FreeMask's training logs
 # (training-logs/ade20k_segformer_mit-b4_mIoU-50.6.log, ade20k_segmenter_vit-s_mIoU-47.9.log): a sample of names with
 # their shapes, and the number of parameters (BatchNorm statistics are buffers, not listed).
-SEGFORMER_B4 = "configs/ade20k-150/segformer/segformer_mit_b4_bs16_160k.yaml"
-SEGMENTER_VIT_S = "configs/ade20k-150/segmenter/segmenter_vit_small_mask_bs8_160k.yaml"
+SEGFORMER_B4 = "configs/ade20k/semantic-segmentation/segformer/segformer_mit_b4_bs16_160k.yaml"
+SEGMENTER_VIT_S = "configs/ade20k/semantic-segmentation/segmenter/segmenter_vit_small_mask_bs8_160k.yaml"
 PUBLISHED = {
     SEGFORMER_B4: (
         767,

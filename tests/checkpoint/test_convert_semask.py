@@ -19,8 +19,8 @@ from freemask.checkpoint.convert.rules import apply_table
 from freemask.config import get_cfg
 from freemask.modeling import build_model
 
-TOY = "configs/toy/semask_swin_tiny_toy.yaml"
-SWIN_T_ADE = "configs/ade20k-150/semask/semask_fpn_swin_tiny_bs16_80k.yaml"
+TOY = "configs/toy/semantic-segmentation/semask_swin_tiny_toy.yaml"
+SWIN_T_ADE = "configs/ade20k/semantic-segmentation/semask/semask_fpn_swin_tiny_bs16_80k.yaml"
 
 
 def official_name(key: str) -> str:

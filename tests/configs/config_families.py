@@ -17,8 +17,8 @@ from freemask.modeling import build_model
 
 RECIPES = ("real", "joint", "synpretrain", "finetune")
 SYNTHETIC = {
-    "ade20k-150": "ade20k_syn_resampled_sem_seg_train",
-    "coco-stuff-164k-171": "coco_2017_syn_resampled_stuff_sem_seg_train",
+    "ade20k/semantic-segmentation": "ade20k_syn_resampled_sem_seg_train",
+    "coco-stuff-164k/semantic-segmentation": "coco_2017_syn_resampled_stuff_sem_seg_train",
 }
 
 
@@ -29,7 +29,8 @@ def load(path: str) -> CfgNode:
 
 
 def recipes(repo_root, dataset: str, family: str, prefix: str) -> Dict[str, CfgNode]:
-    """{recipe: config} of the files ``configs/<dataset>/<family>/<prefix>_*.yaml``; exactly the four must exist."""
+    """{recipe: config} of the files ``configs/<dataset>/<family>/<prefix>_*.yaml`` (``dataset``: the dataset and task
+    folders, e.g. ``ade20k/semantic-segmentation``); exactly the four must exist."""
     paths = sorted(glob.glob(str(repo_root / "configs" / dataset / family / f"{prefix}_*.yaml")))
     by_recipe = {}
     for path in paths:
@@ -79,7 +80,8 @@ def check_freemask_recipes(cfgs: Dict[str, CfgNode], dataset: str, joint_also_ch
 
 
 def forward_groups(repo_root, family: str) -> List[List[str]]:
-    """Config paths of ``configs/*/<family>/`` grouped by (MODEL without WEIGHTS, INPUT, TEST), in a stable order."""
+    """Config paths of ``configs/<dataset>/semantic-segmentation/<family>/`` grouped by (MODEL without WEIGHTS, INPUT,
+    TEST), in a stable order."""
     groups: Dict[str, List[str]] = {}
     for dataset in SYNTHETIC:
         for path in sorted(glob.glob(str(repo_root / "configs" / dataset / family / "*.yaml"))):

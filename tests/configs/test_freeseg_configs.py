@@ -22,7 +22,8 @@ NO_FILES = ["MODEL.CLIP_ADAPTER.CLIP_WEIGHTS", "", "MODEL.BACKBONE.PRETRAINED", 
 
 def test_the_three_settings_and_the_toy_are_shipped():
     folders = {os.path.relpath(os.path.dirname(path), os.path.join(REPO, "configs")) for path in CONFIGS}
-    assert {"coco-stuff-164k-156/freeseg", "ade20k-135/freeseg", "voc-11k-15/freeseg", "toy"} <= folders
+    settings = {f"{dataset}/open-vocabulary/freeseg" for dataset in ("coco-stuff-164k", "ade20k", "pascal-voc")}
+    assert settings | {"toy/open-vocabulary"} <= folders
     assert len(CONFIGS) >= 12
 
 
@@ -53,9 +54,9 @@ def test_config_is_consistent_with_its_data(path):
 
 
 @pytest.mark.parametrize(
-    "relative", ["coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
-                 "ade20k-135/freeseg/freeseg_R101c_alltask_bs32_60k.yaml",
-                 "voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml"],
+    "relative", ["coco-stuff-164k/open-vocabulary/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
+                 "ade20k/open-vocabulary/freeseg/freeseg_R101c_alltask_bs32_60k.yaml",
+                 "pascal-voc/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_3200.yaml"],
 )  # fmt: skip
 def test_full_size_models_build(relative):
     cfg = setup_cfg(os.path.join(REPO, "configs", relative), NO_FILES)
@@ -77,8 +78,8 @@ PQ_NOVEL_IDS = [21, 25, 33, 34, 41, 57, 87, 100, 106, 124, 145, 148, 149, 169, 1
 # mask2former/evaluation/instance_seg_evaluation.py, COCOEvaluator._derive_coco_results: its COCO novel names.
 AP_NOVEL_NAMES = {"cow", "giraffe", "frisbee", "suitcase", "skateboard", "carrot", "scissors"}
 COCO_STAGE2 = [
-    "coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
-    "coco-stuff-164k-156/freeseg/freeseg_R101c_alltask_bs32_60k.yaml",
+    "coco-stuff-164k/open-vocabulary/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
+    "coco-stuff-164k/open-vocabulary/freeseg/freeseg_R101c_alltask_bs32_60k.yaml",
 ]
 
 
@@ -127,8 +128,9 @@ def test_ade20k_sets_use_freesegs_class_names():
 def test_stage1_tasks_are_the_ones_freeseg_trains_with():
     """FreeSeg's ADE20K stage 1 lists three tasks (its records name none: the semantic prompt trains), VOC's only the
     semantic one; COCO's trains on full-task records, whose tasks its config must list."""
-    for relative, tasks in (("ade20k-135/freeseg/freeseg_learn_prompt_bs32_16k.yaml", 3),
-                            ("voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml", 1),
-                            ("coco-stuff-164k-156/freeseg/freeseg_learn_prompt_bs32_16k.yaml", 3)):  # fmt: skip
+    for relative, tasks in (("ade20k/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_16k.yaml", 3),
+                            ("pascal-voc/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_3200.yaml", 1),
+                            ("coco-stuff-164k/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_16k.yaml",
+                             3)):  # fmt: skip
         cfg = setup_cfg(os.path.join(REPO, "configs", relative), NO_FILES)
         assert len(cfg.INPUT.TASK_NAME) == tasks and cfg.INPUT.TASK_NAME[0] == "semantic segmentation."

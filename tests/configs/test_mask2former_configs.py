@@ -4,12 +4,12 @@ says, and every config builds and predicts a 512x512 image (see config_families.
 import pytest
 
 DATASETS = {
-    "ade20k-150": {"classes": 150, "real_iter": 160000},
-    "coco-stuff-164k-171": {"classes": 171, "real_iter": 80000},
+    "ade20k/semantic-segmentation": {"classes": 150, "real_iter": 160000},
+    "coco-stuff-164k/semantic-segmentation": {"classes": 171, "real_iter": 80000},
 }
 BACKBONES = {
-    "ade20k-150": ("R50", "swin_tiny", "swin_small", "swin_base"),
-    "coco-stuff-164k-171": ("R50", "swin_tiny", "swin_small"),
+    "ade20k/semantic-segmentation": ("R50", "swin_tiny", "swin_small", "swin_base"),
+    "coco-stuff-164k/semantic-segmentation": ("R50", "swin_tiny", "swin_small"),
 }
 CASES = [(d, b) for d, backbones in BACKBONES.items() for b in backbones]
 

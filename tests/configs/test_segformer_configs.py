@@ -4,8 +4,8 @@ config building and predicting a 512x512 image (see config_families.py for the g
 import pytest
 
 DATASETS = {
-    "ade20k-150": {"classes": 150, "real_iter": 160000, "joint_warmup": 3000},
-    "coco-stuff-164k-171": {"classes": 171, "real_iter": 80000, "joint_warmup": 1500},
+    "ade20k/semantic-segmentation": {"classes": 150, "real_iter": 160000, "joint_warmup": 3000},
+    "coco-stuff-164k/semantic-segmentation": {"classes": 171, "real_iter": 80000, "joint_warmup": 1500},
 }
 VARIANTS = ("b2", "b4")
 

@@ -7,8 +7,8 @@ import pytest
 from freemask.modeling.inference import sliding_windows
 
 DATASETS = {
-    "ade20k-150": {"classes": 150, "real_iter": 160000},
-    "coco-stuff-164k-171": {"classes": 171, "real_iter": 80000},
+    "ade20k/semantic-segmentation": {"classes": 150, "real_iter": 160000},
+    "coco-stuff-164k/semantic-segmentation": {"classes": 171, "real_iter": 80000},
 }
 BACKBONES = {"vit_small": "vit_small_patch16_384", "vit_base": "vit_base_patch16_384"}
 CASES = [(d, b) for d in DATASETS for b in BACKBONES]

@@ -21,15 +21,15 @@ SIZES = {  # size: (timm name, ImageNet weights)
     "large": ("swin_large_patch4_window12_384", "pretrained/swin_large_patch4_window12_384_22k.pth"),
 }
 DATASETS = {  # folder: (classes, batch, lr, weight decay, warm-up factor, crop of T/S/B, crop of L, file pattern)
-    "ade20k-150": (150, 16, 1e-4, 1e-4, 1e-6, 512, 640, "semask_fpn_swin_{}_bs16_80k{}.yaml"),
-    "cityscapes-19": (19, 8, 1e-3, 0.05, 1e-5, 768, 768, "semask_fpn_swin_{}_bs8_80k{}.yaml"),
-    "coco-stuff-10k-171": (171, 16, 1e-4, 1e-4, 1e-6, 512, 640, "semask_fpn_swin_{}_bs16_80k{}.yaml"),
+    "ade20k/semantic-segmentation": (150, 16, 1e-4, 1e-4, 1e-6, 512, 640, "semask_fpn_swin_{}_bs16_80k{}.yaml"),
+    "cityscapes/semantic-segmentation": (19, 8, 1e-3, 0.05, 1e-5, 768, 768, "semask_fpn_swin_{}_bs8_80k{}.yaml"),
+    "coco-stuff-10k/semantic-segmentation": (171, 16, 1e-4, 1e-4, 1e-6, 512, 640, "semask_fpn_swin_{}_bs16_80k{}.yaml"),
 }
 
 
 def config_path(repo_root, dataset, size):
     pattern = DATASETS[dataset][-1]
-    suffix = "_res640" if size == "large" and dataset != "cityscapes-19" else ""
+    suffix = "_res640" if size == "large" and dataset != "cityscapes/semantic-segmentation" else ""
     return str(repo_root / "configs" / dataset / "semask" / pattern.format(size, suffix))
 
 
@@ -43,7 +43,7 @@ def test_published_recipe(repo_root, dataset, size, load_config):
     assert (m.BACKBONE.TIMM_NAME, m.BACKBONE.PRETRAINED) == SIZES[size] and m.BACKBONE.DROP_PATH_RATE == 0.3
     assert m.SEM_SEG_HEAD.NUM_CLASSES == classes and m.SEMASK.PRIOR_LOSS_WEIGHT == 0.4
     assert (m.SEM_SEG_HEAD.CONVS_DIM, m.SEM_SEG_HEAD.DROPOUT, m.SEM_SEG_HEAD.LOSS_AVG_NON_IGNORE) == (256, 0.1, False)
-    ohem = size == "large" and dataset != "cityscapes-19"
+    ohem = size == "large" and dataset != "cityscapes/semantic-segmentation"
     assert m.SEMASK.OHEM_MIN_KEPT == (100000 if ohem else 0) and m.BACKBONE.SEMASK.RESIDUAL == "normed"
     assert (s.OPTIMIZER, s.BASE_LR, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, s.WEIGHT_DECAY_EMBED) == (
         "ADAMW", lr, decay, 0.0, 0.0
@@ -56,7 +56,7 @@ def test_published_recipe(repo_root, dataset, size, load_config):
     assert list(cfg.INPUT.CROP.SIZE) == [expected_crop] * 2
     # training batches padded to the crop (the release's Pad(size=crop_size)); test images not padded at all
     assert (cfg.INPUT.SIZE_DIVISIBILITY, cfg.TEST.SIZE_DIVISIBILITY) == (expected_crop, 0)
-    if dataset == "cityscapes-19":
+    if dataset == "cityscapes/semantic-segmentation":
         assert (list(cfg.INPUT.MIN_SIZE_TRAIN), cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING) == ([512, 2048], "range")
         assert t.SLIDING_WINDOW.ENABLED and list(t.SLIDING_WINDOW.CROP_SIZE) == [768, 768]
         assert cfg.INPUT.MIN_SIZE_TEST == 1024
@@ -68,7 +68,7 @@ def test_published_recipe(repo_root, dataset, size, load_config):
 
 
 def test_every_semask_config_builds(repo_root, load_config):
-    paths = sorted(glob.glob(str(repo_root / "configs" / "*" / "semask" / "semask_fpn_*.yaml")))
+    paths = sorted(glob.glob(str(repo_root / "configs" / "*" / "*" / "semask" / "semask_fpn_*.yaml")))
     assert len(paths) == len(DATASETS) * len(SIZES)
     for path in paths:
         cfg = load_config(path)
@@ -96,7 +96,7 @@ RELEASE_LAYOUT = {  # image (h, w): (network input, [per stage: (tokens h, w), (
 def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(
     repo_root, tmp_path, image_size, load_config
 ):
-    cfg = load_config(config_path(repo_root, "ade20k-150", "tiny"))
+    cfg = load_config(config_path(repo_root, "ade20k/semantic-segmentation", "tiny"))
     cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
     h, w = image_size
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((h, w, 3), np.uint8))
@@ -131,7 +131,7 @@ def test_ade20k_test_image_reaches_the_network_at_the_release_size_and_windows(
 def test_cityscapes_windows_need_no_padding(repo_root, load_config):
     """1024x2048 images in 768x768 windows at stride 512: 2 x 4 windows, all 768x768 (multiples of 32, so the Swin
     pads nothing at the patch embedding or the merges; each stage pads only to its window)."""
-    cfg = load_config(config_path(repo_root, "cityscapes-19", "tiny"))
+    cfg = load_config(config_path(repo_root, "cityscapes/semantic-segmentation", "tiny"))
     window = cfg.TEST.SLIDING_WINDOW
     boxes = sliding_windows(1024, 2048, tuple(window.CROP_SIZE), tuple(window.STRIDE))
     assert [(y1, x1) for y1, x1, _, _ in boxes] == [(y, x) for y in (0, 256) for x in (0, 512, 1024, 1280)]

@@ -29,7 +29,7 @@ from freemask.data.mappers import transforms as T
 from freemask.modeling.inference import SegmentationInference
 
 FAMILIES = {"mask2former": "maskformer2", "segformer": "segformer", "segmenter": "segmenter"}
-DATASETS = ("ade20k-150", "coco-stuff-164k-171")
+DATASETS = ("ade20k/semantic-segmentation", "coco-stuff-164k/semantic-segmentation")
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # parametrisation runs before the repo_root fixture exists
 
 Call = Tuple[Tuple[int, ...], List[Tuple[int, int, int, int]]]  # (input shape, content box of each batch item)
@@ -44,7 +44,7 @@ def shipped_configs(family: str) -> List[str]:
 
 def test_every_family_ships_configs_for_both_datasets():
     for family in FAMILIES:
-        assert {p.split("/")[1] for p in shipped_configs(family)} == set(DATASETS), family
+        assert {"/".join(p.split("/")[1:3]) for p in shipped_configs(family)} == set(DATASETS), family
 
 
 def layout(cfg, original: Tuple[int, int], resize: bool = True) -> Tuple[Tuple[int, int], List[Call]]:

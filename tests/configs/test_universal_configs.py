@@ -81,9 +81,11 @@ def load(path):
 
 
 def test_exactly_the_model_zoo_files_are_shipped():
-    shipped = glob.glob(
-        os.path.join(REPO, "configs", "*", "*-segmentation", "**", "maskformer2_*.yaml"), recursive=True
-    )
+    shipped = [
+        path
+        for task in ("panoptic-segmentation", "instance-segmentation")
+        for path in glob.glob(os.path.join(REPO, "configs", "*", task, "**", "maskformer2_*.yaml"), recursive=True)
+    ]
     assert sorted(shipped) == sorted(_path(*case) for case in CASES)
 
 
@@ -187,7 +189,7 @@ def test_config_forwards_at_its_test_size(dataset, task, backbone):
 
 @pytest.mark.parametrize("name,classes,task", [("panoptic", 6, "panoptic"), ("instance", 2, "instance")])
 def test_toy_configs(name, classes, task):
-    cfg = load(os.path.join(REPO, "configs", "toy", f"mask2former_R18_toy_{name}.yaml"))
+    cfg = load(os.path.join(REPO, "configs", "toy", f"{name}-segmentation", f"mask2former_R18_toy_{name}.yaml"))
     assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == classes
     assert tuple(cfg.DATASETS.TRAIN) == (f"toy_{name}_train",) and tuple(cfg.DATASETS.TEST) == (f"toy_{name}_val",)
     assert cfg.INPUT.DATASET_MAPPER_NAME == f"mask_former_{name}"

@@ -91,12 +91,12 @@ def test_a_listed_segment_absent_from_its_png_stops_training_evaluation_and_the_
     before = hashes(toy_copy.parent.parent)
 
     with pytest.raises(DatasetError) as error:
-        first_batch(train_cfg("mask2former_R18_toy_panoptic.yaml"))
+        first_batch(train_cfg("panoptic-segmentation/mask2former_R18_toy_panoptic.yaml"))
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{png}: segments {ABSENT_ID} ")
     assert f"listed in the segments_info of {json_file}" in message and "no pixel in the PNG" in message
 
-    batch = first_batch(train_cfg("mask2former_R18_toy_panoptic.yaml", skip=True))
+    batch = first_batch(train_cfg("panoptic-segmentation/mask2former_R18_toy_panoptic.yaml", skip=True))
     image = str(toy_copy / "images" / "training" / "toy_train_00000.jpg")
     assert [d["skipped"] for d in batch if "skipped" in d] == [[image]]  # replaced, and counted by the trainer
     assert image not in [d["file_name"] for d in batch]
@@ -119,12 +119,12 @@ def test_an_empty_segmentation_stops_training_with_one_line_naming_the_json(toy_
     json_file = toy_copy / "ade20k_instance_train.json"
     before = hashes(toy_copy.parent.parent)
     with pytest.raises(DatasetError) as error:
-        first_batch(train_cfg("mask2former_R18_toy_instance.yaml"))
+        first_batch(train_cfg("instance-segmentation/mask2former_R18_toy_instance.yaml"))
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{json_file}: annotation {annotation_id} of image ")
     assert "segmentation is empty ([])" in message and "SKIP_BAD_SAMPLES" in message
 
-    batch = first_batch(train_cfg("mask2former_R18_toy_instance.yaml", skip=True))
+    batch = first_batch(train_cfg("instance-segmentation/mask2former_R18_toy_instance.yaml", skip=True))
     assert len(batch) == 8 and sum(len(d.get("skipped", ())) for d in batch) == 1
     assert hashes(toy_copy.parent.parent) == before
 
@@ -137,12 +137,12 @@ def test_an_invalid_rle_is_one_line_in_training_evaluation_and_the_checker(toy_c
     before = hashes(toy_copy.parent.parent)
 
     with pytest.raises(DatasetError) as error:
-        first_batch(train_cfg("mask2former_R18_toy_instance.yaml"))
+        first_batch(train_cfg("instance-segmentation/mask2former_R18_toy_instance.yaml"))
     message = str(error.value)
     assert "\n" not in message and message.startswith(f"{json_file}: annotation {annotation_id} of image ")
     assert "invalid RLE" in message
 
-    cfg = train_cfg("mask2former_R18_toy_instance.yaml")
+    cfg = train_cfg("instance-segmentation/mask2former_R18_toy_instance.yaml")
     with pytest.raises(DatasetError, match="ade20k_instance_val.json: annotation .* invalid RLE: its run lengths add "
                                            "up to 205 pixels, not the 64x64 = 4096"):  # fmt: skip
         list(build_test_loader(cfg, "toy_instance_val"))  # before COCOeval meets it

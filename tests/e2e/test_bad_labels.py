@@ -7,7 +7,7 @@ import cv2
 from script_runner import run_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
+TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml")
 FAST = ["SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "4", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "2",
         "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32"]  # fmt: skip
 

@@ -7,7 +7,7 @@ import os
 import shutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = os.path.join(REPO, "configs", "toy", "mask2former_R18_toy_instance.yaml")
+CONFIG = os.path.join(REPO, "configs", "toy", "instance-segmentation", "mask2former_R18_toy_instance.yaml")
 FAST = ["SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD", "0", "DATALOADER.NUM_WORKERS", "2",
         "INPUT.CROP.SIZE", "[64, 64]", "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", "64"]  # fmt: skip
 

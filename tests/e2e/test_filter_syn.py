@@ -5,7 +5,6 @@ the real command in a subprocess.
 """
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ import pytest
 import torch
 from script_runner import run_script
 
+from freemask.commands import filter as filter_command
 from freemask.data.catalog import DatasetCatalog
 from freemask.errors import UserError, one_line
 from freemask.synthetic.class_loss import read_class_loss
@@ -31,17 +31,14 @@ from freemask.utils.forked_script import start_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "filter_syn.py")
-CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
+CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml")
 SMALL = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32"]
 SYN = ("toy", "ADE20K_Synthetic")
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("filter_syn_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return filter_command
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +97,7 @@ def run_tool(tool, args):
     parsed = parser.parse_args(args)
     tool.check_arguments(parser, parsed)
     tool.check_before_launch(parsed)
-    tool.main(parsed)
+    tool.filter_masks(parsed)
 
 
 def tool_error(tool, args) -> str:

@@ -122,7 +122,7 @@ def test_bad_override_is_one_line_before_any_step(tmp_path, capsys):
 
 
 def test_schedule_scaling_and_mode_flags():
-    config = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy_joint.yaml")
+    config = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy_joint.yaml")
     assert scaled_schedule(config, [], 1.0) == []
     scaled = scaled_schedule(config, [], 0.1)
     assert scaled == ["SOLVER.MAX_ITER", "60", "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "20"]
@@ -189,7 +189,7 @@ def test_generated_pairs_are_filtered_resampled_and_trained_on(generating):
         record = json.load(open(os.path.join(output_root, "steps", f"{step}.json")))
         assert record["finished"] and record["datasets"] == os.path.join(output_root, GENERATED_DATASETS)
     text = open(os.path.join(output_root, "freemask_pipeline.md")).read()
-    assert "painted by tools/generate_syn.py --backend tiny" in text
+    assert "painted by `freemask generate --backend tiny`" in text
     rows = {tuple(cells[:2]): cells for cells in table_cells(text)}
     joint = rows[ROWS["joint_resampled"]]
     assert joint[2] == str(len(pairs)) and re.fullmatch(NUMBER, joint[4]), joint

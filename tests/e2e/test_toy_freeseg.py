@@ -3,7 +3,6 @@ README's commands run them: stage 1 learns the prompts, stage 2 loads them froze
 trains on the 4 seen classes, and --eval-only on all 6 reports mIoU, PQ and AP, each seen / unseen, from one run.
 The numbers check the machinery, not generalisation (a random CLIP knows nothing of persons or roads)."""
 
-import importlib.util
 import json
 import os
 
@@ -13,6 +12,7 @@ import torch
 from script_runner import run_script
 
 from freemask.checkpoint import load_trained_model
+from freemask.commands import demo as demo_command
 from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.mappers.semantic import SemSegDatasetMapper, read_image
 from freemask.engine.defaults import setup_cfg
@@ -28,7 +28,7 @@ STAGE2_FAST = ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "3", "TEST.EVAL_P
 
 
 def config(name):
-    return os.path.join(REPO, "configs", "toy", name)
+    return os.path.join(REPO, "configs", "toy", "open-vocabulary", name)
 
 
 def prompt_tensors(checkpoint):
@@ -92,10 +92,7 @@ def test_stage1_then_stage2_then_eval_only_reports_seen_and_unseen(train_net, to
     cfg = setup_cfg(config("freeseg_R18_toy_alltask.yaml"), weights)
     model = load_trained_model(cfg, "test")
     image = read_image(image_path)
-    spec = importlib.util.spec_from_file_location("demo_tool", os.path.join(REPO, "tools", "demo.py"))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    mapped = tool.model_input(image, SemSegDatasetMapper.from_config(cfg, is_train=False))
+    mapped = demo_command.model_input(image, SemSegDatasetMapper.from_config(cfg, is_train=False))
     with torch.no_grad():
         scores = model([mapped], vocabulary=Vocabulary.from_names(typed))[0]["sem_seg"]
     assert scores.shape[0] == len(typed)  # one score map per typed class

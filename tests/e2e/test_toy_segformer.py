@@ -4,7 +4,7 @@ import json
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG = os.path.join(REPO, "configs", "toy", "segformer_mit_b0_toy.yaml")
+CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "segformer_mit_b0_toy.yaml")
 FAST = [
     "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.WARMUP_ITERS", "1",
     "TEST.EVAL_PERIOD", "0", "LOG_PERIOD", "1", "DATALOADER.NUM_WORKERS", "1", "MODEL.SEGFORMER.DECODER_DIM", "32",

@@ -11,7 +11,7 @@ FAST = ["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "TEST.EVAL_PERIOD",
 
 
 def config(name):
-    return os.path.join(REPO, "configs", "toy", f"mask2former_R18_toy_{name}.yaml")
+    return os.path.join(REPO, "configs", "toy", f"{name}-segmentation", f"mask2former_R18_toy_{name}.yaml")
 
 
 def read(output_dir, name):

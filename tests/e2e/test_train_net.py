@@ -12,7 +12,7 @@ import torch
 from freemask.utils.forked_script import start_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
+TOY_CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml")
 # A few iterations of the toy config, small enough for CI on two CPU cores.
 FAST = [
     "SOLVER.IMS_PER_BATCH",
@@ -210,10 +210,10 @@ def test_bad_pretrained_weight_file_is_one_line(train_net, tmp_path):
 
 
 def test_mistyped_config_path_gets_a_did_you_mean_before_torch(train_net):
-    proc = train_net("--config-file", "configs/toy/semantic_fpn_R18_toyy.yaml", check=False)
+    proc = train_net("--config-file", "configs/toy/semantic-segmentation/semantic_fpn_R18_toyy.yaml", check=False)
     line = one_error_line(proc)
-    assert "configs/toy/semantic_fpn_R18_toyy.yaml: config file not found" in line
-    assert line.endswith("did you mean configs/toy/semantic_fpn_R18_toy.yaml?")
+    assert "configs/toy/semantic-segmentation/semantic_fpn_R18_toyy.yaml: config file not found" in line
+    assert line.endswith("did you mean configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml?")
 
 
 def test_unwritable_output_dir_is_one_line_before_the_model_is_built(train_net, tmp_path):

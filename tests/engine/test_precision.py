@@ -70,7 +70,7 @@ def test_trainer_applies_the_key_at_start(monkeypatch, repo_root):
     calls = []
     monkeypatch.setattr("freemask.engine.trainer.apply_tf32", lambda allow, device: calls.append((allow, device)))
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "SOLVER.ALLOW_TF32", "False", "OUTPUT_DIR", "/tmp/h-msda/tf32"])
     Trainer(cfg)
     assert calls == [(False, "cpu")]

@@ -2,7 +2,6 @@
 after training, the final evaluation names model_final.pth; an --eval-only of model M1, then one of M2 killed in the
 same folder before its results, leaves M2's config_eval.yaml beside results that still name M1 and M1's config."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -11,12 +10,13 @@ import pytest
 import yaml
 
 from freemask.arguments import default_argument_parser
-from freemask.engine import Trainer
+from freemask.commands.train import run_training
 from freemask.engine.defaults import default_setup, setup_cfg
+from freemask.engine.trainer import Trainer
 from freemask.utils.file_hash import file_sha256
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CONFIG = str(REPO / "configs" / "toy" / "semantic_fpn_R18_toy.yaml")
+CONFIG = str(REPO / "configs" / "toy" / "semantic-segmentation" / "semantic_fpn_R18_toy.yaml")
 FAST = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "1",
         "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "TEST.VIS_IMAGES", "0", "INPUT.CROP.SIZE", "[64, 64]",
         "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MIN_SIZE_TEST", "64", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32",
@@ -51,13 +51,6 @@ def test_the_final_evaluation_names_the_final_checkpoint_and_the_run_config(trai
     assert produced_by["config"] == json.loads(json.dumps(cfg))  # the whole merged config
 
 
-def _eval_only_main():
-    spec = importlib.util.spec_from_file_location("train_net_main", REPO / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
-
-
 def test_a_killed_eval_only_of_another_model_leaves_results_that_name_their_own_model(
     trained, toy_datasets, tmp_path, monkeypatch
 ):
@@ -73,7 +66,7 @@ def test_a_killed_eval_only_of_another_model_leaves_results_that_name_their_own_
             ["--config-file", CONFIG, "--eval-only", *FAST, "OUTPUT_DIR", folder, "MODEL.WEIGHTS", weights]
         )
 
-    _eval_only_main()(args(m1))
+    run_training(args(m1))
     first = results(folder)
     assert first["produced_by"]["weights"] == {"path": os.path.abspath(m1), "sha256": inputs[m1]}
     assert first["produced_by"]["iteration"] is None

@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from freemask.config import get_cfg
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
 from freemask.data.mappers.semantic import read_mask, reduce_zero_label
-from freemask.engine import Trainer
+from freemask.engine.trainer import Trainer
 from freemask.utils.visualizer import MIN_PANEL_SIDE, PANEL_GAP, colorize, upscale_small
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_each_periodic_evaluation_writes_panels_to_tensorboard(toy_datasets, tmp_path, monkeypatch):
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
     cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml"))
     cfg.merge_from_list(
         ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "100",
          "DATALOADER.NUM_WORKERS", "0", "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32",

@@ -11,15 +11,17 @@ import torch
 
 from freemask import cli
 from freemask.config import ConfigError, get_cfg
-from freemask.engine import Trainer
-from freemask.engine.trainer import iteration_seed
+from freemask.engine.trainer import Trainer, iteration_seed
 from freemask.errors import TrainingInterrupted, UserError
 
 
 def toy_cfg(output_dir):
     cfg = get_cfg()
     cfg.merge_from_file(
-        os.path.join(os.path.dirname(__file__), "..", "..", "configs", "toy", "semantic_fpn_R18_toy.yaml")
+        os.path.join(
+            os.path.dirname(__file__), "..", "..", "configs", "toy", "semantic-segmentation",
+            "semantic_fpn_R18_toy.yaml",
+        )
     )
     cfg.merge_from_list(
         [

@@ -34,7 +34,8 @@ class ConstantModel(nn.Module):
 
 def toy_cfg(name: str):
     cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", f"mask2former_R18_toy_{name}.yaml"))
+    cfg.merge_from_file(os.path.join(REPO, "configs", "toy", f"{name}-segmentation",
+                                     f"mask2former_R18_toy_{name}.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "64"])
     return cfg
 

@@ -18,8 +18,8 @@ import torch.multiprocessing as mp
 import freemask.evaluation.panoptic_evaluator as panoptic_module
 from freemask import cli
 from freemask.data.catalog import DatasetCatalog, MetadataCatalog
-from freemask.engine import Trainer
 from freemask.engine.defaults import setup_cfg
+from freemask.engine.trainer import Trainer
 from freemask.errors import OutputNotWritableError, OutputWriteError
 from freemask.evaluation import COCOPanopticEvaluator, InstanceSegEvaluator
 from freemask.evaluation.panoptic_evaluator import panoptic_categories

@@ -2,7 +2,7 @@
 --copies-from choosing exactly the pairs tools/resample_syn.py draws."""
 
 import hashlib
-import importlib.util
+import importlib
 import json
 import os
 import pathlib
@@ -29,20 +29,17 @@ NUM_CLASSES = 6
 
 
 def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"freemask.commands.{name}")
 
 
 @pytest.fixture(scope="module")
 def generate_syn():
-    return load_tool("generate_syn")
+    return load_tool("generate")
 
 
 @pytest.fixture(scope="module")
 def resample_syn():
-    return load_tool("resample_syn")
+    return load_tool("resample")
 
 
 def raw_masks(folder, count, seed=0, shape=(24, 32)):
@@ -318,7 +315,7 @@ def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_sy
     from freemask.engine.defaults import setup_cfg
     from freemask.modeling import build_model
 
-    config = str(REPO / "configs" / "toy" / "semantic_fpn_R18_toy.yaml")
+    config = str(REPO / "configs" / "toy" / "semantic-segmentation" / "semantic_fpn_R18_toy.yaml")
     weights = str(tmp_path / "model_final.pth")
     Checkpointer(build_model(setup_cfg(config, []).clone()), save_dir=str(tmp_path)).save("model_final")
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
@@ -340,12 +337,12 @@ def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_sy
 
     generate, filter_cmd, resample, drawn = (localised(c[1:]) for c in commands)
     assert generate_syn.main(generate) == 0
-    filter_syn = load_tool("filter_syn")
+    filter_syn = load_tool("filter")
     parser = filter_syn.argument_parser()
     parsed = parser.parse_args(["--num-workers", "0", *filter_cmd])
     filter_syn.check_arguments(parser, parsed)
     filter_syn.check_before_launch(parsed)
-    filter_syn.main(parsed)
+    filter_syn.filter_masks(parsed)
     assert resample_syn.main(resample) == 0
     full = _manifest_pairs(f"{out}/toy_generated")
     assert len(full) < 8 * 4 and len({stem for stem, _ in full}) == 8

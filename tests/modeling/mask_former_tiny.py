@@ -9,9 +9,9 @@ from freemask.config import CfgNode, get_cfg
 
 
 def tiny_cfg(repo_root: pathlib.Path) -> CfgNode:
-    """configs/toy/mask2former_R18_toy.yaml on the CPU with 4 classes and 256 sampled points."""
+    """configs/toy/semantic-segmentation/mask2former_R18_toy.yaml on the CPU with 4 classes and 256 sampled points."""
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
     cfg.merge_from_list(["MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "256"])
     return cfg

@@ -59,7 +59,7 @@ def tiny_cfg(repo_root, *opts):
     """The toy Mask2Former config with TINY_KEYS, then ``opts`` (KEY, VALUE, ...)."""
     register_tiny_splits()
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list([item for pair in TINY_KEYS.items() for item in pair] + list(opts))
     return cfg
 

@@ -33,11 +33,14 @@ CLASSES = 3
 VOCABULARY = "test_registry_smoke_vocabulary"  # registered below: the open-vocabulary models read their classes
 
 # The minimal models: a toy config and what shrinks it further (GroupNorm widths stay multiples of 32).
-FPN = ("semantic_fpn_R18_toy.yaml", ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32"])
-SEGFORMER = ("segformer_mit_b0_toy.yaml", ["MODEL.SEGFORMER.DECODER_DIM", "16"])
-SEGMENTER = ("segmenter_vit_tiny_toy.yaml", ["INPUT.CROP.SIZE", f"[{SIZE}, {SIZE}]"])
-SEMASK = ("semask_swin_tiny_toy.yaml", ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "16"])
-MASK2FORMER = ("mask2former_R18_toy.yaml", [
+FPN = (
+    "semantic-segmentation/semantic_fpn_R18_toy.yaml",
+    ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32"],
+)
+SEGFORMER = ("semantic-segmentation/segformer_mit_b0_toy.yaml", ["MODEL.SEGFORMER.DECODER_DIM", "16"])
+SEGMENTER = ("semantic-segmentation/segmenter_vit_tiny_toy.yaml", ["INPUT.CROP.SIZE", f"[{SIZE}, {SIZE}]"])
+SEMASK = ("semantic-segmentation/semask_swin_tiny_toy.yaml", ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "16"])
+MASK2FORMER = ("semantic-segmentation/mask2former_R18_toy.yaml", [
     "MODEL.MASK_FORMER.DEC_LAYERS", "1", "MODEL.MASK_FORMER.TRAIN_NUM_POINTS", "64"
 ])  # fmt: skip
 TINY_CLIP = [
@@ -52,7 +55,7 @@ OPEN_VOCABULARY = (
         "MODEL.SEM_SEG_HEAD.EMBED_DIM", "64", "MODEL.SEM_SEG_HEAD.NUM_HEADS", "4",
     ],
 )  # fmt: skip
-PROMPT_LEARNING = ("freeseg_toy_learn_prompt.yaml", TINY_CLIP)
+PROMPT_LEARNING = ("open-vocabulary/freeseg_toy_learn_prompt.yaml", TINY_CLIP)
 LINEAR_SEGMENTER = (SEGMENTER[0], [*SEGMENTER[1], "MODEL.SEM_SEG_HEAD.NAME", "SegmenterLinearHead"])
 
 MINIMAL = {

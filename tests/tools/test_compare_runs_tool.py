@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from freemask.data.datasets.toy import TOY_CLASSES
-from freemask.engine import Trainer
 from freemask.engine.defaults import setup_cfg
+from freemask.engine.trainer import Trainer
 from freemask.evaluation.results_json import Provenance
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

@@ -1,7 +1,6 @@
 """tools/demo.py with a randomly initialised toy Semantic FPN (nothing is trained): overlays and labels, the legend,
 resuming, bad input. One run is the user's command in a subprocess; the others call ``main`` in this process."""
 
-import importlib.util
 import os
 
 import cv2
@@ -10,6 +9,7 @@ import pytest
 from script_runner import run_script
 
 from freemask.checkpoint import Checkpointer
+from freemask.commands import demo as demo_command
 from freemask.data.datasets.toy import TOY_CLASSES, TOY_COLORS
 from freemask.engine.defaults import setup_cfg
 from freemask.modeling import build_model
@@ -17,16 +17,13 @@ from freemask.utils import visualizer as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "demo.py")
-CONFIG = os.path.join(REPO, "configs", "toy", "semantic_fpn_R18_toy.yaml")
+CONFIG = os.path.join(REPO, "configs", "toy", "semantic-segmentation", "semantic_fpn_R18_toy.yaml")
 SMALL = ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.HEAD_DIM", "32", "MODEL.DEVICE", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("demo_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return demo_command
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +112,16 @@ def test_existing_outputs_are_skipped_unless_overwrite(tool, weights, val_images
     out = tmp_path / "demo"
     image = os.path.join(val_images, min(os.listdir(val_images)))
     overlay = out / (os.path.basename(image)[:-4] + ".png")
-    assert tool.main(demo_args(weights, "--input", image, "--output", out)) == 0
+    assert tool.run_demo(demo_args(weights, "--input", image, "--output", out)) == 0
     first = overlay.read_bytes()
     overlay.write_bytes(b"stale")
-    assert tool.main(demo_args(weights, "--input", image, "--output", out)) == 0
+    assert tool.run_demo(demo_args(weights, "--input", image, "--output", out)) == 0
     assert overlay.read_bytes() == b"stale" and "skipped 1" in capsys.readouterr().out
     # asking for labels too: the image is not finished, so it is redone
-    assert tool.main(demo_args(weights, "--input", image, "--output", out, "--save-labels")) == 0
+    assert tool.run_demo(demo_args(weights, "--input", image, "--output", out, "--save-labels")) == 0
     assert overlay.read_bytes() == first and (out / "labels" / overlay.name).is_file()
     overlay.write_bytes(b"stale")
-    assert tool.main(demo_args(weights, "--input", image, "--output", out, "--save-labels", "--overwrite")) == 0
+    assert tool.run_demo(demo_args(weights, "--input", image, "--output", out, "--save-labels", "--overwrite")) == 0
     assert overlay.read_bytes() == first
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
 
@@ -140,7 +137,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(tool, weights, val_images
 )
 def test_bad_input_is_one_error_line(tool, weights, tmp_path, capsys, make_input, expected):
     path = make_input(tmp_path)
-    assert tool.main(demo_args(weights, "--input", path, "--output", tmp_path / "demo")) == 1
+    assert tool.run_demo(demo_args(weights, "--input", path, "--output", tmp_path / "demo")) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and expected in err and os.path.basename(path) in err, err
     assert not (tmp_path / "demo").exists() or not os.listdir(tmp_path / "demo")
@@ -148,9 +145,9 @@ def test_bad_input_is_one_error_line(tool, weights, tmp_path, capsys, make_input
 
 def test_missing_weights_and_output_over_inputs(tool, val_images, tmp_path, capsys):
     args = ["--config-file", CONFIG, "--input", val_images, "--output", str(tmp_path / "demo"), *SMALL]
-    assert tool.main(args) == 1
+    assert tool.run_demo(args) == 1
     assert "no MODEL.WEIGHTS" in capsys.readouterr().err
-    assert tool.main(["--config-file", CONFIG, "--input", val_images, "--output", val_images, *SMALL]) == 1
+    assert tool.run_demo(["--config-file", CONFIG, "--input", val_images, "--output", val_images, *SMALL]) == 1
     assert "never overwritten" in capsys.readouterr().err
 
 

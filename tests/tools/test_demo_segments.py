@@ -2,7 +2,6 @@
 with a stand-in model: which task is drawn, colours and outlines where the predicted segments are, the legends,
 and the one-line refusals. Every run calls ``main`` in this process (CPU, 64 px images)."""
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from freemask.checkpoint import Checkpointer, load_trained_model
+from freemask.commands import demo as demo_command
 from freemask.data.datasets.sem_seg import default_palette
 from freemask.data.datasets.toy import TOY_CLASSES, TOY_COLORS
 from freemask.data.mappers.semantic import SemSegDatasetMapper, read_image
@@ -25,8 +25,8 @@ from freemask.utils import visualizer as V
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(REPO, "tools", "demo.py")
-PANOPTIC = os.path.join(REPO, "configs", "toy", "mask2former_R18_toy_panoptic.yaml")
-INSTANCE = os.path.join(REPO, "configs", "toy", "mask2former_R18_toy_instance.yaml")
+PANOPTIC = os.path.join(REPO, "configs", "toy", "panoptic-segmentation", "mask2former_R18_toy_panoptic.yaml")
+INSTANCE = os.path.join(REPO, "configs", "toy", "instance-segmentation", "mask2former_R18_toy_instance.yaml")
 # Random queries are rarely confident: with the toy thresholds at 0 every query that does not predict no-object counts.
 LOOSE = [
     "MODEL.DEVICE", "cpu", "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "0.0",
@@ -38,10 +38,7 @@ STAND_IN = "VocabularyStandIn"  # the class below, registered by its name
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("demo_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return demo_command
 
 
 def _random_checkpoint(config, folder):
@@ -88,7 +85,7 @@ def is_color(image, color):
 
 def run_demo(tool, config, weights, *args):
     argv = ["--config-file", config, "--no-progress", *map(str, args), "MODEL.WEIGHTS", weights, *LOOSE]
-    return tool.main(argv)
+    return tool.run_demo(argv)
 
 
 def predictions(tool, config, weights, image_path):
@@ -152,7 +149,7 @@ def test_a_panoptic_figure_with_no_segment_says_which_threshold_to_lower(
     path = os.path.join(val_images, min(os.listdir(val_images)))
     strict = ["MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "1.0", "MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD", "0.8"]
     argv = ["--config-file", PANOPTIC, "--no-progress", "--input", path, "--output", str(out), "--task", "panoptic"]
-    assert tool.main([*argv, "MODEL.WEIGHTS", panoptic_weights, *LOOSE, *strict]) == 0
+    assert tool.run_demo([*argv, "MODEL.WEIGHTS", panoptic_weights, *LOOSE, *strict]) == 0
     message = (
         "no panoptic segment passed MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD 1 / OVERLAP_THRESHOLD 0.8 (or every "
         "query predicted no-object): nothing drawn; lower them"
@@ -250,7 +247,7 @@ def test_instance_config_outlines_each_instance(tool, instance_weights, val_imag
 )
 def test_refusals_are_one_line(tool, val_images, toy_env, tmp_path, capsys, config, flags, opts, expected):
     argv = ["--config-file", config, "--input", val_images, "--output", str(tmp_path / "o"), *flags, *LOOSE, *opts]
-    assert tool.main(argv) == 1
+    assert tool.run_demo(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
     assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
@@ -305,7 +302,7 @@ def test_vocabulary_names_the_classes_drawn(tool, stand_in, val_images, toy_env,
         model = ["MODEL.META_ARCHITECTURE", STAND_IN, "MODEL.WEIGHTS", stand_in]
         return ["--config-file", PANOPTIC, *io, *flags, *model, *LOOSE]
 
-    assert tool.main(argv("--vocabulary", " cat, dog ,traffic cone")) == 0, capsys.readouterr().err
+    assert tool.run_demo(argv("--vocabulary", " cat, dog ,traffic cone")) == 0, capsys.readouterr().err
     assert [v.names for v in VocabularyStandIn.received] == [("cat", "dog", "traffic cone")]
     assert VocabularyStandIn.received[0].thing_ids == (0, 1, 2)
     image = read_image(path)
@@ -318,17 +315,17 @@ def test_vocabulary_names_the_classes_drawn(tool, stand_in, val_images, toy_env,
         assert is_color(stripe, palette[k]).mean() > 0.6
     # without --vocabulary the model is asked for the test set's classes, as in evaluation
     VocabularyStandIn.received.clear()
-    assert tool.main(argv()) == 0
+    assert tool.run_demo(argv()) == 0
     assert [v.names for v in VocabularyStandIn.received] == [tuple(TOY_CLASSES)]
     # the open-vocabulary (FreeSeg) figure says so too when no segment passes the thresholds
     caplog.clear()
-    assert tool.main([*argv("--vocabulary", "cat,dog"), "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "1.0"]) == 0
+    assert tool.run_demo([*argv("--vocabulary", "cat,dog"), "MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD", "1.0"]) == 0
     assert "no panoptic segment passed MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD 1 " in caplog.text
     shown, overlay, note = panels(read_rgb(out / (os.path.basename(path)[:-4] + ".png")), image)
     np.testing.assert_array_equal(overlay, shown)
     assert note.shape[1] > 0 and (note != V.BACKGROUND).any()
     # a vocabulary without a name is one line naming the flag
     capsys.readouterr()
-    assert tool.main(argv("--vocabulary", " , ")) == 1
+    assert tool.run_demo(argv("--vocabulary", " , ")) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --vocabulary ' , ': ") and "\n" not in err, err

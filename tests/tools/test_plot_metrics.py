@@ -61,7 +61,7 @@ def test_folder_without_metrics_or_without_matplotlib_is_one_line(tmp_path, caps
     real = _run(tmp_path / "real_only", range(4))
     assert _tool().main([str(real), str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'nothing'}: no metrics.json; pass a training OUTPUT_DIR (train_net.py "
+    assert err == [f"error: {tmp_path / 'nothing'}: no metrics.json; pass a training OUTPUT_DIR (training "
                    f"writes it every LOG_PERIOD)"]  # fmt: skip
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)

@@ -24,6 +24,7 @@ from itertools import repeat
 from operator import add, itemgetter
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
+from ...commands import hint as command_hint
 from ...utils.atomic import atomic_write_text
 from ..catalog import DatasetCatalog, MetadataCatalog
 from ..errors import DatasetError
@@ -119,7 +120,7 @@ def _list_synthetic(root: str, masks_dir: str, image_ext: str, mask_ext: str, mi
         )
     filtered = masks_dir == FILTERED_MASKS_DIR
     fix = (
-        "run `python tools/filter_syn.py` to write the filtered masks"
+        f"run {command_hint('filter')} to write the filtered masks"
         if filtered
         else "add the masks or remove those images"
     )
@@ -194,7 +195,7 @@ def read_manifest(path: str, root: str) -> List[Tuple[str, str]]:
     whether the listed files exist is checked by the loader (``load_resampled``)."""
     if not os.path.isfile(path):
         raise DatasetError(
-            f"resampled manifest not found: {path}; write it with `python tools/resample_syn.py` "
+            f"resampled manifest not found: {path}; write it with {command_hint('resample')} "
             f"(hardness-aware re-sampling of the synthetic pairs)"
         )
     pairs: List[Tuple[str, str]] = []
@@ -208,11 +209,12 @@ def read_manifest(path: str, root: str) -> List[Tuple[str, str]]:
             if len(fields) != 2 or not all(fields):
                 raise DatasetError(
                     f"{path}:{number}: expected '<image path><TAB><mask path>', got {line!r}; "
-                    f"fix the line or re-run tools/resample_syn.py"
+                    f"fix the line or re-run {command_hint('resample')}"
                 )
             if any(os.path.isabs(p) for p in fields):
                 raise DatasetError(
-                    f"{path}:{number}: paths must be relative to {root}, got {line!r}; re-run tools/resample_syn.py"
+                    f"{path}:{number}: paths must be relative to {root}, got {line!r}; re-run "
+                    f"{command_hint('resample')}"
                 )
             pair = (fields[0], fields[1])
             if pair in seen:
@@ -223,7 +225,7 @@ def read_manifest(path: str, root: str) -> List[Tuple[str, str]]:
             seen[pair] = number
             pairs.append((os.path.join(root, pair[0]), os.path.join(root, pair[1])))
     if not pairs:
-        raise DatasetError(f"{path} lists no pairs; re-run tools/resample_syn.py")
+        raise DatasetError(f"{path} lists no pairs; re-run {command_hint('resample')}")
     return pairs
 
 
@@ -268,7 +270,7 @@ def load_resampled(root: str, reduce_zero_label: bool = False, manifest: str = M
     if missing:
         raise DatasetError(
             f"{len(missing)} files listed in {path} do not exist ({_shown(missing)}); restore them or re-run "
-            f"tools/resample_syn.py"
+            f"{command_hint('resample')}"
         )
     records = []
     for image, mask in pairs:

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Set
 
+from ...commands import hint
 from ..catalog import DatasetCatalog, MetadataCatalog, datasets_root
 from ..errors import DatasetError
 from ..loading.listing_cache import list_files
@@ -72,14 +73,14 @@ SYNTHETIC_VOCAB_ROOTS: Dict[str, SyntheticVocabRoot] = {
     ),
     "toy_6": SyntheticVocabRoot(
         os.path.join("toy", toy.SYN_DIR), "toy_6", True, toy.TOY_SYN_SPLITS, "toy_ov_train_base",
-        "generate it with `python tools/make_toy_dataset.py`",
+        f"generate it with {hint('make-toy')}",
     ),
 }  # fmt: skip
 
 
 def _prepare_hint(root: str, source: str) -> str:
     if source == FILTERED_MASKS_DIR and not os.path.isdir(os.path.join(root, source)):
-        return f"write {os.path.join(root, source)} with `python tools/filter_syn.py`, then run `{PREPARE}`"
+        return f"write {os.path.join(root, source)} with {hint('filter')}, then run `{PREPARE}`"
     return f"run `{PREPARE}` (see datasets/README.md, FreeSeg section)"
 
 
@@ -117,7 +118,7 @@ def _load_resampled_base(root: str, download: str) -> List[dict]:
         if sub not in BASE_MASK_DIRS:
             raise DatasetError(
                 f"{os.path.join(root, MANIFEST_NAME)}: mask {record['sem_seg_file_name']} is not in an "
-                f"{' or '.join(BASE_MASK_DIRS)} folder, so it has no seen-class twin; re-run tools/resample_syn.py "
+                f"{' or '.join(BASE_MASK_DIRS)} folder, so it has no seen-class twin; re-run {hint('resample')} "
                 f"on a synthetic split of {root}"
             )
         twin = os.path.join(parent, BASE_MASK_DIRS[sub])

@@ -8,6 +8,7 @@ when the datasets are registered, so a test or a user can point it elsewhere aft
 import os
 from typing import Callable, List
 
+from ...commands import hint
 from ..catalog import DatasetCatalog, datasets_root
 from ..errors import DatasetError
 from .sem_seg import load_sem_seg, set_sem_seg_metadata
@@ -32,8 +33,7 @@ TOY_SYN_SPLITS = {
     "resampled": "toy_syn_resampled_sem_seg_train",
 }
 _GENERATE = (
-    "generate it with `python tools/make_toy_dataset.py` "
-    "(it writes to $DETECTRON2_DATASETS/toy, default ./datasets/toy)"
+    f"generate it with {hint('make-toy')}; it writes to $DETECTRON2_DATASETS/toy, default ./datasets/toy"
 )
 
 

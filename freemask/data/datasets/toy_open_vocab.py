@@ -6,11 +6,12 @@ and their ``_classification`` twins; ``toy_ov_train_base`` names the seen sky, g
 ``toy_ov_val`` all six classes with ``trainable_flag`` [1, 1, 0, 1, 1, 0].
 """
 
+from ...commands import hint
 from .open_vocab import open_vocab_split
 from .open_vocab_register import register_open_vocab_ade_layout
 from .toy_panoptic import toy_path
 
-_HINT = "generate it with `python tools/make_toy_dataset.py` (it writes the open-vocabulary files too)"
+_HINT = f"generate it with {hint('make-toy')}; it writes the open-vocabulary files too"
 
 
 def register_toy_open_vocab() -> None:

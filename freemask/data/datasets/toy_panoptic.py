@@ -7,11 +7,12 @@ Category ids are the raw toy labels 1..6; car and person are things.
 
 import os
 
+from ...commands import hint
 from .panoptic import PanopticCategories, register_ade_layout_splits
 from .toy import REAL_DIR, TOY_CLASSES, TOY_COLORS, toy_root
 
 THINGS = ("car", "person")
-_GENERATE = "generate it with `python tools/make_toy_dataset.py` (it writes the panoptic files too)"
+_GENERATE = f"generate it with {hint('make-toy')}; it writes the panoptic files too"
 
 
 def toy_panoptic_categories() -> PanopticCategories:

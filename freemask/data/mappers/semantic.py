@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ...commands import hint
 from ...errors import ConfigError
 from ..errors import DatasetError
 from . import transforms as T
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     import torch
 
 _CHECK = (
-    "check the split with tools/check_dataset.py, then replace or remove the file or re-run the dataset's "
+    f"check the split with {hint('check-dataset')}, then replace or remove the file or re-run the dataset's "
     "preparation script"
 )
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
@@ -89,7 +90,8 @@ def check_label_range(mask: np.ndarray, num_classes: int, ignore_label: int, pat
     raise DatasetError(
         f"{path}: label {bad[0]}{more}{after} is not one of the MODEL.SEM_SEG_HEAD.NUM_CLASSES {num_classes} classes "
         f"(0..{num_classes - 1}) nor the ignore label {ignore_label}; fix: set NUM_CLASSES to the dataset's class "
-        f"count, or re-export the mask in the dataset's label convention (tools/check_dataset.py lists every such file)"
+        f"count, or re-export the mask in the dataset's label convention ({hint('check-dataset')} lists every such "
+        "file)"
     )
 
 

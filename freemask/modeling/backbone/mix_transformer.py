@@ -27,7 +27,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from ...config import CfgNode, ConfigError
-from ..build import BACKBONE_REGISTRY
+from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 from .weights import LoadReport, WeightFileError, check_local_file, read_state_dict
 

@@ -30,7 +30,7 @@ from timm.models.swin_transformer import window_partition, window_reverse
 from torch import nn
 
 from ...config import CfgNode, ConfigError
-from ..build import BACKBONE_REGISTRY
+from ..registry import BACKBONE_REGISTRY
 from .timm_backbone import TimmBackbone
 
 logger = logging.getLogger(__name__)

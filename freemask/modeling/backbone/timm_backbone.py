@@ -22,7 +22,7 @@ from timm.models.swin_transformer import SwinTransformerBlock, window_partition,
 from torch import nn
 
 from ...config import CfgNode
-from ..build import BACKBONE_REGISTRY
+from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 from .weights import check_local_file, load_timm_weights
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 
 from ...config import CfgNode
-from ..build import BACKBONE_REGISTRY
+from ..registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 from .weights import LoadReport, WeightFileError, check_local_file, read_state_dict
 

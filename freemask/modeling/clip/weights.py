@@ -22,6 +22,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ...commands import hint
 from ...utils.atomic import atomic_torch_save
 from .errors import ClipError
 
@@ -55,7 +56,7 @@ def read_state_dict(path: str, allow_torchscript: bool = False) -> Dict[str, tor
         if not allow_torchscript:
             raise ClipError(
                 f"{path}: is a TorchScript archive (OpenAI's .pt format), which can run code when loaded; convert it "
-                f"once with 'python tools/convert_clip.py {path} <plain.pth>' and set {_FIX_KEY} to the result, or, "
+                f"once with {hint('convert-clip', f'{path} <plain.pth>')} and set {_FIX_KEY} to the result, or, "
                 "if you trust the file, set MODEL.CLIP_ADAPTER.ALLOW_TORCHSCRIPT True"
             )
         try:

@@ -15,8 +15,9 @@ from torch import nn
 
 from ...config import CfgNode
 from ..backbone.base import ShapeSpec
-from ..build import SEM_SEG_HEADS_REGISTRY, fill_head_keys
+from ..build import fill_head_keys
 from ..layers import conv_norm_act
+from ..registry import SEM_SEG_HEADS_REGISTRY
 from .base import PixelHead
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from ...config import CfgNode
 from ..backbone.base import ShapeSpec
-from ..build import SEM_SEG_HEADS_REGISTRY
+from ..registry import SEM_SEG_HEADS_REGISTRY
 from .base import PixelHead
 
 

@@ -9,8 +9,8 @@ from torch import nn
 
 from ...config import CfgNode
 from ..backbone.base import ShapeSpec
-from ..build import SEM_SEG_HEADS_REGISTRY
 from ..layers import conv_norm_act
+from ..registry import SEM_SEG_HEADS_REGISTRY
 from .base import PixelHead
 from .fpn import FPN
 

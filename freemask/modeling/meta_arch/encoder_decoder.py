@@ -8,7 +8,8 @@ from torch import nn
 
 from ...config import CfgNode
 from ..backbone.base import Backbone
-from ..build import META_ARCH_REGISTRY, build_backbone, build_sem_seg_head
+from ..build import build_backbone, build_sem_seg_head
+from ..registry import META_ARCH_REGISTRY
 from .base import SemanticSegmentor
 
 

@@ -8,11 +8,12 @@ from torch import nn
 
 from ...config import CfgNode
 from ..backbone.base import Backbone
-from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder, build_transformer_decoder
+from ..build import build_backbone, build_pixel_decoder, build_transformer_decoder
 from ..criterion import SetCriterion, targets_from_instances, targets_from_semantic
 from ..inference import SegmentationInference
 from ..matcher import HungarianMatcher
 from ..postprocess import UniversalPostprocess, resize_mask_logits
+from ..registry import META_ARCH_REGISTRY
 from .base import SemanticSegmentor
 
 

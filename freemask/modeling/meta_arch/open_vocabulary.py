@@ -54,7 +54,7 @@ from torch import nn
 
 from ...config import CfgNode, ConfigError
 from ...data import MetadataCatalog
-from ..build import META_ARCH_REGISTRY, build_backbone, build_pixel_decoder
+from ..build import build_backbone, build_pixel_decoder
 from ..clip import FrozenClip, RegionClassifier, build_prompt_learner
 from ..criterion import targets_from_instances
 from ..heads.text_interaction import TEXT_NORMS, TextPixelInteraction
@@ -63,6 +63,7 @@ from ..open_vocab import TaskSampler, Vocabulary
 from ..open_vocab.ensemble import ensemble_probabilities
 from ..open_vocab.task_outputs import freeseg_output, mask2former_output
 from ..postprocess import MASK2FORMER, UniversalPostprocess, resize_mask_logits, semantic_from_probs
+from ..registry import META_ARCH_REGISTRY
 from ..transformer_decoder.open_vocab_decoder import OpenVocabMaskedTransformerDecoder
 from .mask_former import MaskFormer
 

@@ -27,10 +27,10 @@ from torch import nn
 
 from ...config import CfgNode, ConfigError
 from ...data.catalog import MetadataCatalog
-from ..build import META_ARCH_REGISTRY
 from ..clip import FrozenClip, PromptLearner, build_prompt_learner
 from ..clip.regions import LOGIT_SCALE
 from ..open_vocab import Vocabulary
+from ..registry import META_ARCH_REGISTRY
 
 # A stage-1 record's ``task`` -> the task name its prompt starts with (FreeSeg's ProposalClipClassifier.forward).
 RECORD_TASKS = {

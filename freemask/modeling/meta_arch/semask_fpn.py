@@ -8,7 +8,7 @@ from torch import nn
 
 from ...config import ConfigError
 from ..backbone.base import Backbone
-from ..build import META_ARCH_REGISTRY
+from ..registry import META_ARCH_REGISTRY
 from .encoder_decoder import EncoderDecoder
 
 

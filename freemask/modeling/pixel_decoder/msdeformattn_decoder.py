@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..backbone.base import ShapeSpec
-from ..build import PIXEL_DECODER_REGISTRY
 from ..layers import get_norm
 from ..ops import MSDeformAttn
 from ..ops.deform_attn_pytorch import level_tensors
+from ..registry import PIXEL_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
 
 __all__ = ["MSDeformAttnEncoder", "MSDeformAttnEncoderLayer", "MSDeformAttnPixelDecoder", "encoder_reference_points"]

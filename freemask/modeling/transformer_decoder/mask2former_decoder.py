@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...config import CfgNode
-from ..build import TRANSFORMER_DECODER_REGISTRY
 from ..pixel_decoder.position_encoding import PositionEmbeddingSine
+from ..registry import TRANSFORMER_DECODER_REGISTRY
 
 NUM_FEATURE_LEVELS = 3
 

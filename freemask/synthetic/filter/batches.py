@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ...commands import hint
 from ...data.errors import DatasetError
 from ...data.loading.loader_start import loader_context
 from ...data.loading.record_buffer import RecordBuffer
@@ -21,7 +22,7 @@ from ...utils import comm
 from .windowed import windowed_map
 
 Size = Tuple[int, int]
-_FIX = "fix or remove the pair (tools/check_dataset.py lists every problem)"
+_FIX = f"fix or remove the pair ({hint('check-dataset')} lists every problem)"
 
 
 def training_labels(raw_mask: np.ndarray, reduce_zero: bool, ignore_label: int) -> np.ndarray:

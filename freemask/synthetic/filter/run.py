@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ...checkpoint import load_trained_model
+from ...commands import hint
 from ...config import CfgNode
 from ...data.errors import DatasetError
 from ...utils import comm
@@ -189,7 +190,7 @@ class SyntheticFilter:
             if not needed and not os.path.exists(options.histograms_path):
                 return stats, None
             fix = (
-                "it is written with class_loss.json by pass 1 of tools/filter_syn.py: re-run without --class-loss "
+                f"it is written with class_loss.json by pass 1 of {hint('filter')}: re-run without --class-loss "
                 "(or with --overwrite), or calibrate on a held-out split (--real-val-dataset)"
             )
             return stats, read_loss_histograms(options.histograms_path, len(self.class_names), fix)

@@ -14,7 +14,7 @@ from freemask.data import DatasetCatalog, MetadataCatalog
 from freemask.data.errors import DatasetError
 from freemask.data.loading.build import MapDataset, build_test_loader, build_train_loader
 from freemask.data.mappers.semantic import SemSegDatasetMapper
-from freemask.engine import Trainer
+from freemask.engine.trainer import Trainer
 
 NAME = "fmskip_train"
 NUM_IMAGES = 5
@@ -114,7 +114,10 @@ def test_evaluation_never_skips(bad_split):
 def trainer_cfg(output_dir):
     cfg = get_cfg()
     cfg.merge_from_file(
-        os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "toy", "semantic_fpn_R18_toy.yaml")
+        os.path.join(
+            os.path.dirname(__file__), "..", "..", "..", "configs", "toy", "semantic-segmentation",
+            "semantic_fpn_R18_toy.yaml",
+        )
     )
     cfg.merge_from_list(
         ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "3", "SOLVER.CHECKPOINT_PERIOD", "100"]
@@ -158,7 +161,10 @@ def test_instance_training_skips_and_counts_an_empty_annotation(toy_datasets, tm
     monkeypatch.setenv("DETECTRON2_DATASETS", str(root))
     cfg = get_cfg()
     cfg.merge_from_file(
-        os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs", "toy", "mask2former_R18_toy_instance.yaml")
+        os.path.join(
+            os.path.dirname(__file__), "..", "..", "..", "configs", "toy", "instance-segmentation",
+            "mask2former_R18_toy_instance.yaml",
+        )
     )
     cfg.merge_from_list(
         ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "8", "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "0",

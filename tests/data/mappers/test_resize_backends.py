@@ -7,7 +7,6 @@ samples 2x2 pixels, so a downscaled test image is a visibly different input for 
 nearest pixel centre under both (detectron2 resizes segmentation with Pillow's NEAREST).
 """
 
-import importlib.util
 import pathlib
 
 import cv2
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from freemask.commands import demo as demo_command
 from freemask.config import ConfigError, get_cfg
 from freemask.data.mappers import transforms as T
 from freemask.data.mappers.binary import mask_box, random_resized_box
@@ -28,16 +28,16 @@ DETECTRON2_FAMILY = [
     "configs/coco/instance-segmentation/maskformer2_R50_bs16_50ep.yaml",
     "configs/ade20k/panoptic-segmentation/maskformer2_R50_bs16_160k.yaml",
     "configs/ade20k/instance-segmentation/maskformer2_R50_bs16_160k.yaml",
-    "configs/coco-stuff-164k-156/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
-    "configs/voc-11k-15/freeseg/freeseg_R50_bs16_20k.yaml",
+    "configs/coco-stuff-164k/open-vocabulary/freeseg/freeseg_R50_alltask_bs32_60k.yaml",
+    "configs/pascal-voc/open-vocabulary/freeseg/freeseg_R50_bs16_20k.yaml",
 ]
 MMSEG_FAMILY = [
-    "configs/ade20k-150/mask2former/maskformer2_R50_bs16_160k.yaml",
-    "configs/ade20k-150/segformer/segformer_mit_b2_bs16_160k.yaml",
-    "configs/ade20k-150/segmenter/segmenter_vit_base_mask_bs8_160k.yaml",
-    "configs/ade20k-150/semask/semask_fpn_swin_tiny_bs16_80k.yaml",
-    "configs/coco-stuff-164k-171/mask2former/maskformer2_R50_bs16_80k.yaml",
-    "configs/ade20k-150/Base-ADE20K-150.yaml",  # Semantic FPN
+    "configs/ade20k/semantic-segmentation/mask2former/maskformer2_R50_bs16_160k.yaml",
+    "configs/ade20k/semantic-segmentation/segformer/segformer_mit_b2_bs16_160k.yaml",
+    "configs/ade20k/semantic-segmentation/segmenter/segmenter_vit_base_mask_bs8_160k.yaml",
+    "configs/ade20k/semantic-segmentation/semask/semask_fpn_swin_tiny_bs16_80k.yaml",
+    "configs/coco-stuff-164k/semantic-segmentation/mask2former/maskformer2_R50_bs16_80k.yaml",
+    "configs/ade20k/semantic-segmentation/Base-ADE20K-150.yaml",  # Semantic FPN
 ]
 
 
@@ -199,7 +199,8 @@ def test_training_mapper_resizes_the_image_as_the_family_and_labels_nearest(path
 def test_freeseg_stage1_crops_are_resized_with_pil(files):
     """FreeSeg's stage-1 training crops go through detectron2's ResizeTransform: Pillow's bilinear. (At test time
     FreeSeg takes the centre window at the crop's own resolution: nothing is resized.)"""
-    cfg = load("configs/voc-11k-15/freeseg/freeseg_learn_prompt_bs32_3200.yaml", "INPUT.RANDOM_FLIP", "none")
+    cfg = load("configs/pascal-voc/open-vocabulary/freeseg/freeseg_learn_prompt_bs32_3200.yaml", "INPUT.RANDOM_FLIP",
+               "none")
     record = {"file_name": files["file_name"], "sem_seg_file_name": files["sem"], "category_id": 3}
     out = build_mapper(cfg, is_train=True)(record, np.random.default_rng(5))
     box = mask_box(files["mask"] == 3, cfg.MODEL.CLIP_ADAPTER.MASK_EXPAND_RATIO)
@@ -226,9 +227,6 @@ def test_coco_large_scale_jitter_resizes_with_pil(files):
 @pytest.mark.parametrize("path", [DETECTRON2_FAMILY[0], MMSEG_FAMILY[0]])
 def test_demo_input_is_resized_as_the_family(path, files):
     """tools/demo.py resizes an image as the config's family does, as the test mapper."""
-    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     cfg = load(path)
-    chw = tool.model_input(files["image"], SemSegDatasetMapper.from_config(cfg, is_train=False))["image"]
+    chw = demo_command.model_input(files["image"], SemSegDatasetMapper.from_config(cfg, is_train=False))["image"]
     np.testing.assert_array_equal(chw.numpy().transpose(1, 2, 0), official_test_input(path, cfg, files["image"]))

@@ -34,7 +34,7 @@ def test_unset_keys_come_from_the_crop_and_the_head_and_the_config_is_left_alone
 
 def _vit_cfg(repo_root, *overrides):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "segmenter_vit_tiny_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "segmenter_vit_tiny_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", *overrides])
     return cfg
 
@@ -50,7 +50,7 @@ def test_vit_position_table_follows_the_crop_unless_its_own_key_is_set(repo_root
 
 def _semask_cfg(repo_root, *overrides):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semask_swin_tiny_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "semask_swin_tiny_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "5", *overrides])
     return cfg
 

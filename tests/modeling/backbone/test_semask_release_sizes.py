@@ -15,7 +15,7 @@ from freemask.config import get_cfg
 from freemask.modeling import build_model
 from freemask.modeling.inference import SegmentationInference
 
-CONFIG = "configs/ade20k-150/semask/semask_fpn_swin_tiny_bs16_80k.yaml"
+CONFIG = "configs/ade20k/semantic-segmentation/semask/semask_fpn_swin_tiny_bs16_80k.yaml"
 SMALL_SWIN_T = [  # Swin-T widths (so the published rule makes stages 3-4 global at 150 classes), shallower
     "MODEL.BACKBONE.SWIN_SIZE", "[96, [2, 2, 2, 2], [3, 6, 12, 24]]", "MODEL.BACKBONE.PRETRAINED", "",
     "MODEL.SEM_SEG_HEAD.CONVS_DIM", "32", "MODEL.SEM_SEG_HEAD.NORM", "BN", "MODEL.DEVICE", "cpu",

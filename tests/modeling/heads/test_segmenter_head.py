@@ -105,7 +105,7 @@ def mask_decoder_parameters(width: int, classes: int, layers: int = 2) -> int:
 
 def ade_model(repo_root, name):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "ade20k-150" / "segmenter" / name))
+    cfg.merge_from_file(str(repo_root / "configs" / "ade20k" / "semantic-segmentation" / "segmenter" / name))
     cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
     return cfg
 
@@ -133,7 +133,7 @@ def test_toy_segmenter_overfits_one_batch(repo_root):
     """Four vertical stripes, one per 16-pixel patch column, each a saturated colour saying the class. (Grey levels
     would not do: a constant patch's token only scales with its level, and the ViT's LayerNorms remove scale.)"""
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "segmenter_vit_tiny_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "segmenter_vit_tiny_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4", "INPUT.CROP.SIZE", [64, 64]])
     cfg.merge_from_list(["TEST.SLIDING_WINDOW.CROP_SIZE", [64, 64], "TEST.SLIDING_WINDOW.STRIDE", [60, 60]])
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ CONFIGS = ["semantic_fpn_R18_toy.yaml", "mask2former_R18_toy.yaml"]
 
 def toy_model(repo_root, config: str) -> torch.nn.Module:
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / config))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / config))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.PRETRAINED", ""])
     torch.manual_seed(0)
     return build_model(cfg).train()

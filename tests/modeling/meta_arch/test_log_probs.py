@@ -13,7 +13,7 @@ from freemask.modeling.meta_arch.encoder_decoder import EncoderDecoder
 
 def toy_cfg(repo_root, name):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / name))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / name))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.SEM_SEG_HEAD.NUM_CLASSES", "4"])
     return cfg
 

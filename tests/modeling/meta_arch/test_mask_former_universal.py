@@ -20,7 +20,7 @@ THINGS = {1: 0, 3: 2}  # dataset id -> contiguous id of the thing classes
 
 def _cfg(repo_root, *opts):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(list(opts))
     return cfg
 

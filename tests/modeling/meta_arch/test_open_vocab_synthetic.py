@@ -24,7 +24,7 @@ def toy_root(tmp_path_factory):
 
 def joint_cfg(repo_root, syn_split):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "freeseg_R18_toy_alltask.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "open-vocabulary" / "freeseg_R18_toy_alltask.yaml"))
     cfg.merge_from_list(
         [
             *("DATASETS.TRAIN", ("toy_ov_train_base",), "DATASETS.TRAIN_SYN", (syn_split,)),

@@ -22,7 +22,7 @@ from freemask.modeling.open_vocab import TASK_NAMES, Vocabulary
 from freemask.modeling.postprocess import UniversalPostprocess
 
 SEMANTIC, INSTANCE, PANOPTIC = TASK_NAMES
-TOY = pathlib.Path("configs", "toy", "freeseg_R18_toy_alltask.yaml")
+TOY = pathlib.Path("configs", "toy", "open-vocabulary", "freeseg_R18_toy_alltask.yaml")
 # toy_ov_val: 0 sky, 1 grass, 2 road (unseen), 3 building, 4 car (thing), 5 person (thing, unseen, the last class).
 BOXES = [  # (class, rows, columns) of each query's mask on the decoder's (16, 24) grid
     (0, (0, 6), (0, 24)),

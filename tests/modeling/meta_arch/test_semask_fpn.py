@@ -13,7 +13,7 @@ from freemask.modeling.heads.losses import pixel_cross_entropy
 from freemask.modeling.heads.semask_fpn_head import SeMaskFPNHead
 
 SHAPES = {f"res{i + 2}": ShapeSpec(8 * 2**i, 4 * 2**i) for i in range(4)}
-TOY = "configs/toy/semask_swin_tiny_toy.yaml"
+TOY = "configs/toy/semantic-segmentation/semask_swin_tiny_toy.yaml"
 # SeMask paper / README: parameters (millions) of SeMask-FPN on ADE20K (150 classes).
 PUBLISHED = {
     "tiny_bs16_80k": 35,
@@ -125,7 +125,8 @@ def test_semask_fpn_refuses_a_backbone_without_priors():
 @pytest.mark.parametrize("recipe", PUBLISHED)
 def test_whole_model_parameter_count_matches_the_paper(repo_root, recipe):
     cfg = get_cfg()
-    cfg.merge_from_file(str(repo_root / "configs" / "ade20k-150" / "semask" / f"semask_fpn_swin_{recipe}.yaml"))
+    semask = repo_root / "configs" / "ade20k" / "semantic-segmentation" / "semask"
+    cfg.merge_from_file(str(semask / f"semask_fpn_swin_{recipe}.yaml"))
     cfg.merge_from_list(["MODEL.BACKBONE.PRETRAINED", "", "MODEL.DEVICE", "meta"])
     with torch.device("meta"):  # sizes only
         model = build_model(cfg)

@@ -101,7 +101,7 @@ def test_bad_switch_values_are_rejected(monkeypatch):
 def test_config_key_defaults_to_auto_and_build_model_applies_it(repo_root):
     cfg = get_cfg()
     assert cfg.MODEL.MSDA_IMPL == "auto"
-    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "mask2former_R18_toy.yaml"))
+    cfg.merge_from_file(str(repo_root / "configs" / "toy" / "semantic-segmentation" / "mask2former_R18_toy.yaml"))
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.MSDA_IMPL", "pytorch"])
     build_model(cfg)
     assert loader.requested_impl() == ("pytorch", "MODEL.MSDA_IMPL=pytorch")
