@@ -12,7 +12,6 @@ from freemask.utils.events import JSONWriter, MetricStorage
 from freemask.utils.plot_metrics import read_metrics
 
 
-
 def _tool():
     return plot_command
 
