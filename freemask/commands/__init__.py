@@ -34,6 +34,8 @@ COMMANDS: Dict[str, Command] = {
     "demo": Command("demo", "run a trained model on images and draw its predictions", "tools/demo.py"),
     "convert": Command("convert", "convert a released checkpoint for MODEL.WEIGHTS", "tools/convert_checkpoint.py"),
     "convert-clip": Command("convert_clip", "convert OpenAI's CLIP file for CLIP_WEIGHTS", "tools/convert_clip.py"),
+    "compare": Command("compare", "per-class IoU gains of two runs: table and bar chart", "tools/compare_runs.py"),
+    "plot": Command("plot", "loss, learning-rate and mIoU curves of training runs", "tools/plot_metrics.py"),
     "pipeline": Command("pipeline", "the whole FreeMask pipeline on the toy dataset", "tools/run_freemask_pipeline.py"),
 }
 

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..commands import hint
 from ..errors import UserError
 from ..utils.atomic import atomic_path
 from .results_json import PRODUCED_BY
@@ -302,10 +303,8 @@ def _classes(data: Dict[str, Any]) -> List[str]:
 
 def _evaluate(run: str) -> str:
     """The command that (re-)evaluates the run in ``run``: --eval-only with the run's own config and weights."""
-    return (
-        f"python train_net.py --config-file {os.path.join(run, 'config.yaml')} --eval-only "
-        f"MODEL.WEIGHTS {os.path.join(run, 'model_final.pth')} OUTPUT_DIR {run}"
-    )
+    config, weights = os.path.join(run, "config.yaml"), os.path.join(run, "model_final.pth")
+    return hint("train", f"--config-file {config} --eval-only MODEL.WEIGHTS {weights} OUTPUT_DIR {run}")
 
 
 def _dataset(data: Dict[str, Any], produced_by: Dict[str, Any], file: str) -> Optional[str]:

@@ -1,6 +1,5 @@
 """tools/plot_metrics.py: loss, lr and mIoU curves of several runs on one figure (issue 18, point 16)."""
 
-import importlib.util
 import json
 import pathlib
 import sys
@@ -8,17 +7,13 @@ import sys
 import cv2
 import pytest
 
+from freemask.commands import plot as plot_command
 from freemask.utils.events import JSONWriter, MetricStorage
 from freemask.utils.plot_metrics import read_metrics
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("plot_metrics_tool", REPO / "tools" / "plot_metrics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return plot_command
 
 
 def _run(folder: pathlib.Path, iterations, miou_every=2, offset=0.0) -> pathlib.Path:

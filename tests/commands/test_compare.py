@@ -7,7 +7,6 @@ without training a model whose confusions nobody chose.
 """
 
 import csv
-import importlib.util
 import io
 import json
 import pathlib
@@ -19,13 +18,14 @@ import pytest
 import torch
 from torch import nn
 
+from freemask.commands import compare as compare_command
 from freemask.data.datasets.toy import TOY_CLASSES
 from freemask.engine.defaults import setup_cfg
 from freemask.engine.trainer import Trainer
 from freemask.evaluation.results_json import Provenance
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-TOY_CONFIG = sorted(REPO.glob("configs/**/semantic_fpn_R18_toy.yaml"))[0]  # wherever configs/ puts the toy
+TOY_CONFIG = REPO / "configs" / "toy" / "semantic-segmentation" / "semantic_fpn_R18_toy.yaml"
 TEST_SET = "toy_sem_seg_val"
 # Which classes each stand-in model mistakes for which: A loses car and person, B loses grass and half the road.
 CONFUSIONS = {
@@ -35,10 +35,7 @@ CONFUSIONS = {
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("compare_runs_tool", REPO / "tools" / "compare_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compare_command
 
 
 class ConfusingModel(nn.Module):
@@ -182,7 +179,7 @@ def test_results_of_other_classes_or_another_test_set_are_refused_in_one_line(ru
     tool = _tool()
     for path, message in ((tmp_path / "fewer.json", "score different class lists"), (tmp_path / "other.json", "")):
         capsys.readouterr()
-        assert tool.cli.run(tool.main, [str(real), str(path)]) == 1
+        assert tool.main([str(real), str(path)]) == 1
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert "only in fewer: none" not in err[-1]
@@ -215,10 +212,10 @@ def test_missing_empty_or_unevaluated_inputs_are_one_line_naming_the_file(runs, 
         "empty.json": f"error: {tmp_path / 'empty.json'} is empty; evaluate the run again",
         "panoptic.json": f"error: {tmp_path / 'panoptic.json'} has no per-class IoU",
         "not_evaluated": f"error: {tmp_path / 'not_evaluated'}: no inference/sem_seg_results.json (the run was never "
-        "evaluated); evaluate it: python train_net.py --config-file",
+        "evaluated); evaluate it: `freemask train --config-file",
     }
     for name, start in expected.items():
-        assert tool.cli.run(tool.main, [str(real), str(tmp_path / name)]) == 1
+        assert tool.main([str(real), str(tmp_path / name)]) == 1
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith(start), err
 
@@ -229,7 +226,7 @@ def test_a_chart_without_matplotlib_is_one_line_before_any_output(runs, tmp_path
         monkeypatch.setitem(sys.modules, module, None)
     tool = _tool()
     table, chart = tmp_path / "gains.md", tmp_path / "gains.png"
-    assert tool.cli.run(tool.main, [str(real), str(joint), "--output", str(table), "--chart", str(chart)]) == 1
+    assert tool.main([str(real), str(joint), "--output", str(table), "--chart", str(chart)]) == 1
     out, err = capsys.readouterr()
     assert (
         out == ""
