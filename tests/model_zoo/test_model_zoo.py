@@ -152,3 +152,16 @@ def test_the_wheel_ships_every_config(tmp_path):
     in_repo = glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True)
     assert in_wheel == sorted(os.path.relpath(p, os.path.join(REPO, "configs")) for p in in_repo)
     assert TOY in in_wheel
+
+
+def test_the_toy_pipeline_reads_the_shipped_configs_not_its_folder(elsewhere, tmp_path):
+    """An installed package's pipeline runs from site-packages, where no configs/ folder is: the schedule (read from
+    each training's config when scaled) comes from the shipped configs."""
+    from freemask.toy import pipeline
+
+    folder = str(tmp_path / "site-packages")
+    options = pipeline.PipelineOptions(folder, str(tmp_path / "out"), str(tmp_path / "d"), iters_scale=0.5)
+    (real,) = [step for step in pipeline.plan_steps(options) if step.name == "real"]
+    cfg = get_cfg()
+    cfg.merge_from_file("configs/" + TOY)
+    assert real.argv[real.argv.index("SOLVER.MAX_ITER") + 1] == str(cfg.SOLVER.MAX_ITER // 2)
