@@ -109,7 +109,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    repo: str  # the steps run there and find the toy configs there (a checkout)
+    repo: str  # the steps run there (their working directory); configs come from freemask.model_zoo
     output_root: str
     datasets_root: str  # the toy data (the data step makes it); DETECTRON2_DATASETS of every step unless generating
     iters_scale: float = 1.0
