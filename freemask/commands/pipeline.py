@@ -41,7 +41,7 @@ from freemask.toy.generator import ToyParams
 
 # The pipeline and the config (torch) are imported once the arguments are parsed: --help answers without them.
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: toy configs
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the steps' working directory
 OUTPUT_ROOT = "output/freemask_pipeline"
 GENERATING_OUTPUT_ROOT = "output/freemask_pipeline_generated"  # its own, so the two runs' steps never meet
 
