@@ -10,14 +10,11 @@ shipped configs), the config itself, the output folders, then the datasets, all 
 """
 
 import difflib
-import glob
-import os
 import sys
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import (
     WORKER_INTERRUPTED_EXIT,
-    ConfigError,
     Interrupted,
     TrainingInterrupted,
     UserError,
@@ -27,8 +24,7 @@ from .errors import (
     one_line,
     output_write_error,
 )
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .model_zoo import resolve_config_file
 
 
 def run(main: Callable[..., Any], *args: Any, checks: Sequence[Callable[[], Any]] = ()) -> int:
@@ -97,31 +93,10 @@ def report(error: UserError) -> int:
 
 
 def check_config_path(path: str, flag: str = "--config-file") -> None:
-    """ConfigError with the closest shipped config (difflib over configs/**/*.yaml) when ``path`` is not a file."""
-    if not path or os.path.isfile(path):
-        return
-    hint = closest_config(path)
-    layout = "configs live in configs/<dataset>/<task>/[<model family>/]"
-    suggestion = f"; did you mean {hint}?" if hint else f"; check the path ({layout})"
-    raise ConfigError(f"{flag} {path}: config file not found{suggestion}")
-
-
-def closest_config(path: str) -> str:
-    """The shipped config (configs/**/*.yaml) whose path is closest to ``path`` as typed or as seen from the
-    repository, else one with the same file name; '' when none is close. Relative to the working directory when
-    inside it, so the suggestion can be pasted back."""
-    pattern = os.path.join(REPO_ROOT, "configs", "**", "*.yaml")
-    shipped = [os.path.relpath(p, REPO_ROOT) for p in glob.glob(pattern, recursive=True)]
-    typed = {os.path.normpath(path), os.path.relpath(os.path.abspath(path), REPO_ROOT)}
-    scored = [(difflib.SequenceMatcher(None, t, s).ratio(), s) for t in typed for s in shipped]
-    best = max(scored, default=(0.0, ""))
-    if best[0] < 0.6:
-        same_name = sorted(s for s in shipped if os.path.basename(s) == os.path.basename(path))
-        best = (1.0, same_name[0]) if same_name else (0.0, "")
-    if not best[1]:
-        return ""
-    full = os.path.join(REPO_ROOT, best[1])
-    return os.path.relpath(full) if full.startswith(os.getcwd() + os.sep) else full
+    """ConfigError with the closest shipped config when ``path`` is neither a file nor a shipped config's name
+    (:func:`freemask.model_zoo.resolve_config_file`, the resolver every config path goes through)."""
+    if path:
+        resolve_config_file(path, flag)
 
 
 def check_output_folders(folders: Iterable[Tuple[str, str]]) -> None:

@@ -13,6 +13,7 @@ from freemask.arguments import resume_command
 from freemask.config import ConfigError
 from freemask.data.catalog import DatasetNotRegisteredError
 from freemask.errors import OutputWriteError, TrainingInterrupted
+from freemask.model_zoo import closest_config
 from freemask.utils.atomic import atomic_write_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,9 +101,9 @@ def test_resume_command_puts_resume_before_the_overrides():
 def test_closest_config_by_path_and_by_file_name(monkeypatch):
     monkeypatch.chdir(REPO)
     toy = "configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yaml"
-    assert cli.closest_config("configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yml") == toy
-    assert cli.closest_config("elsewhere/semantic_fpn_R18_toy.yaml") == toy
-    assert cli.closest_config("zzz") == ""
+    assert closest_config("configs/toy/semantic-segmentation/semantic_fpn_R18_toy.yml") == toy
+    assert closest_config("elsewhere/semantic_fpn_R18_toy.yaml") == toy
+    assert closest_config("zzz") == ""
 
 
 def test_unregistered_dataset_with_a_did_you_mean():

@@ -41,7 +41,7 @@ from freemask.toy.generator import ToyParams
 
 # The pipeline and the config (torch) are imported once the arguments are parsed: --help answers without them.
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout: toy configs
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the steps' working directory
 OUTPUT_ROOT = "output/freemask_pipeline"
 GENERATING_OUTPUT_ROOT = "output/freemask_pipeline_generated"  # its own, so the two runs' steps never meet
 
@@ -126,10 +126,11 @@ def run(args: argparse.Namespace, argv=None) -> None:
     """Every step not done yet, then the table; a step's own error already reached the user as that step's line in
     its log, the PipelineError names the step and the log."""
     from freemask.engine.defaults import setup_cfg
+    from freemask.model_zoo import get_config_file
     from freemask.toy.pipeline import REAL_CONFIG, PipelineOptions, run_pipeline
     from freemask.toy.pipeline_report import write_table
 
-    setup_cfg(os.path.join(REPO, REAL_CONFIG), args.opts)  # a bad override fails here, before any step
+    setup_cfg(get_config_file(REAL_CONFIG), args.opts)  # a bad override fails here, before any step
     output_root = os.path.abspath(args.output_root or (GENERATING_OUTPUT_ROOT if args.generate_tiny else OUTPUT_ROOT))
     datasets_root = os.path.abspath(args.datasets_root or os.path.join(output_root, "datasets"))
     seeds = _toy_shape(datasets_root)[0]

@@ -10,6 +10,7 @@ from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from ..errors import ConfigError
+from ..model_zoo import resolve_config_file, shipped_config_path
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +56,7 @@ class CfgNode(_FvcoreCfgNode):
             return cfg
         merged: Dict[str, Any] = {}
         for base in [bases] if isinstance(bases, str) else bases:
-            path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
-            if not os.path.isfile(path):
-                raise ConfigError(f"{filename}: _BASE_ file {path} not found; fix the path (relative to this file)")
+            path = _base_path(base, filename)
             base_cfg = cls.load_yaml_with_base(path)
             if not isinstance(base_cfg, dict):
                 raise ConfigError(f"{path}: a _BASE_ config must hold a mapping of KEY: value (named by {filename})")
@@ -66,12 +65,9 @@ class CfgNode(_FvcoreCfgNode):
         return merged
 
     def merge_from_file(self, cfg_filename: str) -> None:  # type: ignore[override]
-        try:
-            loaded = self.load_yaml_with_base(cfg_filename)
-        except FileNotFoundError as e:
-            raise ConfigError(
-                f"{cfg_filename}: config file not found ({e.filename}); check the --config-file path"
-            ) from None
+        """Merge a config file: a path, or a shipped config's name (``configs/toy/...`` from any directory)."""
+        cfg_filename = resolve_config_file(cfg_filename)
+        loaded = self.load_yaml_with_base(cfg_filename)
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{cfg_filename}: a config file must hold a mapping of KEY: value, got {type(loaded).__name__}"
@@ -120,6 +116,20 @@ class CfgNode(_FvcoreCfgNode):
                 yield from value.all_keys(full + ".")
             else:
                 yield full
+
+
+def _base_path(base: str, filename: str) -> str:
+    """The file a ``_BASE_`` entry of ``filename`` names: relative to ``filename``'s folder (detectron2's rule; inside
+    an installed package that is the package's copy), else a shipped config's name (``configs/common/...``)."""
+    path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
+    if os.path.isfile(path):
+        return path
+    shipped = shipped_config_path(base)
+    if shipped:
+        return shipped
+    raise ConfigError(
+        f"{filename}: _BASE_ file {path} not found; fix the path (relative to this file, or a shipped config's name)"
+    )
 
 
 def _rename_keys(tree: Dict[str, Any], source: str) -> None:

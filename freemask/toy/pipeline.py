@@ -43,6 +43,7 @@ from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_N
 from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
 from ..engine.defaults import setup_cfg
 from ..errors import Interrupted, UserError
+from ..model_zoo import get_config_file
 from ..utils.atomic import atomic_write_bytes
 from ..utils.forked_script import run_script
 
@@ -108,7 +109,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    repo: str  # the steps run there and find the toy configs there (a checkout)
+    repo: str  # the steps run there (their working directory); configs come from freemask.model_zoo
     output_root: str
     datasets_root: str  # the toy data (the data step makes it); DETECTRON2_DATASETS of every step unless generating
     iters_scale: float = 1.0
@@ -184,7 +185,7 @@ def scaled_schedule(config: str, opts: Sequence[str], scale: float) -> List[str]
 def _training_step(options: PipelineOptions, run: Training, name: str, extra: Sequence[str] = ()) -> Step:
     out = options.step_dir(name)
     needs = tuple(options.synthetic_step if need == "synthetic" else need for need in run.needs)
-    config = os.path.join(options.repo, run.config)
+    config = get_config_file(run.config)  # the shipped file: the checkout's configs/ or the installed package's
     keys = ["OUTPUT_DIR", out, *scaled_schedule(config, options.opts, options.iters_scale), "TEST.EVAL_PERIOD", "0"]
     if run.weights_from:
         keys += ["MODEL.WEIGHTS", os.path.join(options.step_dir(run.weights_from), "model_final.pth")]
