@@ -41,7 +41,6 @@ from freemask.toy.generator import ToyParams
 
 # The pipeline and the config (torch) are imported once the arguments are parsed: --help answers without them.
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the steps' working directory
 OUTPUT_ROOT = "output/freemask_pipeline"
 GENERATING_OUTPUT_ROOT = "output/freemask_pipeline_generated"  # its own, so the two runs' steps never meet
 
@@ -135,7 +134,7 @@ def run(args: argparse.Namespace, argv=None) -> None:
     datasets_root = os.path.abspath(args.datasets_root or os.path.join(output_root, "datasets"))
     seeds = _toy_shape(datasets_root)[0]
     options = PipelineOptions(
-        repo=REPO,
+        working_dir=os.getcwd(),  # where the user runs it: in a checkout its root, never site-packages
         output_root=output_root,
         datasets_root=datasets_root,
         iters_scale=args.iters_scale,

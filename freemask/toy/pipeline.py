@@ -109,7 +109,7 @@ class Generation:
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    repo: str  # the steps run there (their working directory); configs come from freemask.model_zoo
+    working_dir: str  # the steps run there (the user's, never the package's folder); configs from freemask.model_zoo
     output_root: str
     datasets_root: str  # the toy data (the data step makes it); DETECTRON2_DATASETS of every step unless generating
     iters_scale: float = 1.0
@@ -341,10 +341,10 @@ def _write_record(options: PipelineOptions, step: Step, finished: bool, seconds:
     atomic_write_bytes(_record_path(options, step.name), (json.dumps(record, indent=1) + "\n").encode())
 
 
-def shown_command(argv: Sequence[str], repo: str) -> str:
-    """The command as a user would type it in the repository root (paths inside it made relative)."""
-    inside = os.path.join(repo, "")
-    return shlex.join([PROGRAM, *(os.path.relpath(a, repo) if a.startswith(inside) else a for a in argv)])
+def shown_command(argv: Sequence[str], working_dir: str) -> str:
+    """The command as a user would type it in ``working_dir`` (paths inside it made relative)."""
+    inside = os.path.join(working_dir, "")
+    return shlex.join([PROGRAM, *(os.path.relpath(a, working_dir) if a.startswith(inside) else a for a in argv)])
 
 
 def _decide(options: PipelineOptions, step: Step, redone: Set[str]) -> Optional[str]:
@@ -358,7 +358,7 @@ def _decide(options: PipelineOptions, step: Step, redone: Set[str]) -> Optional[
     if record is None:
         return "first"
     if record["command"] != step.argv or record.get("datasets") != _record_datasets(options):
-        shown = shown_command(record["command"], options.repo)
+        shown = shown_command(record["command"], options.working_dir)
         if record.get("datasets") != _record_datasets(options):
             shown += f" with DETECTRON2_DATASETS={record.get('datasets') or options.datasets_root}"
         raise PipelineError(
@@ -378,14 +378,15 @@ def _log_tail(path: str) -> str:
 def _execute(options: PipelineOptions, step: Step, mode: str, log: Callable[[str], None]) -> float:
     argv = step.command(mode)
     log_path = os.path.join(options.output_root, "steps", f"{step.name}.log")
-    log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.steps_datasets_root)} {shown_command(argv, options.repo)}")
+    shown = shown_command(argv, options.working_dir)
+    log(f"  $ DETECTRON2_DATASETS={shlex.quote(options.steps_datasets_root)} {shown}")
     env = {**os.environ, "DETECTRON2_DATASETS": options.steps_datasets_root}
     start = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as out:
-        out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode}): {shown_command(argv, options.repo)}\n")
+        out.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} ({mode}): {shown}\n")
     try:
         code = run_script(
-            ["-m", PROGRAM, *argv], stdout=log_path, stderr=log_path, env=env, cwd=options.repo
+            ["-m", PROGRAM, *argv], stdout=log_path, stderr=log_path, env=env, cwd=options.working_dir
         )
     except KeyboardInterrupt:  # the step got the Ctrl-C too (same terminal) and stopped at its own safe point
         raise Interrupted(

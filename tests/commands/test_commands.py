@@ -149,7 +149,9 @@ def test_the_resume_hint_repeats_the_command_that_started_the_run():
 
 
 def test_the_pipeline_runs_its_steps_through_the_package(tmp_path, monkeypatch):
-    options = pipeline.PipelineOptions(repo=REPO, output_root=str(tmp_path / "out"), datasets_root=str(tmp_path / "d"))
+    options = pipeline.PipelineOptions(
+        working_dir=REPO, output_root=str(tmp_path / "out"), datasets_root=str(tmp_path / "d")
+    )
     steps = pipeline.plan_steps(options)
     assert {step.argv[0] for step in steps} == {"make-toy", "train", "filter", "resample"}
     assert pipeline.shown_command(steps[0].argv, REPO) == f"freemask make-toy --root {tmp_path / 'd'}"

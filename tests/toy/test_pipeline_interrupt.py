@@ -10,7 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_ctrl_c_during_a_step_is_one_line_and_the_step_resumes_on_the_next_run(tmp_path, monkeypatch, capsys):
-    options = PipelineOptions(repo=REPO, output_root=str(tmp_path / "out"), datasets_root=str(tmp_path / "data"))
+    options = PipelineOptions(working_dir=REPO, output_root=str(tmp_path / "out"), datasets_root=str(tmp_path / "data"))
     data = next(step for step in pipeline.plan_steps(options) if step.name == "data")
     for output in data.outputs:  # the data step is done: the first step run is "real"
         os.makedirs(output)
