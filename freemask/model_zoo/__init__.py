@@ -79,9 +79,19 @@ def resolve_config_file(path: str, flag: str = "") -> str:
 
 def closest_config(path: str) -> str:
     """The shipped config closest to ``path`` as ``configs/<name>`` (pastable back from any directory), else the one
-    whose file name is closest (a path typed from another folder); '' when none is close."""
+    whose file name is closest (a path typed from another folder); '' when none is close. A shipped file of the same
+    file name wins over any other: file names survived the move to ``configs/<dataset>/<task>/``, so a path of the
+    old layout (``configs/ade20k-150/Base-ADE20K-150.yaml``) is answered with where that file went."""
     shipped = shipped_configs()
     typed = _relative_name(path)
+    same_file_name = [name for name in shipped if os.path.basename(name) == os.path.basename(typed)]
+    if same_file_name:  # the one sharing most folders (a model family such as semask/), then the closest
+        folders = set(typed.split("/")[:-1])
+        ranked = [
+            (len(folders & set(name.split("/")[:-1])), difflib.SequenceMatcher(None, typed, name).ratio(), name)
+            for name in same_file_name
+        ]
+        return PREFIX + max(ranked)[2]
     scored = [(difflib.SequenceMatcher(None, typed, name).ratio(), name) for name in shipped]
     best = max(scored, default=(0.0, ""))
     if best[0] >= 0.6:

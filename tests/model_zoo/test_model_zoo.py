@@ -118,6 +118,27 @@ def test_did_you_mean_searches_the_shipped_names(installed, elsewhere):
     assert str(error.value) == "fake/Base-Fak.yaml: not a shipped config; did you mean configs/fake/Base-Fake.yaml?"
 
 
+# Paths of the layout before configs/<dataset>/<task>/ (issue 27), whose closest name by characters alone is another
+# file: the shorter semantic Crop-640 for SeMask's, a shared Mask2Former recipe for the toy one, ...
+OLD_LAYOUT = {
+    "configs/ade20k-150/semask/Crop-640.yaml": "configs/ade20k/semantic-segmentation/semask/Crop-640.yaml",
+    "configs/ade20k-150/Crop-640.yaml": "configs/ade20k/semantic-segmentation/Crop-640.yaml",
+    "configs/ade20k-150/Base-ADE20K-150.yaml": "configs/ade20k/semantic-segmentation/Base-ADE20K-150.yaml",
+    "configs/ade20k-150/Joint-320k.yaml": "configs/ade20k/semantic-segmentation/Joint-320k.yaml",
+    "configs/toy/mask2former_R18_toy.yaml": "configs/toy/semantic-segmentation/mask2former_R18_toy.yaml",
+    "configs/coco-stuff-164k-171/Base-COCO-Stuff-164K-171.yaml": (
+        "configs/coco-stuff-164k/semantic-segmentation/Base-COCO-Stuff-164K-171.yaml"
+    ),
+}
+
+
+@pytest.mark.parametrize("old", sorted(OLD_LAYOUT))
+def test_a_path_of_the_old_layout_is_answered_with_where_the_file_went(old, elsewhere):
+    with pytest.raises(ConfigError) as error:
+        cli.check_config_path(old)
+    assert str(error.value) == f"--config-file {old}: config file not found; did you mean {OLD_LAYOUT[old]}?"
+
+
 def test_did_you_mean_from_outside_the_repository_is_a_name_that_resolves(elsewhere):
     typo = "configs/" + TOY.replace(".yaml", "y.yaml")
     with pytest.raises(ConfigError) as error:
