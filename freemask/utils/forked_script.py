@@ -111,6 +111,7 @@ def _become(
     path: Sequence[str],
     new_session: bool,
     caller: int,
+    ctrl_c_ignored: bool,
 ) -> None:
     """In the fork: run ``python argv[0] argv[1:]`` (a script, or -m and a module) in ``cwd`` with ``env``, then
     exit with its code; killed with ``caller`` (the process that started it), as a command dies with a pipeline step
@@ -118,6 +119,11 @@ def _become(
     import torch
 
     die_with_parent(caller)
+    # SIGINT as a new interpreter started now by the caller has it: ignored only if the caller ignores it now (an
+    # ignored signal survives exec). The server's own disposition is the caller's at the server's start, which may
+    # have been ignored then (a pool worker's set-up in the same process) and would leave every later command deaf to
+    # Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_IGN if ctrl_c_ignored else signal.default_int_handler)
     if new_session:
         os.setsid()
     _redirect(*outputs)
@@ -207,7 +213,8 @@ def start_script(
         raise ValueError(f"start_script runs a Python script or -m module, not {argv[:2]}")
     env = dict(os.environ if env is None else env)
     folder = str(cwd or os.getcwd())
-    args = (argv, env, folder, (stdout, stderr), _new_interpreter_sys_path(), start_new_session, os.getpid())
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    args = (argv, env, folder, (stdout, stderr), _new_interpreter_sys_path(), start_new_session, os.getpid(), ignored)
     process = warm_forkserver().Process(target=_become, args=args)
     process.start()
     return ForkedScript(process, [sys.executable, *argv])

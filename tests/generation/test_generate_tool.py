@@ -294,10 +294,10 @@ def test_copies_from_generates_exactly_the_resampled_pairs(toy_datasets, generat
     assert written == list(expected) and len(written) < 8 * 4
 
 
-def readme_toy_commands():
-    """The toy commands of the README's "Generating synthetic images" section, as argument lists."""
-    text = (REPO / "README.md").read_text()
-    section = text.split("## Generating synthetic images", 1)[1].split("\n## ", 1)[0]
+def documented_toy_commands():
+    """The toy commands of docs/GENERATION.md's "On the toy data, on CPU" section, as argument lists."""
+    text = (REPO / "docs" / "GENERATION.md").read_text()
+    section = text.split("## On the toy data, on CPU", 1)[1].split("\n## ", 1)[0]
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
@@ -307,8 +307,8 @@ def readme_toy_commands():
     return commands
 
 
-def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_syn, resample_syn, tmp_path, monkeypatch):
-    """generate -> filter_syn -> resample_syn as the README writes them (output/ moved to a temporary folder, a
+def test_the_documented_toy_chain_generate_filter_resample(toy_datasets, generate_syn, resample_syn, tmp_path, monkeypatch):
+    """generate -> filter_syn -> resample_syn as docs/GENERATION.md writes them (output/ moved to a temporary folder, a
     randomly initialised filter model: the chain is checked, not the filter's quality), then --copies-from gives the
     resampler's choice."""
     from freemask.checkpoint.checkpointer import Checkpointer
@@ -320,7 +320,7 @@ def test_the_readme_toy_chain_generate_filter_resample(toy_datasets, generate_sy
     Checkpointer(build_model(setup_cfg(config, []).clone()), save_dir=str(tmp_path)).save("model_final")
     monkeypatch.setenv("DETECTRON2_DATASETS", toy_datasets)
     monkeypatch.chdir(REPO)
-    commands = readme_toy_commands()
+    commands = documented_toy_commands()
     assert [c[0] for c in commands] == [
         "tools/generate_syn.py",
         "tools/filter_syn.py",

@@ -136,6 +136,30 @@ def test_a_started_command_leads_its_own_session_and_can_be_killed(tmp_path):
     assert process.wait(timeout=60) == -signal.SIGKILL
 
 
+def test_ctrl_c_is_the_callers_now_not_the_callers_when_the_server_started(tmp_path):
+    """A caller that ignored SIGINT when the server started (a pool worker's set-up in the same process, as in a test
+    worker of the suite) and handles it again later starts commands that handle it, as new interpreters would; while
+    it ignores SIGINT, they ignore it too (an ignored signal survives exec)."""
+    script = tmp_path / "t.py"
+    script.write_text("import signal\nprint(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n")
+    caller = tmp_path / "caller.py"
+    caller.write_text(
+        textwrap.dedent(
+            f"""
+            import signal
+            from freemask.utils.forked_script import run_script
+
+            if __name__ == "__main__":
+                for handler in (signal.SIG_IGN, signal.default_int_handler, signal.SIG_IGN):
+                    signal.signal(signal.SIGINT, handler)
+                    run_script([{str(script)!r}], stdout={str(tmp_path / "out")!r}, stderr={str(tmp_path / "out")!r})
+            """
+        )
+    )
+    subprocess.run([sys.executable, str(caller)], check=True, timeout=120)
+    assert (tmp_path / "out").read_text().split() == ["True", "False", "True"]
+
+
 def test_a_non_script_is_refused(tmp_path):
     with pytest.raises(ValueError, match="runs a Python script"):
         run_script(["-c", "pass"], stdout=str(tmp_path / "o"), stderr=str(tmp_path / "e"))

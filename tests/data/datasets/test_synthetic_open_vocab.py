@@ -82,7 +82,7 @@ def test_a_missing_twin_names_the_preparation(prepared):
         with pytest.raises(DatasetError, match=r"annotations(_filtered)?_base.*prepare_synthetic_open_vocab\.py"):
             DatasetCatalog.get(name)
     os.rename(os.path.join(prepared, "annotations_filtered"), os.path.join(prepared, "filtered_away"))
-    with pytest.raises(DatasetError, match=r"filter_syn\.py`, then run `python datasets/prepare_synthetic"):
+    with pytest.raises(DatasetError, match=r"filter_syn\.py`\), then run `python datasets/prepare_synthetic"):
         DatasetCatalog.get("toy_syn_filtered_sem_seg_train_base")
 
 
