@@ -5,6 +5,7 @@ import logging
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,13 @@ def pytest_configure(config):
     one server per worker with torch and timm imported, as ``launch()``'s workers do (utils/forked_script.py).
 
     Listing caches (freemask/data/loading/listing_cache.py) go to a folder of this run, removed at exit, never to the
-    user's ``~/.cache/freemask``; set before the server starts so that every process the tests start inherits it."""
+    user's ``~/.cache/freemask``; set before the server starts so that every process the tests start inherits it.
+
+    The Ctrl-C tests send SIGINT as a terminal does. A suite started as a background job of a script (``cmd &`` in a
+    non-interactive shell) inherits SIGINT ignored, and so would every command the tests start: handle it as a run
+    from a terminal does."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cache = tempfile.mkdtemp(prefix="freemask-test-cache-")
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
     os.environ["FREEMASK_CACHE_DIR"] = cache
