@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Write ADE20K's panoptic and instance files (Mask2Former's) from the SceneParsing and instance annotations.
+Installed: `freemask prepare ade20k-panoptic ARGS`; in a checkout also
+`python datasets/prepare_ade20k_panoptic.py ARGS`, as below.
 
     python datasets/prepare_ade20k_panoptic.py              # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_ade20k_panoptic.py --root /data --workers 16
@@ -11,15 +12,12 @@ PNGs, one per instance; categories 0..149). The ade20k_panoptic_* splits also ne
 (datasets/prepare_ade20k_sem_seg.py). A split is skipped when both its JSON files exist; --force redoes it.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.panoptic import prepare_ade20k_panoptic
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return prepare_main(__doc__, "ADEChallengeData2016", prepare_ade20k_panoptic, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

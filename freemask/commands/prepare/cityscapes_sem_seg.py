@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Convert Cityscapes' gtFine label-id maps to train-id maps (19 classes 0..18, 255 = ignore).
+Installed: `freemask prepare cityscapes-sem-seg ARGS`; in a checkout also
+`python datasets/prepare_cityscapes_sem_seg.py ARGS`, as below.
 
     python datasets/prepare_cityscapes_sem_seg.py             # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_cityscapes_sem_seg.py --root /data --workers 16
@@ -10,15 +11,12 @@ polygons label). The label-id -> train-id table is freemask/data/datasets/meta/c
 and re-run: finished maps are skipped; --force converts everything again.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.sem_seg import prepare_cityscapes
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return prepare_main(__doc__, "cityscapes", prepare_cityscapes, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
-#!/usr/bin/env python
 """Write FreeSeg's COCO "full task" annotations: panoptic, semantic and instance targets over the 171 COCO-Stuff
 classes, in all / base (156 seen) / novel (15 unseen) versions.
+Installed: `freemask prepare coco-full-task ARGS`; in a checkout also `python datasets/prepare_coco_full_task.py ARGS`,
+as below.
 
     python datasets/prepare_coco_full_task.py              # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_coco_full_task.py --root /data --workers 16
@@ -14,15 +15,12 @@ Sequential results in the JSON whatever --workers is (FreeSeg's --nproc > 1 keep
 Safe to interrupt and re-run; --force redoes everything.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.coco_full import prepare_coco_full_task
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return prepare_main(__doc__, "coco", prepare_coco_full_task, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

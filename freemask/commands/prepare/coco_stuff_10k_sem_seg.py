@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Convert COCO-Stuff-10k's .mat annotations (COCO-Stuff ids, 0 = unlabeled) to PNG label maps (0..170, 255 = ignore).
+Installed: `freemask prepare coco-stuff-10k-sem-seg ARGS`; in a checkout also
+`python datasets/prepare_coco_stuff_10k_sem_seg.py ARGS`, as below.
 
     python datasets/prepare_coco_stuff_10k_sem_seg.py         # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_coco_stuff_10k_sem_seg.py --root /data --workers 16
@@ -11,15 +12,12 @@ freemask/data/datasets). Needs scipy (to read .mat files). Safe to interrupt and
 skipped; --force converts everything again.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.sem_seg import prepare_coco_stuff_10k
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return prepare_main(__doc__, "coco_stuff_10k", prepare_coco_stuff_10k, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

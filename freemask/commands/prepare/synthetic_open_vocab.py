@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Write FreeMask's synthetic masks in FreeSeg's seen-class vocabulary, for the *_base synthetic splits of stage 2.
+Installed: `freemask prepare synthetic-open-vocab ARGS`; in a checkout also
+`python datasets/prepare_synthetic_open_vocab.py ARGS`, as below.
 
     python datasets/prepare_synthetic_open_vocab.py           # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_synthetic_open_vocab.py --root /data --workers 16
@@ -12,16 +13,13 @@ coco_2017_syn[_filtered|_resampled]_stuff_sem_seg_train_base and toy_syn[_filter
 Safe to interrupt and re-run (re-run it after filter_syn.py); --force converts everything again.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.synthetic_open_vocab import prepare_synthetic_open_vocab
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     folders = "ADE20K_Synthetic, COCO_Synthetic or toy/ADE20K_Synthetic"
     return prepare_main(__doc__, folders, prepare_synthetic_open_vocab, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,6 @@
-#!/usr/bin/env python
 """Convert PASCAL VOC 2012's SegmentationClassAug masks into FreeSeg's VOC splits (20 classes; 15 seen, 5 unseen).
+Installed: `freemask prepare voc-sem-seg ARGS`; in a checkout also `python datasets/prepare_voc_sem_seg.py ARGS`, as
+below.
 
     python datasets/prepare_voc_sem_seg.py                 # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_voc_sem_seg.py --root /data --workers 16
@@ -11,15 +12,12 @@ pottedplant, sheep, sofa, train, tvmonitor as 0..4), every mask in every folder,
 (the classes of each mask, for stage 1). Safe to interrupt and re-run: finished masks are skipped; --force redoes all.
 """
 
-import sys
+from typing import Optional, Sequence
 
 from freemask.data.prepare.cli import prepare_main
 from freemask.data.prepare.open_vocab_datasets import prepare_voc
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     return prepare_main(__doc__, "VOC2012", prepare_voc, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""`freemask prepare ade20k-open-vocab` in a checkout (its launcher). The code is
+freemask/commands/prepare/ade20k_open_vocab.py, as for the installed command;
+`python datasets/prepare_ade20k_open_vocab.py --help` says what it writes and lists the arguments."""
+
+import sys
+
+from freemask.commands.prepare.ade20k_open_vocab import main
+
+if __name__ == "__main__":
+    sys.exit(main())
