@@ -69,6 +69,10 @@ def test_an_unknown_dataset_is_one_line_with_a_did_you_mean(capsys, monkeypatch)
     monkeypatch.setattr("sys.argv", ["pytest"])
     assert commands.main(["prepare", "ade20k-sem", "--root", "x"]) == 2
     assert capsys.readouterr().err == "error: unknown dataset 'ade20k-sem'; did you mean ade20k-sem-seg?\n"
+    assert prepare_command.main(["ade20k"]) == 2  # a prefix names every dataset it starts
+    assert capsys.readouterr().err == (
+        "error: unknown dataset 'ade20k'; did you mean ade20k-sem-seg or ade20k-panoptic or ade20k-open-vocab?\n"
+    )
     assert prepare_command.main(["zzz"]) == 2
     assert capsys.readouterr().err == "error: unknown dataset 'zzz'; `freemask prepare --help` lists the datasets\n"
     assert prepare_command.main([]) == 2 and capsys.readouterr().err.startswith("usage: freemask prepare <dataset>")

@@ -11,7 +11,9 @@ import difflib
 import sys
 from typing import Dict, NamedTuple, Optional, Sequence
 
-COMMAND = "prepare"
+# How the parent dispatcher names this command ("freemask prepare", or "python -m freemask prepare" as sys.argv[0]);
+# spelt here, not imported, because the parent's hint() imports this package.
+COMMAND = "freemask prepare"
 
 
 class Preparation(NamedTuple):
@@ -55,10 +57,8 @@ def usage(program: str) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``freemask prepare <dataset> [arguments]``: the dataset's ``main`` with the rest of the arguments (sys.argv[0],
     "freemask prepare" as the parent command set it, becomes "freemask prepare <dataset>" for argparse)."""
-    from .. import PROGRAM, is_command_program
-
     args = list(sys.argv[1:] if argv is None else argv)
-    program = sys.argv[0] if is_command_program(sys.argv[0]) else f"{PROGRAM} {COMMAND}"
+    program = sys.argv[0] if sys.argv[0].endswith(COMMAND) else COMMAND
     if not args:
         print(usage(program), file=sys.stderr)
         return 2
@@ -67,8 +67,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     name, rest = args[0], args[1:]
     if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=1)
-        suggestion = f"did you mean {close[0]}?" if close else f"`{program} --help` lists the datasets"
+        close = [d for d in DATASETS if d.startswith(name)] or difflib.get_close_matches(name, DATASETS, n=1)
+        suggestion = f"did you mean {' or '.join(close)}?" if close else f"`{program} --help` lists the datasets"
         print(f"error: unknown dataset '{name}'; {suggestion}", file=sys.stderr)
         return 2
     from importlib import import_module

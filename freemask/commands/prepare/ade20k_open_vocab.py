@@ -5,7 +5,7 @@ Installed: `freemask prepare ade20k-open-vocab ARGS`; in a checkout also
     python datasets/prepare_ade20k_open_vocab.py           # $DETECTRON2_DATASETS (default ./datasets)
     python datasets/prepare_ade20k_open_vocab.py --root /data --workers 16
 
-Runs prepare_ade20k_panoptic.py first (Mask2Former's panoptic and instance files; needs annotations_instance/;
+Runs the ade20k-panoptic preparation first (Mask2Former's panoptic and instance files; needs annotations_instance/;
 skipped where done), then writes under ADEChallengeData2016/: annotations_detectron2/{training,validation}
 [_base|_novel]/ (0..149, or the split's ids; 255 elsewhere) with their _label_count.json,
 ade20k_panoptic_{train,val}_{base,novel}/ + .json (the other split's segments void) and

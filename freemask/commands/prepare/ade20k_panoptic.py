@@ -9,7 +9,7 @@ Reads ADEChallengeData2016/{images,annotations,annotations_instance}/{training,v
 ADEChallengeData2016/ade20k_panoptic_{train,val}/*.png, ade20k_panoptic_{train,val}.json and
 ade20k_instance_{train,val}.json (stuff from the semantic maps, one segment per class; things from the instance
 PNGs, one per instance; categories 0..149). The ade20k_panoptic_* splits also need annotations_detectron2/
-(datasets/prepare_ade20k_sem_seg.py). A split is skipped when both its JSON files exist; --force redoes it.
+(the ade20k-sem-seg preparation). A split is skipped when both its JSON files exist; --force redoes it.
 """
 
 from typing import Optional, Sequence

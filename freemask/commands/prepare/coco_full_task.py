@@ -7,12 +7,12 @@ as below.
     python datasets/prepare_coco_full_task.py --root /data --workers 16
 
 Needs coco/annotations/{panoptic,instances}_{train,val}2017.json, coco/panoptic_{train,val}2017/ and
-coco/stuffthingmaps_trainval2017/. Runs the COCO-Stuff steps first (prepare_coco_stuff_164k_open_vocab.py), then
+coco/stuffthingmaps_trainval2017/. Runs the COCO-Stuff steps first (the coco-stuff-164k-open-vocab preparation), then
 writes coco/panoptic_detectron2/{train,val}2017/ + panoptic_{train,val}2017.json (things: COCO's panoptic thing
 segments; stuff: one segment per COCO-Stuff stuff class of the stuffthingmap, where no thing is), their _base / _novel
 versions (the other split's segments void) and panoptic_detectron2/instances_{train,val}2017_{base,novel}.json.
-Sequential results in the JSON whatever --workers is (FreeSeg's --nproc > 1 keeps the input's segments_info).
-Safe to interrupt and re-run; --force redoes everything.
+Sequential results in the JSON whatever --workers is (FreeSeg's --nproc > 1 keeps the input's segments_info). Safe to
+interrupt and re-run; --force redoes everything.
 """
 
 from typing import Optional, Sequence

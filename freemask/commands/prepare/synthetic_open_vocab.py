@@ -7,10 +7,10 @@ Installed: `freemask prepare synthetic-open-vocab ARGS`; in a checkout also
 
 For every synthetic root found under --root (ADE20K_Synthetic/: 150 -> 135 seen classes, COCO_Synthetic/:
 171 -> 156, toy/ADE20K_Synthetic/: 6 -> 4) writes annotations_base/ from annotations/ and, when
-tools/filter_syn.py has written it, annotations_filtered_base/ from annotations_filtered/: the seen classes
+`freemask filter` has written it, annotations_filtered_base/ from annotations_filtered/: the seen classes
 re-indexed 0..S-1, unseen and unlabeled pixels 255. Read by ade20k_syn[_filtered|_resampled]_sem_seg_train_base,
 coco_2017_syn[_filtered|_resampled]_stuff_sem_seg_train_base and toy_syn[_filtered|_resampled]_sem_seg_train_base.
-Safe to interrupt and re-run (re-run it after filter_syn.py); --force converts everything again.
+Safe to interrupt and re-run (re-run it after `freemask filter`); --force converts everything again.
 """
 
 from typing import Optional, Sequence
