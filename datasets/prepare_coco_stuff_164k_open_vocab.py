@@ -1,25 +1,11 @@
 #!/usr/bin/env python
-"""Write FreeSeg's COCO-Stuff seen/unseen semantic splits (171 classes; 156 seen, 15 unseen) and their label counts.
-
-    python datasets/prepare_coco_stuff_164k_open_vocab.py   # $DETECTRON2_DATASETS (default ./datasets)
-    python datasets/prepare_coco_stuff_164k_open_vocab.py --root /data --workers 16
-
-First does what prepare_coco_stuff_164k_sem_seg.py does (coco/stuffthingmaps_detectron2/{train,val}2017/, 0..170;
-skipped where done), then writes coco/stuffthingmaps_detectron2/{train,val}2017_base/ (the 156 seen classes
-re-indexed 0..155, the rest 255) and {train,val}2017_novel/ (the 15 unseen, 0..14), every mask in every folder, and
-<folder>_label_count.json for the three folders of each split (stage 1). Safe to interrupt and re-run; --force
-converts everything again.
-"""
+"""`freemask prepare coco-stuff-164k-open-vocab` in a checkout (its launcher). The code is
+freemask/commands/prepare/coco_stuff_164k_open_vocab.py, as for the installed command;
+`python datasets/prepare_coco_stuff_164k_open_vocab.py --help` says what it writes and lists the arguments."""
 
 import sys
 
-from freemask.data.prepare.cli import prepare_main
-from freemask.data.prepare.open_vocab_datasets import prepare_coco_stuff_open_vocab
-
-
-def main(argv=None) -> int:
-    return prepare_main(__doc__, "coco", prepare_coco_stuff_open_vocab, argv)
-
+from freemask.commands.prepare.coco_stuff_164k_open_vocab import main
 
 if __name__ == "__main__":
     sys.exit(main())

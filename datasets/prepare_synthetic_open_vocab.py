@@ -1,27 +1,11 @@
 #!/usr/bin/env python
-"""Write FreeMask's synthetic masks in FreeSeg's seen-class vocabulary, for the *_base synthetic splits of stage 2.
-
-    python datasets/prepare_synthetic_open_vocab.py           # $DETECTRON2_DATASETS (default ./datasets)
-    python datasets/prepare_synthetic_open_vocab.py --root /data --workers 16
-
-For every synthetic root found under --root (ADE20K_Synthetic/: 150 -> 135 seen classes, COCO_Synthetic/:
-171 -> 156, toy/ADE20K_Synthetic/: 6 -> 4) writes annotations_base/ from annotations/ and, when
-tools/filter_syn.py has written it, annotations_filtered_base/ from annotations_filtered/: the seen classes
-re-indexed 0..S-1, unseen and unlabeled pixels 255. Read by ade20k_syn[_filtered|_resampled]_sem_seg_train_base,
-coco_2017_syn[_filtered|_resampled]_stuff_sem_seg_train_base and toy_syn[_filtered|_resampled]_sem_seg_train_base.
-Safe to interrupt and re-run (re-run it after filter_syn.py); --force converts everything again.
-"""
+"""`freemask prepare synthetic-open-vocab` in a checkout (its launcher). The code is
+freemask/commands/prepare/synthetic_open_vocab.py, as for the installed command;
+`python datasets/prepare_synthetic_open_vocab.py --help` says what it writes and lists the arguments."""
 
 import sys
 
-from freemask.data.prepare.cli import prepare_main
-from freemask.data.prepare.synthetic_open_vocab import prepare_synthetic_open_vocab
-
-
-def main(argv=None) -> int:
-    folders = "ADE20K_Synthetic, COCO_Synthetic or toy/ADE20K_Synthetic"
-    return prepare_main(__doc__, folders, prepare_synthetic_open_vocab, argv)
-
+from freemask.commands.prepare.synthetic_open_vocab import main
 
 if __name__ == "__main__":
     sys.exit(main())

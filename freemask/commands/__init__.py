@@ -20,7 +20,7 @@ PROGRAM = "freemask"
 class Command(NamedTuple):
     module: str  # under freemask.commands
     summary: str  # one line for `freemask --help`
-    script: str  # the launcher in a checkout, relative to the repository root
+    script: str  # the launcher in a checkout, relative to the repository root (prepare: one per dataset)
 
 
 COMMANDS: Dict[str, Command] = {
@@ -37,14 +37,22 @@ COMMANDS: Dict[str, Command] = {
     "compare": Command("compare", "per-class IoU gains of two runs: table and bar chart", "tools/compare_runs.py"),
     "plot": Command("plot", "loss, learning-rate and mIoU curves of training runs", "tools/plot_metrics.py"),
     "pipeline": Command("pipeline", "the whole FreeMask pipeline on the toy dataset", "tools/run_freemask_pipeline.py"),
+    "prepare": Command("prepare", "convert a dataset's raw annotations, once", "datasets/prepare_<dataset>.py"),
 }
 
 
 def hint(name: str, args: str = "") -> str:
     """How a message names command ``name`` (with ``args``), in both forms: "`freemask make-toy --force` (in a
-    checkout: `python tools/make_toy_dataset.py --force`)"."""
-    tail = f" {args}" if args else ""
-    return f"`{PROGRAM} {name}{tail}` (in a checkout: `python {COMMANDS[name].script}{tail}`)"
+    checkout: `python tools/make_toy_dataset.py --force`)". For ``prepare`` the first argument is the dataset, which
+    picks the launcher: "`freemask prepare voc-sem-seg` (in a checkout: `python datasets/prepare_voc_sem_seg.py`)"."""
+    script, script_args = COMMANDS[name].script, args
+    if name == "prepare":
+        from .prepare import launcher
+
+        dataset, _, script_args = args.partition(" ")
+        script = launcher(dataset)
+    tail, script_tail = (f" {a}" if a else "" for a in (args, script_args))
+    return f"`{PROGRAM} {name}{tail}` (in a checkout: `python {script}{script_tail}`)"
 
 
 def is_command_program(program: str) -> bool:

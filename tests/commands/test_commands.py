@@ -35,7 +35,7 @@ def _words(help_text: str, program: str) -> str:
     return " ".join(help_text.replace(f"usage: {program} ", "usage: PROGRAM ", 1).split())
 
 
-@pytest.mark.parametrize("name", sorted(COMMANDS))
+@pytest.mark.parametrize("name", sorted(set(COMMANDS) - {"prepare"}))  # prepare: one launcher per dataset, test_prepare
 def test_help_of_every_command_needs_no_torch_and_is_its_scripts(name):
     as_command = _python(
         BLOCK_TORCH + "runpy.run_module('freemask', run_name='__main__', alter_sys=True)",  # as python -m freemask
@@ -54,8 +54,8 @@ def test_help_of_every_command_needs_no_torch_and_is_its_scripts(name):
 
 def test_the_table_names_every_launcher_and_each_launcher_runs_its_command():
     launchers = {os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "tools", "*.py"))}
-    assert {c.script for c in COMMANDS.values()} == (launchers | {"train_net.py"})
-    for command in COMMANDS.values():
+    assert {c.script for c in COMMANDS.values()} == (launchers | {"train_net.py", "datasets/prepare_<dataset>.py"})
+    for command in (c for name, c in COMMANDS.items() if name != "prepare"):  # test_prepare checks datasets/
         with open(os.path.join(REPO, command.script), encoding="utf-8") as f:
             imported = [n.module for n in ast.walk(ast.parse(f.read())) if isinstance(n, ast.ImportFrom)]
         assert imported == [f"freemask.commands.{command.module}"], command.script
@@ -129,13 +129,15 @@ def _strings_outside_docstrings(path: str):
 
 def test_no_message_names_a_script_of_the_checkout_alone():
     """Outside freemask/commands (the table, the launchers' own words), a script is named only through hint()."""
-    scripts = [os.path.basename(c.script) for c in COMMANDS.values()]
+    preparations = glob.glob(os.path.join(REPO, "datasets", "prepare_*.py"))
+    scripts = [os.path.basename(p) for p in [c.script for c in COMMANDS.values()] + preparations]
+    assert "prepare_ade20k_sem_seg.py" in scripts and "filter_syn.py" in scripts
     found = []
     for path in glob.glob(os.path.join(REPO, "freemask", "**", "*.py"), recursive=True):
         if os.path.join("freemask", "commands") in path:
             continue
         for line, text in _strings_outside_docstrings(path):
-            if "tools/" in text or any(script in text for script in scripts):
+            if "tools/" in text or "datasets/prepare_" in text or any(script in text for script in scripts):
                 found.append(f"{os.path.relpath(path, REPO)}:{line}: {text[:80]}")
     assert found == []
 

@@ -9,6 +9,7 @@ same training labels, so preparing is an optimisation, not a requirement. The ro
 import os
 from typing import List, Optional, Tuple
 
+from ...commands import hint
 from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
@@ -50,7 +51,7 @@ def load_ade20k(split: str, root: Optional[str] = None) -> List[dict]:
             return load_sem_seg(images, prepared, ".jpg", ".png", reduce_zero_label=False)
         except DatasetError as e:  # typically an interrupted preparation
             raise DatasetError(
-                f"{e}; or finish the preparation with `python datasets/prepare_ade20k_sem_seg.py`, or delete "
+                f"{e}; or finish the preparation with {hint('prepare', 'ade20k-sem-seg')}, or delete "
                 f"{prepared} to use the raw masks"
             ) from None
     if not os.path.isdir(raw):

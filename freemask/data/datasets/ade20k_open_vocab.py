@@ -8,11 +8,12 @@ FreeSeg's class names (``meta/ade20k_150_freeseg.json``: CLIP's prompts are buil
 (``prepare_ade20k_panoptic.py``) and ``annotations_detectron2/``.
 """
 
+from ...commands import hint
 from .ade20k_panoptic import ade_path
 from .open_vocab import open_vocab_split
 from .open_vocab_register import register_open_vocab_ade_layout
 
-_HINT = "run `python datasets/prepare_ade20k_open_vocab.py` (see datasets/README.md, FreeSeg section)"
+_HINT = f"run {hint('prepare', 'ade20k-open-vocab')} (see datasets/README.md, FreeSeg section)"
 
 
 def register_ade20k_open_vocab() -> None:

@@ -11,13 +11,14 @@ are things comes from ``meta/ade20k_instance_100.json`` (the instance-class tabl
 import os
 from typing import Dict
 
+from ...commands import hint
 from ..catalog import datasets_root
 from .ade20k import ADE_DIR, ade20k_meta
 from .class_meta import read_meta_file
 from .panoptic import PanopticCategories, register_ade_layout_splits
 
 _HINT = (
-    "write the panoptic and instance files with `python datasets/prepare_ade20k_panoptic.py` (it needs "
+    f"write the panoptic and instance files with {hint('prepare', 'ade20k-panoptic')} (it needs "
     "ADEChallengeData2016/annotations_instance/, see datasets/README.md)"
 )
 

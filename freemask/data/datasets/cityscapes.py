@@ -10,6 +10,7 @@ and the label-id table come from ``meta/cityscapes_19.json``.
 import os
 from typing import List, Optional, Tuple
 
+from ...commands import hint
 from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
@@ -22,7 +23,7 @@ CITYSCAPES_SPLITS = {"cityscapes_fine_sem_seg_train": "train", "cityscapes_fine_
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
 RAW_LABEL_SUFFIX = "_gtFine_labelIds.png"
-_PREPARE = "python datasets/prepare_cityscapes_sem_seg.py"
+_PREPARE = hint("prepare", "cityscapes-sem-seg")
 _SHOWN = 3
 
 
@@ -60,7 +61,7 @@ def load_cityscapes(split: str, root: Optional[str] = None) -> List[dict]:
     if missing:
         shown = ", ".join(os.path.basename(m) for m in missing[:_SHOWN]) + (", ..." if len(missing) > _SHOWN else "")
         raw = missing[0][: -len(LABEL_SUFFIX)] + RAW_LABEL_SUFFIX
-        fix = f"run `{_PREPARE}`" if os.path.isfile(raw) else f"unzip gtFine_trainvaltest.zip, then run `{_PREPARE}`"
+        fix = f"run {_PREPARE}" if os.path.isfile(raw) else f"unzip gtFine_trainvaltest.zip, then run {_PREPARE}"
         raise DatasetError(
             f"{len(missing)} of {len(records)} Cityscapes {split} label maps are missing ({shown}); {fix}"
         )

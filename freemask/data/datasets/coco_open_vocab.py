@@ -24,6 +24,7 @@ ensemble weights), ``evaluation_flag`` the 11 its evaluators average unseen PQ /
 import functools
 from typing import Dict
 
+from ...commands import hint
 from ..catalog import DatasetCatalog, MetadataCatalog
 from .coco_panoptic import coco_path, load_coco_panoptic
 from .open_vocab import KINDS, kind_suffix, open_vocab_split
@@ -33,8 +34,8 @@ from .panoptic import load_coco_panoptic_json
 COCO_PANOPTIC_OPEN_VOCAB = "coco_2017_val_panoptic_with_sem_seg_open_vocab"
 
 COCO_OV_SPLITS = {"train": "train2017", "test": "val2017"}  # FreeSeg's name -> COCO folder
-_SEM_HINT = "run `python datasets/prepare_coco_stuff_164k_open_vocab.py` (see datasets/README.md, FreeSeg section)"
-_FULL_HINT = "run `python datasets/prepare_coco_full_task.py` (see datasets/README.md, FreeSeg section)"
+_SEM_HINT = f"run {hint('prepare', 'coco-stuff-164k-open-vocab')} (see datasets/README.md, FreeSeg section)"
+_FULL_HINT = f"run {hint('prepare', 'coco-full-task')} (see datasets/README.md, FreeSeg section)"
 
 
 def coco_full_task_paths(folder: str, kind: str) -> Dict[str, tuple]:

@@ -10,6 +10,7 @@ the time a split is loaded.
 import functools
 import os
 
+from ...commands import hint
 from ..catalog import datasets_root
 from .class_meta import read_meta_file
 from .panoptic import PanopticCategories, load_coco_panoptic_json, register_instance_split, register_panoptic_split
@@ -19,7 +20,7 @@ _HINT = (
     "download the COCO 2017 images and panoptic/instance annotations from cocodataset.org and unzip them under "
     "$DETECTRON2_DATASETS/coco (see datasets/README.md)"
 )
-_SEM_HINT = "write the semantic maps with `python datasets/prepare_coco_panoptic_sem_seg.py` (see datasets/README.md)"
+_SEM_HINT = f"write the semantic maps with {hint('prepare', 'coco-panoptic-sem-seg')} (see datasets/README.md)"
 
 
 def coco_panoptic_categories() -> PanopticCategories:

@@ -9,6 +9,7 @@ and the 171 used COCO ids come from ``meta/coco_stuff_171.json``.
 import os
 from typing import List, Optional, Tuple
 
+from ...commands import hint
 from ..catalog import datasets_root
 from ..errors import DatasetError
 from .class_meta import class_meta
@@ -27,7 +28,7 @@ COCO_STUFF_SYN_SPLITS = {
     "filtered": "coco_2017_syn_filtered_stuff_sem_seg_train",
     "resampled": "coco_2017_syn_resampled_stuff_sem_seg_train",
 }
-_PREPARE = "python datasets/prepare_coco_stuff_164k_sem_seg.py"
+_PREPARE = hint("prepare", "coco-stuff-164k-sem-seg")
 
 
 def coco_stuff_meta() -> Tuple[Tuple[str, ...], Tuple[Tuple[int, int, int], ...]]:
@@ -50,16 +51,16 @@ def load_coco_stuff(split: str, root: Optional[str] = None) -> List[dict]:
     if not os.path.isdir(masks):
         if os.path.isdir(raw):
             raise DatasetError(
-                f"COCO-Stuff masks not prepared: {masks} does not exist; run `{_PREPARE}` to convert {raw}"
+                f"COCO-Stuff masks not prepared: {masks} does not exist; run {_PREPARE} to convert {raw}"
             )
         raise DatasetError(
             f"COCO-Stuff masks not found: neither {masks} nor {raw} exists; download stuffthingmaps_trainval2017.zip "
-            f"(COCO-Stuff 164K), unzip it under {base}, then run `{_PREPARE}`"
+            f"(COCO-Stuff 164K), unzip it under {base}, then run {_PREPARE}"
         )
     try:
         return load_sem_seg(images, masks, ".jpg", ".png", reduce_zero_label=False)
     except DatasetError as e:  # typically an interrupted preparation
-        raise DatasetError(f"{e}; or finish the preparation with `{_PREPARE}`") from None
+        raise DatasetError(f"{e}; or finish the preparation with {_PREPARE}") from None
 
 
 def _synthetic_root() -> str:

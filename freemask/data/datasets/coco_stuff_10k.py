@@ -10,6 +10,7 @@ copied.
 import os
 from typing import List, Optional
 
+from ...commands import hint
 from ..catalog import datasets_root
 from ..errors import DatasetError
 from ..prepare.sem_seg import read_image_list
@@ -20,7 +21,7 @@ COCO_STUFF_10K_DIR = "coco_stuff_10k"
 PREPARED_DIR = "annotations_detectron2"
 # dataset name -> split (image list and prepared folder)
 COCO_STUFF_10K_SPLITS = {"coco_stuff_10k_sem_seg_train": "train", "coco_stuff_10k_sem_seg_test": "test"}
-_PREPARE = "python datasets/prepare_coco_stuff_10k_sem_seg.py"
+_PREPARE = hint("prepare", "coco-stuff-10k-sem-seg")
 
 
 def load_coco_stuff_10k(split: str, root: Optional[str] = None) -> List[dict]:
@@ -30,7 +31,7 @@ def load_coco_stuff_10k(split: str, root: Optional[str] = None) -> List[dict]:
     names = read_image_list(base, split)
     masks = os.path.join(base, PREPARED_DIR, split)
     if not os.path.isdir(masks):
-        raise DatasetError(f"COCO-Stuff-10k labels not prepared: {masks} does not exist; run `{_PREPARE}`")
+        raise DatasetError(f"COCO-Stuff-10k labels not prepared: {masks} does not exist; run {_PREPARE}")
     records = [
         {
             "file_name": os.path.join(base, "images", f"{name}.jpg"),
@@ -39,7 +40,7 @@ def load_coco_stuff_10k(split: str, root: Optional[str] = None) -> List[dict]:
         }
         for name in names
     ]
-    for key, fix in (("file_name", "re-extract cocostuff-10k-v1.1.zip"), ("sem_seg_file_name", f"run `{_PREPARE}`")):
+    for key, fix in (("file_name", "re-extract cocostuff-10k-v1.1.zip"), ("sem_seg_file_name", f"run {_PREPARE}")):
         missing = [r[key] for r in records if not os.path.isfile(r[key])]
         if missing:
             raise DatasetError(

@@ -27,7 +27,7 @@ from . import ade20k, coco_stuff, toy
 from .open_vocab import open_vocab_split
 from .synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_NAME, MASKS_DIR, load_resampled, load_synthetic
 
-PREPARE = "python datasets/prepare_synthetic_open_vocab.py"
+PREPARE = hint("prepare", "synthetic-open-vocab")
 # Mask folder of a synthetic root -> its seen-class twin (written by PREPARE).
 BASE_MASK_DIRS = {MASKS_DIR: "annotations_base", FILTERED_MASKS_DIR: "annotations_filtered_base"}
 BASE_SUFFIX = "_base"
@@ -80,8 +80,8 @@ SYNTHETIC_VOCAB_ROOTS: Dict[str, SyntheticVocabRoot] = {
 
 def _prepare_hint(root: str, source: str) -> str:
     if source == FILTERED_MASKS_DIR and not os.path.isdir(os.path.join(root, source)):
-        return f"write {os.path.join(root, source)} with {hint('filter')}, then run `{PREPARE}`"
-    return f"run `{PREPARE}` (see datasets/README.md, FreeSeg section)"
+        return f"write {os.path.join(root, source)} with {hint('filter')}, then run {PREPARE}"
+    return f"run {PREPARE} (see datasets/README.md, FreeSeg section)"
 
 
 def _check_prepared(root: str, source: str, download: str) -> str:
@@ -105,7 +105,7 @@ def load_synthetic_base(entry: SyntheticVocabRoot, kind: str) -> List[dict]:
     try:
         return load_synthetic(root, os.path.basename(prepared), False, missing_hint=entry.download)
     except DatasetError as e:  # typically an interrupted preparation
-        raise DatasetError(f"{e}; or finish the preparation with `{PREPARE}`") from None
+        raise DatasetError(f"{e}; or finish the preparation with {PREPARE}") from None
 
 
 def _load_resampled_base(root: str, download: str) -> List[dict]:
@@ -127,7 +127,7 @@ def _load_resampled_base(root: str, download: str) -> List[dict]:
         if name not in listings[twin]:
             raise DatasetError(
                 f"{os.path.join(twin, name)} not found (the twin of {record['sem_seg_file_name']}, listed in the "
-                f"resampled manifest); finish the preparation with `{PREPARE}`"
+                f"resampled manifest); finish the preparation with {PREPARE}"
             )
         record["sem_seg_file_name"] = os.path.join(twin, name)
     return records

@@ -12,6 +12,7 @@ import functools
 import os
 from typing import List
 
+from ...commands import hint
 from ..catalog import datasets_root
 from .open_vocab import KINDS, kind_suffix, open_vocab_split
 from .open_vocab_register import load_prepared_sem_seg, register_open_vocab_split
@@ -20,7 +21,7 @@ VOC_DIR = "VOC2012"
 VOC_SPLITS = {"train": "train", "test": "val"}  # registered name -> annotation folder
 _HINT = (
     "download VOC2012 (JPEGImages, SegmentationClassAug) under $DETECTRON2_DATASETS and run "
-    "`python datasets/prepare_voc_sem_seg.py` (see datasets/README.md, FreeSeg section)"
+    f"{hint('prepare', 'voc-sem-seg')} (see datasets/README.md, FreeSeg section)"
 )
 
 

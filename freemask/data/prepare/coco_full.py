@@ -24,6 +24,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from ...commands import hint
 from ...utils.atomic import atomic_write_json
 from ..datasets.coco_open_vocab import coco_full_task_paths
 from ..datasets.open_vocab import OpenVocabSplit, open_vocab_split
@@ -94,7 +95,7 @@ def _full_task_one(job: Job, split: OpenVocabSplit) -> Tuple[List[dict], str]:
         if labels[labels != IGNORE_LABEL].max(initial=0) >= len(split.categories.ids):
             raise DatasetError(
                 f"{stuff_path}: label {labels[labels != IGNORE_LABEL].max()} is not a COCO-Stuff class (0..170); "
-                "re-run `python datasets/prepare_coco_stuff_164k_sem_seg.py --force`"
+                f"re-run {hint('prepare', 'coco-stuff-164k-sem-seg --force')}"
             )
         ids, segments = full_task_segments(pan_ids, pan_segments, stuff, split)
         write_png_atomic(out_png, id2rgb(ids)[..., ::-1])

@@ -16,6 +16,7 @@ from typing import List, Sequence
 
 import numpy as np
 
+from ...commands import hint
 from ..datasets.open_vocab import KINDS, OpenVocabSplit, kind_suffix, open_vocab_split
 from ..datasets.open_vocab_register import ade_layout_paths
 from ..datasets.panoptic import ADE_LAYOUT_SPLITS
@@ -157,6 +158,6 @@ def prepare_ade20k_open_vocab(root: str, workers: int = 0, force: bool = False, 
     if result.errors:
         return result
     base = os.path.join(root, "ADEChallengeData2016")
-    hint = "run `python datasets/prepare_ade20k_panoptic.py` first (see datasets/README.md)"
-    result.add(prepare_ade_layout_open_vocab(base, open_vocab_split("ade20k_150"), workers, force, progress, hint))
+    first = f"run {hint('prepare', 'ade20k-panoptic')} first (see datasets/README.md)"
+    result.add(prepare_ade_layout_open_vocab(base, open_vocab_split("ade20k_150"), workers, force, progress, first))
     return result

@@ -82,7 +82,8 @@ def test_a_missing_twin_names_the_preparation(prepared):
         with pytest.raises(DatasetError, match=r"annotations(_filtered)?_base.*prepare_synthetic_open_vocab\.py"):
             DatasetCatalog.get(name)
     os.rename(os.path.join(prepared, "annotations_filtered"), os.path.join(prepared, "filtered_away"))
-    with pytest.raises(DatasetError, match=r"filter_syn\.py`\), then run `python datasets/prepare_synthetic"):
+    both = r"`freemask prepare synthetic-open-vocab` \(in a checkout: `python datasets/prepare_synthetic"
+    with pytest.raises(DatasetError, match=r"filter_syn\.py`\), then run " + both):
         DatasetCatalog.get("toy_syn_filtered_sem_seg_train_base")
 
 
@@ -96,7 +97,8 @@ def test_records_read_the_twins(prepared):
                    and not r["reduce_zero_label"] for r in records)  # fmt: skip
 
     os.remove(os.path.join(prepared, "annotations_base", "a_seed_1.png"))  # an interrupted preparation
-    with pytest.raises(DatasetError, match="a_seed_1.*finish the preparation with `python datasets/prepare_syn"):
+    both = r"`freemask prepare synthetic-open-vocab` \(in a checkout: `python datasets/prepare_syn"
+    with pytest.raises(DatasetError, match="a_seed_1.*finish the preparation with " + both):
         DatasetCatalog.get("toy_syn_sem_seg_train_base")
 
 
