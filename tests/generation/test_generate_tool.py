@@ -307,7 +307,7 @@ def documented_toy_commands():
     return commands
 
 
-def test_the_documented_toy_chain_generate_filter_resample(toy_datasets, generate_syn, resample_syn, tmp_path, monkeypatch):
+def test_the_documented_toy_chain(toy_datasets, generate_syn, resample_syn, tmp_path, monkeypatch):
     """generate -> filter_syn -> resample_syn as docs/GENERATION.md writes them (output/ moved to a temporary folder, a
     randomly initialised filter model: the chain is checked, not the filter's quality), then --copies-from gives the
     resampler's choice."""
