@@ -27,6 +27,7 @@ from ..errors import TrainingInterrupted, UserError, file_system_refusal, output
 from ..evaluation import inference_on_dataset
 from ..evaluation.panels import log_prediction_panels
 from ..evaluation.results_json import Provenance, results_produced_by
+from ..evaluation.sem_seg import INFERENCE_DIR, MULTI_SCALE_DIR
 from ..modeling import build_model
 from ..modeling.inference import SegmentationInference
 from ..solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
@@ -389,7 +390,7 @@ class Trainer:
         for name in cfg.DATASETS.TEST:
             results[name] = {}
             for key, subdir, label, inference in passes:
-                output_dir = os.path.join(cfg.OUTPUT_DIR, "inference")
+                output_dir = os.path.join(cfg.OUTPUT_DIR, INFERENCE_DIR)
                 if len(cfg.DATASETS.TEST) > 1:
                     output_dir = os.path.join(output_dir, name)
                 evaluator = cls.build_evaluator(cfg, name, os.path.join(output_dir, subdir))
@@ -410,7 +411,7 @@ def _inference_passes(cfg: CfgNode) -> List[Tuple[str, str, str, SegmentationInf
     passes = []
     for key, subdir, label, enabled in (
         ("sem_seg", "", " (single scale)", False),
-        ("sem_seg_ms_flip", "ms_flip", " (multi-scale + flip)", True),
+        ("sem_seg_ms_flip", MULTI_SCALE_DIR, " (multi-scale + flip)", True),
     ):
         variant = cfg.clone()
         variant.defrost()

@@ -24,12 +24,10 @@ from ..commands import hint
 from ..errors import UserError
 from ..utils.atomic import atomic_path
 from .results_json import PRODUCED_BY
-from .sem_seg import DATASET_KEY, RESULTS_FILE
+from .sem_seg import DATASET_KEY, INFERENCE_DIR, MULTI_SCALE_DIR, RESULTS_FILE
 
 IOU_PREFIX = "IoU-"
 OVERALL = ("mIoU", "pACC")
-INFERENCE_DIR = "inference"
-MULTI_SCALE_DIR = "ms_flip"  # the trainer's folder for the multi-scale + flip pass (TEST.AUG.EVAL_BOTH)
 
 
 class CompareError(UserError, ValueError):

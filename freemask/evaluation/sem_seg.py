@@ -31,6 +31,10 @@ from .seen_unseen import check_evaluation_set, dataset_open_vocab_metadata, sema
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "sem_seg_results.json"
+# Where a training run's evaluations go: OUTPUT_DIR/inference/[<dataset>/ when several]/[ms_flip/ for the multi-scale
+# + flip pass]; written by the trainer, read by the compare tool and the toy pipeline.
+INFERENCE_DIR = "inference"
+MULTI_SCALE_DIR = "ms_flip"
 # The results file's record of what was evaluated, when the evaluator knows its dataset (``from_dataset``, which is
 # how the trainer builds it): ``{"name": <dataset>, "classes": [<class names, in label order>]}``. It lets a reader
 # of two files (tools/compare_runs.py) refuse results of different datasets; the metrics themselves are unchanged.

@@ -43,13 +43,14 @@ from ..data.datasets.synthetic import FILTERED_MASKS_DIR, IMAGES_DIR, MANIFEST_N
 from ..data.datasets.toy import REAL_DIR, SYN_DIR, TOY_CLASSES
 from ..engine.defaults import setup_cfg
 from ..errors import Interrupted, UserError
+from ..evaluation.sem_seg import INFERENCE_DIR, RESULTS_FILE
 from ..model_zoo import get_config_file
 from ..utils.atomic import atomic_write_bytes
 from ..utils.forked_script import run_script
 
 CONFIG_DIR = "configs/toy/semantic-segmentation"
 REAL_CONFIG = f"{CONFIG_DIR}/semantic_fpn_R18_toy.yaml"
-RESULTS = os.path.join("inference", "sem_seg_results.json")
+RESULTS = os.path.join(INFERENCE_DIR, RESULTS_FILE)
 # Schedule keys scaled by --iters-scale (iteration counts of SOLVER).
 _SCALED_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS", "SOLVER.CHECKPOINT_PERIOD")
 _LOG_TAIL = 15
